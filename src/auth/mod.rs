@@ -1,0 +1,1 @@
+//! Authentication: JWT verification, key sets, verified-token cache, revocation, API keys.

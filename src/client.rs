@@ -1,0 +1,1 @@
+//! An async client for tollgate's RESP protocol, with pipelining and a small pool.

@@ -1,0 +1,1 @@
+//! Prometheus metrics: one registry, the counters and histograms tollgate exports.
