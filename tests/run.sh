@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs tollgate's whole test suite on a fresh machine: installs the real components the
+# integration tests drive (nginx for the auth_request tests, redis-tools for redis-cli),
+# then `cargo test`. Safe to run again; installs only what is missing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+missing=()
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "tests/run.sh: need ${missing[*]}; run as root or install them with apt-get" >&2
+        exit 1
+    fi
+    # Keep Debian from starting its own nginx service while installing: the tests start
+    # their own instances on loopback ports.
+    policy_added=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        policy_added=1
+    fi
+    trap '[ "$policy_added" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+exec cargo test --locked "$@"
