@@ -1,13 +1,33 @@
 //! The decision core: turns request facts into a decision. Every front door calls it.
 //!
-//! OWNER NOTE (remove when implemented): the signatures below are the contract the HTTP and
-//! RESP doors are written against.
+//! The gate owns three things:
+//! - the compiled limits (tiers and named limits as [`LimitSpec`]s), behind an [`ArcSwap`] so
+//!   that a reload swaps them atomically while requests keep deciding on either the old or the
+//!   new set, never a mix;
+//! - the [`Limiter`], one for the life of the process: a reload does not replace it, and since
+//!   the limiter keys its states by a fingerprint of the `LimitSpec`, counters of limits that
+//!   did not change survive the reload while changed limits start afresh;
+//! - the [`Metrics`]: decisions are counted here, not in the doors, so that HTTP, RESP and any
+//!   later door count the same way.
+//!
+//! A door parses its input into a [`CheckQuery`], calls [`Gate::check`] and renders the
+//! [`Decision`] or the [`CheckError`]; it never decides anything itself.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use arc_swap::ArcSwap;
+use prometheus::{Histogram, IntCounter};
 
 use crate::clock::Clock;
-use crate::config::Config;
-use crate::limiter::Decision;
+use crate::config::{Config, LimitConfig};
+use crate::limiter::{
+    Algorithm, Decision, LimitCheck, LimitSpec, Limiter, LimiterOptions, SLIDING_LOG_MAX,
+};
+use crate::metrics::{DecisionCounters, Metrics};
 
 /// The facts of a `/check` (HTTP) or `CHECK` (RESP) request.
 #[derive(Debug, Clone, Copy)]
@@ -41,20 +61,541 @@ pub enum CheckError {
     HitsOutOfRange { max: u64 },
 }
 
+impl CheckError {
+    /// Short reason, used as the `reason` label of `tollgate_check_errors_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CheckError::MissingKey => "missing_key",
+            CheckError::KeyTooLong(_) => "key_too_long",
+            CheckError::UnknownTier(_) => "unknown_tier",
+            CheckError::UnknownLimit(_) => "unknown_limit",
+            CheckError::HitsOutOfRange { .. } => "hits_out_of_range",
+        }
+    }
+}
+
+/// One compiled limit with its pre-resolved denial counter.
+struct CompiledLimit {
+    spec: LimitSpec,
+    denials: IntCounter,
+}
+
+/// A tier: its limit and its pre-resolved decision counters.
+struct CompiledTier {
+    limit: CompiledLimit,
+    decisions: DecisionCounters,
+}
+
+/// Everything a reload replaces, swapped as one.
+struct GateState {
+    config: Arc<Config>,
+    tiers: HashMap<Box<str>, CompiledTier, ahash::RandomState>,
+    limits: HashMap<Box<str>, CompiledLimit, ahash::RandomState>,
+    max_hits: u64,
+}
+
+/// What a reload changed. `tiers.NAME` / `limits.NAME` name the entries as in the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Entries new in this configuration.
+    pub added: Vec<String>,
+    /// Entries gone from this configuration (their counters age out of the limiter).
+    pub removed: Vec<String>,
+    /// Entries whose limit, window or algorithm changed: their counters start afresh.
+    pub changed: Vec<String>,
+    /// Entries that did not change: their counters are kept.
+    pub unchanged: usize,
+    /// Sections that differ but only take effect after a restart (listeners, limiter bounds).
+    pub restart_required: Vec<String>,
+}
+
+impl fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn list(f: &mut fmt::Formatter<'_>, what: &str, v: &[String]) -> fmt::Result {
+            write!(f, "{} {what}", v.len())?;
+            if !v.is_empty() {
+                write!(f, " ({})", v.join(", "))?;
+            }
+            Ok(())
+        }
+        list(f, "added", &self.added)?;
+        f.write_str(", ")?;
+        list(f, "removed", &self.removed)?;
+        f.write_str(", ")?;
+        list(f, "changed", &self.changed)?;
+        write!(f, ", {} unchanged", self.unchanged)?;
+        if !self.restart_required.is_empty() {
+            write!(
+                f,
+                "; changes to [{}] need a restart",
+                self.restart_required.join("], [")
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The decision core.
 pub struct Gate {
-    #[allow(dead_code)]
     clock: Arc<dyn Clock>,
+    limiter: Limiter,
+    state: ArcSwap<GateState>,
+    metrics: Arc<Metrics>,
+    /// Cloned out of `metrics` so the hot path does not chase the Arc.
+    decision_seconds: Histogram,
 }
 
 impl Gate {
     /// Builds the core from a validated configuration.
-    pub fn new(_config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        Ok(Self { clock })
+    pub fn new(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let state = compile(config, &metrics)?;
+        let options = LimiterOptions {
+            max_states: config.limiter.max_states,
+            shards: config.limiter.shards,
+            hash_key: hash_key(config)?,
+        };
+        let limiter = Limiter::new(options, clock.clone());
+        Ok(Self {
+            clock,
+            limiter,
+            state: ArcSwap::from_pointee(state),
+            decision_seconds: metrics.decision_seconds().clone(),
+            metrics,
+        })
     }
 
-    /// Decides a rate-limit check.
-    pub fn check(&self, _q: &CheckQuery<'_>) -> Result<Decision, CheckError> {
-        unimplemented!("gate not implemented yet")
+    /// Decides a rate-limit check: the tier's limit, plus the named limit when given, both
+    /// for the same key; admitted only if both admit, and a denial consumes from neither.
+    pub fn check(&self, q: &CheckQuery<'_>) -> Result<Decision, CheckError> {
+        let state = self.state.load();
+        let (tier, named) = match validate(&state, q) {
+            Ok(found) => found,
+            Err(e) => {
+                self.metrics.check_error(e.reason());
+                return Err(e);
+            }
+        };
+        let mut checks = [LimitCheck {
+            limit: &tier.limit.spec,
+            key: q.key,
+        }; 2];
+        let mut n = 1;
+        if let Some(named) = named {
+            // A limit identical to the tier's (same name and spec) is the same counter in the
+            // limiter: checking it twice would count the request twice.
+            if named.spec != tier.limit.spec {
+                checks[1].limit = &named.spec;
+                n = 2;
+            }
+        }
+
+        let started = Instant::now();
+        let decision = self.limiter.check(&checks[..n], q.hits);
+        self.decision_seconds
+            .observe(started.elapsed().as_secs_f64());
+
+        if decision.allowed {
+            tier.decisions.allowed.inc();
+        } else {
+            tier.decisions.denied.inc();
+            let denier = if decision.deciding == 0 {
+                &tier.limit
+            } else {
+                named.unwrap_or(&tier.limit)
+            };
+            denier.denials.inc();
+        }
+        for o in decision.outcomes.iter().filter(|o| o.abuse) {
+            // The limiter raises `abuse` once per key and window, so this logs once too.
+            self.metrics.abuse_signal(&o.name);
+            tracing::warn!(
+                target: "tollgate::abuse",
+                key = ?q.key,
+                tier = ?q.tier,
+                limit = %o.name,
+                quota = o.limit,
+                window_secs = o.window_secs,
+                "abuse signal: key asked for more than twice its limit in this window"
+            );
+        }
+        Ok(decision)
+    }
+
+    /// Replaces the tiers and limits with those of `new_config` (already validated). Counters
+    /// of unchanged limits are kept. On error nothing changes and the failure is counted.
+    pub fn reload(&self, new_config: &Config) -> anyhow::Result<ReloadSummary> {
+        let new_state = match compile(new_config, &self.metrics) {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.config_reload(false);
+                return Err(e);
+            }
+        };
+        let old = self.state.load_full();
+        let summary = summarise(&old, &new_state);
+        self.state.store(Arc::new(new_state));
+        self.metrics.config_reload(true);
+        Ok(summary)
+    }
+
+    /// Counts a reload that failed before reaching [`Gate::reload`] (e.g. the file did not
+    /// parse), so `tollgate_config_reloads_total{result="failed"}` sees every failure.
+    pub fn reload_failed(&self) {
+        self.metrics.config_reload(false);
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.state.load().config.clone()
+    }
+
+    /// The configured tiers, sorted by name.
+    pub fn tiers(&self) -> Vec<LimitSpec> {
+        let state = self.state.load();
+        let mut v: Vec<_> = state.tiers.values().map(|t| t.limit.spec.clone()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// The configured named limits, sorted by name.
+    pub fn limits(&self) -> Vec<LimitSpec> {
+        let state = self.state.load();
+        let mut v: Vec<_> = state.limits.values().map(|l| l.spec.clone()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// The largest `hits` a check may carry now.
+    pub fn max_hits(&self) -> u64 {
+        self.state.load().max_hits
+    }
+
+    /// The metrics every door records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The engine.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// The clock decisions are made with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Drops idle limiter states. The server calls it periodically.
+    pub fn sweep(&self) {
+        self.limiter.sweep();
+    }
+
+    /// `GET /metrics`: every metric in the Prometheus text format.
+    pub fn render_metrics(&self) -> Vec<u8> {
+        self.metrics
+            .render(self.limiter.tracked_states(), self.limiter.evictions())
+    }
+}
+
+fn validate<'s>(
+    state: &'s GateState,
+    q: &CheckQuery<'_>,
+) -> Result<(&'s CompiledTier, Option<&'s CompiledLimit>), CheckError> {
+    if q.key.is_empty() {
+        return Err(CheckError::MissingKey);
+    }
+    if q.key.len() > MAX_KEY_BYTES {
+        return Err(CheckError::KeyTooLong(q.key.len()));
+    }
+    let tier = state
+        .tiers
+        .get(q.tier)
+        .ok_or_else(|| CheckError::UnknownTier(q.tier.to_owned()))?;
+    let named = match q.limit {
+        Some(name) => Some(
+            state
+                .limits
+                .get(name)
+                .ok_or_else(|| CheckError::UnknownLimit(name.to_owned()))?,
+        ),
+        None => None,
+    };
+    if q.hits > state.max_hits {
+        return Err(CheckError::HitsOutOfRange {
+            max: state.max_hits,
+        });
+    }
+    Ok((tier, named))
+}
+
+/// Turns the configuration's tiers and limits into specs with their metric handles.
+fn compile(config: &Config, metrics: &Metrics) -> anyhow::Result<GateState> {
+    let mut tiers = HashMap::with_hasher(ahash::RandomState::new());
+    for (name, lc) in &config.tiers {
+        let spec = limit_spec(name, lc).with_context(|| format!("tiers.{name}"))?;
+        tiers.insert(
+            name.as_str().into(),
+            CompiledTier {
+                limit: CompiledLimit {
+                    denials: metrics.denial_counter(name),
+                    spec,
+                },
+                decisions: metrics.decision_counters(name),
+            },
+        );
+    }
+    let mut limits = HashMap::with_hasher(ahash::RandomState::new());
+    for (name, lc) in &config.limits {
+        let spec = limit_spec(name, lc).with_context(|| format!("limits.{name}"))?;
+        limits.insert(
+            name.as_str().into(),
+            CompiledLimit {
+                denials: metrics.denial_counter(name),
+                spec,
+            },
+        );
+    }
+    Ok(GateState {
+        config: Arc::new(config.clone()),
+        tiers,
+        limits,
+        max_hits: config.server.max_hits,
+    })
+}
+
+/// One limit of the configuration as the engine's [`LimitSpec`].
+fn limit_spec(name: &str, lc: &LimitConfig) -> anyhow::Result<LimitSpec> {
+    let window = parse_window(&lc.window)?;
+    if lc.algorithm == Algorithm::SlidingLog && lc.limit > SLIDING_LOG_MAX {
+        bail!(
+            "a sliding_log limit keeps one timestamp per hit and may be at most {SLIDING_LOG_MAX}, not {}",
+            lc.limit
+        );
+    }
+    Ok(LimitSpec {
+        name: name.into(),
+        limit: lc.limit,
+        window,
+        algorithm: lc.algorithm,
+    })
+}
+
+/// A window such as `90s`, `15m`, `1h`, `1d`, `1w`: whole seconds, at least one.
+fn parse_window(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("window {s:?}: expected a number followed by s, m, h, d or w"))?;
+    let unit_secs = match unit.trim() {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        other => bail!("window {s:?}: unknown unit {other:?}; use s, m, h, d or w"),
+    };
+    let secs = n
+        .checked_mul(unit_secs)
+        .with_context(|| format!("window {s:?} is too long"))?;
+    if secs == 0 {
+        bail!("window {s:?}: must be at least 1s");
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// The limiter's key-hash key: derived from the secret in the environment variable named by
+/// `limiter.hash_key_env` (so every node of a cluster hashes keys alike), else random for
+/// this process (a single node needs no agreement, and outsiders cannot aim collisions).
+fn hash_key(config: &Config) -> anyhow::Result<[u8; 16]> {
+    let mut key = [0u8; 16];
+    match &config.limiter.hash_key_env {
+        Some(var) => {
+            let secret = std::env::var(var)
+                .with_context(|| format!("limiter.hash_key_env names {var:?}, which is not set"))?;
+            if secret.len() < 16 {
+                bail!("the hash key in {var:?} must be at least 16 bytes long");
+            }
+            let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
+            key.copy_from_slice(&digest.as_ref()[..16]);
+        }
+        None => rand::fill(&mut key),
+    }
+    Ok(key)
+}
+
+fn summarise(old: &GateState, new: &GateState) -> ReloadSummary {
+    let mut s = ReloadSummary::default();
+    let mut diff = |section: &str, old: Vec<(&str, &LimitSpec)>, new: Vec<(&str, &LimitSpec)>| {
+        let old: HashMap<_, _> = old.into_iter().collect();
+        let new: HashMap<_, _> = new.into_iter().collect();
+        for (name, spec) in &new {
+            match old.get(name) {
+                None => s.added.push(format!("{section}.{name}")),
+                Some(o) if *o != *spec => s.changed.push(format!("{section}.{name}")),
+                Some(_) => s.unchanged += 1,
+            }
+        }
+        for name in old.keys().filter(|n| !new.contains_key(*n)) {
+            s.removed.push(format!("{section}.{name}"));
+        }
+    };
+    diff(
+        "tiers",
+        old.tiers
+            .iter()
+            .map(|(k, v)| (&**k, &v.limit.spec))
+            .collect(),
+        new.tiers
+            .iter()
+            .map(|(k, v)| (&**k, &v.limit.spec))
+            .collect(),
+    );
+    diff(
+        "limits",
+        old.limits.iter().map(|(k, v)| (&**k, &v.spec)).collect(),
+        new.limits.iter().map(|(k, v)| (&**k, &v.spec)).collect(),
+    );
+    s.added.sort();
+    s.removed.sort();
+    s.changed.sort();
+    // These sections are read once at start (listeners, the engine's bounds). Compared through
+    // their Debug form so that fields added later are covered without touching this list.
+    let (o, n) = (&old.config, &new.config);
+    for (name, differs) in [
+        (
+            "server",
+            format!("{:?}", o.server) != format!("{:?}", n.server),
+        ),
+        (
+            "limiter",
+            format!("{:?}", o.limiter) != format!("{:?}", n.limiter),
+        ),
+        ("log", format!("{:?}", o.log) != format!("{:?}", n.log)),
+        ("resp", format!("{:?}", o.resp) != format!("{:?}", n.resp)),
+    ] {
+        if differs {
+            s.restart_required.push(name.to_string());
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn config(tiers: &[(&str, u64, &str)], limits: &[(&str, u64, &str)]) -> Config {
+        let mut c = Config::default();
+        for (n, l, w) in tiers {
+            c.tiers.insert(
+                n.to_string(),
+                LimitConfig {
+                    limit: *l,
+                    window: w.to_string(),
+                    algorithm: Algorithm::SlidingWindow,
+                    key: None,
+                },
+            );
+        }
+        for (n, l, w) in limits {
+            c.limits.insert(
+                n.to_string(),
+                LimitConfig {
+                    limit: *l,
+                    window: w.to_string(),
+                    algorithm: Algorithm::SlidingWindow,
+                    key: None,
+                },
+            );
+        }
+        c
+    }
+
+    fn gate(c: &Config) -> Gate {
+        Gate::new(c, Arc::new(ManualClock::new(1_000_000))).unwrap()
+    }
+
+    fn q<'a>(key: &'a str, tier: &'a str) -> CheckQuery<'a> {
+        CheckQuery {
+            key,
+            tier,
+            hits: 1,
+            limit: None,
+        }
+    }
+
+    #[test]
+    fn validation_errors_are_reported_in_order() {
+        let g = gate(&config(&[("basic", 5, "1h")], &[("login", 2, "5m")]));
+        assert_eq!(
+            g.check(&q("", "basic")).unwrap_err(),
+            CheckError::MissingKey
+        );
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        assert_eq!(
+            g.check(&q(&long, "basic")).unwrap_err(),
+            CheckError::KeyTooLong(MAX_KEY_BYTES + 1)
+        );
+        assert_eq!(
+            g.check(&q("k", "gold")).unwrap_err(),
+            CheckError::UnknownTier("gold".into())
+        );
+        let mut bad_limit = q("k", "basic");
+        bad_limit.limit = Some("nope");
+        assert_eq!(
+            g.check(&bad_limit).unwrap_err(),
+            CheckError::UnknownLimit("nope".into())
+        );
+        let mut too_many = q("k", "basic");
+        too_many.hits = g.max_hits() + 1;
+        assert_eq!(
+            g.check(&too_many).unwrap_err(),
+            CheckError::HitsOutOfRange { max: g.max_hits() }
+        );
+        let text = String::from_utf8(g.render_metrics()).unwrap();
+        assert!(text.contains("tollgate_check_errors_total{reason=\"unknown_tier\"} 1"));
+    }
+
+    #[test]
+    fn windows_parse() {
+        assert_eq!(parse_window("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_window("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_window("1d").unwrap(), Duration::from_secs(86_400));
+        assert!(parse_window("0s").is_err());
+        assert!(parse_window("5 parsecs").is_err());
+        assert!(parse_window("h").is_err());
+        assert!(parse_window("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn reload_summarises_and_refuses_bad_configs() {
+        let g = gate(&config(
+            &[("basic", 5, "1h"), ("premium", 50, "1h")],
+            &[("login", 2, "5m")],
+        ));
+        let mut next = config(
+            &[("basic", 5, "1h"), ("premium", 60, "1h")],
+            &[("upload", 10, "1h")],
+        );
+        next.server.http = "127.0.0.1:9999".into();
+        let s = g.reload(&next).unwrap();
+        assert_eq!(s.added, vec!["limits.upload"]);
+        assert_eq!(s.removed, vec!["limits.login"]);
+        assert_eq!(s.changed, vec!["tiers.premium"]);
+        assert_eq!(s.unchanged, 1);
+        assert_eq!(s.restart_required, vec!["server"]);
+        assert_eq!(g.limits()[0].name.as_ref(), "upload");
+
+        let bad = config(&[("basic", 5, "forever")], &[]);
+        assert!(g.reload(&bad).is_err());
+        // The old set stays in force.
+        assert_eq!(g.tiers().len(), 2);
+        let text = String::from_utf8(g.render_metrics()).unwrap();
+        assert!(text.contains("tollgate_config_reloads_total{result=\"failed\"} 1"));
+        assert!(text.contains("tollgate_config_reloads_total{result=\"ok\"} 1"));
     }
 }
