@@ -1,17 +1,38 @@
 //! The rate-limiting engine: sliding-window counters (and exact sliding logs) per
 //! (limit, key), held in a sharded, capped map.
 //!
-//! OWNER NOTE (remove when implemented): this file fixes the public API that the rest of
-//! tollgate is written against. The types below are the contract; the bodies are the
-//! limiter's to implement (in submodules of this folder).
+//! - [`window`]: the sliding-window counter state (24 bytes) and its arithmetic.
+//! - [`log`]: the exact sliding log for small limits.
+//! - [`shard`]: one shard of the map, its share of the cap, idle drop and eviction.
+//! - this file: the public API, the keyed state hash, and [`Limiter::check`], which locks
+//!   the shards a request touches (sorted, so concurrent multi-limit checks cannot
+//!   deadlock), decides every limit, and only then writes — all or nothing.
+//!
+//! How the algorithms, the hash, the eviction policy and the memory layout work, and the
+//! measured error of the counter against an exact log: docs/algorithms.md.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use parking_lot::{Mutex, MutexGuard};
+use siphasher::sip::SipHasher13;
+use std::hash::Hasher;
 
 use serde::Deserialize;
 use smallvec::SmallVec;
 
 use crate::clock::Clock;
+
+mod log;
+mod shard;
+#[cfg(test)]
+mod tests;
+mod window;
+
+use log::{LogState, LogView};
+use shard::Shard;
+use window::{abuse_due, WindowParams, WindowView, ABUSE_REPORTED};
 
 /// How a limit counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
@@ -89,41 +110,396 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The outcome of the deciding limit.
+    /// The outcome of the deciding limit. A decision on no limit at all (an empty check
+    /// list) is "allowed" and answers with an unlimited outcome rather than panicking.
     pub fn deciding(&self) -> &LimitOutcome {
-        &self.outcomes[self.deciding]
+        self.outcomes
+            .get(self.deciding)
+            .unwrap_or_else(|| unlimited_outcome())
     }
 }
 
+fn unlimited_outcome() -> &'static LimitOutcome {
+    static UNLIMITED: OnceLock<LimitOutcome> = OnceLock::new();
+    UNLIMITED.get_or_init(|| LimitOutcome {
+        name: Arc::from("unlimited"),
+        limit: u64::MAX,
+        window_secs: 0,
+        remaining: u64::MAX,
+        reset_secs: 0,
+        retry_after_secs: None,
+        abuse: false,
+    })
+}
+
+/// Largest limit the engine counts exactly: counts are stored in 32 bits. A larger
+/// configured limit is treated as this one.
+pub const MAX_LIMIT: u64 = u32::MAX as u64;
+
+/// Longest window: 2^27 s (about 4.25 years). Longer windows are treated as this one.
+pub const MAX_WINDOW_SECS: u64 = 1 << 27;
+
 /// The sharded engine.
 pub struct Limiter {
-    #[allow(dead_code)]
     clock: Arc<dyn Clock>,
-    #[allow(dead_code)]
     options: LimiterOptions,
+    shards: Box<[ShardSlot]>,
+    shard_mask: usize,
+    evictions: AtomicU64,
+}
+
+/// A shard on its own cache lines, so that threads working on neighbouring shards do not
+/// invalidate each other's lock word.
+#[repr(align(128))]
+struct ShardSlot(Mutex<Shard>);
+
+/// One check, resolved: its state hash, shard and parameters.
+#[derive(Debug, Clone, Copy)]
+struct Prepared {
+    hash: u64,
+    shard: usize,
+    params: WindowParams,
+    log: bool,
+    /// Index of the first check naming the same state (itself if none before it): a state
+    /// named twice in one request is counted once.
+    first: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum View {
+    Window(WindowView),
+    Log(LogView),
+}
+
+impl View {
+    fn remaining(&self, p: &WindowParams) -> u64 {
+        match self {
+            View::Window(v) => v.remaining(p),
+            View::Log(v) => v.remaining(p),
+        }
+    }
+
+    fn reset_secs(&self, p: &WindowParams, now_ms: u64) -> u64 {
+        match self {
+            View::Window(v) => v.reset_secs(p, now_ms),
+            View::Log(v) => v.reset_secs(p, now_ms),
+        }
+    }
+
+    /// The view after `hits` were admitted.
+    fn after_admitting(&self, hits: u64, now_ms: u64) -> View {
+        match *self {
+            View::Window(v) => View::Window(WindowView {
+                current: v.current.saturating_add(hits),
+                ..v
+            }),
+            View::Log(v) => View::Log(LogView {
+                in_window: v.in_window.saturating_add(hits),
+                newest_ms: Some(v.newest_ms.map_or(now_ms, |n| n.max(now_ms))),
+                ..v
+            }),
+        }
+    }
 }
 
 impl Limiter {
     pub fn new(options: LimiterOptions, clock: Arc<dyn Clock>) -> Self {
-        Self { clock, options }
+        let max_states = options.max_states.max(1);
+        let wanted = if options.shards == 0 {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            cores.saturating_mul(4)
+        } else {
+            options.shards
+        };
+        // A power of two (the shard is picked by masking hash bits), at most 2^16, and never
+        // more shards than states so that every shard can hold at least one.
+        let mut shards = wanted.clamp(1, 1 << 16).next_power_of_two();
+        while shards > 1 && shards > max_states {
+            shards /= 2;
+        }
+        // The cap is split exactly: the shares add up to max_states.
+        let slots = (0..shards)
+            .map(|i| {
+                let share = max_states / shards + usize::from(i < max_states % shards);
+                ShardSlot(Mutex::new(Shard::new(share)))
+            })
+            .collect();
+        Self {
+            clock,
+            options,
+            shards: slots,
+            shard_mask: shards - 1,
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// The options the engine was built with.
+    pub fn options(&self) -> &LimiterOptions {
+        &self.options
+    }
+
+    /// Number of shards actually used.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The keyed 64-bit identity of a (limit, key) state: SipHash-1-3 under
+    /// [`LimiterOptions::hash_key`] of the limit's fingerprint (name, limit, window in ms,
+    /// algorithm) followed by the key. The same on every node sharing the hash key, on every
+    /// CPU and build; a limit that changes gets new identities (fresh counters), an unchanged
+    /// one keeps them across a configuration reload.
+    pub fn state_hash(&self, limit: &LimitSpec, key: &str) -> u64 {
+        let mut h = SipHasher13::new_with_key(&self.options.hash_key);
+        // Length prefixes make the encoding unambiguous: no (name, key) pair can produce the
+        // same byte stream as another.
+        h.write(&(limit.name.len() as u64).to_le_bytes());
+        h.write(limit.name.as_bytes());
+        h.write(&limit.limit.to_le_bytes());
+        let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
+        h.write(&window_ms.to_le_bytes());
+        h.write(&[match limit.algorithm {
+            Algorithm::SlidingWindow => 0,
+            Algorithm::SlidingLog => 1,
+        }]);
+        h.write(&(key.len() as u64).to_le_bytes());
+        h.write(key.as_bytes());
+        h.finish()
+    }
+
+    fn prepare(&self, checks: &[LimitCheck<'_>]) -> SmallVec<[Prepared; 4]> {
+        let mut out: SmallVec<[Prepared; 4]> = SmallVec::with_capacity(checks.len());
+        for (i, c) in checks.iter().enumerate() {
+            let hash = self.state_hash(c.limit, c.key);
+            let first = out.iter().position(|p| p.hash == hash).unwrap_or(i);
+            out.push(Prepared {
+                hash,
+                // Middle bits: hashbrown uses the low bits for the bucket and the top 7 for
+                // its tag, so taking either for the shard would skew the tables.
+                shard: (hash >> 32) as usize & self.shard_mask,
+                params: params_of(c.limit),
+                log: c.limit.algorithm == Algorithm::SlidingLog && c.limit.limit <= SLIDING_LOG_MAX,
+                first,
+            });
+        }
+        out
     }
 
     /// Checks every limit together: admitted only if all admit; a denial consumes nothing.
-    /// `hits == 0` peeks without counting.
-    pub fn check(&self, _checks: &[LimitCheck<'_>], _hits: u64) -> Decision {
-        unimplemented!("limiter not implemented yet")
+    /// `hits == 0` peeks without counting: it answers as a request of one hit would be
+    /// answered (denied when nothing is left) and changes no state.
+    pub fn check(&self, checks: &[LimitCheck<'_>], hits: u64) -> Decision {
+        let now_ms = self.clock.now_millis();
+        let prepared = self.prepare(checks);
+
+        // Lock every shard involved, in ascending order, each once.
+        let mut order: SmallVec<[usize; 4]> = prepared.iter().map(|p| p.shard).collect();
+        order.sort_unstable();
+        order.dedup();
+        let mut guards: SmallVec<[MutexGuard<'_, Shard>; 4]> =
+            order.iter().map(|&s| self.shards[s].0.lock()).collect();
+        let slot = |shard: usize| order.iter().position(|&s| s == shard).unwrap_or(0);
+
+        // Phase 1: decide every limit without writing anything.
+        let probe = hits.max(1);
+        let mut views: SmallVec<[View; 4]> = SmallVec::with_capacity(prepared.len());
+        let mut admits: SmallVec<[bool; 4]> = SmallVec::with_capacity(prepared.len());
+        let mut retry: SmallVec<[Option<u64>; 4]> = SmallVec::with_capacity(prepared.len());
+        for p in &prepared {
+            let g = &guards[slot(p.shard)];
+            let (view, ok, retry_after) = if p.log {
+                let state = g.logs.find(p.hash, |e| e.hash == p.hash);
+                let v = LogView::at(state, &p.params, now_ms);
+                let ok = v.admits(&p.params, probe);
+                let r = (!ok).then(|| v.retry_after_secs(state, &p.params, probe, now_ms));
+                (View::Log(v), ok, r)
+            } else {
+                let state = g.windows.find(p.hash, |e| e.hash == p.hash);
+                let v = WindowView::at(state, &p.params, now_ms);
+                let ok = v.admits(&p.params, probe);
+                let r = (!ok).then(|| v.retry_after_secs(&p.params, probe, now_ms));
+                (View::Window(v), ok, r)
+            };
+            views.push(view);
+            admits.push(ok);
+            retry.push(retry_after);
+        }
+        let allowed = admits.iter().all(|&a| a);
+
+        // Phase 2: write. Admitted: count the hits in every limit. Denied: count nothing;
+        // only the attempts (abuse bookkeeping) move.
+        let mut abuse: SmallVec<[bool; 4]> = SmallVec::from_elem(false, prepared.len());
+        if hits > 0 {
+            let protect: SmallVec<[u64; 4]> = prepared.iter().map(|p| p.hash).collect();
+            for (i, p) in prepared.iter().enumerate() {
+                if p.first != i {
+                    continue;
+                }
+                let shard = &mut guards[slot(p.shard)];
+                if allowed {
+                    self.write_admitted(shard, p, &views[i], hits, now_ms, &protect);
+                } else {
+                    abuse[i] =
+                        self.write_attempt(shard, p, &views[i], hits, now_ms, !admits[i], &protect);
+                }
+            }
+        }
+        drop(guards);
+
+        let mut outcomes: SmallVec<[LimitOutcome; 2]> = SmallVec::with_capacity(checks.len());
+        for (i, (c, p)) in checks.iter().zip(&prepared).enumerate() {
+            let f = p.first;
+            let view = if allowed && hits > 0 {
+                views[f].after_admitting(hits, now_ms)
+            } else {
+                views[f]
+            };
+            outcomes.push(LimitOutcome {
+                name: c.limit.name.clone(),
+                limit: p.params.limit,
+                window_secs: p.params.window_secs,
+                remaining: view.remaining(&p.params),
+                reset_secs: view.reset_secs(&p.params, now_ms),
+                retry_after_secs: if allowed { None } else { retry[f] },
+                abuse: i == f && abuse[i],
+            });
+        }
+        let deciding = if allowed {
+            let mut best = 0;
+            for (i, o) in outcomes.iter().enumerate() {
+                if o.remaining < outcomes[best].remaining {
+                    best = i;
+                }
+            }
+            best
+        } else {
+            admits.iter().position(|&a| !a).unwrap_or(0)
+        };
+        Decision {
+            allowed,
+            deciding,
+            outcomes,
+        }
+    }
+
+    fn write_admitted(
+        &self,
+        shard: &mut Shard,
+        p: &Prepared,
+        view: &View,
+        hits: u64,
+        now_ms: u64,
+        protect: &[u64],
+    ) {
+        match view {
+            View::Window(v) => {
+                let new = v.admitted(p.hash, &p.params, hits);
+                if let Some(e) = shard.windows.find_mut(p.hash, |e| e.hash == p.hash) {
+                    *e = new;
+                } else if self.make_room(shard, now_ms, protect) {
+                    shard.windows.insert_unique(p.hash, new, |e| e.hash);
+                }
+            }
+            View::Log(v) => {
+                if let Some(e) = shard.logs.find_mut(p.hash, |e| e.hash == p.hash) {
+                    e.admit(v, &p.params, hits, now_ms);
+                } else if self.make_room(shard, now_ms, protect) {
+                    let mut e = LogState::new(p.hash);
+                    e.admit(v, &p.params, hits, now_ms);
+                    shard.logs.insert_unique(p.hash, e, |e| e.hash);
+                }
+            }
+        }
+    }
+
+    /// Records a denied request's attempted hits in a limit's state (creating the state only
+    /// for a limit that itself denied). Returns whether abuse is to be reported now.
+    #[allow(clippy::too_many_arguments)]
+    fn write_attempt(
+        &self,
+        shard: &mut Shard,
+        p: &Prepared,
+        view: &View,
+        hits: u64,
+        now_ms: u64,
+        denied_here: bool,
+        protect: &[u64],
+    ) -> bool {
+        let limit = p.params.limit;
+        match view {
+            View::Window(v) => {
+                let mut new = v.attempted(p.hash, &p.params, hits);
+                let report = denied_here && abuse_due(new.attempts, limit);
+                if report {
+                    new.attempts |= ABUSE_REPORTED;
+                }
+                if let Some(e) = shard.windows.find_mut(p.hash, |e| e.hash == p.hash) {
+                    *e = new;
+                } else if denied_here && self.make_room(shard, now_ms, protect) {
+                    shard.windows.insert_unique(p.hash, new, |e| e.hash);
+                }
+                report
+            }
+            View::Log(v) => {
+                let exists = shard.logs.find(p.hash, |e| e.hash == p.hash).is_some();
+                if !exists {
+                    if !(denied_here && self.make_room(shard, now_ms, protect)) {
+                        return false;
+                    }
+                    shard
+                        .logs
+                        .insert_unique(p.hash, LogState::new(p.hash), |e| e.hash);
+                }
+                let Some(e) = shard.logs.find_mut(p.hash, |e| e.hash == p.hash) else {
+                    return false;
+                };
+                e.attempt(v, &p.params, hits, now_ms);
+                let report = denied_here && abuse_due(e.attempts, limit);
+                if report {
+                    e.mark_abuse_reported();
+                }
+                report
+            }
+        }
+    }
+
+    /// Room for one more state in `shard`, evicting if at its cap.
+    fn make_room(&self, shard: &mut Shard, now_ms: u64, protect: &[u64]) -> bool {
+        let (room, evicted) = shard.make_room(now_ms / 1000, protect);
+        if evicted > 0 {
+            self.evictions.fetch_add(evicted, Ordering::Relaxed);
+        }
+        room
     }
 
     /// Number of (limit, key) states currently tracked.
     pub fn tracked_states(&self) -> usize {
-        0
+        self.shards.iter().map(|s| s.0.lock().len()).sum()
     }
 
     /// States evicted because the cap was reached, since start.
     pub fn evictions(&self) -> u64 {
-        0
+        self.evictions.load(Ordering::Relaxed)
     }
 
     /// Drops idle states (both windows passed). Called periodically by the server.
-    pub fn sweep(&self) {}
+    pub fn sweep(&self) {
+        let now_secs = self.clock.now_millis() / 1000;
+        for s in self.shards.iter() {
+            let mut shard = s.0.lock();
+            if shard.drop_idle(now_secs, &[]) > 0 {
+                shard.shrink_if_sparse();
+            }
+        }
+    }
+}
+
+/// The arithmetic's view of a limit: the limit clamped to [`MAX_LIMIT`], the window in whole
+/// seconds (rounded up) between 1 s and [`MAX_WINDOW_SECS`].
+fn params_of(spec: &LimitSpec) -> WindowParams {
+    let ms = spec.window.as_millis();
+    let secs = ms.div_ceil(1000).clamp(1, u128::from(MAX_WINDOW_SECS)) as u64;
+    WindowParams {
+        limit: spec.limit.min(MAX_LIMIT),
+        window_secs: secs,
+    }
 }

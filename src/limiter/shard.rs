@@ -1,0 +1,134 @@
+//! One shard of the engine's map: the states whose hash falls in it, a share of the global
+//! cap, and the eviction that keeps it under that share.
+
+use hashbrown::HashTable;
+
+use super::log::LogState;
+use super::window::WindowState;
+
+/// Number of buckets of the expiry histogram used to find the oldest states.
+const HISTOGRAM_BUCKETS: usize = 64;
+
+/// A shard: sliding-window and sliding-log states, capped together.
+#[derive(Debug)]
+pub(crate) struct Shard {
+    pub windows: HashTable<WindowState>,
+    pub logs: HashTable<LogState>,
+    /// This shard's share of `max_states`.
+    pub cap: usize,
+}
+
+impl Shard {
+    pub fn new(cap: usize) -> Shard {
+        Shard {
+            windows: HashTable::new(),
+            logs: HashTable::new(),
+            cap,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.windows.len() + self.logs.len()
+    }
+
+    /// Drops every state whose windows have all passed (`expiry ≤ now`), except `protect`ed
+    /// ones. Returns how many were dropped. Idle states hold no count, so dropping them
+    /// changes no decision.
+    pub fn drop_idle(&mut self, now_secs: u64, protect: &[u64]) -> usize {
+        let before = self.len();
+        self.windows
+            .retain(|e| u64::from(e.expiry) > now_secs || protect.contains(&e.hash));
+        self.logs
+            .retain(|e| u64::from(e.expiry) > now_secs || protect.contains(&e.hash));
+        before - self.len()
+    }
+
+    /// Gives memory back after a sweep emptied most of the shard.
+    pub fn shrink_if_sparse(&mut self) {
+        if self.windows.capacity() > 64 && self.windows.len() * 4 < self.windows.capacity() {
+            self.windows.shrink_to_fit(|e| e.hash);
+        }
+        if self.logs.capacity() > 64 && self.logs.len() * 4 < self.logs.capacity() {
+            self.logs.shrink_to_fit(|e| e.hash);
+        }
+    }
+
+    /// Makes room for one more state when the shard is at its cap: first drops idle states,
+    /// then evicts the oldest (soonest to expire) ones, a batch of 1/64 of the cap at a time
+    /// so that a flood of new keys pays for the scan once per batch, not once per key.
+    /// `protect` lists states the current request is using; they are never dropped.
+    /// Returns `(room_available, evicted)`; `evicted` counts only non-idle states.
+    pub fn make_room(&mut self, now_secs: u64, protect: &[u64]) -> (bool, u64) {
+        if self.len() < self.cap {
+            return (true, 0);
+        }
+        self.drop_idle(now_secs, protect);
+        if self.len() < self.cap {
+            return (true, 0);
+        }
+        let batch = (self.cap / 64).max(1);
+        let evicted = self.evict_oldest(batch, protect);
+        (self.len() < self.cap, evicted as u64)
+    }
+
+    /// Removes about `batch` states with the smallest expiry (never a protected one).
+    fn evict_oldest(&mut self, batch: usize, protect: &[u64]) -> usize {
+        let candidates = self
+            .windows
+            .iter()
+            .filter(|e| !protect.contains(&e.hash))
+            .map(|e| e.expiry)
+            .chain(
+                self.logs
+                    .iter()
+                    .filter(|e| !protect.contains(&e.hash))
+                    .map(|e| e.expiry),
+            );
+        let (mut min, mut max, mut n) = (u32::MAX, 0u32, 0usize);
+        for x in candidates.clone() {
+            min = min.min(x);
+            max = max.max(x);
+            n += 1;
+        }
+        if n == 0 {
+            return 0;
+        }
+        let span = u64::from(max - min) + 1;
+        let bucket = |x: u32| (u64::from(x - min) * HISTOGRAM_BUCKETS as u64 / span) as usize;
+        let mut histogram = [0usize; HISTOGRAM_BUCKETS];
+        for x in candidates {
+            histogram[bucket(x)] += 1;
+        }
+        // Everything in buckets below `last` goes; from bucket `last`, only what completes
+        // the batch.
+        let mut below = 0usize;
+        let mut last = HISTOGRAM_BUCKETS - 1;
+        for (b, &count) in histogram.iter().enumerate() {
+            if below + count >= batch {
+                last = b;
+                break;
+            }
+            below += count;
+        }
+        let mut quota_last = batch.saturating_sub(below);
+        let mut removed = 0usize;
+        let mut evict = |hash: u64, expiry: u32| -> bool {
+            if protect.contains(&hash) {
+                return false;
+            }
+            let b = bucket(expiry);
+            if b < last || (b == last && quota_last > 0) {
+                if b == last {
+                    quota_last -= 1;
+                }
+                removed += 1;
+                true
+            } else {
+                false
+            }
+        };
+        self.windows.retain(|e| !evict(e.hash, e.expiry));
+        self.logs.retain(|e| !evict(e.hash, e.expiry));
+        removed
+    }
+}

@@ -1,0 +1,235 @@
+//! The sliding-window counter: one compact state per (limit, key) and the arithmetic that
+//! turns it into decisions.
+//!
+//! A state holds the hit counts of the current and the previous fixed window (windows are
+//! aligned to the Unix epoch, so every node agrees on them). The number of hits "in the last
+//! window" is estimated as
+//!
+//! ```text
+//! estimate = previous × (W − e) / W + current        (e: time elapsed in the current window)
+//! ```
+//!
+//! and a request of `h` hits is admitted when `estimate + h ≤ limit`. All comparisons are
+//! done exactly in integers (multiplied through by `W`, in `u128`), so no rounding ever admits
+//! a hit the formula would refuse.
+//!
+//! The state is 24 bytes so that a hash table of them stays under 64 bytes per tracked key
+//! even right after the table has doubled (see docs/algorithms.md, "Memory layout").
+
+/// Bit of [`WindowState::attempts`] that records "abuse already reported in this window".
+pub(crate) const ABUSE_REPORTED: u32 = 1 << 31;
+/// Attempted hits saturate below the flag bit.
+pub(crate) const ATTEMPTS_MAX: u32 = ABUSE_REPORTED - 1;
+
+/// The stored state of one (limit, key) sliding-window counter. 24 bytes.
+///
+/// The window start is not stored: it is `expiry − 2·W`, because the limit (and so `W`) is
+/// known whenever the state is read for a decision, while the sweeper, which does not know
+/// `W`, only needs the expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WindowState {
+    /// Keyed hash of (limit fingerprint, key): the state's identity.
+    pub hash: u64,
+    /// Unix second at which both windows have passed and the state is idle
+    /// (current window start + 2·W).
+    pub expiry: u32,
+    /// Hits admitted in the current window.
+    pub current: u32,
+    /// Hits admitted in the previous window.
+    pub previous: u32,
+    /// Hits attempted (admitted or not) in the current window, saturating at
+    /// [`ATTEMPTS_MAX`]; the top bit is [`ABUSE_REPORTED`].
+    pub attempts: u32,
+}
+
+/// A limit's parameters as the window arithmetic uses them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowParams {
+    /// Effective limit (clamped to [`super::MAX_LIMIT`]).
+    pub limit: u64,
+    /// Window length in whole seconds, ≥ 1.
+    pub window_secs: u64,
+}
+
+impl WindowParams {
+    pub fn window_ms(&self) -> u64 {
+        self.window_secs * 1000
+    }
+}
+
+/// A state as seen at one instant: rolled forward to the window containing `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WindowView {
+    /// Start of the current window, Unix seconds.
+    pub start_secs: u64,
+    /// Milliseconds elapsed in the current window, 0..=W.
+    pub elapsed_ms: u64,
+    pub current: u64,
+    pub previous: u64,
+    /// Attempts in the current window, including the flag bit.
+    pub attempts: u32,
+}
+
+impl WindowView {
+    /// The view of a state (or of no state) at `now_ms`. Pure: the state is not modified.
+    pub fn at(state: Option<&WindowState>, p: &WindowParams, now_ms: u64) -> WindowView {
+        let w = p.window_secs;
+        let now_secs = now_ms / 1000;
+        let start_now = now_secs / w * w;
+        let fresh = WindowView {
+            start_secs: start_now,
+            elapsed_ms: now_ms - start_now * 1000,
+            current: 0,
+            previous: 0,
+            attempts: 0,
+        };
+        let Some(s) = state else { return fresh };
+        let start_state = u64::from(s.expiry).saturating_sub(2 * w);
+        if start_now < start_state {
+            // The clock went backwards (or the state came from a clock that ran ahead): keep
+            // the stored counts and treat now as the very start of the stored window, which
+            // gives the previous window its full weight. Conservative: it never admits more.
+            return WindowView {
+                start_secs: start_state,
+                elapsed_ms: 0,
+                current: u64::from(s.current),
+                previous: u64::from(s.previous),
+                attempts: s.attempts,
+            };
+        }
+        match (start_now - start_state) / w {
+            0 => WindowView {
+                start_secs: start_state,
+                elapsed_ms: (now_ms - start_state * 1000).min(p.window_ms()),
+                current: u64::from(s.current),
+                previous: u64::from(s.previous),
+                attempts: s.attempts,
+            },
+            1 => WindowView {
+                previous: u64::from(s.current),
+                ..fresh
+            },
+            _ => fresh,
+        }
+    }
+
+    /// `previous × (W − e) + current × W`: the estimate, multiplied by `W` (ms).
+    fn used_scaled(&self, p: &WindowParams) -> u128 {
+        let w = u128::from(p.window_ms());
+        let left = w - u128::from(self.elapsed_ms.min(p.window_ms()));
+        u128::from(self.previous) * left + u128::from(self.current) * w
+    }
+
+    /// Would a request of `hits` be admitted now?
+    pub fn admits(&self, p: &WindowParams, hits: u64) -> bool {
+        if hits > p.limit {
+            return false;
+        }
+        let w = u128::from(p.window_ms());
+        self.used_scaled(p) + u128::from(hits) * w <= u128::from(p.limit) * w
+    }
+
+    /// Hits still available: `floor(limit − estimate)`.
+    pub fn remaining(&self, p: &WindowParams) -> u64 {
+        let w = u128::from(p.window_ms());
+        let cap = u128::from(p.limit) * w;
+        let used = self.used_scaled(p);
+        if used >= cap {
+            0
+        } else {
+            // < limit ≤ u64::MAX, so the cast is exact.
+            ((cap - used) / w) as u64
+        }
+    }
+
+    /// Seconds (rounded up) until the estimate has decayed to zero if nothing more is
+    /// admitted: the end of the next window while the current one has hits, else the end of
+    /// the current window while the previous one still weighs, else 0.
+    pub fn reset_secs(&self, p: &WindowParams, now_ms: u64) -> u64 {
+        let start_ms = self.start_secs.saturating_mul(1000);
+        let at = if self.current > 0 {
+            start_ms.saturating_add(2 * p.window_ms())
+        } else if self.previous > 0 && self.elapsed_ms < p.window_ms() {
+            start_ms.saturating_add(p.window_ms())
+        } else {
+            return 0;
+        };
+        ceil_secs(at.saturating_sub(now_ms))
+    }
+
+    /// Seconds (rounded up, ≥ 1) until a request of `hits` would be admitted if nothing else
+    /// is. A request larger than the limit can never be admitted; it gets the window length.
+    pub fn retry_after_secs(&self, p: &WindowParams, hits: u64, now_ms: u64) -> u64 {
+        if hits > p.limit {
+            return p.window_secs.max(1);
+        }
+        let w = p.window_ms();
+        let start_ms = self.start_secs.saturating_mul(1000);
+        // Both cases solve `weight × (W − e) ≤ room × W` for the smallest e, where `weight`
+        // is the count that will be decaying and `room` what the limit leaves for it.
+        let earliest = |weight: u64, room: u64| -> u64 {
+            if weight == 0 {
+                return 0;
+            }
+            let max_left =
+                (u128::from(room) * u128::from(w) / u128::from(weight)).min(u128::from(w));
+            w - max_left as u64
+        };
+        let at = if self.current + hits > p.limit {
+            // Not in this window: in the next one, the current count becomes the decaying
+            // previous one and nothing is current yet.
+            start_ms
+                .saturating_add(w)
+                .saturating_add(earliest(self.current, p.limit - hits))
+        } else {
+            start_ms.saturating_add(earliest(self.previous, p.limit - self.current - hits))
+        };
+        ceil_secs(at.saturating_sub(now_ms)).max(1)
+    }
+
+    /// The state after admitting `hits`.
+    pub fn admitted(&self, hash: u64, p: &WindowParams, hits: u64) -> WindowState {
+        WindowState {
+            hash,
+            expiry: self.expiry(p),
+            current: clamp_u32(self.current.saturating_add(hits)),
+            previous: clamp_u32(self.previous),
+            attempts: add_attempts(self.attempts, hits),
+        }
+    }
+
+    /// The state after a denial of `hits`: counts unchanged, attempts recorded.
+    pub fn attempted(&self, hash: u64, p: &WindowParams, hits: u64) -> WindowState {
+        WindowState {
+            hash,
+            expiry: self.expiry(p),
+            current: clamp_u32(self.current),
+            previous: clamp_u32(self.previous),
+            attempts: add_attempts(self.attempts, hits),
+        }
+    }
+
+    fn expiry(&self, p: &WindowParams) -> u32 {
+        clamp_u32(self.start_secs.saturating_add(2 * p.window_secs))
+    }
+}
+
+/// Adds `hits` to an attempts word, keeping the flag bit.
+pub(crate) fn add_attempts(attempts: u32, hits: u64) -> u32 {
+    let flag = attempts & ABUSE_REPORTED;
+    let count = u64::from(attempts & ATTEMPTS_MAX).saturating_add(hits);
+    flag | count.min(u64::from(ATTEMPTS_MAX)) as u32
+}
+
+/// Is this the moment to report abuse (attempts passed 2 × limit, not yet reported)?
+pub(crate) fn abuse_due(attempts: u32, limit: u64) -> bool {
+    attempts & ABUSE_REPORTED == 0 && u64::from(attempts & ATTEMPTS_MAX) > limit.saturating_mul(2)
+}
+
+pub(crate) fn clamp_u32(v: u64) -> u32 {
+    v.min(u64::from(u32::MAX)) as u32
+}
+
+pub(crate) fn ceil_secs(ms: u64) -> u64 {
+    ms.div_ceil(1000)
+}
