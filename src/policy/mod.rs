@@ -1,1 +1,497 @@
-//! Route policy: rules, path normalisation, client IP.
+//! Route policy: which rule governs a request, what that rule demands of the caller, which
+//! limits apply and how their keys are built, and who the client is.
+//!
+//! Pure and synchronous: no I/O, no clock, no dependency on `auth` (the identity is seen
+//! through [`IdentityView`]). Compiled once per configuration into a [`Policy`]; per request
+//! the `/auth` endpoint does:
+//!
+//! ```
+//! # use tollgate::policy::{Policy, IdentityRef, Refusal, path::normalize_path};
+//! # use tollgate::config::RouteConfig;
+//! # let routes: Vec<RouteConfig> = toml::from_str::<std::collections::BTreeMap<String, Vec<RouteConfig>>>(
+//! #     "routes = [{ path = \"/api/users/{user_id}/**\", owner = \"user_id\" }]").unwrap()["routes"].clone();
+//! # let policy = Policy::compile(&routes, &Default::default(), &Default::default(), &Default::default()).unwrap();
+//! let path = normalize_path(b"/api/users/alice/../bob/tasks?page=2").unwrap(); // Err → 400
+//! let m = policy.evaluate("GET", &path);
+//! assert_eq!(m.param("user_id"), Some("bob"));
+//! let alice = IdentityRef::<String> { user_id: "alice", roles: &[], permissions: &[] };
+//! assert_eq!(m.authorize(Some(&alice)), Err(Refusal::NotOwner)); // → 403 not_owner
+//! ```
+//!
+//! Submodules: [`path`] (normalisation), [`pattern`] (patterns and specificity), [`rule`]
+//! (compiled rules and authorisation), [`key`] (limit key templates), [`client_ip`]
+//! (trusted proxies). docs/policy.md is the user-facing description.
+
+pub mod client_ip;
+pub mod key;
+pub mod path;
+pub mod pattern;
+pub mod rule;
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use http::HeaderMap;
+
+use crate::config::routes::{validate_routes, RoutesError};
+use crate::config::{LimitConfig, RouteConfig};
+
+pub use client_ip::{ClientIpResolver, Peer};
+pub use key::{KeyTemplate, KeyTemplateError, RequestFacts};
+pub use path::{normalize_path, NormalizedPath, PathError};
+pub use pattern::PathPattern;
+pub use rule::{
+    AuthRequirement, IdentityRef, IdentityView, MethodSet, Refusal, RouteLimit, RouteRule,
+};
+
+/// Why a configuration cannot be compiled into a [`Policy`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error(transparent)]
+    Routes(#[from] RoutesError),
+    #[error("[{section}.{name}] key = {template:?}: {error}")]
+    KeyTemplate {
+        section: &'static str,
+        name: String,
+        template: String,
+        #[source]
+        error: KeyTemplateError,
+    },
+}
+
+/// The policy settings that are not per route, validated (the `[policy]` section,
+/// `config::policy::PolicyConfig`, converts into this).
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    /// Trusted proxies and client-IP headers.
+    pub client_ip: ClientIpResolver,
+    /// Auth of unmatched paths and of rules that set no `auth` and have no requirements.
+    pub default_auth: AuthRequirement,
+    /// Bypass roles of owner rules that set no `bypass_roles`.
+    pub owner_bypass_roles: Vec<String>,
+    /// IPv6 prefix length used by `ip` key parts (clamped to 128).
+    pub ipv6_key_prefix: u8,
+}
+
+impl Default for PolicySettings {
+    /// Loopback is a trusted proxy (as is a Unix-socket peer), `X-Forwarded-For` then
+    /// `X-Real-IP`; `optional` auth by default; no bypass roles; IPv6 keyed per /64.
+    fn default() -> Self {
+        Self {
+            client_ip: ClientIpResolver::new(
+                &client_ip::DEFAULT_TRUSTED_PROXIES,
+                true,
+                &client_ip::DEFAULT_CLIENT_IP_HEADERS,
+            )
+            .expect("the default trusted proxies and headers are valid"),
+            default_auth: AuthRequirement::Optional,
+            owner_bypass_roles: Vec::new(),
+            ipv6_key_prefix: key::DEFAULT_IPV6_KEY_PREFIX,
+        }
+    }
+}
+
+/// The compiled route policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Rules in configuration order.
+    rules: Box<[RouteRule]>,
+    /// Indices into `rules`, most specific first: the first rule in this order that matches
+    /// a request is the most specific one that matches (see [`Policy::evaluate`]).
+    order: Box<[u32]>,
+    /// Applies when no rule matches: `/**`, any method, `[policy] default_auth`, no limits.
+    fallback: RouteRule,
+    client_ip: ClientIpResolver,
+    /// Key template of every tier and named limit (they share one namespace).
+    keys: HashMap<Box<str>, KeyTemplate>,
+}
+
+/// The rule that governs a request, with the path it matched (for its parameters).
+#[derive(Debug, Clone, Copy)]
+pub struct Match<'p, 'r> {
+    pub rule: &'p RouteRule,
+    path: &'r NormalizedPath,
+    fallback: bool,
+}
+
+impl<'p, 'r> Match<'p, 'r> {
+    /// Whether no configured rule matched and the default applies.
+    pub fn is_fallback(&self) -> bool {
+        self.fallback
+    }
+
+    /// The normalised path that was matched.
+    pub fn path(&self) -> &'r NormalizedPath {
+        self.path
+    }
+
+    /// The value of a `{name}` parameter.
+    pub fn param(&self, name: &str) -> Option<&'r str> {
+        self.rule.pattern.param(name, self.path)
+    }
+
+    /// Every `(name, value)` parameter.
+    pub fn params(&self) -> impl Iterator<Item = (&'p str, &'r str)> + 'p
+    where
+        'r: 'p,
+    {
+        self.rule.pattern.params(self.path)
+    }
+
+    /// Checks the caller (`None`: no verified identity) against the rule: identity present
+    /// when required, roles (any of), permissions (all of), owner (the owner parameter must
+    /// equal the user id unless the caller has a bypass role). Does not allocate.
+    pub fn authorize<I: IdentityView + ?Sized>(&self, identity: Option<&I>) -> Result<(), Refusal> {
+        self.rule
+            .authorize_with(identity, |name| self.rule.pattern.param(name, self.path))
+    }
+}
+
+impl Policy {
+    /// Compiles the policy from the configuration's `[[routes]]`, `[limits]`, `[tiers]` and
+    /// `[policy]` settings. Validates the routes and key templates first, so it doubles as
+    /// the configuration check.
+    pub fn compile(
+        routes: &[RouteConfig],
+        limits: &BTreeMap<String, LimitConfig>,
+        tiers: &BTreeMap<String, LimitConfig>,
+        settings: &PolicySettings,
+    ) -> Result<Self, PolicyError> {
+        validate_routes(routes, limits)?;
+        let default_auth = settings.default_auth;
+        let client_ip = settings.client_ip.clone();
+
+        let mut keys = HashMap::with_capacity(limits.len() + tiers.len());
+        for (section, map) in [("tiers", tiers), ("limits", limits)] {
+            for (name, limit) in map {
+                let template = match &limit.key {
+                    Some(t) => KeyTemplate::parse(t).map_err(|error| PolicyError::KeyTemplate {
+                        section,
+                        name: name.clone(),
+                        template: t.clone(),
+                        error,
+                    })?,
+                    None => KeyTemplate::default(),
+                };
+                keys.insert(
+                    name.as_str().into(),
+                    template.with_ipv6_prefix(settings.ipv6_key_prefix),
+                );
+            }
+        }
+
+        let boxed =
+            |v: &[String]| -> Box<[Box<str>]> { v.iter().map(|s| s.as_str().into()).collect() };
+        let mut rules = Vec::with_capacity(routes.len());
+        for (index, route) in routes.iter().enumerate() {
+            // validate_routes has accepted every rule, so these conversions succeed; errors
+            // are still propagated rather than unwrapped.
+            let at = |error| RoutesError {
+                number: index + 1,
+                path: route.path.clone(),
+                error,
+            };
+            let route_limits = route
+                .limits
+                .iter()
+                .map(|name| RouteLimit {
+                    name: name.as_str().into(),
+                    key: keys.get(name.as_str()).cloned().unwrap_or_default(),
+                })
+                .collect();
+            rules.push(RouteRule {
+                index,
+                pattern: route.pattern().map_err(at)?,
+                methods: route.method_set().map_err(at)?,
+                auth: route.effective_auth(default_auth).map_err(at)?,
+                roles: boxed(&route.roles),
+                permissions: boxed(&route.permissions),
+                owner: route.owner.as_deref().map(Into::into),
+                bypass_roles: boxed(
+                    route
+                        .bypass_roles
+                        .as_deref()
+                        .unwrap_or(&settings.owner_bypass_roles),
+                ),
+                limits: route_limits,
+            });
+        }
+
+        let mut order: Vec<u32> = (0..rules.len() as u32).collect();
+        // Stable sort: equal keys keep configuration order, the last tie-break.
+        order.sort_by(|&a, &b| match_priority(&rules[b as usize], &rules[a as usize]));
+
+        let fallback = RouteRule {
+            index: usize::MAX,
+            pattern: PathPattern::parse("/**").expect("\"/**\" is a valid pattern"),
+            methods: MethodSet::any(),
+            auth: default_auth,
+            roles: Box::new([]),
+            permissions: Box::new([]),
+            owner: None,
+            bypass_roles: Box::new([]),
+            limits: Box::new([]),
+        };
+
+        Ok(Self {
+            rules: rules.into(),
+            order: order.into(),
+            fallback,
+            client_ip,
+            keys,
+        })
+    }
+
+    /// The rule governing `method` on `path`: the most specific matching rule, where
+    /// specificity is (1) the path pattern's specificity key (see [`pattern`]), then (2) a
+    /// rule listing methods beats an any-method rule, then (3) the earlier rule in the file.
+    /// When no rule matches, the fallback (`/**`, `[policy] default_auth`, no limits).
+    /// Does not allocate.
+    pub fn evaluate<'p, 'r>(&'p self, method: &str, path: &'r NormalizedPath) -> Match<'p, 'r> {
+        for &i in self.order.iter() {
+            let rule = &self.rules[i as usize];
+            if rule.methods.contains(method) && rule.pattern.matches(path) {
+                return Match {
+                    rule,
+                    path,
+                    fallback: false,
+                };
+            }
+        }
+        Match {
+            rule: &self.fallback,
+            path,
+            fallback: true,
+        }
+    }
+
+    /// The client address of a request from `peer` (see [`client_ip`]).
+    pub fn client_ip(&self, peer: Peer, headers: &HeaderMap) -> Option<IpAddr> {
+        self.client_ip.resolve(peer, headers)
+    }
+
+    /// The client-IP resolver.
+    pub fn client_ip_resolver(&self) -> &ClientIpResolver {
+        &self.client_ip
+    }
+
+    /// The key template of a tier or named limit.
+    pub fn key_template(&self, name: &str) -> Option<&KeyTemplate> {
+        self.keys.get(name)
+    }
+
+    /// The rules in configuration order.
+    pub fn rules(&self) -> &[RouteRule] {
+        &self.rules
+    }
+
+    /// The rules in the order they are tried, most specific first.
+    pub fn rules_by_priority(&self) -> impl Iterator<Item = &RouteRule> + '_ {
+        self.order.iter().map(|&i| &self.rules[i as usize])
+    }
+}
+
+/// `Greater` when `a` wins over `b` on a path both match (ignoring file order).
+fn match_priority(a: &RouteRule, b: &RouteRule) -> Ordering {
+    a.pattern
+        .cmp_specificity(&b.pattern)
+        .then_with(|| (!a.methods.is_any()).cmp(&!b.methods.is_any()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(routes_toml: &str) -> Policy {
+        #[derive(serde::Deserialize)]
+        struct W {
+            routes: Vec<RouteConfig>,
+        }
+        let routes = toml::from_str::<W>(routes_toml).unwrap().routes;
+        let limits = ["auth", "upload"]
+            .iter()
+            .map(|n| {
+                (
+                    (*n).to_owned(),
+                    LimitConfig {
+                        limit: 5,
+                        window: "5m".into(),
+                        algorithm: Default::default(),
+                        key: Some(if *n == "auth" { "ip" } else { "user" }.into()),
+                    },
+                )
+            })
+            .collect();
+        Policy::compile(
+            &routes,
+            &limits,
+            &BTreeMap::new(),
+            &PolicySettings::default(),
+        )
+        .unwrap()
+    }
+
+    fn route_of(p: &Policy, method: &str, path: &str) -> String {
+        let path = normalize_path(path.as_bytes()).unwrap();
+        let m = p.evaluate(method, &path);
+        if m.is_fallback() {
+            "fallback".into()
+        } else {
+            format!("#{} {}", m.rule.index + 1, m.rule.route())
+        }
+    }
+
+    #[test]
+    fn most_specific_wins_regardless_of_order() {
+        let p = policy(
+            r#"
+            [[routes]]
+            path = "/api/**"
+            [[routes]]
+            path = "/api/users/{id}/**"
+            owner = "id"
+            [[routes]]
+            path = "/api/users/{id}/**"
+            methods = ["DELETE"]
+            roles = ["admin"]
+            [[routes]]
+            path = "/api/upload**"
+            limits = ["upload"]
+            [[routes]]
+            path = "/api/auth/**"
+            limits = ["auth"]
+            [[routes]]
+            path = "/api/auth/session"
+            auth = "required"
+            "#,
+        );
+        assert_eq!(route_of(&p, "GET", "/api/x"), "#1 /api/**");
+        assert_eq!(
+            route_of(&p, "GET", "/api/users/bob/tasks"),
+            "#2 /api/users/{id}/**"
+        );
+        assert_eq!(
+            route_of(&p, "DELETE", "/api/users/bob"),
+            "#3 /api/users/{id}/**"
+        );
+        assert_eq!(
+            route_of(&p, "delete", "/api/users/bob"),
+            "#3 /api/users/{id}/**"
+        );
+        assert_eq!(route_of(&p, "POST", "/api/uploads/1"), "#4 /api/upload**");
+        assert_eq!(
+            route_of(&p, "POST", "/api/auth/sign-in/email"),
+            "#5 /api/auth/**"
+        );
+        assert_eq!(
+            route_of(&p, "GET", "/api/auth/session"),
+            "#6 /api/auth/session"
+        );
+        assert_eq!(
+            route_of(&p, "GET", "/api/auth/session/"),
+            "#6 /api/auth/session"
+        );
+        assert_eq!(route_of(&p, "GET", "/other"), "fallback");
+        let order: Vec<usize> = p.rules_by_priority().map(|r| r.index + 1).collect();
+        // Rules that never match the same path are still totally ordered by their keys.
+        assert_eq!(order, [6, 3, 2, 5, 4, 1]);
+    }
+
+    #[test]
+    fn owner_path_examples_from_the_issue() {
+        let p = policy(
+            r#"
+            [[routes]]
+            path = "/api/users/{user_id}/**"
+            owner = "user_id"
+            bypass_roles = ["admin"]
+            "#,
+        );
+        let id = |user: &'static str, roles: &'static [&'static str]| IdentityRef {
+            user_id: user,
+            roles,
+            permissions: &[],
+        };
+        let check = |raw: &str, who: Option<IdentityRef<'static, &'static str>>| {
+            let path = normalize_path(raw.as_bytes()).unwrap();
+            p.evaluate("GET", &path).authorize(who.as_ref())
+        };
+        assert_eq!(
+            check("/api/users/alice/tasks", Some(id("alice", &[]))),
+            Ok(())
+        );
+        assert_eq!(
+            check("/api/users/bob/tasks", Some(id("alice", &[]))),
+            Err(Refusal::NotOwner)
+        );
+        assert_eq!(
+            check("/api/users/alice/../bob/tasks", Some(id("alice", &[]))),
+            Err(Refusal::NotOwner)
+        );
+        assert_eq!(
+            check("/api/users/alice/../bob/tasks", Some(id("bob", &[]))),
+            Ok(())
+        );
+        assert_eq!(
+            check("/api/users/bob/tasks", Some(id("alice", &["admin"]))),
+            Ok(())
+        );
+        assert_eq!(check("/api/users/bob", None), Err(Refusal::MissingToken));
+    }
+
+    #[test]
+    fn roles_and_permissions() {
+        let p = policy(
+            r#"
+            [[routes]]
+            path = "/admin/**"
+            roles = ["admin", "ops"]
+            permissions = ["audit:read", "audit:export"]
+            "#,
+        );
+        let path = normalize_path(b"/admin/audit").unwrap();
+        let m = p.evaluate("GET", &path);
+        let who = |roles: &'static [&'static str], perms: &'static [&'static str]| IdentityRef {
+            user_id: "u",
+            roles,
+            permissions: perms,
+        };
+        let all = &["audit:read", "audit:export"][..];
+        assert_eq!(m.authorize(Some(&who(&["ops"], all))), Ok(()));
+        assert_eq!(
+            m.authorize(Some(&who(&["user"], all))),
+            Err(Refusal::Forbidden)
+        );
+        assert_eq!(
+            m.authorize(Some(&who(&["admin"], &["audit:read"]))),
+            Err(Refusal::Forbidden)
+        );
+        assert_eq!(
+            m.authorize(None::<&IdentityRef>),
+            Err(Refusal::MissingToken)
+        );
+    }
+
+    #[test]
+    fn limits_carry_their_key_templates() {
+        let p = policy(
+            r#"
+            [[routes]]
+            path = "/api/auth/**"
+            limits = ["auth", "upload"]
+            "#,
+        );
+        let path = normalize_path(b"/api/auth/sign-in").unwrap();
+        let m = p.evaluate("POST", &path);
+        let names: Vec<String> = m
+            .rule
+            .limits
+            .iter()
+            .map(|l| format!("{}={}", l.name, l.key))
+            .collect();
+        assert_eq!(names, ["auth=ip", "upload=user"]);
+        assert_eq!(p.key_template("auth").unwrap().to_string(), "ip");
+        assert!(p.key_template("nope").is_none());
+    }
+}
