@@ -98,7 +98,7 @@ impl LogView {
     /// Seconds until every live record has left the window.
     pub fn reset_secs(&self, p: &WindowParams, now_ms: u64) -> u64 {
         match self.newest_ms {
-            Some(ts) => ceil_secs((ts + p.window_ms()).saturating_sub(now_ms)),
+            Some(ts) => ceil_secs(ts.saturating_add(p.window_ms()).saturating_sub(now_ms)),
             None => 0,
         }
     }
@@ -125,7 +125,8 @@ impl LogView {
                 }
                 freed += record_hits(r);
                 if freed >= must_free {
-                    return ceil_secs((ts + p.window_ms()).saturating_sub(now_ms)).max(1);
+                    return ceil_secs(ts.saturating_add(p.window_ms()).saturating_sub(now_ms))
+                        .max(1);
                 }
             }
         }
@@ -136,7 +137,7 @@ impl LogView {
 /// A record at `ts` still counts at `now` when `now − W < ts` (also when the clock has gone
 /// back below `ts`).
 fn is_live(ts: u64, p: &WindowParams, now_ms: u64) -> bool {
-    ts + p.window_ms() > now_ms
+    ts.saturating_add(p.window_ms()) > now_ms
 }
 
 impl LogState {
@@ -180,7 +181,7 @@ impl LogState {
         let ts = now_ms.max(newest).min(MAX_TS_MS);
         self.records
             .push_back(ts << COUNT_BITS | hits.min(COUNT_MASK));
-        self.expiry = clamp_u32(ceil_secs(ts + p.window_ms()));
+        self.expiry = clamp_u32(ceil_secs(ts.saturating_add(p.window_ms())));
     }
 
     /// Records a denied attempt of `hits`: counts nothing, only the attempts.
