@@ -1,1 +1,599 @@
 //! Authentication: JWT verification, key sets, verified-token cache, revocation, API keys.
+//!
+//! [`Authenticator`] owns all of it and answers one question for every front door: who is
+//! this request? ([`Authenticator::authenticate`] → [`Identity`] or [`AuthError`]).
+//!
+//! ```text
+//! Authorization: Bearer t ──► size ≤ 8 KiB ──► cache (HMAC fingerprint) ─hit─► revoked? ──► Identity
+//!                                                  │ miss
+//!                                                  ▼
+//!                              parse ─► issuer by iss ─► key by kid (refetch on unknown kid,
+//!                              once per cooldown) ─► signature ─► exp/nbf/iat/aud ─► Identity
+//!                                                  │ ok: insert into cache, then revoked?
+//! x-api-key: k ──► SHA-256 ─► constant-time match against configured hashes ──► Identity
+//! neither ──► AuthError::MissingToken (the caller decides whether anonymous is allowed)
+//! ```
+//!
+//! Files: [`verify`] (JWS parsing, algorithms, claim rules), [`jwks`] (key sets, remote
+//! refresh), [`cache`] ([`TokenCache`]), [`revocation`] ([`RevocationStore`]), [`api_key`],
+//! [`identity`] (claims → [`Identity`], role → tier), [`admin`] (admin-API access and
+//! request body), `error` ([`AuthError`]).
+//!
+//! Tokens, secrets and key ids are never logged.
+
+pub mod admin;
+pub mod api_key;
+pub mod cache;
+mod error;
+pub mod identity;
+pub mod jwks;
+pub mod revocation;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+pub use admin::{AdminAccess, AdminSecret, RevokeRequest};
+pub use api_key::ApiKeys;
+pub use cache::{CacheStats, TokenCache};
+pub use error::AuthError;
+pub use identity::{Identity, IdentityKind, IdentityRules, TokenClaims};
+pub use jwks::{IssuerKeys, KeySet, KeySetStats};
+pub use revocation::{Revocation, RevocationError, RevocationOptions, RevocationStore};
+pub use verify::{Alg, AlgSet, MAX_TOKEN_BYTES};
+
+use crate::clock::Clock;
+use crate::config::auth::{KeySourceConfig, MIN_HS256_SECRET_BYTES};
+use crate::config::AuthConfig;
+use cache::Lookup;
+use verify::ClaimRules;
+
+/// The credentials of one request, as the front door found them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuthInput<'a> {
+    /// The `Authorization` header value.
+    pub authorization: Option<&'a [u8]>,
+    /// The API key header value.
+    pub api_key: Option<&'a [u8]>,
+}
+
+impl<'a> AuthInput<'a> {
+    /// A bare token (the RESP `AUTH <token>` command).
+    pub fn bearer(token: &'a str) -> Self {
+        Self {
+            authorization: None,
+            api_key: None,
+        }
+        .with_token(token)
+    }
+
+    fn with_token(self, token: &'a str) -> Self {
+        // Stored as the raw token; `token()` accepts both forms.
+        Self {
+            authorization: Some(token.as_bytes()),
+            ..self
+        }
+    }
+}
+
+/// Extracts the token of an `Authorization: Bearer <token>` value (scheme case-insensitive,
+/// RFC 6750 §2.1). `None` for other schemes or an empty token.
+pub fn bearer_token(header: &[u8]) -> Option<&str> {
+    let h = header.trim_ascii_start();
+    if h.len() < 7 || !h[..6].eq_ignore_ascii_case(b"bearer") || h[6] != b' ' {
+        return None;
+    }
+    let t = h[7..].trim_ascii();
+    if t.is_empty() {
+        return None;
+    }
+    std::str::from_utf8(t).ok()
+}
+
+/// The bearer token of an input: an `Authorization` value with the Bearer scheme, or a bare
+/// token (three dot-separated parts, no space) as [`AuthInput::bearer`] stores it.
+fn token_of<'a>(input: &AuthInput<'a>) -> Option<Result<&'a str, AuthError>> {
+    let raw = input.authorization?;
+    // Size first: a 100 KiB header is refused without being scanned.
+    if raw.len() > MAX_TOKEN_BYTES + 64 {
+        return Some(Err(AuthError::TokenTooLarge));
+    }
+    if let Some(t) = bearer_token(raw) {
+        if t.len() > MAX_TOKEN_BYTES {
+            return Some(Err(AuthError::TokenTooLarge));
+        }
+        return Some(Ok(t));
+    }
+    if !raw.contains(&b' ') && raw.contains(&b'.') {
+        if raw.len() > MAX_TOKEN_BYTES {
+            return Some(Err(AuthError::TokenTooLarge));
+        }
+        return std::str::from_utf8(raw).ok().map(Ok);
+    }
+    // Another scheme (Basic, Digest…): not a bearer token.
+    None
+}
+
+/// Counters of authentication outcomes, by reason, exported by the metrics module.
+#[derive(Debug, Default)]
+pub struct AuthOutcomes {
+    pub ok_token: AtomicU64,
+    pub ok_api_key: AtomicU64,
+    pub missing_token: AtomicU64,
+    pub invalid_token: AtomicU64,
+    pub expired: AtomicU64,
+    pub revoked: AtomicU64,
+    pub invalid_api_key: AtomicU64,
+    pub keys_unavailable: AtomicU64,
+}
+
+impl AuthOutcomes {
+    fn count(&self, r: &Result<Arc<Identity>, AuthError>) {
+        let c = match r {
+            Ok(id) if id.kind == IdentityKind::ApiKey => &self.ok_api_key,
+            Ok(_) => &self.ok_token,
+            Err(e) => match e.reason() {
+                "missing_token" => &self.missing_token,
+                "expired" => &self.expired,
+                "revoked" => &self.revoked,
+                "invalid_api_key" => &self.invalid_api_key,
+                "keys_unavailable" => &self.keys_unavailable,
+                _ => &self.invalid_token,
+            },
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(reason, count)` pairs; `ok` for successes.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("ok", l(&self.ok_token) + l(&self.ok_api_key)),
+            ("missing_token", l(&self.missing_token)),
+            ("invalid_token", l(&self.invalid_token)),
+            ("expired", l(&self.expired)),
+            ("revoked", l(&self.revoked)),
+            ("invalid_api_key", l(&self.invalid_api_key)),
+            ("keys_unavailable", l(&self.keys_unavailable)),
+        ]
+    }
+}
+
+/// One configured issuer.
+struct Issuer {
+    name: String,
+    algs: AlgSet,
+    rules: ClaimRules,
+    keys: Arc<IssuerKeys>,
+}
+
+enum Attempt {
+    Done(Result<Arc<Identity>, AuthError>),
+    /// The token's kid is not in the issuer's current set (and not known-unknown).
+    UnknownKid {
+        issuer: usize,
+        kid: String,
+    },
+}
+
+/// Everything authentication needs, built once from `[auth]`.
+pub struct Authenticator {
+    issuers: Vec<Issuer>,
+    by_iss: HashMap<String, usize>,
+    without_iss: Option<usize>,
+    rules: IdentityRules,
+    anonymous: Arc<Identity>,
+    api_keys: ApiKeys,
+    cache: TokenCache,
+    revocations: Arc<RevocationStore>,
+    clock: Arc<dyn Clock>,
+    /// Outcome counters.
+    pub outcomes: AuthOutcomes,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field(
+                "issuers",
+                &self.issuers.iter().map(|i| &i.keys).collect::<Vec<_>>(),
+            )
+            .field("api_keys", &self.api_keys)
+            .field("cache", &self.cache)
+            .field("revocations", &self.revocations)
+            .finish()
+    }
+}
+
+impl Drop for Authenticator {
+    fn drop(&mut self) {
+        for t in self.tasks.lock().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Authenticator {
+    /// Builds from a validated `[auth]`, reading secrets from the process environment and
+    /// opening the revocation log named in config. Remote key sets start empty: call
+    /// [`Self::start`] inside a Tokio runtime to fetch and refresh them.
+    pub fn from_config(config: &AuthConfig, clock: Arc<dyn Clock>) -> Result<Self, String> {
+        Self::from_config_with(config, clock, &|v| std::env::var(v).ok(), None)
+    }
+
+    /// Like [`Self::from_config`], with the environment lookup injected and, optionally, a
+    /// revocation store shared with something else (tests, the cluster).
+    pub fn from_config_with(
+        config: &AuthConfig,
+        clock: Arc<dyn Clock>,
+        env: &dyn Fn(&str) -> Option<String>,
+        revocations: Option<Arc<RevocationStore>>,
+    ) -> Result<Self, String> {
+        config.validate()?;
+        let mut issuers = Vec::new();
+        let mut by_iss = HashMap::new();
+        let mut without_iss = None;
+        let mut max_leeway = Duration::ZERO;
+        for (i, ic) in config.issuers.iter().enumerate() {
+            let name = &ic.name;
+            let leeway = ic.leeway()?;
+            max_leeway = max_leeway.max(leeway);
+            let keys = match ic.key_source()? {
+                KeySourceConfig::SecretEnv(var) => {
+                    let secret = env(var).ok_or_else(|| {
+                        format!("issuer {name:?}: environment variable {var} is not set")
+                    })?;
+                    if secret.len() < MIN_HS256_SECRET_BYTES {
+                        return Err(format!(
+                            "issuer {name:?}: the HS256 secret in {var} is {} bytes; at least {MIN_HS256_SECRET_BYTES} are required",
+                            secret.len()
+                        ));
+                    }
+                    IssuerKeys::fixed(name, KeySet::hs256(secret.as_bytes()))
+                }
+                KeySourceConfig::File(path) => IssuerKeys::fixed(
+                    name,
+                    KeySet::from_file(path).map_err(|e| format!("issuer {name:?}: {e}"))?,
+                ),
+                KeySourceConfig::Url(url) => IssuerKeys::remote(
+                    name,
+                    url,
+                    jwks::RemoteOptions {
+                        timeout: ic.fetch_timeout()?,
+                        max_bytes: ic.max_jwks_bytes,
+                        refresh: ic.refresh_interval()?,
+                        min_refresh: ic.min_refresh()?,
+                        max_refresh: ic.max_refresh()?,
+                        kid_cooldown: ic.unknown_kid_cooldown()?,
+                        ca_file: ic.ca_file.clone(),
+                    },
+                    Arc::clone(&clock),
+                )?,
+            };
+            match &ic.issuer {
+                Some(iss) => {
+                    by_iss.insert(iss.clone(), i);
+                }
+                None => without_iss = Some(i),
+            }
+            issuers.push(Issuer {
+                name: name.clone(),
+                algs: AlgSet::from_names(&ic.effective_algorithms())?,
+                rules: ClaimRules {
+                    audiences: ic.audiences.clone(),
+                    leeway_ms: leeway.as_millis() as i64,
+                    required_claims: ic.required_claims.clone(),
+                },
+                keys: Arc::new(keys),
+            });
+        }
+        let revocations = match revocations {
+            Some(r) => r,
+            None => {
+                let opts = RevocationOptions {
+                    max_entries: config.revocation.max_entries,
+                    subject_retention_secs: config.revocation.subject_retention()?.as_secs() as i64,
+                    // A jti entry must outlive the last moment its token verifies.
+                    jti_slack_secs: max_leeway.as_secs() as i64 + 1,
+                };
+                let store = RevocationStore::open_with(
+                    config.revocation.path.as_deref(),
+                    Arc::clone(&clock),
+                    opts,
+                )
+                .map_err(|e| e.to_string())?;
+                if !store.is_durable() {
+                    tracing::warn!("auth.revocation.path is not set: revocations are kept in memory only and lost on restart");
+                }
+                Arc::new(store)
+            }
+        };
+        let rules = IdentityRules::from_config(config);
+        Ok(Self {
+            issuers,
+            by_iss,
+            without_iss,
+            anonymous: Arc::new(Identity::anonymous(rules.anonymous_tier())),
+            rules,
+            api_keys: ApiKeys::from_config(&config.api_key_header, &config.api_keys)?,
+            cache: TokenCache::new(config.cache.capacity),
+            revocations,
+            clock,
+            outcomes: AuthOutcomes::default(),
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Starts the background refresh of every remote key set (first fetch at once).
+    /// Needs a Tokio runtime; the tasks stop when the authenticator is dropped.
+    pub fn start(&self) {
+        let mut tasks = self.tasks.lock();
+        for i in &self.issuers {
+            if let Some(h) = i.keys.spawn_refresh() {
+                tasks.push(h.abort_handle());
+            }
+        }
+    }
+
+    /// True when every issuer has a key set (the `/readyz` condition).
+    pub fn is_ready(&self) -> bool {
+        self.issuers.iter().all(|i| i.keys.is_ready())
+    }
+
+    /// Names of issuers still without a key set.
+    pub fn not_ready(&self) -> Vec<&str> {
+        self.issuers
+            .iter()
+            .filter(|i| !i.keys.is_ready())
+            .map(|i| i.name.as_str())
+            .collect()
+    }
+
+    /// Waits until [`Self::is_ready`] or `timeout`; returns readiness.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for i in &self.issuers {
+            if !i.keys.wait_ready_until(deadline).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The identity of a request without credentials.
+    pub fn anonymous(&self) -> Arc<Identity> {
+        Arc::clone(&self.anonymous)
+    }
+
+    /// The header API keys are read from.
+    pub fn api_key_header(&self) -> &http::HeaderName {
+        self.api_keys.header()
+    }
+
+    /// Picks the credentials out of request headers.
+    pub fn input_from_headers<'a>(&self, headers: &'a http::HeaderMap) -> AuthInput<'a> {
+        AuthInput {
+            authorization: headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+            api_key: headers.get(self.api_keys.header()).map(|v| v.as_bytes()),
+        }
+    }
+
+    /// Authenticates a request. A bearer token wins over an API key when both are sent.
+    /// On a token whose `kid` is unknown, this may wait for one key-set refetch (bounded by
+    /// the fetch timeout, at most once per cooldown per issuer).
+    pub async fn authenticate(&self, input: &AuthInput<'_>) -> Result<Arc<Identity>, AuthError> {
+        let r = match token_of(input) {
+            Some(Ok(token)) => match self.attempt(token) {
+                Attempt::Done(r) => r,
+                Attempt::UnknownKid { issuer, kid } => {
+                    let keys = &self.issuers[issuer].keys;
+                    if keys.resolve_unknown_kid(&kid).await {
+                        match self.attempt(token) {
+                            Attempt::Done(r) => r,
+                            Attempt::UnknownKid { .. } => Err(AuthError::UnknownKey),
+                        }
+                    } else {
+                        Err(AuthError::UnknownKey)
+                    }
+                }
+            },
+            Some(Err(e)) => Err(e),
+            None => self.api_key_or_missing(input),
+        };
+        self.outcomes.count(&r);
+        r
+    }
+
+    /// Authenticates without ever waiting: a token with an unknown `kid` fails at once
+    /// (`UnknownKey`) and, inside a Tokio runtime, starts the refetch in the background so a
+    /// retry can succeed. For callers that cannot await, and for benchmarks.
+    pub fn authenticate_now(&self, input: &AuthInput<'_>) -> Result<Arc<Identity>, AuthError> {
+        let r = match token_of(input) {
+            Some(Ok(token)) => match self.attempt(token) {
+                Attempt::Done(r) => r,
+                Attempt::UnknownKid { issuer, kid } => {
+                    let keys = Arc::clone(&self.issuers[issuer].keys);
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        rt.spawn(async move {
+                            keys.resolve_unknown_kid(&kid).await;
+                        });
+                    }
+                    Err(AuthError::UnknownKey)
+                }
+            },
+            Some(Err(e)) => Err(e),
+            None => self.api_key_or_missing(input),
+        };
+        self.outcomes.count(&r);
+        r
+    }
+
+    /// Convenience: [`Self::authenticate`] on request headers.
+    pub async fn authenticate_headers(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<Arc<Identity>, AuthError> {
+        let input = self.input_from_headers(headers);
+        self.authenticate(&input).await
+    }
+
+    fn api_key_or_missing(&self, input: &AuthInput<'_>) -> Result<Arc<Identity>, AuthError> {
+        match input.api_key {
+            // With no keys configured the header is someone else's business.
+            Some(k) if !self.api_keys.is_empty() => self.api_keys.authenticate(k.trim_ascii()),
+            _ => Err(AuthError::MissingToken),
+        }
+    }
+
+    fn attempt(&self, token: &str) -> Attempt {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Attempt::Done(Err(AuthError::TokenTooLarge));
+        }
+        let now = self.clock.now_millis() as i64;
+        let fp = self.cache.fingerprint(token.as_bytes());
+        match self.cache.get(&fp, now) {
+            Lookup::Hit(id) => return Attempt::Done(self.unless_revoked(id)),
+            Lookup::Expired => return Attempt::Done(Err(AuthError::Expired)),
+            Lookup::Miss => {}
+        }
+        match self.verify_uncached(token, now) {
+            Ok((id, valid_until)) => {
+                self.cache.insert(fp, Arc::clone(&id), valid_until, now);
+                Attempt::Done(self.unless_revoked(id))
+            }
+            Err(Failure::Invalid(e)) => Attempt::Done(Err(e)),
+            Err(Failure::UnknownKid(issuer, kid)) => Attempt::UnknownKid { issuer, kid },
+        }
+    }
+
+    fn unless_revoked(&self, id: Arc<Identity>) -> Result<Arc<Identity>, AuthError> {
+        match &id.token {
+            Some(c) if self.revocations.is_revoked(c) => Err(AuthError::Revoked),
+            _ => Ok(id),
+        }
+    }
+
+    /// Full verification of a token not in the cache.
+    fn verify_uncached(&self, token: &str, now_ms: i64) -> Result<(Arc<Identity>, i64), Failure> {
+        let p = verify::parse_token(token)?;
+        let idx = match verify::issuer_claim(&p.claims)? {
+            Some(iss) => self.by_iss.get(iss).copied(),
+            None => self.without_iss,
+        }
+        .ok_or(AuthError::UnknownIssuer)?;
+        let issuer = &self.issuers[idx];
+        if !issuer.algs.contains(p.alg) {
+            return Err(AuthError::AlgorithmNotAllowed.into());
+        }
+        let set = issuer.keys.current().ok_or(AuthError::KeysUnavailable)?;
+        let candidates = match set.candidates(p.kid.as_deref(), p.alg) {
+            Some(c) => c,
+            None => {
+                let kid = p.kid.unwrap_or_default();
+                if !issuer.keys.is_remote() || issuer.keys.is_known_unknown(&kid) {
+                    return Err(AuthError::UnknownKey.into());
+                }
+                return Err(Failure::UnknownKid(idx, kid));
+            }
+        };
+        // The algorithm is pinned to the key type: an RS256 key never checks an HS256 or
+        // ES256 signature, whatever the header says.
+        if candidates.is_empty() || !candidates.iter().any(|k| k.algs().contains(p.alg)) {
+            return Err(AuthError::AlgorithmNotAllowed.into());
+        }
+        let message = p.signing_input.as_bytes();
+        if !candidates
+            .iter()
+            .any(|k| k.verify(p.alg, message, p.signature_b64))
+        {
+            return Err(AuthError::BadSignature.into());
+        }
+        let times = issuer.rules.check(&p.claims, now_ms)?;
+        let id = self
+            .rules
+            .identity_from_claims(&p.claims, &issuer.name, times.exp, times.iat)?;
+        Ok((Arc::new(id), times.valid_until_ms))
+    }
+
+    /// The verified-token cache (its counters are `cache().stats`).
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    /// The revocation store, for the admin API and the cluster.
+    pub fn revocations(&self) -> &Arc<RevocationStore> {
+        &self.revocations
+    }
+
+    /// Each issuer's name, key set and fetch counters.
+    pub fn issuer_keys(&self) -> impl Iterator<Item = &Arc<IssuerKeys>> {
+        self.issuers.iter().map(|i| &i.keys)
+    }
+
+    /// The identity rules (tier mapping), for callers that build identities themselves.
+    pub fn identity_rules(&self) -> &IdentityRules {
+        &self.rules
+    }
+}
+
+/// Why full verification stopped.
+enum Failure {
+    Invalid(AuthError),
+    /// The kid is not in the issuer's set: a refetch may find it.
+    UnknownKid(usize, String),
+}
+
+impl From<AuthError> for Failure {
+    fn from(e: AuthError) -> Self {
+        Failure::Invalid(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer_token(b"Bearer abc.def.ghi"), Some("abc.def.ghi"));
+        assert_eq!(bearer_token(b"bearer   abc "), Some("abc"));
+        assert_eq!(bearer_token(b"BEARER x"), Some("x"));
+        assert_eq!(bearer_token(b"Bearer "), None);
+        assert_eq!(bearer_token(b"Bearerabc"), None);
+        assert_eq!(bearer_token(b"Basic dXNlcjpwYXNz"), None);
+        assert_eq!(
+            bearer_token(&[b'B', b'e', b'a', b'r', b'e', b'r', b' ', 0xff]),
+            None
+        );
+    }
+
+    #[test]
+    fn token_of_refuses_huge_headers_without_scanning() {
+        let big = vec![b'a'; 100 * 1024];
+        let input = AuthInput {
+            authorization: Some(&big),
+            api_key: None,
+        };
+        assert_eq!(token_of(&input), Some(Err(AuthError::TokenTooLarge)));
+        let mut b = b"Bearer ".to_vec();
+        b.extend(std::iter::repeat_n(b'a', MAX_TOKEN_BYTES + 1));
+        let input = AuthInput {
+            authorization: Some(&b),
+            api_key: None,
+        };
+        assert_eq!(token_of(&input), Some(Err(AuthError::TokenTooLarge)));
+        assert_eq!(token_of(&AuthInput::bearer("a.b.c")), Some(Ok("a.b.c")));
+        let basic = AuthInput {
+            authorization: Some(b"Basic xyz"),
+            api_key: None,
+        };
+        assert_eq!(token_of(&basic), None);
+    }
+}

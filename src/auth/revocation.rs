@@ -1,0 +1,684 @@
+//! The revocation store: tokens revoked by `jti`, and every token of a subject issued before a
+//! time (logout everywhere, ban, password change).
+//!
+//! Durability: every new revocation is appended to a log file as one JSON line and fsynced
+//! before the call returns, so once an admin request is answered the revocation survives
+//! `kill -9`. At startup the log is replayed; a torn last line (a write cut by a crash, never
+//! acknowledged) is dropped and truncated away; any other unreadable line stops startup, since
+//! silently losing a revocation would re-admit a revoked token. Expired entries are compacted
+//! away by rewriting the live ones to a temporary file, fsyncing it and renaming it over the
+//! log (atomic on POSIX), then fsyncing the directory.
+//!
+//! Retention: a `jti` entry lives until that token's `exp` plus a slack (the largest leeway);
+//! after that the token is refused as expired anyway. A subject entry lives until
+//! `before + subject_retention`, which must exceed the longest token lifetime in use.
+//! A token without `iat` cannot prove it was issued after a subject revocation, so under one
+//! it counts as revoked.
+//!
+//! Bounds: at most `max_entries` entries; past that, new revocations are refused (after
+//! purging expired ones) rather than evicting old ones, since evicting a revocation re-admits
+//! a token. Reads (`is_revoked`, on every request and every cache hit) take a shared lock,
+//! or none at all while the store is empty.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use super::identity::TokenClaims;
+use crate::clock::Clock;
+
+/// Longest `jti` or subject accepted.
+pub const MAX_ID_BYTES: usize = 256;
+/// Longest log line read back.
+const MAX_LINE_BYTES: usize = 4096;
+
+/// One revocation, as logged and as listed by the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Revocation {
+    /// The token with this `jti`; kept until `exp` (seconds) plus slack.
+    Jti { jti: String, exp: i64 },
+    /// Every token of `sub` issued before `before` (seconds); kept until `until`.
+    Subject {
+        sub: String,
+        before: i64,
+        until: i64,
+    },
+}
+
+impl Revocation {
+    /// When (seconds) the entry may be forgotten.
+    pub fn expires_at(&self, jti_slack: i64) -> i64 {
+        match self {
+            Revocation::Jti { exp, .. } => exp.saturating_add(jti_slack),
+            Revocation::Subject { until, .. } => *until,
+        }
+    }
+}
+
+/// Why a revocation was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RevocationError {
+    #[error("jti or subject must be 1 to {MAX_ID_BYTES} bytes")]
+    BadId,
+    #[error("time out of range")]
+    BadTime,
+    #[error("the revocation store is full ({0} entries)")]
+    Full(usize),
+    /// The revocation is in force in this process but may not survive a restart.
+    #[error("revocation log: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("revocation log {path} line {line}: {msg}")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
+}
+
+/// Settings of the store.
+#[derive(Debug, Clone)]
+pub struct RevocationOptions {
+    pub max_entries: usize,
+    /// Seconds a subject entry is kept after its `before`.
+    pub subject_retention_secs: i64,
+    /// Seconds a jti entry is kept after its token's `exp` (≥ the largest leeway).
+    pub jti_slack_secs: i64,
+}
+
+impl Default for RevocationOptions {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
+            subject_retention_secs: 30 * 86_400,
+            jti_slack_secs: 300,
+        }
+    }
+}
+
+/// Counters exported by the metrics module.
+#[derive(Debug, Default)]
+pub struct RevocationStats {
+    /// Revocations recorded (new or extended).
+    pub recorded: AtomicU64,
+    /// Tokens refused because revoked.
+    pub refused: AtomicU64,
+    /// Log compactions done.
+    pub compactions: AtomicU64,
+}
+
+#[derive(Default)]
+struct Tables {
+    /// jti → exp (seconds).
+    jti: HashMap<String, i64>,
+    /// subject → (before, until) in seconds.
+    sub: HashMap<String, (i64, i64)>,
+}
+
+impl Tables {
+    fn len(&self) -> usize {
+        self.jti.len() + self.sub.len()
+    }
+
+    /// Applies `r`; true when it changed anything.
+    fn apply(&mut self, r: &Revocation) -> bool {
+        match r {
+            Revocation::Jti { jti, exp } => match self.jti.get_mut(jti) {
+                Some(e) if *e >= *exp => false,
+                Some(e) => {
+                    *e = *exp;
+                    true
+                }
+                None => {
+                    self.jti.insert(jti.clone(), *exp);
+                    true
+                }
+            },
+            Revocation::Subject { sub, before, until } => match self.sub.get_mut(sub) {
+                Some((b, u)) if *b >= *before && *u >= *until => false,
+                Some((b, u)) => {
+                    *b = (*b).max(*before);
+                    *u = (*u).max(*until);
+                    true
+                }
+                None => {
+                    self.sub.insert(sub.clone(), (*before, *until));
+                    true
+                }
+            },
+        }
+    }
+
+    fn purge(&mut self, now_secs: i64, slack: i64) -> usize {
+        let before = self.len();
+        self.jti
+            .retain(|_, exp| exp.saturating_add(slack) > now_secs);
+        self.sub.retain(|_, (_, until)| *until > now_secs);
+        before - self.len()
+    }
+
+    fn entries(&self) -> Vec<Revocation> {
+        let mut v: Vec<Revocation> = self
+            .jti
+            .iter()
+            .map(|(j, e)| Revocation::Jti {
+                jti: j.clone(),
+                exp: *e,
+            })
+            .chain(self.sub.iter().map(|(s, (b, u))| Revocation::Subject {
+                sub: s.clone(),
+                before: *b,
+                until: *u,
+            }))
+            .collect();
+        v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        v
+    }
+}
+
+struct Log {
+    path: PathBuf,
+    file: File,
+    /// Lines in the file, to decide when compaction pays.
+    lines: usize,
+}
+
+/// The revocation store.
+pub struct RevocationStore {
+    clock: Arc<dyn Clock>,
+    opts: RevocationOptions,
+    tables: RwLock<Tables>,
+    /// Entry count, read without the lock on the hot path.
+    count: AtomicUsize,
+    /// Serialises writers; `None` when memory-only.
+    log: Mutex<Option<Log>>,
+    pub stats: RevocationStats,
+}
+
+impl std::fmt::Debug for RevocationStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationStore")
+            .field("entries", &self.len())
+            .field("path", &self.log.lock().as_ref().map(|l| l.path.clone()))
+            .finish()
+    }
+}
+
+impl RevocationStore {
+    /// Opens (or creates) the log at `path` with default options and replays it.
+    pub fn open(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Self, RevocationError> {
+        Self::open_with(Some(path.as_ref()), clock, RevocationOptions::default())
+    }
+
+    /// A store that keeps revocations in memory only (lost on restart).
+    pub fn in_memory(clock: Arc<dyn Clock>, opts: RevocationOptions) -> Self {
+        Self {
+            clock,
+            opts,
+            tables: RwLock::new(Tables::default()),
+            count: AtomicUsize::new(0),
+            log: Mutex::new(None),
+            stats: RevocationStats::default(),
+        }
+    }
+
+    /// Opens the log at `path` (memory-only when `None`), replays it, drops expired entries
+    /// and compacts the file.
+    pub fn open_with(
+        path: Option<&Path>,
+        clock: Arc<dyn Clock>,
+        opts: RevocationOptions,
+    ) -> Result<Self, RevocationError> {
+        let store = Self::in_memory(clock, opts);
+        let Some(path) = path else {
+            return Ok(store);
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        let (entries, good_len, lines) = replay(&mut file, path)?;
+        let total_len = file.metadata()?.len();
+        if good_len < total_len {
+            // A torn last line: the write was cut by a crash before it was acknowledged.
+            file.set_len(good_len)?;
+            file.sync_data()?;
+        }
+        {
+            let mut t = store.tables.write();
+            for r in &entries {
+                t.apply(r);
+            }
+            t.purge(store.now_secs(), store.opts.jti_slack_secs);
+            store.count.store(t.len(), Ordering::Release);
+        }
+        *store.log.lock() = Some(Log {
+            path: path.to_path_buf(),
+            file,
+            lines,
+        });
+        if lines > store.len() {
+            store.compact()?;
+        }
+        Ok(store)
+    }
+
+    fn now_secs(&self) -> i64 {
+        (self.clock.now_millis() / 1000) as i64
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when the store writes a log.
+    pub fn is_durable(&self) -> bool {
+        self.log.lock().is_some()
+    }
+
+    /// Revokes the token with this `jti`, which expires at `exp` (seconds). Returns whether
+    /// anything changed (false: already revoked). Blocks on an fsync: call it from a
+    /// blocking context (`spawn_blocking`) in async code.
+    pub fn revoke_jti(&self, jti: &str, exp: i64) -> Result<bool, RevocationError> {
+        check_id(jti)?;
+        check_time(exp)?;
+        self.apply(Revocation::Jti {
+            jti: jti.to_string(),
+            exp,
+        })
+    }
+
+    /// Revokes every token of `sub` issued before `before` (seconds). Blocks on an fsync.
+    pub fn revoke_subject(&self, sub: &str, before: i64) -> Result<bool, RevocationError> {
+        check_id(sub)?;
+        check_time(before)?;
+        let until = before.saturating_add(self.opts.subject_retention_secs);
+        self.apply(Revocation::Subject {
+            sub: sub.to_string(),
+            before,
+            until,
+        })
+    }
+
+    /// Records a revocation (from the admin API or a peer). Durable before it returns
+    /// `Ok`. On `Err(Io)` the revocation is in force in memory but may not survive a
+    /// restart: tollgate fails closed and lets the caller retry.
+    pub fn apply(&self, r: Revocation) -> Result<bool, RevocationError> {
+        if let Revocation::Jti { jti, exp } = &r {
+            check_id(jti)?;
+            check_time(*exp)?;
+        }
+        if let Revocation::Subject { sub, before, until } = &r {
+            check_id(sub)?;
+            check_time(*before)?;
+            check_time(*until)?;
+        }
+        let now = self.now_secs();
+        if r.expires_at(self.opts.jti_slack_secs) <= now {
+            // Already past its retention: the token it names is refused as expired anyway.
+            return Ok(false);
+        }
+        let mut log = self.log.lock();
+        {
+            let mut t = self.tables.write();
+            let mut probe = Tables::default();
+            let is_new_key = match &r {
+                Revocation::Jti { jti, .. } => !t.jti.contains_key(jti),
+                Revocation::Subject { sub, .. } => !t.sub.contains_key(sub),
+            };
+            if is_new_key && t.len() >= self.opts.max_entries {
+                t.purge(now, self.opts.jti_slack_secs);
+                if t.len() >= self.opts.max_entries {
+                    self.count.store(t.len(), Ordering::Release);
+                    return Err(RevocationError::Full(self.opts.max_entries));
+                }
+            }
+            // Does it change anything? (Checked on a copy of the one entry.)
+            match &r {
+                Revocation::Jti { jti, .. } => {
+                    if let Some(e) = t.jti.get(jti) {
+                        probe.jti.insert(jti.clone(), *e);
+                    }
+                }
+                Revocation::Subject { sub, .. } => {
+                    if let Some(e) = t.sub.get(sub) {
+                        probe.sub.insert(sub.clone(), *e);
+                    }
+                }
+            }
+            if !probe.apply(&r) {
+                return Ok(false);
+            }
+            // In force at once, before the fsync: a failed write must not leave the token
+            // usable.
+            t.apply(&r);
+            self.count.store(t.len(), Ordering::Release);
+        }
+        self.stats.recorded.fetch_add(1, Ordering::Relaxed);
+        if let Some(l) = log.as_mut() {
+            let mut line = serde_json::to_vec(&r).expect("a revocation serialises");
+            line.push(b'\n');
+            l.file.write_all(&line)?;
+            l.file.sync_data()?;
+            l.lines += 1;
+            let live = self.len();
+            if l.lines > 1024 && l.lines > 2 * live {
+                drop(log);
+                self.compact()?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// True when the token these claims describe is revoked.
+    pub fn is_revoked(&self, claims: &TokenClaims) -> bool {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let t = self.tables.read();
+        if let Some(jti) = &claims.jti {
+            if t.jti.contains_key(jti) {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+        }
+        if let Some((before, _)) = t.sub.get(&claims.subject) {
+            let revoked = match claims.iat {
+                Some(iat) => iat < *before,
+                // No iat: the token cannot show it postdates the revocation.
+                None => true,
+            };
+            if revoked {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Every live revocation, in a stable order.
+    pub fn list(&self) -> Vec<Revocation> {
+        self.tables.read().entries()
+    }
+
+    /// Drops expired entries from memory (the log is compacted separately).
+    pub fn purge_expired(&self) -> usize {
+        let mut t = self.tables.write();
+        let n = t.purge(self.now_secs(), self.opts.jti_slack_secs);
+        self.count.store(t.len(), Ordering::Release);
+        n
+    }
+
+    /// Rewrites the log with only the live entries (write to a temporary file, fsync,
+    /// rename over the log, fsync the directory). A no-op when memory-only.
+    pub fn compact(&self) -> Result<(), RevocationError> {
+        let mut guard = self.log.lock();
+        let Some(log) = guard.as_mut() else {
+            return Ok(());
+        };
+        let entries = {
+            let mut t = self.tables.write();
+            t.purge(self.now_secs(), self.opts.jti_slack_secs);
+            self.count.store(t.len(), Ordering::Release);
+            t.entries()
+        };
+        let tmp = log.path.with_extension("compact.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            let mut buf = Vec::new();
+            for r in &entries {
+                serde_json::to_writer(&mut buf, r).expect("a revocation serialises");
+                buf.push(b'\n');
+            }
+            f.write_all(&buf)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &log.path)?;
+        if let Some(dir) = log.path.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            File::open(dir)?.sync_all()?;
+        }
+        log.file = OpenOptions::new().append(true).open(&log.path)?;
+        log.lines = entries.len();
+        self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn check_id(s: &str) -> Result<(), RevocationError> {
+    if s.is_empty() || s.len() > MAX_ID_BYTES {
+        return Err(RevocationError::BadId);
+    }
+    Ok(())
+}
+
+fn check_time(t: i64) -> Result<(), RevocationError> {
+    // Within ±2^42 seconds (±139,000 years): keeps every sum below overflow.
+    if t.unsigned_abs() > 1 << 42 {
+        return Err(RevocationError::BadTime);
+    }
+    Ok(())
+}
+
+/// Reads the log: the entries, the byte length of the complete lines, and their count.
+fn replay(file: &mut File, path: &Path) -> Result<(Vec<Revocation>, u64, usize), RevocationError> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::new(&mut *file);
+    let mut entries = Vec::new();
+    let mut good_len = 0u64;
+    let mut lines = 0usize;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if buf.last() != Some(&b'\n') {
+            if n > MAX_LINE_BYTES {
+                return Err(RevocationError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: lines + 1,
+                    msg: "line too long".into(),
+                });
+            }
+            // No newline at the end of the file: a torn write, dropped.
+            break;
+        }
+        lines += 1;
+        let r: Revocation =
+            serde_json::from_slice(&buf[..n - 1]).map_err(|e| RevocationError::Corrupt {
+                path: path.to_path_buf(),
+                line: lines,
+                msg: e.to_string(),
+            })?;
+        entries.push(r);
+        good_len += n as u64;
+    }
+    Ok((entries, good_len, lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn claims(jti: Option<&str>, sub: &str, iat: Option<i64>) -> TokenClaims {
+        TokenClaims {
+            jti: jti.map(str::to_string),
+            subject: sub.into(),
+            iat,
+            exp: 10_000,
+        }
+    }
+
+    fn clock(secs: u64) -> Arc<ManualClock> {
+        Arc::new(ManualClock::new(secs * 1000))
+    }
+
+    #[test]
+    fn jti_and_subject_rules() {
+        let s = RevocationStore::in_memory(clock(1000), RevocationOptions::default());
+        assert!(!s.is_revoked(&claims(Some("j1"), "u", Some(900))));
+        assert!(s.revoke_jti("j1", 2000).unwrap());
+        assert!(
+            !s.revoke_jti("j1", 1500).unwrap(),
+            "shorter exp changes nothing"
+        );
+        assert!(s.is_revoked(&claims(Some("j1"), "u", Some(900))));
+        assert!(!s.is_revoked(&claims(Some("j2"), "u", Some(900))));
+        assert!(s.revoke_subject("alice", 1000).unwrap());
+        assert!(s.is_revoked(&claims(None, "alice", Some(999))));
+        assert!(
+            !s.is_revoked(&claims(None, "alice", Some(1000))),
+            "issued at T: valid"
+        );
+        assert!(
+            s.is_revoked(&claims(None, "alice", None)),
+            "no iat: revoked"
+        );
+        assert!(!s.is_revoked(&claims(None, "bob", None)));
+        // A later subject revocation moves T forward, never back.
+        assert!(s.revoke_subject("alice", 1200).unwrap());
+        assert!(!s.revoke_subject("alice", 1100).unwrap());
+        assert!(s.is_revoked(&claims(None, "alice", Some(1100))));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.stats.recorded.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let s = RevocationStore::in_memory(clock(0), RevocationOptions::default());
+        assert!(matches!(s.revoke_jti("", 5), Err(RevocationError::BadId)));
+        assert!(matches!(
+            s.revoke_jti(&"x".repeat(MAX_ID_BYTES + 1), 5),
+            Err(RevocationError::BadId)
+        ));
+        assert!(matches!(
+            s.revoke_jti("j", i64::MAX),
+            Err(RevocationError::BadTime)
+        ));
+        assert!(matches!(
+            s.revoke_subject("u", i64::MIN),
+            Err(RevocationError::BadTime)
+        ));
+    }
+
+    #[test]
+    fn bounded_and_expired_entries_make_room() {
+        let c = clock(1000);
+        let opts = RevocationOptions {
+            max_entries: 2,
+            jti_slack_secs: 10,
+            ..Default::default()
+        };
+        let s = RevocationStore::in_memory(c.clone(), opts);
+        s.revoke_jti("a", 1005).unwrap();
+        s.revoke_jti("b", 5000).unwrap();
+        assert!(matches!(
+            s.revoke_jti("c", 5000),
+            Err(RevocationError::Full(2))
+        ));
+        // Already-revoked keys can still be extended when full.
+        assert!(s.revoke_jti("b", 6000).unwrap());
+        c.advance_millis(20_000); // "a" is now past exp + slack
+        assert!(s.revoke_jti("c", 5000).unwrap());
+        assert_eq!(s.len(), 2);
+        // Revoking something already past its retention is a no-op.
+        assert!(!s.revoke_jti("old", 100).unwrap());
+    }
+
+    #[test]
+    fn log_survives_reopen_and_drops_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rev.log");
+        let c = clock(1000);
+        {
+            let s = RevocationStore::open(&path, c.clone()).unwrap();
+            s.revoke_jti("j1", 5000).unwrap();
+            s.revoke_subject("alice", 900).unwrap();
+        }
+        // Simulate a crash in the middle of a third write.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"jti":"torn","ex"#).unwrap();
+        drop(f);
+        let s = RevocationStore::open(&path, c.clone()).unwrap();
+        assert!(s.is_revoked(&claims(Some("j1"), "x", Some(1))));
+        assert!(s.is_revoked(&claims(None, "alice", Some(899))));
+        assert!(!s.is_revoked(&claims(Some("torn"), "x", Some(1))));
+        assert_eq!(s.len(), 2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with('\n') && !text.contains("torn"));
+    }
+
+    #[test]
+    fn a_corrupt_middle_line_stops_startup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rev.log");
+        std::fs::write(
+            &path,
+            "{\"jti\":\"a\",\"exp\":99999}\ngarbage\n{\"jti\":\"b\",\"exp\":99999}\n",
+        )
+        .unwrap();
+        let e = RevocationStore::open(&path, clock(0)).unwrap_err();
+        assert!(matches!(e, RevocationError::Corrupt { line: 2, .. }), "{e}");
+    }
+
+    #[test]
+    fn compaction_drops_expired_entries_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rev.log");
+        let c = clock(1000);
+        let opts = RevocationOptions {
+            jti_slack_secs: 0,
+            ..Default::default()
+        };
+        let s = RevocationStore::open_with(Some(&path), c.clone(), opts.clone()).unwrap();
+        for i in 0..10 {
+            s.revoke_jti(&format!("short{i}"), 1100).unwrap();
+        }
+        s.revoke_jti("long", 9000).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 11);
+        c.advance_millis(200_000);
+        s.compact().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("long"));
+        // The store still appends to the new file.
+        s.revoke_subject("bob", 1200).unwrap();
+        drop(s);
+        let s = RevocationStore::open_with(Some(&path), c, opts).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.list().len(), 2);
+    }
+
+    #[test]
+    fn list_is_serialisable_for_the_admin_api() {
+        let s = RevocationStore::in_memory(clock(0), RevocationOptions::default());
+        s.revoke_jti("j", 50).unwrap();
+        s.revoke_subject("u", 10).unwrap();
+        let json = serde_json::to_string(&s.list()).unwrap();
+        assert!(json.contains(r#"{"jti":"j","exp":50}"#), "{json}");
+        assert!(json.contains(r#""sub":"u","before":10"#), "{json}");
+        let back: Vec<Revocation> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s.list());
+    }
+}
