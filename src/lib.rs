@@ -15,13 +15,17 @@
 //! - [`client`]: async Rust client for the RESP protocol.
 //! - [`metrics`]: Prometheus registry.
 //! - [`problem`]: RFC 9457 problem details for bad input.
+//! - [`logging`]: the tracing subscriber (text or JSON, level reloadable).
+//! - [`cli`]: the `tollgate` command line (`serve`, `check-config`, `print-default-config`).
 
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod gate;
 pub mod limiter;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod problem;

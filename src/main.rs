@@ -1,6 +1,5 @@
-//! The `tollgate` binary: command-line parsing and start-up. See the library for the parts.
+//! The `tollgate` binary: everything it does is in the library's [`tollgate::cli`].
 
-fn main() {
-    eprintln!("tollgate: not implemented yet");
-    std::process::exit(1);
+fn main() -> std::process::ExitCode {
+    tollgate::cli::main()
 }

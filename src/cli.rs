@@ -1,0 +1,187 @@
+//! The command line: `tollgate serve`, `tollgate check-config`, `tollgate print-default-config`.
+//!
+//! Exit status: 0 on success, 1 when the configuration is invalid or the server fails,
+//! 2 for a usage error (clap's own code, kept so scripts can tell a typo from a bad file).
+//! Configuration errors go to stderr as `file:line:column: key: what is wrong`, one per line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, EMBEDDED_DEFAULT, EMBEDDED_ORIGIN};
+
+/// Invalid configuration, or a failure while running.
+pub const EXIT_FAILURE: u8 = 1;
+/// Bad command line (clap exits with this itself).
+pub const EXIT_USAGE: u8 = 2;
+
+const EXAMPLES: &str = "\
+Examples:
+  tollgate serve
+      Run on the embedded default configuration: HTTP on 127.0.0.1:8080, tiers anonymous
+      100/h, basic 500/h, premium 2000/h, api_key 10000/h.
+  tollgate serve --config /etc/tollgate/tollgate.toml
+      Run on your own configuration. `kill -HUP <pid>` reloads it; a bad file is refused
+      and the running configuration stays.
+  tollgate check-config /etc/tollgate/tollgate.toml
+      Validate a file: prints `FILE: ok` and a summary, or `FILE:LINE:COLUMN: what is wrong`
+      and exits 1.
+  tollgate print-default-config > tollgate.toml
+      Start a configuration from the commented default.
+  TOLLGATE_LOG=debug tollgate serve
+      Override [log] level for one run.
+  curl -i 'http://127.0.0.1:8080/check?key=ip:203.0.113.7&tier=anonymous'
+      Ask a running tollgate.
+
+Exit status: 0 ok, 1 invalid configuration or failure, 2 usage error.
+Documentation: docs/configuration.md, docs/http-api.md.";
+
+/// tollgate: rate-limiter and JWT-auth sidecar.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Rate-limiter and JWT-auth sidecar: sliding-window limits, verified-token cache, \
+             nginx auth_request, RESP protocol",
+    after_help = EXAMPLES,
+    arg_required_else_help = true,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar until SIGTERM or SIGINT; SIGHUP reloads the configuration file.
+    Serve {
+        /// Configuration file (TOML). Without it, the embedded default (see
+        /// print-default-config).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file: `FILE: ok` and a summary, or every problem as
+    /// FILE:LINE:COLUMN and exit status 1.
+    CheckConfig {
+        /// The configuration file to check.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Print the embedded default configuration, commented, as a starting point.
+    PrintDefaultConfig,
+}
+
+/// Parses the process's arguments and runs the command. What `main` calls.
+pub fn main() -> ExitCode {
+    run(Cli::parse())
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::CheckConfig { file } => check_config(file),
+        Command::PrintDefaultConfig => {
+            print!("{EMBEDDED_DEFAULT}");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn check_config(file: PathBuf) -> ExitCode {
+    match Config::load(&file) {
+        Ok(config) => {
+            println!("{}: ok", file.display());
+            println!("{}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn serve(config_path: Option<PathBuf>) -> ExitCode {
+    let loaded = match &config_path {
+        Some(path) => Config::load(path),
+        None => Ok(Config::embedded()),
+    };
+    // Logging is configured by the file, so a bad file is reported on plain stderr.
+    let config = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("tollgate: not starting: the configuration is invalid");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    if let Err(e) = crate::logging::init(&config.log) {
+        eprintln!("tollgate: {e:#}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    let origin = config_path
+        .as_ref()
+        .map_or_else(|| EMBEDDED_ORIGIN.to_string(), |p| p.display().to_string());
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %origin,
+        "starting: {}",
+        config.summary()
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tollgate")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(crate::server::run(config, config_path)) {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+/// Reports a fatal error through the logger when it would show an error, else on stderr
+/// (so `level = "off"` never hides why the process exited).
+fn fail(message: &str) -> ExitCode {
+    if tracing::enabled!(tracing::Level::ERROR) {
+        tracing::error!("stopping: {message}");
+    } else {
+        eprintln!("tollgate: {message}");
+    }
+    ExitCode::from(EXIT_FAILURE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_each_command() {
+        let c = Cli::try_parse_from(["tollgate", "serve", "--config", "x.toml"]).unwrap();
+        assert!(
+            matches!(c.command, Command::Serve { config: Some(p) } if p == std::path::Path::new("x.toml"))
+        );
+        let c = Cli::try_parse_from(["tollgate", "serve"]).unwrap();
+        assert!(matches!(c.command, Command::Serve { config: None }));
+        let c = Cli::try_parse_from(["tollgate", "check-config", "y.toml"]).unwrap();
+        assert!(matches!(c.command, Command::CheckConfig { .. }));
+        let e = Cli::try_parse_from(["tollgate", "check-config"]).unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
+        let e = Cli::try_parse_from(["tollgate", "serve", "--bogus"]).unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
+    }
+}
