@@ -230,14 +230,14 @@ impl IssuerConfig {
     fn validate(&self) -> Result<(), String> {
         let name = &self.name;
         if name.is_empty() || name.len() > 64 {
-            return Err("issuer name must be 1 to 64 bytes".into());
+            return Err("auth.issuers: a name must be 1 to 64 bytes".into());
         }
         let source = self.key_source()?;
         let algs = self.effective_algorithms();
         for a in &algs {
             if !SUPPORTED_ALGORITHMS.contains(&a.as_str()) {
                 return Err(format!(
-                    "issuer {name:?}: algorithm {a:?} is not supported (supported: {})",
+                    "issuer {name:?}: algorithms: {a:?} is not supported (supported: {})",
                     SUPPORTED_ALGORITHMS.join(", ")
                 ));
             }
@@ -247,65 +247,71 @@ impl IssuerConfig {
         match source {
             KeySourceConfig::SecretEnv(env) => {
                 if env.is_empty() {
-                    return Err(format!("issuer {name:?}: hs256_secret_env is empty"));
+                    return Err(format!("issuer {name:?}: hs256_secret_env: is empty"));
                 }
                 if algs.iter().any(|a| a != "HS256") {
                     return Err(format!(
-                        "issuer {name:?}: a shared secret only verifies HS256"
+                        "issuer {name:?}: algorithms: a shared secret only verifies HS256"
                     ));
                 }
             }
             KeySourceConfig::Url(url) => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(format!(
-                        "issuer {name:?}: jwks_url must start with http:// or https://"
+                        "issuer {name:?}: jwks_url: must start with http:// or https://"
                     ));
                 }
                 if algs.iter().any(|a| a == "HS256") {
                     return Err(format!(
-                        "issuer {name:?}: HS256 needs hs256_secret_env, not a key set"
+                        "issuer {name:?}: algorithms: HS256 needs hs256_secret_env, not a key set"
                     ));
                 }
             }
             KeySourceConfig::File(_) => {
                 if algs.iter().any(|a| a == "HS256") {
                     return Err(format!(
-                        "issuer {name:?}: HS256 needs hs256_secret_env, not a key set"
+                        "issuer {name:?}: algorithms: HS256 needs hs256_secret_env, not a key set"
                     ));
                 }
             }
         }
         if self.ca_file.is_some() && self.jwks_url.is_none() {
-            return Err(format!("issuer {name:?}: ca_file only applies to jwks_url"));
+            return Err(format!(
+                "issuer {name:?}: ca_file: only applies to jwks_url"
+            ));
         }
         for c in &self.required_claims {
             if c.is_empty() {
-                return Err(format!("issuer {name:?}: empty name in required_claims"));
+                return Err(format!(
+                    "issuer {name:?}: required_claims: empty claim name"
+                ));
             }
         }
         if let Some(iss) = &self.issuer {
             if iss.is_empty() {
-                return Err(format!("issuer {name:?}: issuer must not be empty"));
+                return Err(format!("issuer {name:?}: issuer: must not be empty"));
             }
         }
         let leeway = self.leeway()?;
         if leeway > Duration::from_secs(300) {
-            return Err(format!("issuer {name:?}: leeway above 5m is not accepted"));
+            return Err(format!("issuer {name:?}: leeway: above 5m is not accepted"));
         }
         if self.fetch_timeout()?.is_zero() {
-            return Err(format!("issuer {name:?}: fetch_timeout must be above zero"));
+            return Err(format!(
+                "issuer {name:?}: fetch_timeout: must be above zero"
+            ));
         }
         let (min, max) = (self.min_refresh()?, self.max_refresh()?);
         if min.is_zero() || min > max {
             return Err(format!(
-                "issuer {name:?}: need 0 < min_refresh <= max_refresh"
+                "issuer {name:?}: min_refresh: need 0 < min_refresh <= max_refresh"
             ));
         }
         self.refresh_interval()?;
         self.unknown_kid_cooldown()?;
         if self.max_jwks_bytes < 1024 || self.max_jwks_bytes > 16 * 1024 * 1024 {
             return Err(format!(
-                "issuer {name:?}: max_jwks_bytes must be between 1 KiB and 16 MiB"
+                "issuer {name:?}: max_jwks_bytes: must be between 1 KiB and 16 MiB"
             ));
         }
         Ok(())
