@@ -78,6 +78,7 @@ impl CheckError {
 struct CompiledLimit {
     spec: LimitSpec,
     denials: IntCounter,
+    abuse: IntCounter,
 }
 
 /// A tier: its limit and its pre-resolved decision counters.
@@ -206,9 +207,19 @@ impl Gate {
             };
             denier.denials.inc();
         }
-        for o in decision.outcomes.iter().filter(|o| o.abuse) {
+        for (i, o) in decision
+            .outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.abuse)
+        {
             // The limiter raises `abuse` once per key and window, so this logs once too.
-            self.metrics.abuse_signal(&o.name);
+            let limit = if i == 0 {
+                &tier.limit
+            } else {
+                named.unwrap_or(&tier.limit)
+            };
+            limit.abuse.inc();
             tracing::warn!(
                 target: "tollgate::abuse",
                 key = ?q.key,
@@ -339,6 +350,7 @@ fn compile(config: &Config, metrics: &Metrics) -> anyhow::Result<GateState> {
             CompiledTier {
                 limit: CompiledLimit {
                     denials: metrics.denial_counter(name),
+                    abuse: metrics.abuse_counter(name),
                     spec,
                 },
                 decisions: metrics.decision_counters(name),
@@ -352,6 +364,7 @@ fn compile(config: &Config, metrics: &Metrics) -> anyhow::Result<GateState> {
             name.as_str().into(),
             CompiledLimit {
                 denials: metrics.denial_counter(name),
+                abuse: metrics.abuse_counter(name),
                 spec,
             },
         );

@@ -257,9 +257,10 @@ impl Metrics {
         self.check_errors.with_label_values(&[reason]).inc();
     }
 
-    /// Counts an abuse signal (cold path: once per key and window).
-    pub fn abuse_signal(&self, limit: &str) {
-        self.abuse_signals.with_label_values(&[limit]).inc();
+    /// The abuse-signal counter of one limit, resolved once (so that every configured limit
+    /// exports a 0 from the start, which alerts can rely on).
+    pub fn abuse_counter(&self, limit: &str) -> IntCounter {
+        self.abuse_signals.with_label_values(&[limit])
     }
 
     /// Counts a configuration reload.
@@ -317,7 +318,7 @@ mod tests {
         c.denied.inc_by(2);
         m.denial_counter("basic").inc();
         m.decision_seconds().observe(0.000_001);
-        m.abuse_signal("basic");
+        m.abuse_counter("basic").inc();
         m.config_reload(true);
         m.connections(Listener::HttpTcp).open.inc();
         let text = String::from_utf8(m.render(7, 3)).unwrap();

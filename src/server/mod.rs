@@ -1,13 +1,432 @@
 //! Front doors: HTTP (TCP and Unix socket) and RESP. Each parses its input into request
 //! facts, asks the [`crate::gate::Gate`], and renders the decision.
 //!
-//! OWNER NOTE (remove when implemented): `run` is what `tollgate serve` calls.
+//! This module owns the server's life: [`ServerBuilder::start`] builds the gate, binds every
+//! listener and spawns the accept loops, the periodic limiter sweep and a supervisor; the
+//! returned [`ServerHandle`] reports the bound addresses, reloads the configuration, and shuts
+//! down gracefully (stop accepting → let in-flight requests finish within
+//! `server.shutdown_grace` → close what is left). [`run`] is what `tollgate serve` calls: the
+//! same, driven by signals (SIGTERM/SIGINT shut down, SIGHUP reloads).
+//!
+//! Files: [`http`] is the HTTP door, [`listener`] the sockets and connection handling every
+//! door shares, [`readiness`] the conditions `/readyz` reports.
 
-use std::path::PathBuf;
+pub mod http;
+pub mod listener;
+pub mod readiness;
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioTimer;
+use tokio::task::JoinHandle;
+
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::gate::{Gate, ReloadSummary};
+use crate::metrics::Listener;
+
+pub use listener::{ConnectionSlots, Phase, Shutdown};
+pub use readiness::{Readiness, ReadinessFlag};
+
+use self::http::{HttpService, HttpShared};
+use self::listener::{HttpConnSettings, ShutdownController, UnixSocketFile};
+
+/// How often idle limiter states are dropped. Idle means both windows passed, so for the
+/// usual windows (minutes to hours) a few seconds of delay changes nothing but memory.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// hyper refuses a read buffer smaller than this.
+const MIN_HEADER_BUFFER: usize = 8 * 1024;
+
+/// Starts a server: `ServerBuilder::new(config).start().await` binds and serves on the
+/// current tokio runtime.
+///
+/// ```no_run
+/// # async fn demo() -> anyhow::Result<()> {
+/// let mut config = tollgate::config::Config::default();
+/// config.server.http = "127.0.0.1:0".into(); // any free port
+/// let server = tollgate::server::ServerBuilder::new(config).start().await?;
+/// println!("listening on {}", server.http_addr());
+/// server.stop().await?;
+/// # Ok(()) }
+/// ```
+pub struct ServerBuilder {
+    config: Config,
+    config_path: Option<PathBuf>,
+    clock: Arc<dyn Clock>,
+    http_listener: Option<std::net::TcpListener>,
+    readiness: Readiness,
+}
+
+impl ServerBuilder {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            config_path: None,
+            clock: Arc::new(SystemClock),
+            http_listener: None,
+            readiness: Readiness::new(),
+        }
+    }
+
+    /// The file [`ServerHandle::reload_config_file`] (SIGHUP) re-reads.
+    pub fn config_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_path = Some(path.into());
+        self
+    }
+
+    /// The clock decisions use (tests pass a [`crate::clock::ManualClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Serve HTTP on this already-bound listener instead of binding `server.http`.
+    pub fn http_listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.http_listener = Some(listener);
+        self
+    }
+
+    /// Share a readiness set with other components (they register their own conditions).
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
+    /// Builds the gate, binds every listener, and starts serving. Returns once the listeners
+    /// accept connections (`/readyz` is then ready unless another condition is not).
+    pub async fn start(self) -> anyhow::Result<ServerHandle> {
+        let ServerBuilder {
+            config,
+            config_path,
+            clock,
+            http_listener,
+            readiness,
+        } = self;
+        let sc = &config.server;
+        let header_read_timeout = duration("server.header_read_timeout", &sc.header_read_timeout)?;
+        let idle_timeout = duration("server.idle_timeout", &sc.idle_timeout)?;
+        let shutdown_grace = duration("server.shutdown_grace", &sc.shutdown_grace)?;
+
+        let gate = Arc::new(Gate::new(&config, clock).context("invalid configuration")?);
+        let listeners_up = readiness.register("listeners", false);
+        let not_draining = readiness.register("not_draining", true);
+
+        let tcp = match http_listener {
+            Some(l) => listener::from_std_tcp(l)?,
+            None => listener::bind_tcp(&sc.http)?,
+        };
+        let http_addr = tcp
+            .local_addr()
+            .context("the HTTP listener has no address")?;
+        let unix = match &sc.unix_socket {
+            Some(path) => Some(listener::bind_unix(path, &sc.unix_socket_mode)?),
+            None => None,
+        };
+
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            // The head's size is checked exactly once it is complete; the read buffer (which
+            // bounds what a client can make tollgate hold) has room for a maximal head plus
+            // a pipelined request or two behind it.
+            .max_header_size(sc.max_header_bytes)
+            .max_buf_size(sc.max_header_bytes.saturating_mul(2).max(MIN_HEADER_BUFFER))
+            // Not `pipeline_flush`: with it, hyper 1.12 closes without sending the automatic
+            // 431/414/400 answer to a malformed request (measured in tests/http.rs).
+            .keep_alive(true);
+        let settings = Arc::new(HttpConnSettings {
+            http1,
+            idle_timeout,
+        });
+        let service = HttpService(Arc::new(HttpShared {
+            gate: gate.clone(),
+            readiness: readiness.clone(),
+            max_uri_bytes: sc.max_uri_bytes,
+        }));
+        let slots = Arc::new(ConnectionSlots::new(sc.max_connections));
+        let controller = Arc::new(ShutdownController::new());
+
+        let mut accept_loops = Vec::new();
+        accept_loops.push(spawn_http_accept(
+            tcp,
+            Listener::HttpTcp,
+            &gate,
+            &slots,
+            &controller,
+            &service,
+            &settings,
+        ));
+        let unix_socket = unix.as_ref().map(|(_, f)| f.path().to_path_buf());
+        let unix_file = unix.map(|(l, file)| {
+            accept_loops.push(spawn_http_accept(
+                l,
+                Listener::HttpUnix,
+                &gate,
+                &slots,
+                &controller,
+                &service,
+                &settings,
+            ));
+            file
+        });
+        // RESP listeners (server::resp) start here, with the same slots-per-door pattern.
+
+        tokio::spawn(sweep_periodically(gate.clone(), controller.subscribe()));
+        listeners_up.set(true);
+        tracing::info!(
+            http = %http_addr,
+            unix_socket = unix_socket.as_ref().map(|p| p.display().to_string()),
+            version = env!("CARGO_PKG_VERSION"),
+            "tollgate listening"
+        );
+
+        let supervisor = tokio::spawn(supervise(
+            controller.subscribe(),
+            controller.clone(),
+            accept_loops,
+            slots,
+            shutdown_grace,
+            unix_file,
+        ));
+        Ok(ServerHandle {
+            gate,
+            readiness,
+            not_draining,
+            http_addr,
+            unix_socket,
+            config_path,
+            controller,
+            supervisor,
+        })
+    }
+}
+
+fn spawn_http_accept<A: listener::Acceptor>(
+    acceptor: A,
+    kind: Listener,
+    gate: &Arc<Gate>,
+    slots: &Arc<ConnectionSlots>,
+    controller: &ShutdownController,
+    service: &HttpService,
+    settings: &Arc<HttpConnSettings>,
+) -> JoinHandle<()> {
+    let service = service.clone();
+    let settings = settings.clone();
+    tokio::spawn(listener::accept_loop(
+        acceptor,
+        slots.clone(),
+        gate.metrics().connections(kind),
+        controller.subscribe(),
+        move |stream, shutdown| {
+            listener::serve_http(stream, service.clone(), settings.clone(), shutdown)
+        },
+    ))
+}
+
+/// A running server.
+pub struct ServerHandle {
+    gate: Arc<Gate>,
+    readiness: Readiness,
+    not_draining: ReadinessFlag,
+    http_addr: SocketAddr,
+    unix_socket: Option<PathBuf>,
+    config_path: Option<PathBuf>,
+    controller: Arc<ShutdownController>,
+    supervisor: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// The address the HTTP listener is bound to (the real port when `:0` was asked for).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The Unix socket path, when one is configured.
+    pub fn unix_socket(&self) -> Option<&Path> {
+        self.unix_socket.as_deref()
+    }
+
+    /// The decision core this server asks.
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
+    /// The readiness conditions `/readyz` reports.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// What SIGHUP does: re-reads the configuration file and swaps in its tiers and limits.
+    /// A file that does not load or validate is refused and the running configuration stays.
+    pub fn reload_config_file(&self) -> anyhow::Result<ReloadSummary> {
+        let path = self.config_path.as_deref().context(
+            "no configuration file to reload: tollgate runs on the embedded default (start it with --config FILE)",
+        )?;
+        let config = match load_config(path) {
+            Ok(c) => c,
+            Err(e) => {
+                self.gate.reload_failed();
+                return Err(e);
+            }
+        };
+        self.gate.reload(&config)
+    }
+
+    /// Begins a graceful shutdown and returns at once: listeners close, `/readyz` turns
+    /// not-ready, and connections close after their in-flight request.
+    pub fn shutdown(&self) {
+        self.not_draining.set(false);
+        self.controller.advance(Phase::Draining);
+    }
+
+    /// Skips the rest of the grace period: connections still open are dropped.
+    pub fn close_now(&self) {
+        self.shutdown();
+        self.controller.advance(Phase::Closing);
+    }
+
+    /// Resolves once the server has stopped (after [`shutdown`](Self::shutdown)).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.supervisor
+            .await
+            .context("the server supervisor task failed")
+    }
+
+    /// [`shutdown`](Self::shutdown), then [`wait`](Self::wait).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown();
+        self.wait().await
+    }
+}
+
+/// Waits for the shutdown to begin, then for the accept loops to stop, then for connections
+/// to finish within the grace period; then closes what is left and removes the socket file.
+async fn supervise(
+    shutdown: Shutdown,
+    controller: Arc<ShutdownController>,
+    accept_loops: Vec<JoinHandle<()>>,
+    slots: Arc<ConnectionSlots>,
+    grace: Duration,
+    unix_file: Option<UnixSocketFile>,
+) {
+    shutdown.clone().draining().await;
+    for l in accept_loops {
+        let _ = l.await;
+    }
+    // Listeners are closed: the socket file can go now, before the grace period.
+    drop(unix_file);
+    let open = slots.open();
+    if open > 0 {
+        tracing::info!(open, "draining: waiting for in-flight requests");
+    }
+    if tokio::time::timeout(grace, slots.all_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = slots.open(),
+            grace_ms = grace.as_millis() as u64,
+            "shutdown grace period over; closing the remaining connections"
+        );
+    }
+    controller.advance(Phase::Closing);
+    // Connection tasks drop their connection as soon as they see `Closing`; this only waits
+    // for them to do so, bounded in case a task is stuck in a blocking call.
+    let _ = tokio::time::timeout(Duration::from_secs(1), slots.all_closed()).await;
+    tracing::info!("tollgate stopped");
+}
+
+async fn sweep_periodically(gate: Arc<Gate>, shutdown: Shutdown) {
+    let draining = shutdown.draining();
+    tokio::pin!(draining);
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; nothing to sweep at start
+    loop {
+        tokio::select! {
+            _ = &mut draining => return,
+            _ = tick.tick() => {
+                // A sweep walks every shard: keep it off the workers that serve requests.
+                let g = gate.clone();
+                let _ = tokio::task::spawn_blocking(move || g.sweep()).await;
+            }
+        }
+    }
+}
 
 /// Runs every configured listener until SIGTERM/SIGINT; reloads `config_path` on SIGHUP.
-pub async fn run(_config: Config, _config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    anyhow::bail!("server not implemented yet")
+///
+/// Call it on a multi-thread runtime with one worker per core (tokio's default for
+/// `#[tokio::main]`). A second SIGTERM/SIGINT during the drain closes the remaining
+/// connections at once.
+pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+
+    let mut builder = ServerBuilder::new(config);
+    if let Some(p) = config_path {
+        builder = builder.config_path(p);
+    }
+    let server = builder.start().await?;
+
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => match server.reload_config_file() {
+                Ok(summary) => tracing::info!(%summary, "SIGHUP: configuration reloaded"),
+                Err(e) => tracing::error!(
+                    error = %format!("{e:#}"),
+                    "SIGHUP: configuration refused; the running configuration stays"
+                ),
+            },
+        }
+    }
+    server.shutdown();
+    let controller = server.controller.clone();
+    let wait = server.wait();
+    tokio::pin!(wait);
+    loop {
+        tokio::select! {
+            res = &mut wait => return res,
+            _ = term.recv() => controller.advance(Phase::Closing),
+            _ = int.recv() => controller.advance(Phase::Closing),
+        }
+    }
+}
+
+/// Loads and validates a configuration file for a reload.
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid configuration", path.display()))
+}
+
+/// A `[server]` duration (`5s`, `500ms`, `1m`…).
+fn duration(name: &str, text: &str) -> anyhow::Result<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("{name} = {text:?} is not a duration such as 5s or 500ms"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => anyhow::bail!("{name} = {text:?}: unknown unit; use ms, s, m or h"),
+    };
+    Ok(Duration::from_millis(n.saturating_mul(ms)))
 }
