@@ -532,29 +532,9 @@ impl AuthConfig {
     }
 }
 
-/// Parses `500ms`, `30s`, `5m`, `1h`, `7d` (a whole number and a unit).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?}: missing unit (ms, s, m, h, d)"))?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a whole number followed by a unit"))?;
-    let secs = |mul: u64| {
-        n.checked_mul(mul)
-            .map(Duration::from_secs)
-            .ok_or_else(|| format!("{s:?}: too large"))
-    };
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => secs(1),
-        "m" => secs(60),
-        "h" => secs(3600),
-        "d" => secs(86_400),
-        _ => Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h, d)")),
-    }
+/// A configured duration (`30s`, `5m`, `1h30m`…), in the syntax of the rest of the file.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    super::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -642,16 +622,17 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+    fn durations_use_the_config_syntax() {
+        let mut i = IssuerConfig::new("x");
+        i.leeway = "1m30s".into();
+        assert_eq!(i.leeway().unwrap(), Duration::from_secs(90));
+        i.leeway = "90".into();
+        let e = i.leeway().unwrap_err();
+        assert!(e.starts_with("issuer \"x\": leeway: "), "{e}");
+        let r = RevocationConfig::default();
         assert_eq!(
-            parse_duration("30d").unwrap(),
-            Duration::from_secs(2_592_000)
+            r.subject_retention().unwrap(),
+            Duration::from_secs(30 * 86_400)
         );
-        for b in ["", "s", "10", "1.5s", "-1s", "5w", "99999999999999999999d"] {
-            assert!(parse_duration(b).is_err(), "{b}");
-        }
     }
 }
