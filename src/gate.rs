@@ -16,14 +16,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use arc_swap::ArcSwap;
 use prometheus::{Histogram, IntCounter};
 
 use crate::clock::Clock;
-use crate::config::{Config, LimitConfig};
+use crate::config::{parse_duration, Config, LimitConfig};
 use crate::limiter::{
     Algorithm, Decision, LimitCheck, LimitSpec, Limiter, LimiterOptions, SLIDING_LOG_MAX,
 };
@@ -377,46 +377,27 @@ fn compile(config: &Config, metrics: &Metrics) -> anyhow::Result<GateState> {
     })
 }
 
-/// One limit of the configuration as the engine's [`LimitSpec`].
+/// One limit of the configuration as the engine's [`LimitSpec`] (the same spec
+/// [`LimitConfig::spec`] builds, so every component fingerprints a limit alike). Checks what
+/// the engine relies on even when the configuration skipped validation.
 fn limit_spec(name: &str, lc: &LimitConfig) -> anyhow::Result<LimitSpec> {
-    let window = parse_window(&lc.window)?;
+    let window = parse_duration(&lc.window).map_err(|e| anyhow::anyhow!("window: {e}"))?;
+    if window.as_secs() == 0 || window.subsec_nanos() != 0 {
+        bail!(
+            "window {:?}: windows are whole seconds, at least 1s",
+            lc.window
+        );
+    }
+    if lc.limit == 0 {
+        bail!("limit must be at least 1");
+    }
     if lc.algorithm == Algorithm::SlidingLog && lc.limit > SLIDING_LOG_MAX {
         bail!(
             "a sliding_log limit keeps one timestamp per hit and may be at most {SLIDING_LOG_MAX}, not {}",
             lc.limit
         );
     }
-    Ok(LimitSpec {
-        name: name.into(),
-        limit: lc.limit,
-        window,
-        algorithm: lc.algorithm,
-    })
-}
-
-/// A window such as `90s`, `15m`, `1h`, `1d`, `1w`: whole seconds, at least one.
-fn parse_window(s: &str) -> anyhow::Result<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .with_context(|| format!("window {s:?}: expected a number followed by s, m, h, d or w"))?;
-    let unit_secs = match unit.trim() {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        "w" => 604_800,
-        other => bail!("window {s:?}: unknown unit {other:?}; use s, m, h, d or w"),
-    };
-    let secs = n
-        .checked_mul(unit_secs)
-        .with_context(|| format!("window {s:?} is too long"))?;
-    if secs == 0 {
-        bail!("window {s:?}: must be at least 1s");
-    }
-    Ok(Duration::from_secs(secs))
+    Ok(lc.spec(name))
 }
 
 /// The limiter's key-hash key: derived from the secret in the environment variable named by
@@ -571,17 +552,6 @@ mod tests {
         );
         let text = String::from_utf8(g.render_metrics()).unwrap();
         assert!(text.contains("tollgate_check_errors_total{reason=\"unknown_tier\"} 1"));
-    }
-
-    #[test]
-    fn windows_parse() {
-        assert_eq!(parse_window("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_window("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_window("1d").unwrap(), Duration::from_secs(86_400));
-        assert!(parse_window("0s").is_err());
-        assert!(parse_window("5 parsecs").is_err());
-        assert!(parse_window("h").is_err());
-        assert!(parse_window("99999999999999999999d").is_err());
     }
 
     #[test]

@@ -495,14 +495,13 @@ async fn reload_through_the_api_keeps_unchanged_counters() {
         std::fs::write(
             &file,
             format!(
-                "[server]\nhttp = \"127.0.0.1:0\"\n\n[tiers.basic]\nlimit = {basic}\nwindow = \"1h\"\n\n[tiers.premium]\nlimit = 10\nwindow = \"1h\"\n{extra}"
+                "[server]\nhttp = \"127.0.0.1:0\"\n\n[tiers.anonymous]\nlimit = 100\nwindow = \"1h\"\n\n[tiers.basic]\nlimit = {basic}\nwindow = \"1h\"\n\n[tiers.premium]\nlimit = 10\nwindow = \"1h\"\n{extra}"
             ),
         )
         .unwrap();
     };
     write(2, "");
-    let cfg: tollgate::config::Config =
-        toml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let cfg = tollgate::config::Config::load(&file).unwrap();
     let clock = std::sync::Arc::new(tollgate::clock::ManualClock::new(T0_MILLIS));
     let server = tollgate::server::ServerBuilder::new(cfg)
         .clock(clock)
@@ -529,7 +528,7 @@ async fn reload_through_the_api_keeps_unchanged_counters() {
     let summary = server.reload_config_file().unwrap();
     assert_eq!(summary.changed, vec!["tiers.basic"]);
     assert_eq!(summary.added, vec!["limits.burst"]);
-    assert_eq!(summary.unchanged, 1);
+    assert_eq!(summary.unchanged, 2);
     let r = c.get("/check?key=r&tier=basic").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["remaining"], 4);

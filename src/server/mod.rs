@@ -108,6 +108,7 @@ impl ServerBuilder {
             http_listener,
             readiness,
         } = self;
+        config.validate()?;
         let sc = &config.server;
         let header_read_timeout = duration("server.header_read_timeout", &sc.header_read_timeout)?;
         let idle_timeout = duration("server.idle_timeout", &sc.idle_timeout)?;
@@ -269,11 +270,11 @@ impl ServerHandle {
         let path = self.config_path.as_deref().context(
             "no configuration file to reload: tollgate runs on the embedded default (start it with --config FILE)",
         )?;
-        let config = match load_config(path) {
+        let config = match Config::load(path) {
             Ok(c) => c,
             Err(e) => {
                 self.gate.reload_failed();
-                return Err(e);
+                return Err(e.into());
             }
         };
         self.gate.reload(&config)
@@ -405,28 +406,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     }
 }
 
-/// Loads and validates a configuration file for a reload.
-fn load_config(path: &Path) -> anyhow::Result<Config> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text)
-        .with_context(|| format!("{} is not a valid configuration", path.display()))
-}
-
 /// A `[server]` duration (`5s`, `500ms`, `1m`…).
 fn duration(name: &str, text: &str) -> anyhow::Result<Duration> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .with_context(|| format!("{name} = {text:?} is not a duration such as 5s or 500ms"))?;
-    let ms = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => anyhow::bail!("{name} = {text:?}: unknown unit; use ms, s, m or h"),
-    };
-    Ok(Duration::from_millis(n.saturating_mul(ms)))
+    crate::config::parse_duration(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
 }

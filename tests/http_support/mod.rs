@@ -32,6 +32,8 @@ pub fn limit(limit: u64, window: &str) -> LimitConfig {
 }
 
 /// A configuration with the given tiers and limits, HTTP on an ephemeral loopback port.
+/// The tiers `[auth]` names by default (anonymous, basic) are added when not given, so the
+/// configuration validates.
 pub fn config(tiers: &[(&str, LimitConfig)], limits: &[(&str, LimitConfig)]) -> Config {
     let mut c = Config::default();
     c.server.http = "127.0.0.1:0".into();
@@ -39,6 +41,11 @@ pub fn config(tiers: &[(&str, LimitConfig)], limits: &[(&str, LimitConfig)]) -> 
         .iter()
         .map(|(n, l)| (n.to_string(), l.clone()))
         .collect::<BTreeMap<_, _>>();
+    for default in ["anonymous", "basic"] {
+        c.tiers
+            .entry(default.to_string())
+            .or_insert_with(|| limit(100, "1h"));
+    }
     c.limits = limits
         .iter()
         .map(|(n, l)| (n.to_string(), l.clone()))
