@@ -478,6 +478,16 @@ fn tiers_named_by_auth_must_exist() {
 }
 
 #[test]
+fn auth_errors_are_placed_on_their_field() {
+    let text = format!(
+        "{BASE}\n[[auth.issuers]]\nname = \"ba\"\nissuer = \"https://app.example\"\n\
+         jwks_url = \"https://app.example/api/auth/jwks\"\nleeway = \"10m\"\n"
+    );
+    assert_issue(&text, "\"10m\"", "auth.issuers[0].leeway", "above 5m");
+    parse(&text.replace("\"10m\"", "\"1m\"")).unwrap();
+}
+
+#[test]
 fn route_rule_errors_are_placed_on_their_field() {
     let text = BASE.replace(
         "limits = [\"auth\"]",
