@@ -9,7 +9,8 @@
 //! - validation, in one place ([`Config::validate`], run by every loader): every problem is
 //!   reported, each with file, line and column ([`ConfigError`]);
 //! - the typed views the rest of tollgate reads: durations ([`duration`]), key templates
-//!   ([`template`]), listen addresses, and limits as the engine's [`LimitSpec`].
+//!   ([`KeyTemplate`], whose grammar lives with the policy that renders keys), listen
+//!   addresses, and limits as the engine's [`LimitSpec`].
 //!
 //! Values are kept as the operator wrote them (`window = "1h"`) and the accessor method of
 //! the same name returns the typed value (`LimitConfig::window() -> Duration`). Validation
@@ -33,7 +34,6 @@ mod locate;
 pub mod policy;
 pub mod resp;
 pub mod routes;
-pub mod template;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -46,13 +46,15 @@ use serde::Deserialize;
 
 use crate::limiter::{Algorithm, LimitSpec, MAX_LIMIT, MAX_WINDOW_SECS, SLIDING_LOG_MAX};
 
+/// Key templates are parsed (and rendered) by the policy, which builds the keys; the
+/// configuration validates with the same parser so that the two can never disagree.
+pub use crate::policy::key::{KeyPart, KeyTemplate, KeyTemplateError, DEFAULT_KEY_TEMPLATE};
 pub use auth::AuthConfig;
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, ConfigPath, ErrorKind, Issue, PathSegment, Position};
 pub use policy::PolicyConfig;
 pub use resp::RespConfig;
 pub use routes::RouteConfig;
-pub use template::{KeyPart, KeyTemplate, KeyTemplateError};
 
 use locate::{SourceMap, Target};
 
@@ -107,7 +109,7 @@ pub struct LimitConfig {
     #[serde(default)]
     pub algorithm: Algorithm,
     /// Key template used when tollgate builds the key itself (`/auth`): parts joined by
-    /// `:` from `ip`, `user`, `route`, `method`, `tier`, `header=<name>` (see [`template`]).
+    /// `:` from `ip`, `user`, `route`, `method`, `tier`, `header=<name>` (see [`KeyTemplate`]).
     /// Unset: `user`.
     #[serde(default)]
     pub key: Option<String>,
@@ -361,12 +363,15 @@ impl LimitConfig {
         parse_duration(&self.window).unwrap_or(Duration::from_secs(1))
     }
 
-    /// The key template; `user` when unset.
+    /// The key template; [`DEFAULT_KEY_TEMPLATE`] (`user`) when unset.
     pub fn key_template(&self) -> KeyTemplate {
         self.key
             .as_deref()
-            .and_then(|k| k.parse().ok())
-            .unwrap_or_else(KeyTemplate::default_for_limit)
+            .and_then(|k| KeyTemplate::parse(k).ok())
+            .unwrap_or_else(|| {
+                KeyTemplate::parse(DEFAULT_KEY_TEMPLATE)
+                    .expect("the default key template is a constant that parses")
+            })
     }
 
     /// This limit as the engine's spec, under `name` (the tier's or the limit's name).
@@ -712,7 +717,7 @@ impl Config {
                     .key_template()
                     .parts()
                     .iter()
-                    .any(|p| matches!(p, KeyPart::Header(h) if *h == api_key_header));
+                    .any(|p| matches!(p, KeyPart::Header(h) if h.as_str() == api_key_header));
                 if reads_it {
                     v.invalid(
                         ConfigPath::root().key(section).key(name).key("key"),
@@ -936,8 +941,8 @@ impl LimitConfig {
             }
         }
         if let Some(key) = &self.key {
-            if let Err(e) = key.parse::<KeyTemplate>() {
-                v.invalid(at.key("key"), e);
+            if let Err(e) = KeyTemplate::parse(key) {
+                v.invalid(at.key("key"), format!("{key:?}: {e}"));
             }
         }
     }
