@@ -3,7 +3,7 @@
 //!
 //! - [`window`]: the sliding-window counter state (24 bytes) and its arithmetic.
 //! - [`log`]: the exact sliding log for small limits.
-//! - [`shard`]: one shard of the map, its share of the cap, idle drop and eviction.
+//! - [`shard`]: one shard of the map: its tables, idle drop and oldest-first eviction.
 //! - this file: the public API, the keyed state hash, and [`Limiter::check`], which locks
 //!   the shards a request touches (sorted, so concurrent multi-limit checks cannot
 //!   deadlock), decides every limit, and only then writes — all or nothing.
@@ -11,7 +11,7 @@
 //! How the algorithms, the hash, the eviction policy and the memory layout work, and the
 //! measured error of the counter against an exact log: docs/algorithms.md.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -145,6 +145,11 @@ pub struct Limiter {
     options: LimiterOptions,
     shards: Box<[ShardSlot]>,
     shard_mask: usize,
+    /// `options.max_states`, at least 1.
+    max_states: usize,
+    /// States tracked, all shards together. A slot is reserved here before a state is
+    /// inserted, so the total never passes `max_states` even while shards insert at once.
+    states: AtomicUsize,
     evictions: AtomicU64,
 }
 
@@ -211,24 +216,18 @@ impl Limiter {
         } else {
             options.shards
         };
-        // A power of two (the shard is picked by masking hash bits), at most 2^16, and never
-        // more shards than states so that every shard can hold at least one.
-        let mut shards = wanted.clamp(1, 1 << 16).next_power_of_two();
-        while shards > 1 && shards > max_states {
-            shards /= 2;
-        }
-        // The cap is split exactly: the shares add up to max_states.
+        // A power of two (the shard is picked by masking hash bits), at most 2^16.
+        let shards = wanted.clamp(1, 1 << 16).next_power_of_two();
         let slots = (0..shards)
-            .map(|i| {
-                let share = max_states / shards + usize::from(i < max_states % shards);
-                ShardSlot(Mutex::new(Shard::new(share)))
-            })
+            .map(|_| ShardSlot(Mutex::new(Shard::default())))
             .collect();
         Self {
             clock,
             options,
             shards: slots,
             shard_mask: shards - 1,
+            max_states,
+            states: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
         }
     }
@@ -462,18 +461,40 @@ impl Limiter {
         }
     }
 
-    /// Room for one more state in `shard`, evicting if at its cap.
+    /// Reserves a slot for one more state, to be inserted into `shard`. At the cap it first
+    /// drops `shard`'s idle states, then evicts its oldest ones (a batch of 1/64 of the
+    /// shard, so that a flood of new keys pays for the scan once per batch, not per key).
+    /// Only the shard already locked is touched: locking another here could deadlock with a
+    /// request holding it. Returns false, and the state is not stored, in the rare case
+    /// that nothing in `shard` can go (every state in it belongs to this request, or other
+    /// threads took the freed slots first).
     fn make_room(&self, shard: &mut Shard, now_ms: u64, protect: &[u64]) -> bool {
-        let (room, evicted) = shard.make_room(now_ms / 1000, protect);
-        if evicted > 0 {
-            self.evictions.fetch_add(evicted, Ordering::Relaxed);
+        if self.reserve_slot() {
+            return true;
         }
-        room
+        let dropped = shard.drop_idle(now_ms / 1000, protect);
+        self.states.fetch_sub(dropped, Ordering::Relaxed);
+        if self.reserve_slot() {
+            return true;
+        }
+        let batch = (shard.len() / 64).max(1);
+        let evicted = shard.evict_oldest(batch, protect);
+        self.states.fetch_sub(evicted, Ordering::Relaxed);
+        self.evictions.fetch_add(evicted as u64, Ordering::Relaxed);
+        self.reserve_slot()
+    }
+
+    fn reserve_slot(&self) -> bool {
+        self.states
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_states).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     /// Number of (limit, key) states currently tracked.
     pub fn tracked_states(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().len()).sum()
+        self.states.load(Ordering::Relaxed)
     }
 
     /// States evicted because the cap was reached, since start.
@@ -486,7 +507,9 @@ impl Limiter {
         let now_secs = self.clock.now_millis() / 1000;
         for s in self.shards.iter() {
             let mut shard = s.0.lock();
-            if shard.drop_idle(now_secs, &[]) > 0 {
+            let dropped = shard.drop_idle(now_secs, &[]);
+            if dropped > 0 {
+                self.states.fetch_sub(dropped, Ordering::Relaxed);
                 shard.shrink_if_sparse();
             }
         }

@@ -1,5 +1,5 @@
-//! One shard of the engine's map: the states whose hash falls in it, a share of the global
-//! cap, and the eviction that keeps it under that share.
+//! One shard of the engine's map: the states whose hash falls in it, the idle drop and the
+//! oldest-first eviction the engine runs on it when the global cap is reached.
 
 use hashbrown::HashTable;
 
@@ -9,24 +9,14 @@ use super::window::WindowState;
 /// Number of buckets of the expiry histogram used to find the oldest states.
 const HISTOGRAM_BUCKETS: usize = 64;
 
-/// A shard: sliding-window and sliding-log states, capped together.
-#[derive(Debug)]
+/// A shard: sliding-window and sliding-log states.
+#[derive(Debug, Default)]
 pub(crate) struct Shard {
     pub windows: HashTable<WindowState>,
     pub logs: HashTable<LogState>,
-    /// This shard's share of `max_states`.
-    pub cap: usize,
 }
 
 impl Shard {
-    pub fn new(cap: usize) -> Shard {
-        Shard {
-            windows: HashTable::new(),
-            logs: HashTable::new(),
-            cap,
-        }
-    }
-
     pub fn len(&self) -> usize {
         self.windows.len() + self.logs.len()
     }
@@ -53,26 +43,12 @@ impl Shard {
         }
     }
 
-    /// Makes room for one more state when the shard is at its cap: first drops idle states,
-    /// then evicts the oldest (soonest to expire) ones, a batch of 1/64 of the cap at a time
-    /// so that a flood of new keys pays for the scan once per batch, not once per key.
-    /// `protect` lists states the current request is using; they are never dropped.
-    /// Returns `(room_available, evicted)`; `evicted` counts only non-idle states.
-    pub fn make_room(&mut self, now_secs: u64, protect: &[u64]) -> (bool, u64) {
-        if self.len() < self.cap {
-            return (true, 0);
-        }
-        self.drop_idle(now_secs, protect);
-        if self.len() < self.cap {
-            return (true, 0);
-        }
-        let batch = (self.cap / 64).max(1);
-        let evicted = self.evict_oldest(batch, protect);
-        (self.len() < self.cap, evicted as u64)
-    }
-
-    /// Removes about `batch` states with the smallest expiry (never a protected one).
-    fn evict_oldest(&mut self, batch: usize, protect: &[u64]) -> usize {
+    /// Removes about `batch` states with the smallest expiry — the oldest, whose counts will
+    /// stop mattering soonest — never a protected one. Returns how many were removed.
+    ///
+    /// Finding them exactly would need a sort or a heap per shard; instead two passes build
+    /// a 64-bucket histogram of expiries and a third removes the lowest buckets.
+    pub fn evict_oldest(&mut self, batch: usize, protect: &[u64]) -> usize {
         let candidates = self
             .windows
             .iter()

@@ -228,8 +228,12 @@ fn the_cap_is_never_exceeded_and_evictions_are_counted() {
         c.advance_millis(7);
     }
     assert!(l.evictions() >= 1000 - 64, "evictions {}", l.evictions());
-    // Idle states are dropped before anything live is evicted. (One shard: with several,
-    // each holds its share of the cap and 16 keys do not spread evenly over them.)
+    assert_eq!(
+        l.tracked_states(),
+        64,
+        "the whole cap is usable, whatever the shard sizes"
+    );
+    // Idle states are dropped before anything live is evicted.
     let (l, c) = limiter_with_shards(16, 1);
     for i in 0..16 {
         one(&l, &s, &format!("old{i}"), 1);
