@@ -192,6 +192,20 @@ fn embedded_default_serves_loopback_and_shows_every_default() {
     );
 }
 
+#[test]
+fn the_docs_reproduce_the_embedded_default_verbatim() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    let copy = format!("```toml\n{EMBEDDED_DEFAULT}```\n");
+    assert!(
+        doc.contains(&copy),
+        "docs/configuration.md must end with src/config/default.toml in a ```toml block"
+    );
+}
+
 // ------------------------------------------------------------------------------------------
 // Syntax and schema errors (found by the TOML parser and serde)
 
