@@ -148,6 +148,9 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 // Matching against a brute-force oracle
 
+/// Per path position, what consumed the segment: (rank, prefix length).
+type OracleKey = Vec<(u8, usize)>;
+
 #[derive(Debug, Clone)]
 enum Seg {
     Lit(&'static str),
@@ -195,7 +198,7 @@ impl GenRule {
 
     /// Per path position, what consumed that segment; the last entry is what happens at the
     /// end of the path. `None` when the rule does not match. Larger is more specific.
-    fn oracle_key(&self, path: &[&str]) -> Option<Vec<(u8, usize)>> {
+    fn oracle_key(&self, path: &[&str]) -> Option<OracleKey> {
         let mut key = Vec::new();
         let mut i = 0;
         for seg in &self.segs {
@@ -304,7 +307,7 @@ proptest! {
         let got = policy.evaluate(method, &normalised);
 
         // Oracle: among matching rules, the largest (oracle key, has methods), then the first.
-        let mut best: Option<(usize, Vec<(u8, usize)>, bool)> = None;
+        let mut best: Option<(usize, OracleKey, bool)> = None;
         for (i, r) in rules.iter().enumerate() {
             if !r.method_matches(method) {
                 continue;

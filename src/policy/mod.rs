@@ -34,8 +34,9 @@ use std::net::IpAddr;
 
 use http::HeaderMap;
 
+use crate::config::policy::PolicyConfigError;
 use crate::config::routes::{validate_routes, RoutesError};
-use crate::config::{LimitConfig, RouteConfig};
+use crate::config::{Config, LimitConfig, RouteConfig};
 
 pub use client_ip::{ClientIpResolver, Peer};
 pub use key::{KeyTemplate, KeyTemplateError, RequestFacts};
@@ -48,6 +49,8 @@ pub use rule::{
 /// Why a configuration cannot be compiled into a [`Policy`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
+    #[error(transparent)]
+    Settings(#[from] PolicyConfigError),
     #[error(transparent)]
     Routes(#[from] RoutesError),
     #[error("[{section}.{name}] key = {template:?}: {error}")]
@@ -149,6 +152,17 @@ impl<'p, 'r> Match<'p, 'r> {
 }
 
 impl Policy {
+    /// Compiles the policy of a loaded configuration (`[[routes]]`, `[limits]`, `[tiers]`,
+    /// `[policy]`). On a configuration that passed `Config::validate` this cannot fail.
+    pub fn from_config(config: &Config) -> Result<Self, PolicyError> {
+        Self::compile(
+            &config.routes,
+            &config.limits,
+            &config.tiers,
+            &config.policy.to_settings()?,
+        )
+    }
+
     /// Compiles the policy from the configuration's `[[routes]]`, `[limits]`, `[tiers]` and
     /// `[policy]` settings. Validates the routes and key templates first, so it doubles as
     /// the configuration check.
