@@ -1,7 +1,8 @@
 //! Remote key sets against a real HTTP server on 127.0.0.1 (hyper) that serves the fixture
 //! JWKS and counts fetches: readiness, refetch on an unknown kid once per cooldown, the
 //! negative cache, keeping the last good set, size and time bounds, redirects, and the
-//! background refresh following `Cache-Control: max-age` within bounds.
+//! background refresh following `Cache-Control: max-age` within bounds; and HTTPS with a
+//! configured CA file (a rustls server with the fixtures' test CA).
 
 mod auth_support;
 
@@ -90,6 +91,39 @@ async fn handle(
 }
 
 async fn serve(jwks_file: &str) -> (SocketAddr, Arc<Served>) {
+    serve_with(jwks_file, None).await
+}
+
+/// The same server behind TLS, with the certificate `tests/tokens/gen.py` made for
+/// 127.0.0.1 and localhost.
+async fn serve_tls(jwks_file: &str) -> (SocketAddr, Arc<Served>) {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(s::dir().join("tls_server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(s::dir().join("tls_server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    serve_with(
+        jwks_file,
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+    )
+    .await
+}
+
+async fn serve_with(
+    jwks_file: &str,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (SocketAddr, Arc<Served>) {
     let st = Arc::new(Served::default());
     *st.body.lock() = std::fs::read(s::dir().join(jwks_file)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -101,11 +135,19 @@ async fn serve(jwks_file: &str) -> (SocketAddr, Arc<Served>) {
                 return;
             };
             let st = Arc::clone(&st2);
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| handle(Arc::clone(&st), req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                let _ = match tls {
+                    None => http.serve_connection(TokioIo::new(stream), svc).await,
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(tls_stream) => {
+                            http.serve_connection(TokioIo::new(tls_stream), svc).await
+                        }
+                        Err(_) => return,
+                    },
+                };
             });
         }
     });
@@ -400,4 +442,40 @@ async fn background_refresh_follows_max_age_within_bounds() {
     );
     let tok = s::token("eddsa_better_auth");
     assert!(b.authenticate(&AuthInput::bearer(&tok)).await.is_ok());
+}
+
+#[tokio::test]
+async fn https_with_a_configured_ca_file() {
+    let (addr, served) = serve_tls("jwks.json").await;
+    let mut iss = IssuerConfig::new("better-auth");
+    iss.jwks_url = Some(format!("https://{addr}/api/auth/jwks"));
+    iss.ca_file = Some(s::dir().join("tls_ca.pem"));
+    let a = s::build(&s::config(iss.clone()), s::clock());
+    a.issuer_keys().next().unwrap().fetch_now().await.unwrap();
+    assert_eq!(served.count(), 1);
+    assert_eq!(auth(&a, &s::token("es256")).await.unwrap(), "user_es256");
+
+    // The same server by name.
+    iss.jwks_url = Some(format!("https://localhost:{}/api/auth/jwks", addr.port()));
+    let by_name = s::build(&s::config(iss.clone()), s::clock());
+    by_name
+        .issuer_keys()
+        .next()
+        .unwrap()
+        .fetch_now()
+        .await
+        .unwrap();
+
+    // Without the CA file the test CA is not trusted: no handshake, no keys.
+    iss.ca_file = None;
+    let untrusted = s::build(&s::config(iss), s::clock());
+    let e = untrusted
+        .issuer_keys()
+        .next()
+        .unwrap()
+        .fetch_now()
+        .await
+        .unwrap_err();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    assert!(!untrusted.is_ready());
 }

@@ -16,6 +16,9 @@ replaces every key and token together):
   jwks_rotated.json  jwks.json plus a second Ed25519 key, as after a key rotation
   hs256_secret.txt   the HS256 test secret (test-only, 43 bytes)
   tokens.json        every token with the outcome tollgate must give it
+  tls_ca.pem, tls_server.pem, tls_server.key
+                     a test CA and a certificate for 127.0.0.1/localhost it signed, for the
+                     HTTPS key-set test (test-only key material, never used elsewhere)
 
 Valid tokens expire on 2100-01-01 so the committed fixtures stay valid.
 """
@@ -29,8 +32,12 @@ import string
 import time
 from pathlib import Path
 
+import datetime
+import ipaddress
+
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 OUT = Path(__file__).resolve().parent
@@ -84,7 +91,42 @@ def hs256_raw(header: dict, claims: dict, secret: bytes) -> str:
     return f"{h}.{p}.{b64url(sig)}"
 
 
+def tls_fixtures() -> None:
+    """A CA and a server certificate for 127.0.0.1 and localhost, valid until 2100."""
+    start = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
+    end = datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "tollgate test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(start).not_valid_after(end)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(ca_name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (OUT / "tls_ca.pem").write_bytes(ca.public_bytes(pem))
+    (OUT / "tls_server.pem").write_bytes(cert.public_bytes(pem))
+    (OUT / "tls_server.key").write_bytes(key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
 def main() -> None:
+    tls_fixtures()
     now = int(time.time())
     keys = {
         "ed25519": (ed25519.Ed25519PrivateKey.generate(), kid()),
