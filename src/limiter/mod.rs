@@ -248,37 +248,71 @@ impl Limiter {
     /// CPU and build; a limit that changes gets new identities (fresh counters), an unchanged
     /// one keeps them across a configuration reload.
     pub fn state_hash(&self, limit: &LimitSpec, key: &str) -> u64 {
-        let mut h = SipHasher13::new_with_key(&self.options.hash_key);
-        // Length prefixes make the encoding unambiguous: no (name, key) pair can produce the
-        // same byte stream as another.
-        h.write(&(limit.name.len() as u64).to_le_bytes());
-        h.write(limit.name.as_bytes());
-        h.write(&limit.limit.to_le_bytes());
+        // The encoding (all integers little-endian):
+        //   name length (u64) | name | limit (u64) | window in ms (u64) | algorithm (u8:
+        //   0 sliding_window, 1 sliding_log) | key length (u64) | key
+        // Length prefixes make it unambiguous: no other (name, key) pair gives these bytes.
+        // Changing it changes every identity: peers of different versions would disagree.
+        let name = limit.name.as_bytes();
+        let key = key.as_bytes();
         let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
-        h.write(&window_ms.to_le_bytes());
-        h.write(&[match limit.algorithm {
+        let algorithm: u8 = match limit.algorithm {
             Algorithm::SlidingWindow => 0,
             Algorithm::SlidingLog => 1,
-        }]);
-        h.write(&(key.len() as u64).to_le_bytes());
-        h.write(key.as_bytes());
+        };
+        let mut h = SipHasher13::new_with_key(&self.options.hash_key);
+        // SipHash over a stream equals SipHash over the concatenation, so the usual case is
+        // assembled on the stack and hashed in one call (one call costs far less than the
+        // seven a field-by-field stream takes); long names or keys take the stream.
+        const INLINE: usize = 256;
+        let total = name.len() + key.len() + 33;
+        if total <= INLINE {
+            let mut buf = [0u8; INLINE];
+            let mut at = 0;
+            for part in [
+                &(name.len() as u64).to_le_bytes()[..],
+                name,
+                &limit.limit.to_le_bytes(),
+                &window_ms.to_le_bytes(),
+                &[algorithm],
+                &(key.len() as u64).to_le_bytes(),
+                key,
+            ] {
+                buf[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            h.write(&buf[..at]);
+        } else {
+            h.write(&(name.len() as u64).to_le_bytes());
+            h.write(name);
+            h.write(&limit.limit.to_le_bytes());
+            h.write(&window_ms.to_le_bytes());
+            h.write(&[algorithm]);
+            h.write(&(key.len() as u64).to_le_bytes());
+            h.write(key);
+        }
         h.finish()
+    }
+
+    fn prepare_one(&self, c: &LimitCheck<'_>, first: usize) -> Prepared {
+        let hash = self.state_hash(c.limit, c.key);
+        Prepared {
+            hash,
+            // Middle bits: hashbrown uses the low bits for the bucket and the top 7 for its
+            // tag, so taking either for the shard would skew the tables.
+            shard: (hash >> 32) as usize & self.shard_mask,
+            params: params_of(c.limit),
+            log: c.limit.algorithm == Algorithm::SlidingLog && c.limit.limit <= SLIDING_LOG_MAX,
+            first,
+        }
     }
 
     fn prepare(&self, checks: &[LimitCheck<'_>]) -> SmallVec<[Prepared; 4]> {
         let mut out: SmallVec<[Prepared; 4]> = SmallVec::with_capacity(checks.len());
         for (i, c) in checks.iter().enumerate() {
-            let hash = self.state_hash(c.limit, c.key);
-            let first = out.iter().position(|p| p.hash == hash).unwrap_or(i);
-            out.push(Prepared {
-                hash,
-                // Middle bits: hashbrown uses the low bits for the bucket and the top 7 for
-                // its tag, so taking either for the shard would skew the tables.
-                shard: (hash >> 32) as usize & self.shard_mask,
-                params: params_of(c.limit),
-                log: c.limit.algorithm == Algorithm::SlidingLog && c.limit.limit <= SLIDING_LOG_MAX,
-                first,
-            });
+            let mut p = self.prepare_one(c, i);
+            p.first = out.iter().position(|q| q.hash == p.hash).unwrap_or(i);
+            out.push(p);
         }
         out
     }
@@ -287,6 +321,9 @@ impl Limiter {
     /// `hits == 0` peeks without counting: it answers as a request of one hit would be
     /// answered (denied when nothing is left) and changes no state.
     pub fn check(&self, checks: &[LimitCheck<'_>], hits: u64) -> Decision {
+        if let [one] = checks {
+            return self.check_one(one, hits);
+        }
         let now_ms = self.clock.now_millis();
         let prepared = self.prepare(checks);
 
@@ -304,20 +341,7 @@ impl Limiter {
         let mut admits: SmallVec<[bool; 4]> = SmallVec::with_capacity(prepared.len());
         let mut retry: SmallVec<[Option<u64>; 4]> = SmallVec::with_capacity(prepared.len());
         for p in &prepared {
-            let g = &guards[slot(p.shard)];
-            let (view, ok, retry_after) = if p.log {
-                let state = g.logs.find(p.hash, |e| e.hash == p.hash);
-                let v = LogView::at(state, &p.params, now_ms);
-                let ok = v.admits(&p.params, probe);
-                let r = (!ok).then(|| v.retry_after_secs(state, &p.params, probe, now_ms));
-                (View::Log(v), ok, r)
-            } else {
-                let state = g.windows.find(p.hash, |e| e.hash == p.hash);
-                let v = WindowView::at(state, &p.params, now_ms);
-                let ok = v.admits(&p.params, probe);
-                let r = (!ok).then(|| v.retry_after_secs(&p.params, probe, now_ms));
-                (View::Window(v), ok, r)
-            };
+            let (view, ok, retry_after) = evaluate(&guards[slot(p.shard)], p, probe, now_ms);
             views.push(view);
             admits.push(ok);
             retry.push(retry_after);
@@ -352,15 +376,14 @@ impl Limiter {
             } else {
                 views[f]
             };
-            outcomes.push(LimitOutcome {
-                name: c.limit.name.clone(),
-                limit: p.params.limit,
-                window_secs: p.params.window_secs,
-                remaining: view.remaining(&p.params),
-                reset_secs: view.reset_secs(&p.params, now_ms),
-                retry_after_secs: if allowed { None } else { retry[f] },
-                abuse: i == f && abuse[i],
-            });
+            outcomes.push(outcome(
+                c.limit,
+                &p.params,
+                &view,
+                now_ms,
+                if allowed { None } else { retry[f] },
+                i == f && abuse[i],
+            ));
         }
         let deciding = if allowed {
             let mut best = 0;
@@ -376,6 +399,45 @@ impl Limiter {
         Decision {
             allowed,
             deciding,
+            outcomes,
+        }
+    }
+
+    /// [`Limiter::check`] for the common request that names a single limit: the same steps
+    /// without the bookkeeping of several shards and outcomes.
+    fn check_one(&self, check: &LimitCheck<'_>, hits: u64) -> Decision {
+        let now_ms = self.clock.now_millis();
+        let p = self.prepare_one(check, 0);
+        let probe = hits.max(1);
+        let mut shard = self.shards[p.shard].0.lock();
+        let (view, allowed, retry_after) = evaluate(&shard, &p, probe, now_ms);
+        let mut abuse = false;
+        if hits > 0 {
+            let protect = [p.hash];
+            if allowed {
+                self.write_admitted(&mut shard, &p, &view, hits, now_ms, &protect);
+            } else {
+                abuse = self.write_attempt(&mut shard, &p, &view, hits, now_ms, true, &protect);
+            }
+        }
+        drop(shard);
+        let view = if allowed && hits > 0 {
+            view.after_admitting(hits, now_ms)
+        } else {
+            view
+        };
+        let mut outcomes = SmallVec::new();
+        outcomes.push(outcome(
+            check.limit,
+            &p.params,
+            &view,
+            now_ms,
+            retry_after,
+            abuse,
+        ));
+        Decision {
+            allowed,
+            deciding: 0,
             outcomes,
         }
     }
@@ -516,11 +578,53 @@ impl Limiter {
     }
 }
 
+/// Decides one limit against its shard without writing: the view of its state now, whether
+/// `probe` hits would pass, and if not, when they would.
+fn evaluate(shard: &Shard, p: &Prepared, probe: u64, now_ms: u64) -> (View, bool, Option<u64>) {
+    if p.log {
+        let state = shard.logs.find(p.hash, |e| e.hash == p.hash);
+        let v = LogView::at(state, &p.params, now_ms);
+        let ok = v.admits(&p.params, probe);
+        let r = (!ok).then(|| v.retry_after_secs(state, &p.params, probe, now_ms));
+        (View::Log(v), ok, r)
+    } else {
+        let state = shard.windows.find(p.hash, |e| e.hash == p.hash);
+        let v = WindowView::at(state, &p.params, now_ms);
+        let ok = v.admits(&p.params, probe);
+        let r = (!ok).then(|| v.retry_after_secs(&p.params, probe, now_ms));
+        (View::Window(v), ok, r)
+    }
+}
+
+/// One limit's part of the answer.
+fn outcome(
+    spec: &LimitSpec,
+    params: &WindowParams,
+    view: &View,
+    now_ms: u64,
+    retry_after_secs: Option<u64>,
+    abuse: bool,
+) -> LimitOutcome {
+    LimitOutcome {
+        name: spec.name.clone(),
+        limit: params.limit,
+        window_secs: params.window_secs,
+        remaining: view.remaining(params),
+        reset_secs: view.reset_secs(params, now_ms),
+        retry_after_secs,
+        abuse,
+    }
+}
+
 /// The arithmetic's view of a limit: the limit clamped to [`MAX_LIMIT`], the window in whole
 /// seconds (rounded up) between 1 s and [`MAX_WINDOW_SECS`].
 fn params_of(spec: &LimitSpec) -> WindowParams {
-    let ms = spec.window.as_millis();
-    let secs = ms.div_ceil(1000).clamp(1, u128::from(MAX_WINDOW_SECS)) as u64;
+    // Whole seconds, rounded up (no 128-bit division: this runs on every check).
+    let secs = spec
+        .window
+        .as_secs()
+        .saturating_add(u64::from(spec.window.subsec_nanos() > 0))
+        .clamp(1, MAX_WINDOW_SECS);
     WindowParams {
         limit: spec.limit.min(MAX_LIMIT),
         window_secs: secs,

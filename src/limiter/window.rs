@@ -97,7 +97,14 @@ impl WindowView {
                 attempts: s.attempts,
             };
         }
-        match (start_now - start_state) / w {
+        // Windows elapsed since the stored one (the division is skipped in the usual case:
+        // the same window).
+        let windows_passed = if start_now == start_state {
+            0
+        } else {
+            (start_now - start_state) / w
+        };
+        match windows_passed {
             0 => WindowView {
                 start_secs: start_state,
                 elapsed_ms: (now_ms - start_state * 1000).min(p.window_ms()),
@@ -137,8 +144,7 @@ impl WindowView {
         if used >= cap {
             0
         } else {
-            // < limit ≤ u64::MAX, so the cast is exact.
-            ((cap - used) / w) as u64
+            div_u128(cap - used, p.window_ms())
         }
     }
 
@@ -224,6 +230,15 @@ pub(crate) fn add_attempts(attempts: u32, hits: u64) -> u32 {
 /// Is this the moment to report abuse (attempts passed 2 × limit, not yet reported)?
 pub(crate) fn abuse_due(attempts: u32, limit: u64) -> bool {
     attempts & ABUSE_REPORTED == 0 && u64::from(attempts & ATTEMPTS_MAX) > limit.saturating_mul(2)
+}
+
+/// `n / d` for a quotient known to fit in 64 bits, without the slow 128-bit division when
+/// `n` itself fits (the usual case: limits and windows are far below 2^32).
+fn div_u128(n: u128, d: u64) -> u64 {
+    match u64::try_from(n) {
+        Ok(n) => n / d,
+        Err(_) => (n / u128::from(d)) as u64,
+    }
 }
 
 pub(crate) fn clamp_u32(v: u64) -> u32 {
