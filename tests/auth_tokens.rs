@@ -56,6 +56,20 @@ fn every_fixture_gets_its_expected_outcome_then_the_same_from_the_cache() {
         2 * oks as u64,
         "outcome counters"
     );
+    let snap = a.snapshot();
+    let count = |r: &str| snap.outcomes.iter().find(|(n, _)| *n == r).unwrap().1;
+    let m = s::manifest();
+    let want = |r: &str| 2 * m.tokens.iter().filter(|t| t.expect == r).count() as u64;
+    for r in ["ok", "invalid_token", "expired"] {
+        assert_eq!(count(r), want(r), "{r}");
+    }
+    assert_eq!(snap.cache_hits, oks as u64);
+    assert_eq!(snap.cache_entries, oks);
+    assert_eq!(snap.issuers.len(), 2);
+    assert!(snap
+        .issuers
+        .iter()
+        .all(|i| i.ready && i.keys > 0 && i.fetches == 0));
 }
 
 #[test]

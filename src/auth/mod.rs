@@ -163,6 +163,38 @@ impl AuthOutcomes {
     }
 }
 
+/// Every auth counter and gauge at one instant, for the metrics exporter (copied in at
+/// scrape time, so the request path only bumps plain atomics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSnapshot {
+    /// `(reason, count)`; `ok` counts successes (`tollgate_auth_outcomes_total{reason}`).
+    pub outcomes: Vec<(&'static str, u64)>,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_evictions: u64,
+    pub cache_expirations: u64,
+    pub cache_entries: usize,
+    pub issuers: Vec<IssuerSnapshot>,
+    /// Revocations held now.
+    pub revocations: usize,
+    /// Revocations recorded since start.
+    pub revocations_recorded: u64,
+    /// Tokens refused because revoked.
+    pub revocations_refused: u64,
+}
+
+/// One issuer's key-set state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerSnapshot {
+    pub name: String,
+    pub ready: bool,
+    pub keys: usize,
+    pub fetches: u64,
+    pub fetch_failures: u64,
+    pub kid_refetches: u64,
+    pub kid_refetches_suppressed: u64,
+}
+
 /// One configured issuer.
 struct Issuer {
     name: String,
@@ -535,6 +567,40 @@ impl Authenticator {
     /// Each issuer's name, key set and fetch counters.
     pub fn issuer_keys(&self) -> impl Iterator<Item = &Arc<IssuerKeys>> {
         self.issuers.iter().map(|i| &i.keys)
+    }
+
+    /// All counters at once, for the metrics exporter.
+    pub fn snapshot(&self) -> AuthSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let c = &self.cache.stats;
+        let r = &self.revocations.stats;
+        AuthSnapshot {
+            outcomes: self.outcomes.snapshot(),
+            cache_hits: l(&c.hits),
+            cache_misses: l(&c.misses),
+            cache_evictions: l(&c.evictions),
+            cache_expirations: l(&c.expirations),
+            cache_entries: self.cache.len(),
+            issuers: self
+                .issuers
+                .iter()
+                .map(|i| {
+                    let s = &i.keys.stats;
+                    IssuerSnapshot {
+                        name: i.name.clone(),
+                        ready: i.keys.is_ready(),
+                        keys: i.keys.current().map_or(0, |k| k.len()),
+                        fetches: l(&s.fetches),
+                        fetch_failures: l(&s.failures),
+                        kid_refetches: l(&s.kid_refetches),
+                        kid_refetches_suppressed: l(&s.kid_refetches_suppressed),
+                    }
+                })
+                .collect(),
+            revocations: self.revocations.len(),
+            revocations_recorded: l(&r.recorded),
+            revocations_refused: l(&r.refused),
+        }
     }
 
     /// The identity rules (tier mapping), for callers that build identities themselves.
