@@ -85,6 +85,7 @@ fn bench(c: &mut Criterion) {
         let input = AuthInput {
             authorization: Some(&h),
             api_key: None,
+            ..AuthInput::default()
         };
         assert!(uncached.authenticate_now(&input).is_ok(), "{name} verifies");
         g.bench_function(format!("verify/{alg}"), |b| {
@@ -111,6 +112,7 @@ fn bench(c: &mut Criterion) {
     let input = AuthInput {
         authorization: Some(&h),
         api_key: None,
+        ..AuthInput::default()
     };
     let cached = authenticator(100_000, clock.clone());
     assert!(cached.authenticate_now(&input).is_ok());

@@ -218,11 +218,13 @@ fn credentials_precedence_and_api_keys() {
     let basic = AuthInput {
         authorization: Some(b"Basic dXNlcjpwYXNz"),
         api_key: None,
+        ..AuthInput::default()
     };
     assert_eq!(a.authenticate_now(&basic), Err(AuthError::MissingToken));
     let key = AuthInput {
         authorization: None,
         api_key: Some(b"svc-key-0123456789abcdef"),
+        ..AuthInput::default()
     };
     let id = a.authenticate_now(&key).unwrap();
     assert_eq!(id.kind, IdentityKind::ApiKey);
@@ -232,6 +234,7 @@ fn credentials_precedence_and_api_keys() {
     let wrong = AuthInput {
         authorization: None,
         api_key: Some(b"svc-key-0123456789abcdeF"),
+        ..AuthInput::default()
     };
     assert_eq!(a.authenticate_now(&wrong), Err(AuthError::InvalidApiKey));
     // A bearer token wins over an API key.
@@ -239,6 +242,7 @@ fn credentials_precedence_and_api_keys() {
     let both = AuthInput {
         authorization: Some(&h),
         api_key: Some(b"svc-key-0123456789abcdef"),
+        ..AuthInput::default()
     };
     assert_eq!(
         a.authenticate_now(&both).unwrap().user_id.as_deref(),

@@ -55,27 +55,29 @@ use verify::ClaimRules;
 /// The credentials of one request, as the front door found them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AuthInput<'a> {
-    /// The `Authorization` header value.
+    /// The `Authorization` header value (`Bearer <token>`; other schemes are ignored).
     pub authorization: Option<&'a [u8]>,
     /// The API key header value.
     pub api_key: Option<&'a [u8]>,
+    /// A token passed on its own, without a header (the RESP `AUTH <token>` command).
+    /// Takes precedence over `authorization`.
+    pub token: Option<&'a str>,
 }
 
 impl<'a> AuthInput<'a> {
-    /// A bare token (the RESP `AUTH <token>` command).
+    /// A bare token.
     pub fn bearer(token: &'a str) -> Self {
         Self {
-            authorization: None,
-            api_key: None,
+            token: Some(token),
+            ..Self::default()
         }
-        .with_token(token)
     }
 
-    fn with_token(self, token: &'a str) -> Self {
-        // Stored as the raw token; `token()` accepts both forms.
+    /// An `Authorization` header value.
+    pub fn authorization(value: &'a [u8]) -> Self {
         Self {
-            authorization: Some(token.as_bytes()),
-            ..self
+            authorization: Some(value),
+            ..Self::default()
         }
     }
 }
@@ -94,28 +96,25 @@ pub fn bearer_token(header: &[u8]) -> Option<&str> {
     std::str::from_utf8(t).ok()
 }
 
-/// The bearer token of an input: an `Authorization` value with the Bearer scheme, or a bare
-/// token (three dot-separated parts, no space) as [`AuthInput::bearer`] stores it.
+/// The bearer token of an input, `None` when there is none (no header, or another scheme).
+/// Oversize tokens are refused here, before any other look at them.
 fn token_of<'a>(input: &AuthInput<'a>) -> Option<Result<&'a str, AuthError>> {
-    let raw = input.authorization?;
-    // Size first: a 100 KiB header is refused without being scanned.
-    if raw.len() > MAX_TOKEN_BYTES + 64 {
-        return Some(Err(AuthError::TokenTooLarge));
-    }
-    if let Some(t) = bearer_token(raw) {
+    if let Some(t) = input.token {
         if t.len() > MAX_TOKEN_BYTES {
             return Some(Err(AuthError::TokenTooLarge));
         }
         return Some(Ok(t));
     }
-    if !raw.contains(&b' ') && raw.contains(&b'.') {
-        if raw.len() > MAX_TOKEN_BYTES {
-            return Some(Err(AuthError::TokenTooLarge));
-        }
-        return std::str::from_utf8(raw).ok().map(Ok);
+    let raw = input.authorization?;
+    // Size first: a 100 KiB header is refused without being scanned.
+    if raw.len() > MAX_TOKEN_BYTES + 64 {
+        return Some(Err(AuthError::TokenTooLarge));
     }
-    // Another scheme (Basic, Digest…): not a bearer token.
-    None
+    let t = bearer_token(raw)?;
+    if t.len() > MAX_TOKEN_BYTES {
+        return Some(Err(AuthError::TokenTooLarge));
+    }
+    Some(Ok(t))
 }
 
 /// Counters of authentication outcomes, by reason, exported by the metrics module.
@@ -414,6 +413,7 @@ impl Authenticator {
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes()),
             api_key: headers.get(self.api_keys.header()).map(|v| v.as_bytes()),
+            token: None,
         }
     }
 
@@ -643,23 +643,24 @@ mod tests {
     #[test]
     fn token_of_refuses_huge_headers_without_scanning() {
         let big = vec![b'a'; 100 * 1024];
-        let input = AuthInput {
-            authorization: Some(&big),
-            api_key: None,
-        };
+        let input = AuthInput::authorization(&big);
         assert_eq!(token_of(&input), Some(Err(AuthError::TokenTooLarge)));
         let mut b = b"Bearer ".to_vec();
         b.extend(std::iter::repeat_n(b'a', MAX_TOKEN_BYTES + 1));
-        let input = AuthInput {
-            authorization: Some(&b),
-            api_key: None,
-        };
+        let input = AuthInput::authorization(&b);
         assert_eq!(token_of(&input), Some(Err(AuthError::TokenTooLarge)));
+        let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(
+            token_of(&AuthInput::bearer(&huge)),
+            Some(Err(AuthError::TokenTooLarge))
+        );
         assert_eq!(token_of(&AuthInput::bearer("a.b.c")), Some(Ok("a.b.c")));
-        let basic = AuthInput {
-            authorization: Some(b"Basic xyz"),
-            api_key: None,
-        };
-        assert_eq!(token_of(&basic), None);
+        assert_eq!(token_of(&AuthInput::authorization(b"Basic xyz")), None);
+        // A token without the Bearer scheme is not taken from the header.
+        assert_eq!(token_of(&AuthInput::authorization(b"a.b.c")), None);
+        assert_eq!(
+            token_of(&AuthInput::authorization(b"Bearer a.b.c")),
+            Some(Ok("a.b.c"))
+        );
     }
 }

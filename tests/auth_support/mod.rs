@@ -111,5 +111,6 @@ pub fn input(h: &[u8]) -> AuthInput<'_> {
     AuthInput {
         authorization: Some(h),
         api_key: None,
+        ..AuthInput::default()
     }
 }
