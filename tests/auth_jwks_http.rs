@@ -479,3 +479,37 @@ async fn https_with_a_configured_ca_file() {
     assert!(e.to_lowercase().contains("certificate"), "{e}");
     assert!(!untrusted.is_ready());
 }
+
+#[tokio::test]
+async fn a_key_removed_from_the_set_stops_its_cached_tokens() {
+    let (addr, served) = serve("jwks.json").await;
+    let a = s::build(&s::config(remote_issuer(addr)), s::clock());
+    let keys = a.issuer_keys().next().unwrap();
+    keys.fetch_now().await.unwrap();
+    let ed = s::token("eddsa_better_auth");
+    let es = s::token("es256");
+    assert_eq!(auth(&a, &ed).await.unwrap(), "user_1");
+    assert_eq!(auth(&a, &es).await.unwrap(), "user_es256");
+    assert_eq!(a.cache().len(), 2);
+
+    // An unchanged refresh keeps the cache's answers.
+    keys.fetch_now().await.unwrap();
+    let hits = a.cache().stats.hits.load(Ordering::Relaxed);
+    assert_eq!(auth(&a, &ed).await.unwrap(), "user_1");
+    assert_eq!(a.cache().stats.hits.load(Ordering::Relaxed), hits + 1);
+    assert_eq!(keys.generation(), 0);
+
+    // The issuer drops its Ed25519 key (say it leaked): tokens it signed stop working at
+    // once, even those in the cache; tokens of the other keys are verified again and pass.
+    let mut doc: serde_json::Value = serde_json::from_slice(&served.body.lock()).unwrap();
+    doc["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| k["kty"] != "OKP");
+    *served.body.lock() = serde_json::to_vec(&doc).unwrap();
+    keys.fetch_now().await.unwrap();
+    assert_eq!(keys.generation(), 1);
+    assert_eq!(auth(&a, &ed).await, Err(AuthError::UnknownKey));
+    assert_eq!(auth(&a, &es).await.unwrap(), "user_es256");
+    assert_eq!(a.cache().len(), 1);
+}

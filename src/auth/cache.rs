@@ -59,6 +59,9 @@ type FastMap = HashMap<Fingerprint, Entry, BuildHasherDefault<PassThrough>>;
 struct Entry {
     valid_until_ms: i64,
     identity: Arc<Identity>,
+    /// The caller's note about what the verification depended on (the authenticator
+    /// stores the issuer and its key-set generation).
+    tag: u64,
 }
 
 struct Shard {
@@ -81,8 +84,8 @@ pub struct CacheStats {
 /// What a lookup found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    /// Verified earlier and not expired.
-    Hit(Arc<Identity>),
+    /// Verified earlier and not expired; with the tag given at insertion.
+    Hit(Arc<Identity>, u64),
     /// Verified earlier but now past `exp` + leeway (entry removed).
     Expired,
     Miss,
@@ -184,14 +187,15 @@ impl TokenCache {
             let s = shard.read();
             s.map
                 .get(f)
-                .map(|e| (e.valid_until_ms, Arc::clone(&e.identity)))
+                .map(|e| (e.valid_until_ms, Arc::clone(&e.identity), e.tag))
         };
         match found {
-            Some((until, id)) if now_ms < until => {
+            Some((until, id, tag)) if now_ms < until => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                Lookup::Hit(id)
+                Lookup::Hit(id, tag)
             }
             Some(_) => {
+                // Past exp + leeway: drop it (if nobody replaced it meanwhile).
                 let mut s = shard.write();
                 if s.map.get(f).is_some_and(|e| now_ms >= e.valid_until_ms) {
                     s.map.remove(f);
@@ -206,13 +210,15 @@ impl TokenCache {
         }
     }
 
-    /// Stores a verified token's identity until `valid_until_ms` (`exp` + leeway).
+    /// Stores a verified token's identity until `valid_until_ms` (`exp` + leeway), with a
+    /// `tag` returned on every hit.
     pub fn insert(
         &self,
         f: Fingerprint,
         identity: Arc<Identity>,
         valid_until_ms: i64,
         now_ms: i64,
+        tag: u64,
     ) {
         if self.shards.is_empty() || now_ms >= valid_until_ms {
             return;
@@ -239,9 +245,17 @@ impl TokenCache {
             Entry {
                 valid_until_ms,
                 identity,
+                tag,
             },
         );
         self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops one entry.
+    pub fn remove(&self, f: &Fingerprint) {
+        if !self.shards.is_empty() {
+            self.shard(f).write().map.remove(f);
+        }
     }
 
     /// Drops every entry (e.g. after a configuration reload).
@@ -267,8 +281,8 @@ mod tests {
         let c = TokenCache::new(100);
         let f = c.fingerprint(b"token-a");
         assert_eq!(c.get(&f, 0), Lookup::Miss);
-        c.insert(f, id("a"), 1000, 0);
-        assert_eq!(c.get(&f, 999), Lookup::Hit(id("a")));
+        c.insert(f, id("a"), 1000, 0, 0);
+        assert_eq!(c.get(&f, 999), Lookup::Hit(id("a"), 0));
         assert_eq!(c.get(&f, 1000), Lookup::Expired);
         assert_eq!(c.get(&f, 1000), Lookup::Miss);
         assert_eq!(c.stats.hits.load(Ordering::Relaxed), 1);
@@ -283,7 +297,7 @@ mod tests {
         assert!(a.fingerprint(b"t") != b.fingerprint(b"t"));
         assert!(a.fingerprint(b"t") != a.fingerprint(b"t "));
         // A different token never hits another's entry.
-        a.insert(a.fingerprint(b"t"), id("x"), 10, 0);
+        a.insert(a.fingerprint(b"t"), id("x"), 10, 0, 0);
         assert_eq!(a.get(&a.fingerprint(b"u"), 0), Lookup::Miss);
     }
 
@@ -291,7 +305,7 @@ mod tests {
     fn capacity_is_a_hard_bound() {
         let c = TokenCache::new(64);
         for i in 0..10_000u32 {
-            c.insert(c.fingerprint(&i.to_le_bytes()), id("u"), i64::MAX, 0);
+            c.insert(c.fingerprint(&i.to_le_bytes()), id("u"), i64::MAX, 0, 0);
         }
         assert!(c.len() <= c.capacity(), "{} > {}", c.len(), c.capacity());
         assert!(c.capacity() >= 64 && c.capacity() < 128);
@@ -302,8 +316,8 @@ mod tests {
     fn full_shards_drop_expired_entries_before_live_ones() {
         let c = TokenCache::with_key(1, b"k");
         let a = c.fingerprint(b"a");
-        c.insert(a, id("a"), 100, 0);
-        c.insert(c.fingerprint(b"b"), id("b"), 1000, 200);
+        c.insert(a, id("a"), 100, 0, 0);
+        c.insert(c.fingerprint(b"b"), id("b"), 1000, 200, 0);
         assert_eq!(c.stats.evictions.load(Ordering::Relaxed), 0);
         assert_eq!(c.stats.expirations.load(Ordering::Relaxed), 1);
         assert_eq!(c.len(), 1);
@@ -313,7 +327,7 @@ mod tests {
     fn disabled_cache_holds_nothing() {
         let c = TokenCache::new(0);
         let f = c.fingerprint(b"t");
-        c.insert(f, id("a"), 100, 0);
+        c.insert(f, id("a"), 100, 0, 0);
         assert_eq!(c.get(&f, 0), Lookup::Miss);
         assert_eq!(c.capacity(), 0);
     }

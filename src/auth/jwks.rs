@@ -43,6 +43,9 @@ pub struct VerifyingKey {
     pub kid: Option<String>,
     algs: AlgSet,
     material: KeyMaterial,
+    /// SHA-256 of the key type, public key bytes and algorithms: tells whether a refreshed
+    /// set still holds this exact key.
+    ident: [u8; 32],
 }
 
 enum KeyMaterial {
@@ -69,6 +72,8 @@ impl VerifyingKey {
             kid: None,
             algs: AlgSet::of(&[Alg::HS256]),
             material: KeyMaterial::Jwt(DecodingKey::from_secret(secret)),
+            // A secret set never changes; no need to derive anything from the secret.
+            ident: [0; 32],
         }
     }
 
@@ -152,7 +157,7 @@ impl VerifyingKey {
         };
         let kty = field("kty")?.ok_or("key lacks \"kty\"")?;
         let crv = field("crv")?;
-        let (family, material): (AlgSet, KeyMaterial) = match (kty, crv) {
+        let (family, material, raw): (AlgSet, KeyMaterial, Vec<u8>) = match (kty, crv) {
             ("OKP", Some("Ed25519")) => {
                 let x = bytes("x")?;
                 if x.len() != 32 {
@@ -161,6 +166,7 @@ impl VerifyingKey {
                 (
                     AlgSet::of(&[Alg::EdDSA]),
                     KeyMaterial::Jwt(DecodingKey::from_ed_der(&x)),
+                    x,
                 )
             }
             ("EC", Some("P-256")) => {
@@ -171,13 +177,14 @@ impl VerifyingKey {
                 (
                     AlgSet::of(&[Alg::ES256]),
                     KeyMaterial::Jwt(DecodingKey::from_ec_der(&point)),
+                    point,
                 )
             }
             ("EC", Some("P-521")) => {
                 let point = ec_point(&bytes("x")?, &bytes("y")?, 66)?;
                 let key = ParsedPublicKey::new(&ECDSA_P521_SHA512_FIXED, &point)
                     .map_err(|_| "P-521 key is not a valid point")?;
-                (AlgSet::of(&[Alg::ES512]), KeyMaterial::P521(key))
+                (AlgSet::of(&[Alg::ES512]), KeyMaterial::P521(key), point)
             }
             ("RSA", None) => {
                 let n = bytes("n")?;
@@ -189,10 +196,11 @@ impl VerifyingKey {
                 if e.is_empty() || e.len() > 8 {
                     return Err("RSA exponent out of range".into());
                 }
-                (
-                    AlgSet::of(&[Alg::RS256, Alg::PS256]),
-                    KeyMaterial::Jwt(DecodingKey::from_rsa_raw_components(&n, &e)),
-                )
+                let material = KeyMaterial::Jwt(DecodingKey::from_rsa_raw_components(&n, &e));
+                let mut raw = n;
+                raw.push(b'|');
+                raw.extend_from_slice(&e);
+                (AlgSet::of(&[Alg::RS256, Alg::PS256]), material, raw)
             }
             ("RSA", Some(_)) => return Err("RSA key with a crv".into()),
             ("OKP", _) | ("EC", _) => return Ok(None), // Ed448, X25519, P-384, secp256k1…
@@ -204,10 +212,17 @@ impl VerifyingKey {
             Some(a) if family.contains(a) => AlgSet::of(&[a]),
             Some(_) => return Err("key alg does not fit its kty/crv".into()),
         };
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(kty.as_bytes());
+        ctx.update(&[0, algs.bits()]);
+        ctx.update(&raw);
+        let mut ident = [0u8; 32];
+        ident.copy_from_slice(ctx.finish().as_ref());
         Ok(Some(Self {
             kid,
             algs,
             material,
+            ident,
         }))
     }
 }
@@ -301,6 +316,18 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// True when every key of `old` (same kid, same key) is still here: a refresh that
+    /// fails this removed or replaced a key.
+    pub fn keeps_every_key_of(&self, old: &KeySet) -> bool {
+        old.keys.iter().all(|k| match &k.kid {
+            Some(kid) => self
+                .by_kid
+                .get(kid)
+                .is_some_and(|&i| self.keys[i].ident == k.ident),
+            None => self.keys.iter().any(|n| n.ident == k.ident),
+        })
+    }
+
     pub fn contains_kid(&self, kid: &str) -> bool {
         self.ignore_kid || self.by_kid.contains_key(kid)
     }
@@ -388,6 +415,9 @@ pub struct IssuerKeys {
     remote: Option<Remote>,
     /// Woken when a set is installed.
     loaded: tokio::sync::Notify,
+    /// Bumped when a refresh removes or replaces a key, so cached tokens verified under the
+    /// previous set are verified again.
+    generation: AtomicU64,
     pub stats: KeySetStats,
 }
 
@@ -409,6 +439,7 @@ impl IssuerKeys {
             current: ArcSwapOption::from_pointee(set),
             remote: None,
             loaded: tokio::sync::Notify::new(),
+            generation: AtomicU64::new(0),
             stats: KeySetStats::default(),
         }
     }
@@ -456,6 +487,7 @@ impl IssuerKeys {
                 fetching: tokio::sync::Mutex::new(()),
             }),
             loaded: tokio::sync::Notify::new(),
+            generation: AtomicU64::new(0),
             stats: KeySetStats::default(),
         })
     }
@@ -467,6 +499,11 @@ impl IssuerKeys {
     /// The current set, if any has been loaded.
     pub fn current(&self) -> Option<Arc<KeySet>> {
         self.current.load_full()
+    }
+
+    /// Changes whenever a refresh removes or replaces a key.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// True once a set is loaded.
@@ -519,7 +556,19 @@ impl IssuerKeys {
                 if set.skipped > 0 {
                     tracing::info!(issuer = %self.name, skipped = set.skipped, "key set: skipped keys tollgate cannot use");
                 }
+                let removed = self
+                    .current
+                    .load()
+                    .as_ref()
+                    .is_some_and(|old| !set.keeps_every_key_of(old));
                 self.current.store(Some(Arc::new(set)));
+                // After the store: a verifier that read the old generation may have used
+                // either set, and its cache entry is re-verified; one that read the new
+                // generation surely loads the new set.
+                if removed {
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                    tracing::info!(issuer = %self.name, "key set: a key was removed or replaced; cached tokens are verified again");
+                }
                 self.loaded.notify_waiters();
                 Ok(max_age)
             }

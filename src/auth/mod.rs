@@ -491,18 +491,36 @@ impl Authenticator {
         let now = self.clock.now_millis() as i64;
         let fp = self.cache.fingerprint(token.as_bytes());
         match self.cache.get(&fp, now) {
-            Lookup::Hit(id) => return Attempt::Done(self.unless_revoked(id)),
+            // Verified under a key set that still holds every key it had: answer from memory.
+            Lookup::Hit(id, tag) if self.tag_is_current(tag) => {
+                return Attempt::Done(self.unless_revoked(id))
+            }
+            // Its issuer's keys changed since: forget it and verify again below.
+            Lookup::Hit(..) => self.cache.remove(&fp),
             Lookup::Expired => return Attempt::Done(Err(AuthError::Expired)),
             Lookup::Miss => {}
         }
         match self.verify_uncached(token, now) {
-            Ok((id, valid_until)) => {
-                self.cache.insert(fp, Arc::clone(&id), valid_until, now);
+            Ok((id, valid_until, tag)) => {
+                self.cache
+                    .insert(fp, Arc::clone(&id), valid_until, now, tag);
                 Attempt::Done(self.unless_revoked(id))
             }
             Err(Failure::Invalid(e)) => Attempt::Done(Err(e)),
             Err(Failure::UnknownKid(issuer, kid)) => Attempt::UnknownKid { issuer, kid },
         }
+    }
+
+    /// A cache tag: the issuer's index and its key-set generation at verification time.
+    fn tag_for(&self, issuer: usize, generation: u64) -> u64 {
+        ((issuer as u64) << 48) | (generation & GENERATION_MASK)
+    }
+
+    fn tag_is_current(&self, tag: u64) -> bool {
+        let issuer = (tag >> 48) as usize;
+        self.issuers
+            .get(issuer)
+            .is_some_and(|i| i.keys.generation() & GENERATION_MASK == tag & GENERATION_MASK)
     }
 
     fn unless_revoked(&self, id: Arc<Identity>) -> Result<Arc<Identity>, AuthError> {
@@ -513,7 +531,11 @@ impl Authenticator {
     }
 
     /// Full verification of a token not in the cache.
-    fn verify_uncached(&self, token: &str, now_ms: i64) -> Result<(Arc<Identity>, i64), Failure> {
+    fn verify_uncached(
+        &self,
+        token: &str,
+        now_ms: i64,
+    ) -> Result<(Arc<Identity>, i64, u64), Failure> {
         let p = verify::parse_token(token)?;
         let idx = match verify::issuer_claim(&p.claims)? {
             Some(iss) => self.by_iss.get(iss).copied(),
@@ -524,6 +546,8 @@ impl Authenticator {
         if !issuer.algs.contains(p.alg) {
             return Err(AuthError::AlgorithmNotAllowed.into());
         }
+        // Generation before set: see IssuerKeys::fetch_locked for why this order is safe.
+        let generation = issuer.keys.generation();
         let set = issuer.keys.current().ok_or(AuthError::KeysUnavailable)?;
         let candidates = match set.candidates(p.kid.as_deref(), p.alg) {
             Some(c) => c,
@@ -551,7 +575,11 @@ impl Authenticator {
         let id = self
             .rules
             .identity_from_claims(&p.claims, &issuer.name, times.exp, times.iat)?;
-        Ok((Arc::new(id), times.valid_until_ms))
+        Ok((
+            Arc::new(id),
+            times.valid_until_ms,
+            self.tag_for(idx, generation),
+        ))
     }
 
     /// The verified-token cache (its counters are `cache().stats`).
@@ -608,6 +636,9 @@ impl Authenticator {
         &self.rules
     }
 }
+
+/// Low bits of a cache tag holding the key-set generation.
+const GENERATION_MASK: u64 = (1 << 48) - 1;
 
 /// Why full verification stopped.
 enum Failure {

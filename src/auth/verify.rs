@@ -106,6 +106,11 @@ impl AlgSet {
         self.0 == 0
     }
 
+    /// The set as a bit mask (one bit per [`Alg`]).
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
     /// Parses config names (already validated against the supported list).
     pub fn from_names(names: &[String]) -> Result<Self, String> {
         let mut set = AlgSet::EMPTY;
