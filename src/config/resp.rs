@@ -1,7 +1,251 @@
-//! `[resp]`: the RESP-framed protocol's listeners and bounds.
+//! `[resp]`: the RESP-framed protocol's listeners and bounds (docs/protocol.md).
+//!
+//! The protocol is off unless `enabled = true`: a sidecar opens only the ports it is asked
+//! for, and several tollgate processes (tests, a node per pod on one host) must not fight
+//! over a fixed port. Once enabled it listens on `tcp` (default `127.0.0.1:7070`) and, when
+//! set, on `unix_socket`; `tcp = ""` serves the Unix socket alone.
+//!
+//! ```toml
+//! [resp]
+//! enabled = true
+//! tcp = "127.0.0.1:7070"
+//! unix_socket = "/run/tollgate/resp.sock"
+//! admin_secret_env = "TOLLGATE_ADMIN_SECRET"   # AUTH unlocks REVOKE
+//! ```
+//!
+//! Every bound a client could push on has a key here; the defaults suit tollgate's commands
+//! (a key is at most 512 bytes, a token at most 8 KiB) with room to spare.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RespConfig {}
+use super::{parse_duration, ConfigPath, Validation};
+use crate::resp::RequestLimits;
+
+/// The default TCP address once the protocol is enabled.
+pub const DEFAULT_RESP_TCP: &str = "127.0.0.1:7070";
+
+/// `[resp]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RespConfig {
+    /// Serve the protocol at all.
+    pub enabled: bool,
+    /// TCP listen address (IP:port); empty for no TCP listener.
+    pub tcp: String,
+    /// Unix socket path, when the protocol should also (or only) be served there.
+    pub unix_socket: Option<PathBuf>,
+    /// Permissions of the Unix socket file, octal string.
+    pub unix_socket_mode: String,
+    /// RESP connections open at once, TCP and Unix socket together.
+    pub max_connections: usize,
+    /// A connection with no complete command and no reply written for this long is closed.
+    pub idle_timeout: String,
+    /// Longest bulk string (one argument of a command).
+    pub max_bulk_bytes: usize,
+    /// Most arguments in one command, the command's name included.
+    pub max_args: usize,
+    /// Longest inline (plain-text) command line.
+    pub max_inline_bytes: usize,
+    /// Largest single command on the wire.
+    pub max_command_bytes: usize,
+    /// Replies waiting to be written on one connection: past this, tollgate stops reading
+    /// (and executing) that connection's pipelined commands until the client has read them.
+    pub max_pending_reply_bytes: usize,
+    /// Environment variable holding the secret `AUTH` checks (≥ 32 bytes). Unset: the
+    /// admin secret of `[auth.admin]` when the admin API is enabled; with neither, `AUTH`
+    /// answers an error and admin commands are unavailable.
+    pub admin_secret_env: Option<String>,
+}
+
+impl Default for RespConfig {
+    fn default() -> Self {
+        let limits = RequestLimits::default();
+        Self {
+            enabled: false,
+            tcp: DEFAULT_RESP_TCP.into(),
+            unix_socket: None,
+            unix_socket_mode: "0660".into(),
+            max_connections: 10_000,
+            idle_timeout: "5m".into(),
+            max_bulk_bytes: limits.max_bulk_bytes,
+            max_args: limits.max_args,
+            max_inline_bytes: limits.max_inline_bytes,
+            max_command_bytes: limits.max_command_bytes,
+            max_pending_reply_bytes: 1024 * 1024,
+            admin_secret_env: None,
+        }
+    }
+}
+
+/// Smallest `max_bulk_bytes`: a bearer token (up to 8 KiB) must fit in one argument.
+pub const MIN_BULK_BYTES: usize = 8 * 1024;
+/// Fewest `max_args`: `HELLO 3 AUTH default <password> SETNAME <name>` has seven.
+pub const MIN_ARGS: usize = 8;
+
+impl RespConfig {
+    /// The TCP address, or `None` when `tcp` is empty (or unusable; validation refuses that).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        if self.tcp.trim().is_empty() {
+            None
+        } else {
+            self.tcp.parse().ok()
+        }
+    }
+
+    /// The per-command bounds as the parser takes them.
+    pub fn request_limits(&self) -> RequestLimits {
+        RequestLimits {
+            max_bulk_bytes: self.max_bulk_bytes,
+            max_args: self.max_args,
+            max_inline_bytes: self.max_inline_bytes,
+            max_command_bytes: self.max_command_bytes,
+        }
+    }
+
+    /// The idle timeout (5 minutes when unreadable; validation refuses that).
+    pub fn idle_timeout(&self) -> Duration {
+        parse_duration(&self.idle_timeout).unwrap_or(Duration::from_secs(300))
+    }
+
+    /// Permissions of the Unix socket file (`0o660` when unreadable).
+    pub fn unix_socket_mode(&self) -> u32 {
+        parse_octal_mode(&self.unix_socket_mode).unwrap_or(0o660)
+    }
+
+    /// Checks the section, each problem at its key. Listener checks apply only when enabled,
+    /// so that a disabled section with a half-written address does not stop a start.
+    pub fn validate(&self, at: &ConfigPath, v: &mut Validation<'_>) {
+        let server = &v.config().server;
+        let (server_http, server_unix) = (server.http.clone(), server.unix_socket.clone());
+        if self.enabled {
+            let tcp = self.tcp.trim();
+            if !tcp.is_empty() {
+                match tcp.parse::<SocketAddr>() {
+                    Err(_) => v.invalid(
+                        at.key("tcp"),
+                        format!(
+                            "{:?} is not a listen address (use IP:port, e.g. {DEFAULT_RESP_TCP}, \
+                             or \"\" for no TCP listener)",
+                            self.tcp
+                        ),
+                    ),
+                    Ok(addr) => {
+                        let same = server_http.parse::<SocketAddr>().ok() == Some(addr);
+                        if same && addr.port() != 0 {
+                            v.invalid(
+                                at.key("tcp"),
+                                format!("{addr} is also server.http; give RESP its own port"),
+                            );
+                        }
+                    }
+                }
+            } else if self.unix_socket.is_none() {
+                v.invalid(
+                    at.key("tcp"),
+                    "is empty and resp.unix_socket is not set: the protocol would listen nowhere \
+                     (set one, or enabled = false)",
+                );
+            }
+        }
+        if let Some(path) = &self.unix_socket {
+            let len = path.as_os_str().len();
+            if len == 0 {
+                v.invalid(
+                    at.key("unix_socket"),
+                    "is empty; leave it out to listen on TCP only",
+                );
+            } else if len > 107 {
+                v.invalid(
+                    at.key("unix_socket"),
+                    format!("is {len} bytes long; a Unix socket path has at most 107"),
+                );
+            } else if server_unix.as_deref() == Some(path.as_path()) {
+                v.invalid(
+                    at.key("unix_socket"),
+                    "is also server.unix_socket; give RESP its own socket file",
+                );
+            }
+        }
+        if parse_octal_mode(&self.unix_socket_mode).is_none() {
+            v.invalid(
+                at.key("unix_socket_mode"),
+                format!(
+                    "{:?} is not an octal file mode such as \"0660\"",
+                    self.unix_socket_mode
+                ),
+            );
+        }
+        v.within(
+            at.key("max_connections"),
+            self.max_connections as u64,
+            1,
+            1_000_000,
+        );
+        v.duration(
+            at.key("idle_timeout"),
+            &self.idle_timeout,
+            Duration::from_secs(1),
+        );
+        const MIB: u64 = 1024 * 1024;
+        v.within(
+            at.key("max_bulk_bytes"),
+            self.max_bulk_bytes as u64,
+            MIN_BULK_BYTES as u64,
+            16 * MIB,
+        );
+        v.within(
+            at.key("max_args"),
+            self.max_args as u64,
+            MIN_ARGS as u64,
+            4096,
+        );
+        v.within(
+            at.key("max_inline_bytes"),
+            self.max_inline_bytes as u64,
+            1024,
+            16 * MIB,
+        );
+        // A command must be able to carry at least one maximal argument.
+        let bulk_ok = (MIN_BULK_BYTES as u64..=16 * MIB).contains(&(self.max_bulk_bytes as u64));
+        v.within(
+            at.key("max_command_bytes"),
+            self.max_command_bytes as u64,
+            if bulk_ok {
+                self.max_bulk_bytes as u64 + 64
+            } else {
+                MIN_BULK_BYTES as u64
+            },
+            256 * MIB,
+        );
+        v.within(
+            at.key("max_pending_reply_bytes"),
+            self.max_pending_reply_bytes as u64,
+            4 * 1024,
+            256 * MIB,
+        );
+        if let Some(name) = &self.admin_secret_env {
+            let ok = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ok {
+                v.invalid(
+                    at.key("admin_secret_env"),
+                    format!("{name:?} is not an environment variable name (letters, digits, '_')"),
+                );
+            }
+        }
+    }
+}
+
+/// An octal file mode such as `0660` or `660`, at most `0777`.
+fn parse_octal_mode(text: &str) -> Option<u32> {
+    let t = text.trim();
+    if t.is_empty() || t.len() > 4 || !t.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(t, 8).ok().filter(|m| *m <= 0o777)
+}

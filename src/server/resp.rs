@@ -1,0 +1,1342 @@
+//! The RESP door: tollgate's commands over the Redis wire format, on TCP and a Unix socket.
+//!
+//! This file owns the connections of the protocol and its commands (docs/protocol.md): it
+//! parses each command into request facts, asks the [`Gate`], and writes the answer. It
+//! decides nothing itself.
+//!
+//! A connection runs one loop, which is what makes pipelining cheap:
+//!
+//! ```text
+//! read as much as the socket has ─► parse every complete command in the buffer ─► execute
+//!        ▲                          (zero-copy: arguments are slices of the buffer)  each into
+//!        │                                                                          one output
+//!        └──────────────────── one write of every reply of the batch ◄──────────── buffer
+//! ```
+//!
+//! Replies therefore come back in order, and a batch of 16 pipelined `CHECK`s costs one read
+//! and one write. When the replies waiting in the output buffer pass
+//! `resp.max_pending_reply_bytes`, the loop writes them before executing (or reading) any
+//! more, so a client that pipelines without reading cannot grow tollgate's memory: it is
+//! stalled by TCP flow control instead, and closed by the idle timeout if it never reads.
+//!
+//! A framing error (bad type byte, bad length, a bound exceeded) gets its error reply after
+//! the replies of the commands before it, then the connection is closed: the position in
+//! the stream is lost. A command error (`-ERR unknown command`, wrong arguments, an unknown
+//! tier) leaves the connection usable.
+//!
+//! The accept loop, connection cap, idle timeout and shutdown phases are the ones every door
+//! shares (`listener`). [`RespServer`] binds the `[resp]` listeners and serves them;
+//! [`serve_resp`] is the accept loop for one listener of any kind.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+use super::listener::{
+    self, Acceptor, ConnectionSlots, IdleTimeout, Phase, Shutdown, ShutdownController,
+    UnixSocketFile,
+};
+use crate::auth::{AdminAccess, AdminSecret};
+use crate::config::Config;
+use crate::gate::{CheckError, CheckQuery, Gate};
+use crate::metrics::Listener;
+use crate::resp::frame::{self, Frame, Protocol};
+use crate::resp::{Args, ParseError, Parsed, RequestLimits, RequestParser};
+
+/// Bytes the read buffer makes room for before each read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Buffers that grew past this for one large command or batch are given back afterwards,
+/// so that ten thousand idle connections do not each keep their high-water mark.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+/// Longest client name kept (`CLIENT SETNAME`, `HELLO … SETNAME`).
+const MAX_CLIENT_NAME: usize = 128;
+
+/// Who may run the admin commands (`REVOKE`).
+#[derive(Debug)]
+pub enum AdminPolicy {
+    /// No admin secret is configured: admin commands are refused.
+    Disabled,
+    /// After `AUTH <secret>`; when `unix_socket_only`, only on the Unix socket.
+    Secret {
+        secret: Arc<AdminSecret>,
+        unix_socket_only: bool,
+    },
+    /// `[auth.admin] unix_socket_only` without a secret: anyone who can open the Unix socket
+    /// (its file permissions are the access control), nobody over TCP.
+    UnixSocket,
+}
+
+/// Everything a RESP listener needs besides the gate. [`RespOptions::from_config`] reads it
+/// from `[resp]` (and `[auth.admin]`); tests adjust the fields.
+#[derive(Debug)]
+pub struct RespOptions {
+    /// TCP address to listen on; `None` for no TCP listener.
+    pub tcp: Option<String>,
+    /// Unix socket to listen on, and its file mode (octal text).
+    pub unix_socket: Option<PathBuf>,
+    pub unix_socket_mode: String,
+    pub limits: RequestLimits,
+    pub max_pending_reply_bytes: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    /// Connections still open this long after a shutdown began are dropped.
+    pub shutdown_grace: Duration,
+    pub admin: AdminPolicy,
+}
+
+impl RespOptions {
+    /// Reads `[resp]`, and `[auth.admin]` for the admin secret when `resp.admin_secret_env`
+    /// is unset; `env` looks environment variables up (`|k| std::env::var(k).ok()`).
+    pub fn from_config(
+        config: &Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let rc = &config.resp;
+        let admin = match &rc.admin_secret_env {
+            Some(var) => {
+                let value =
+                    env(var).with_context(|| format!("resp.admin_secret_env: {var} is not set"))?;
+                let secret = AdminSecret::new(value.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("resp.admin_secret_env: {var}: {e}"))?;
+                AdminPolicy::Secret {
+                    secret: Arc::new(secret),
+                    unix_socket_only: false,
+                }
+            }
+            None => match AdminAccess::from_config(&config.auth.admin, env)
+                .map_err(anyhow::Error::msg)?
+            {
+                AdminAccess::Disabled => AdminPolicy::Disabled,
+                AdminAccess::Enabled {
+                    secret: Some(secret),
+                    unix_socket_only,
+                } => AdminPolicy::Secret {
+                    secret,
+                    unix_socket_only,
+                },
+                AdminAccess::Enabled { secret: None, .. } => AdminPolicy::UnixSocket,
+            },
+        };
+        Ok(Self {
+            tcp: rc.tcp_addr().map(|a| a.to_string()),
+            unix_socket: rc.unix_socket.clone(),
+            unix_socket_mode: rc.unix_socket_mode.clone(),
+            limits: rc.request_limits(),
+            max_pending_reply_bytes: rc.max_pending_reply_bytes,
+            max_connections: rc.max_connections,
+            idle_timeout: rc.idle_timeout(),
+            shutdown_grace: config.server.shutdown_grace(),
+            admin,
+        })
+    }
+}
+
+/// Counters `INFO` reports. Connections add their counts once per batch, not per command,
+/// so that busy connections on different cores do not bounce these cache lines.
+#[derive(Debug, Default)]
+struct RespStats {
+    connections: AtomicU64,
+    commands: AtomicU64,
+    checks_allowed: AtomicU64,
+    checks_denied: AtomicU64,
+    command_errors: AtomicU64,
+    protocol_errors: AtomicU64,
+    auth_failures: AtomicU64,
+}
+
+/// One batch's counts, kept in the connection until the batch ends.
+#[derive(Debug, Default, Clone, Copy)]
+struct BatchCounts {
+    commands: u64,
+    checks_allowed: u64,
+    checks_denied: u64,
+    command_errors: u64,
+    protocol_errors: u64,
+    auth_failures: u64,
+}
+
+impl RespStats {
+    fn add(&self, c: &BatchCounts) {
+        let add = |a: &AtomicU64, n: u64| {
+            if n > 0 {
+                a.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        add(&self.commands, c.commands);
+        add(&self.checks_allowed, c.checks_allowed);
+        add(&self.checks_denied, c.checks_denied);
+        add(&self.command_errors, c.command_errors);
+        add(&self.protocol_errors, c.protocol_errors);
+        add(&self.auth_failures, c.auth_failures);
+    }
+}
+
+/// What every connection of one RESP server shares. Cheap to clone.
+#[derive(Clone)]
+pub struct RespDoor(Arc<DoorShared>);
+
+struct DoorShared {
+    gate: Arc<Gate>,
+    options: RespOptions,
+    slots: Arc<ConnectionSlots>,
+    stats: RespStats,
+    started: Instant,
+    next_client_id: AtomicU64,
+    /// The bound listeners, for `INFO` (filled in once bound).
+    listening: parking_lot::Mutex<Vec<String>>,
+}
+
+impl RespDoor {
+    /// A door deciding with `gate`, under `options`' bounds.
+    pub fn new(gate: Arc<Gate>, options: RespOptions) -> Self {
+        let slots = Arc::new(ConnectionSlots::new(options.max_connections));
+        Self(Arc::new(DoorShared {
+            gate,
+            options,
+            slots,
+            stats: RespStats::default(),
+            started: Instant::now(),
+            next_client_id: AtomicU64::new(1),
+            listening: parking_lot::Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// RESP connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.0.slots.open()
+    }
+
+    /// Resolves once no RESP connection is open.
+    pub async fn all_closed(&self) {
+        self.0.slots.all_closed().await
+    }
+}
+
+/// Accepts RESP connections on `acceptor` until the server drains, each served on its own
+/// task under the door's connection cap. Works for any listener ([`tokio::net::TcpListener`],
+/// [`tokio::net::UnixListener`]); `kind` labels its connection metrics and tells the admin
+/// check whether the connection came over the Unix socket.
+pub async fn serve_resp<A: Acceptor>(
+    acceptor: A,
+    kind: Listener,
+    door: RespDoor,
+    shutdown: Shutdown,
+) {
+    let via_unix = kind == Listener::RespUnix;
+    let metrics = door.0.gate.metrics().connections(kind);
+    let slots = door.0.slots.clone();
+    listener::accept_loop(
+        acceptor,
+        slots,
+        metrics,
+        shutdown,
+        move |stream, shutdown| serve_connection(stream, door.clone(), via_unix, shutdown),
+    )
+    .await
+}
+
+/// A running RESP server: the `[resp]` listeners, bound and served.
+///
+/// ```no_run
+/// # async fn demo() -> anyhow::Result<()> {
+/// use std::sync::Arc;
+/// use tollgate::{clock::SystemClock, config::Config, gate::Gate};
+/// use tollgate::server::resp::{RespOptions, RespServer};
+///
+/// let mut config = Config::embedded();
+/// config.resp.enabled = true;
+/// config.resp.tcp = "127.0.0.1:0".into(); // any free port
+/// let gate = Arc::new(Gate::new(&config, Arc::new(SystemClock))?);
+/// let options = RespOptions::from_config(&config, &|k| std::env::var(k).ok())?;
+/// let server = RespServer::start(gate, options)?;
+/// println!("RESP on {}", server.tcp_addr().unwrap());
+/// server.stop().await;
+/// # Ok(()) }
+/// ```
+pub struct RespServer {
+    door: RespDoor,
+    tcp_addr: Option<SocketAddr>,
+    unix_socket: Option<PathBuf>,
+    accept_loops: Vec<JoinHandle<()>>,
+    unix_file: Option<UnixSocketFile>,
+    /// Present when this server runs on its own (`start`), absent when it follows the
+    /// shutdown phases of the server it is part of (`start_with_shutdown`).
+    controller: Option<Arc<ShutdownController>>,
+}
+
+impl RespServer {
+    /// Binds the listeners `options` name and serves them until [`stop`](Self::stop).
+    /// Must be called inside a tokio runtime.
+    pub fn start(gate: Arc<Gate>, options: RespOptions) -> anyhow::Result<Self> {
+        let controller = Arc::new(ShutdownController::new());
+        let mut server = Self::start_with_shutdown(gate, options, controller.subscribe())?;
+        server.controller = Some(controller);
+        Ok(server)
+    }
+
+    /// Binds and serves, following the shutdown phases of an enclosing server: the accept
+    /// loops stop when it drains, connections finish their batch and close, and whatever is
+    /// still open is dropped when it closes.
+    pub fn start_with_shutdown(
+        gate: Arc<Gate>,
+        options: RespOptions,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Self> {
+        let tcp = match &options.tcp {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (resp.tcp)"))?;
+                Some(listener::from_std_tcp(l)?)
+            }
+            None => None,
+        };
+        let unix = match &options.unix_socket {
+            Some(path) => Some(
+                listener::bind_unix(path, &options.unix_socket_mode).context("resp.unix_socket")?,
+            ),
+            None => None,
+        };
+        let tcp_addr = match &tcp {
+            Some(l) => Some(l.local_addr().context("the RESP listener has no address")?),
+            None => None,
+        };
+        let door = RespDoor::new(gate, options);
+        let mut accept_loops = Vec::new();
+        let mut listening = Vec::new();
+        if let Some(l) = tcp {
+            if let Some(a) = tcp_addr {
+                listening.push(format!("tcp:{a}"));
+            }
+            accept_loops.push(tokio::spawn(serve_resp(
+                l,
+                Listener::RespTcp,
+                door.clone(),
+                shutdown.clone(),
+            )));
+        }
+        let mut unix_file = None;
+        if let Some((l, file)) = unix {
+            listening.push(format!("unix:{}", file.path().display()));
+            accept_loops.push(tokio::spawn(serve_resp(
+                l,
+                Listener::RespUnix,
+                door.clone(),
+                shutdown.clone(),
+            )));
+            unix_file = Some(file);
+        }
+        *door.0.listening.lock() = listening;
+        let unix_socket = unix_file.as_ref().map(|f| f.path().to_path_buf());
+        tracing::info!(
+            tcp = tcp_addr.map(|a| a.to_string()),
+            unix_socket = unix_socket.as_ref().map(|p| p.display().to_string()),
+            "RESP protocol listening"
+        );
+        Ok(Self {
+            door,
+            tcp_addr,
+            unix_socket,
+            accept_loops,
+            unix_file,
+            controller: None,
+        })
+    }
+
+    /// The bound TCP address (the real port when `:0` was asked for).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The Unix socket path, when one is configured.
+    pub fn unix_socket(&self) -> Option<&Path> {
+        self.unix_socket.as_deref()
+    }
+
+    /// The door (shared state) this server's connections run on.
+    pub fn door(&self) -> &RespDoor {
+        &self.door
+    }
+
+    /// Begins a graceful shutdown of a server started with [`start`](Self::start): the
+    /// listeners close and every connection closes once it has answered what it read. (A
+    /// server started with `start_with_shutdown` follows its enclosing server instead.)
+    pub fn shutdown(&self) {
+        if let Some(c) = &self.controller {
+            c.advance(Phase::Draining);
+        }
+    }
+
+    /// Waits until the listeners are closed and every connection has finished, up to the
+    /// shutdown grace; then drops what is left and removes the socket file.
+    pub async fn stop(mut self) {
+        self.shutdown();
+        self.drain().await;
+        if let Some(c) = &self.controller {
+            c.advance(Phase::Closing);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.door.all_closed()).await;
+    }
+
+    /// For the enclosing server's supervisor: once the shutdown began, waits for the accept
+    /// loops, removes the socket file, then waits for the connections within the grace
+    /// period. Does not move to `Closing`; the caller does.
+    pub async fn drain(&mut self) {
+        for l in self.accept_loops.drain(..) {
+            let _ = l.await;
+        }
+        drop(self.unix_file.take());
+        let grace = self.door.0.options.shutdown_grace;
+        if tokio::time::timeout(grace, self.door.all_closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.door.open_connections(),
+                "RESP shutdown grace period over; closing the remaining connections"
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// One connection
+
+/// What a command asks of the connection loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// Write the replies so far, then close (`QUIT`).
+    Close,
+}
+
+/// The state of one connection.
+struct Conn {
+    id: u64,
+    protocol: Protocol,
+    /// `AUTH` with the admin secret succeeded.
+    admin: bool,
+    via_unix: bool,
+    name: Option<String>,
+}
+
+async fn serve_connection<S>(stream: S, door: RespDoor, via_unix: bool, shutdown: Shutdown)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shared = &*door.0;
+    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let opts = &shared.options;
+    let mut io = IdleTimeout::new(stream, opts.idle_timeout);
+    let mut conn = Conn {
+        id: shared.next_client_id.fetch_add(1, Ordering::Relaxed),
+        protocol: Protocol::Resp2,
+        admin: false,
+        via_unix,
+        name: None,
+    };
+    let mut parser = RequestParser::new(opts.limits);
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    let draining = shutdown.clone().draining();
+    let closing = shutdown.clone().closing();
+    tokio::pin!(draining, closing);
+
+    loop {
+        // Execute every complete command read so far, up to the pending-reply bound.
+        let mut counts = BatchCounts::default();
+        let mut pos = 0;
+        let mut close = false;
+        let mut more_pending = false;
+        loop {
+            if wbuf.len() >= opts.max_pending_reply_bytes {
+                more_pending = true;
+                break;
+            }
+            match parser.parse(&rbuf[pos..]) {
+                Ok(Parsed::Command { args, consumed }) => {
+                    pos += consumed;
+                    if args.is_empty() {
+                        continue;
+                    }
+                    counts.commands += 1;
+                    if conn.execute(&args, shared, &mut wbuf, &mut counts) == Flow::Close {
+                        close = true;
+                        break;
+                    }
+                }
+                Ok(Parsed::Incomplete) => break,
+                Err(e) => {
+                    counts.protocol_errors += 1;
+                    put_protocol_error(&mut wbuf, &e);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        rbuf.advance(pos);
+        shared.stats.add(&counts);
+
+        // One write for the whole batch.
+        if !wbuf.is_empty() {
+            tokio::select! {
+                biased;
+                _ = &mut closing => return,
+                res = io.write_all(&wbuf) => if res.is_err() { return },
+            }
+            wbuf.clear();
+            if wbuf.capacity() > KEEP_BUFFER {
+                wbuf = BytesMut::with_capacity(READ_CHUNK);
+            }
+        }
+        if close {
+            let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+            return;
+        }
+        if more_pending {
+            continue;
+        }
+        if shutdown.phase() >= Phase::Draining {
+            // Everything read has been answered; a partial command is abandoned.
+            return;
+        }
+        if rbuf.is_empty() && rbuf.capacity() > KEEP_BUFFER {
+            rbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
+        rbuf.reserve(READ_CHUNK);
+        tokio::select! {
+            biased;
+            res = io.read_buf(&mut rbuf) => match res {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            _ = &mut draining => return,
+        }
+    }
+}
+
+fn put_protocol_error(out: &mut BytesMut, e: &ParseError) {
+    let mut msg = String::with_capacity(64);
+    let _ = write!(msg, "ERR {e}");
+    frame::put_error(out, &msg);
+}
+
+// ------------------------------------------------------------------------------------------
+// Commands
+
+/// Case-insensitive comparison of a command or option name.
+#[inline]
+fn is(arg: &[u8], name: &str) -> bool {
+    arg.eq_ignore_ascii_case(name.as_bytes())
+}
+
+/// A command name or argument as it may appear in an error message: lossy text, without
+/// CR/LF (the encoder replaces those anyway) and cut to a readable length.
+fn shown(arg: &[u8]) -> String {
+    let cut = &arg[..arg.len().min(64)];
+    String::from_utf8_lossy(cut).replace(['\r', '\n'], " ")
+}
+
+fn wrong_arity(out: &mut BytesMut, name: &str, counts: &mut BatchCounts) {
+    counts.command_errors += 1;
+    let mut msg = String::with_capacity(64);
+    let _ = write!(msg, "ERR wrong number of arguments for '{name}' command");
+    frame::put_error(out, &msg);
+}
+
+fn err(out: &mut BytesMut, msg: &str, counts: &mut BatchCounts) {
+    counts.command_errors += 1;
+    frame::put_error(out, msg);
+}
+
+/// A decimal integer argument, as Redis reads them (no spaces, no `+`).
+fn int_arg(arg: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(arg).ok()?;
+    if s.is_empty() || s.starts_with('+') {
+        return None;
+    }
+    s.parse().ok()
+}
+
+const ERR_NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+const ERR_SYNTAX: &str = "ERR syntax error";
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// The commands tollgate answers, for `COMMAND COUNT` / `COMMAND LIST`.
+const COMMANDS: [&str; 14] = [
+    "auth", "check", "client", "command", "echo", "hello", "info", "ping", "quit", "reset",
+    "revoke", "select", "verify", "config",
+];
+
+impl Conn {
+    /// Executes one command, writing its reply into `out`.
+    fn execute(
+        &mut self,
+        args: &Args<'_>,
+        door: &DoorShared,
+        out: &mut BytesMut,
+        counts: &mut BatchCounts,
+    ) -> Flow {
+        let name = args[0];
+        // The hot command first.
+        if is(name, "CHECK") {
+            self.check(args, door, out, counts);
+            return Flow::Continue;
+        }
+        if is(name, "PING") {
+            match args.len() {
+                1 => out.extend_from_slice(b"+PONG\r\n"),
+                2 => frame::put_bulk(out, args[1]),
+                _ => wrong_arity(out, "ping", counts),
+            }
+        } else if is(name, "ECHO") {
+            if args.len() == 2 {
+                frame::put_bulk(out, args[1]);
+            } else {
+                wrong_arity(out, "echo", counts);
+            }
+        } else if is(name, "QUIT") {
+            out.extend_from_slice(b"+OK\r\n");
+            return Flow::Close;
+        } else if is(name, "AUTH") {
+            self.auth(args, door, out, counts);
+        } else if is(name, "HELLO") {
+            self.hello(args, door, out, counts);
+        } else if is(name, "VERIFY") {
+            if args.len() != 5 {
+                wrong_arity(out, "verify", counts);
+            } else {
+                // TODO(auth): answer from the gate's /auth decision once it exists.
+                err(out, "ERR VERIFY is not available yet", counts);
+            }
+        } else if is(name, "REVOKE") {
+            self.revoke(args, door, out, counts);
+        } else if is(name, "INFO") {
+            self.info(args, door, out, counts);
+        } else if is(name, "COMMAND") {
+            self.command(args, out, counts);
+        } else if is(name, "CLIENT") {
+            self.client(args, out, counts);
+        } else if is(name, "SELECT") {
+            // Clients configured with a database number send this; tollgate has one.
+            match args.len() {
+                2 => match int_arg(args[1]) {
+                    Some(0) => out.extend_from_slice(b"+OK\r\n"),
+                    Some(_) => err(out, "ERR DB index is out of range", counts),
+                    None => err(out, ERR_NOT_INTEGER, counts),
+                },
+                _ => wrong_arity(out, "select", counts),
+            }
+        } else if is(name, "RESET") {
+            if args.len() == 1 {
+                self.protocol = Protocol::Resp2;
+                self.admin = false;
+                self.name = None;
+                out.extend_from_slice(b"+RESET\r\n");
+            } else {
+                wrong_arity(out, "reset", counts);
+            }
+        } else if is(name, "CONFIG") {
+            // redis-benchmark asks `CONFIG GET save` / `appendonly` to print them; tollgate's
+            // configuration is not Redis's, so every parameter reads as absent.
+            if args.len() >= 3 && is(args[1], "GET") {
+                frame::put_empty_map(out, self.protocol);
+            } else if args.len() >= 2 && is(args[1], "GET") {
+                wrong_arity(out, "config|get", counts);
+            } else {
+                let sub = args.get(1).map_or(String::new(), |a| shown(a));
+                err(
+                    out,
+                    &format!("ERR unknown subcommand '{sub}'. Try CONFIG GET."),
+                    counts,
+                );
+            }
+        } else {
+            let mut msg = String::with_capacity(96);
+            let _ = write!(
+                msg,
+                "ERR unknown command '{}', with args beginning with:",
+                shown(name)
+            );
+            for a in args.iter().skip(1).take(4) {
+                let _ = write!(msg, " '{}'", shown(a));
+            }
+            err(out, &msg, counts);
+        }
+        Flow::Continue
+    }
+
+    /// `CHECK <key> <tier> [HITS n] [LIMIT name] [WITHNAME]` →
+    /// `[allowed, limit, remaining, reset_s, retry_after_s]` (+ the deciding limit's name).
+    fn check(
+        &mut self,
+        args: &Args<'_>,
+        door: &DoorShared,
+        out: &mut BytesMut,
+        counts: &mut BatchCounts,
+    ) {
+        if args.len() < 3 {
+            return wrong_arity(out, "check", counts);
+        }
+        let Ok(key) = std::str::from_utf8(args[1]) else {
+            return err(out, "ERR the key must be UTF-8 text", counts);
+        };
+        let Ok(tier) = std::str::from_utf8(args[2]) else {
+            return err(out, "ERR the tier must be UTF-8 text", counts);
+        };
+        let mut hits: Option<u64> = None;
+        let mut limit: Option<&str> = None;
+        let mut with_name = false;
+        let mut i = 3;
+        while i < args.len() {
+            let opt = args[i];
+            let value = args.get(i + 1).copied();
+            if is(opt, "HITS") && hits.is_none() {
+                let Some(v) = value else {
+                    return err(out, ERR_SYNTAX, counts);
+                };
+                match int_arg(v) {
+                    Some(n) if n >= 0 => hits = Some(n as u64),
+                    _ => return err(out, "ERR HITS must be an integer of at least 0", counts),
+                }
+                i += 2;
+            } else if is(opt, "LIMIT") && limit.is_none() {
+                let Some(v) = value else {
+                    return err(out, ERR_SYNTAX, counts);
+                };
+                match std::str::from_utf8(v) {
+                    Ok(name) => limit = Some(name),
+                    Err(_) => return err(out, "ERR the limit must be UTF-8 text", counts),
+                }
+                i += 2;
+            } else if is(opt, "WITHNAME") && !with_name {
+                with_name = true;
+                i += 1;
+            } else {
+                return err(out, ERR_SYNTAX, counts);
+            }
+        }
+        let query = CheckQuery {
+            key,
+            tier,
+            hits: hits.unwrap_or(1),
+            limit,
+        };
+        match door.gate.check(&query) {
+            Ok(decision) => {
+                let o = decision.deciding();
+                let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                let retry = if decision.allowed {
+                    -1
+                } else {
+                    clamp(o.retry_after_secs.unwrap_or(o.reset_secs))
+                };
+                if decision.allowed {
+                    counts.checks_allowed += 1;
+                } else {
+                    counts.checks_denied += 1;
+                }
+                frame::put_array_header(out, if with_name { 6 } else { 5 });
+                frame::put_integer(out, i64::from(decision.allowed));
+                frame::put_integer(out, clamp(o.limit));
+                frame::put_integer(out, clamp(o.remaining));
+                frame::put_integer(out, clamp(o.reset_secs));
+                frame::put_integer(out, retry);
+                if with_name {
+                    frame::put_bulk(out, o.name.as_bytes());
+                }
+            }
+            Err(e) => {
+                let msg = match &e {
+                    // The gate's messages, with Redis's error code in front.
+                    CheckError::MissingKey
+                    | CheckError::KeyTooLong(_)
+                    | CheckError::UnknownTier(_)
+                    | CheckError::UnknownLimit(_)
+                    | CheckError::HitsOutOfRange { .. } => format!("ERR {e}"),
+                };
+                err(out, &msg, counts);
+            }
+        }
+    }
+
+    /// Checks an `AUTH`/`HELLO AUTH` user and password; unlocks admin commands when right.
+    fn authenticate(&mut self, user: Option<&[u8]>, password: &[u8], door: &DoorShared) -> bool {
+        let AdminPolicy::Secret { secret, .. } = &door.options.admin else {
+            return false;
+        };
+        // Compare the password even for a wrong user name, so timing does not tell them
+        // apart.
+        let password_ok = secret.verify(password);
+        let user_ok = user.map_or(true, |u| u == b"default");
+        if password_ok && user_ok {
+            self.admin = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn auth(
+        &mut self,
+        args: &Args<'_>,
+        door: &DoorShared,
+        out: &mut BytesMut,
+        counts: &mut BatchCounts,
+    ) {
+        let (user, password) = match args.len() {
+            2 => (None, args[1]),
+            3 => (Some(args[1]), args[2]),
+            _ => return wrong_arity(out, "auth", counts),
+        };
+        if !matches!(door.options.admin, AdminPolicy::Secret { .. }) {
+            return err(
+                out,
+                "ERR AUTH <password> called without any password configured for the default user. \
+                 Are you sure your configuration is correct?",
+                counts,
+            );
+        }
+        if self.authenticate(user, password, door) {
+            out.extend_from_slice(b"+OK\r\n");
+        } else {
+            counts.auth_failures += 1;
+            err(out, WRONGPASS, counts);
+        }
+    }
+
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
+    fn hello(
+        &mut self,
+        args: &Args<'_>,
+        door: &DoorShared,
+        out: &mut BytesMut,
+        counts: &mut BatchCounts,
+    ) {
+        let mut protocol = self.protocol;
+        let mut name = None;
+        let mut auth = None;
+        if args.len() >= 2 {
+            protocol = match int_arg(args[1]) {
+                Some(2) => Protocol::Resp2,
+                Some(3) => Protocol::Resp3,
+                Some(_) => {
+                    return err(out, "NOPROTO unsupported protocol version", counts);
+                }
+                None => {
+                    return err(
+                        out,
+                        "ERR Protocol version is not an integer or out of range",
+                        counts,
+                    )
+                }
+            };
+            let mut i = 2;
+            while i < args.len() {
+                if is(args[i], "AUTH") && i + 2 < args.len() {
+                    auth = Some((args[i + 1], args[i + 2]));
+                    i += 3;
+                } else if is(args[i], "SETNAME") && i + 1 < args.len() {
+                    name = Some(args[i + 1]);
+                    i += 2;
+                } else {
+                    let msg = format!("ERR Syntax error in HELLO option '{}'", shown(args[i]));
+                    return err(out, &msg, counts);
+                }
+            }
+        }
+        if let Some(n) = name {
+            if let Err(e) = check_client_name(n) {
+                return err(out, e, counts);
+            }
+        }
+        if let Some((user, password)) = auth {
+            if !self.authenticate(Some(user), password, door) {
+                counts.auth_failures += 1;
+                return err(out, WRONGPASS, counts);
+            }
+        }
+        if let Some(n) = name {
+            self.name = Some(String::from_utf8_lossy(n).into_owned());
+        }
+        self.protocol = protocol;
+        let reply = Frame::Map(vec![
+            (Frame::bulk("server"), Frame::bulk("tollgate")),
+            (
+                Frame::bulk("version"),
+                Frame::bulk(env!("CARGO_PKG_VERSION")),
+            ),
+            (Frame::bulk("proto"), Frame::Integer(protocol.version())),
+            (Frame::bulk("id"), Frame::Integer(self.id as i64)),
+            (Frame::bulk("mode"), Frame::bulk("standalone")),
+            (Frame::bulk("role"), Frame::bulk("master")),
+            (Frame::bulk("modules"), Frame::Array(Vec::new())),
+        ]);
+        reply.encode(protocol, out);
+    }
+
+    /// `REVOKE JTI <jti> <exp>` / `REVOKE SUB <sub> <before>`: admin only.
+    fn revoke(
+        &mut self,
+        args: &Args<'_>,
+        door: &DoorShared,
+        out: &mut BytesMut,
+        counts: &mut BatchCounts,
+    ) {
+        if args.len() != 4 {
+            return wrong_arity(out, "revoke", counts);
+        }
+        match &door.options.admin {
+            AdminPolicy::Disabled => {
+                return err(
+                    out,
+                    "ERR REVOKE is disabled: no admin secret is configured \
+                     (resp.admin_secret_env or [auth.admin])",
+                    counts,
+                )
+            }
+            AdminPolicy::Secret {
+                unix_socket_only, ..
+            } => {
+                if *unix_socket_only && !self.via_unix {
+                    return err(
+                        out,
+                        "NOPERM admin commands are only allowed on the Unix socket",
+                        counts,
+                    );
+                }
+                if !self.admin {
+                    return err(out, "NOAUTH Authentication required.", counts);
+                }
+            }
+            AdminPolicy::UnixSocket => {
+                if !self.via_unix {
+                    return err(
+                        out,
+                        "NOPERM admin commands are only allowed on the Unix socket",
+                        counts,
+                    );
+                }
+            }
+        }
+        let kind = if is(args[1], "JTI") {
+            "jti"
+        } else if is(args[1], "SUB") {
+            "sub"
+        } else {
+            return err(
+                out,
+                "ERR REVOKE takes JTI <jti> <exp> or SUB <sub> <before>",
+                counts,
+            );
+        };
+        if args[2].is_empty() || std::str::from_utf8(args[2]).is_err() {
+            let msg = format!("ERR the {kind} must be non-empty UTF-8 text");
+            return err(out, &msg, counts);
+        }
+        if int_arg(args[3]).is_none() {
+            let what = if kind == "jti" { "exp" } else { "before" };
+            let msg = format!("ERR {what} must be an integer (seconds since the epoch)");
+            return err(out, &msg, counts);
+        }
+        // TODO(auth): apply through the gate's revocation store once the gate owns one.
+        err(out, "ERR REVOKE is not available yet", counts);
+    }
+
+    /// `INFO [section…]`: a bulk string in Redis's INFO format.
+    fn info(
+        &mut self,
+        args: &Args<'_>,
+        door: &DoorShared,
+        out: &mut BytesMut,
+        _counts: &mut BatchCounts,
+    ) {
+        let wanted: Vec<String> = args[1..]
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+            .collect();
+        let all = wanted.is_empty()
+            || wanted
+                .iter()
+                .any(|w| w == "all" || w == "everything" || w == "default");
+        let want = |s: &str| all || wanted.iter().any(|w| w == s);
+        let s = &door.stats;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut text = String::with_capacity(1024);
+        let mut section = |title: &str, body: &dyn Fn(&mut String)| {
+            if want(&title.to_ascii_lowercase()) {
+                if !text.is_empty() {
+                    text.push_str("\r\n");
+                }
+                let _ = write!(text, "# {title}\r\n");
+                body(&mut text);
+            }
+        };
+        section("Server", &|t| {
+            let _ = write!(
+                t,
+                "tollgate_version:{}\r\nredis_mode:standalone\r\nprocess_id:{}\r\nuptime_in_seconds:{}\r\nlisteners:{}\r\n",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id(),
+                door.started.elapsed().as_secs(),
+                door.listening.lock().join(","),
+            );
+        });
+        section("Clients", &|t| {
+            let _ = write!(
+                t,
+                "connected_clients:{}\r\nmaxclients:{}\r\n",
+                door.slots.open(),
+                door.options.max_connections,
+            );
+        });
+        section("Stats", &|t| {
+            let _ = write!(
+                t,
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\nchecks_allowed:{}\r\nchecks_denied:{}\r\ncommand_errors:{}\r\nprotocol_errors:{}\r\nauth_failures:{}\r\n",
+                load(&s.connections),
+                load(&s.commands),
+                load(&s.checks_allowed),
+                load(&s.checks_denied),
+                load(&s.command_errors),
+                load(&s.protocol_errors),
+                load(&s.auth_failures),
+            );
+        });
+        section("Limiter", &|t| {
+            let l = door.gate.limiter();
+            let _ = write!(
+                t,
+                "tracked_states:{}\r\nevictions:{}\r\n",
+                l.tracked_states(),
+                l.evictions(),
+            );
+        });
+        section("Config", &|t| {
+            let o = &door.options;
+            let _ = write!(t, "summary:{}\r\n", door.gate.config().summary());
+            let tiers: Vec<String> = door
+                .gate
+                .tiers()
+                .iter()
+                .map(|spec| format!("{}={}/{}s", spec.name, spec.limit, spec.window.as_secs()))
+                .collect();
+            let limits: Vec<String> = door
+                .gate
+                .limits()
+                .iter()
+                .map(|spec| format!("{}={}/{}s", spec.name, spec.limit, spec.window.as_secs()))
+                .collect();
+            let _ = write!(
+                t,
+                "tiers:{}\r\nlimits:{}\r\nmax_bulk_bytes:{}\r\nmax_args:{}\r\nmax_inline_bytes:{}\r\nmax_command_bytes:{}\r\nmax_pending_reply_bytes:{}\r\nidle_timeout_seconds:{}\r\nadmin:{}\r\n",
+                tiers.join(","),
+                limits.join(","),
+                o.limits.max_bulk_bytes,
+                o.limits.max_args,
+                o.limits.max_inline_bytes,
+                o.limits.max_command_bytes,
+                o.max_pending_reply_bytes,
+                o.idle_timeout.as_secs(),
+                match o.admin {
+                    AdminPolicy::Disabled => "disabled",
+                    AdminPolicy::Secret { unix_socket_only: false, .. } => "secret",
+                    AdminPolicy::Secret { unix_socket_only: true, .. } => "secret,unix_socket_only",
+                    AdminPolicy::UnixSocket => "unix_socket_only",
+                },
+            );
+        });
+        frame::put_bulk(out, text.as_bytes());
+    }
+
+    /// The `COMMAND` variants clients send on connect; tollgate's commands have no Redis
+    /// key specs, so the informational ones answer empty.
+    fn command(&mut self, args: &Args<'_>, out: &mut BytesMut, counts: &mut BatchCounts) {
+        if args.len() == 1 {
+            frame::put_array_header(out, 0);
+            return;
+        }
+        let sub = args[1];
+        if is(sub, "COUNT") {
+            frame::put_integer(out, COMMANDS.len() as i64);
+        } else if is(sub, "DOCS") {
+            frame::put_empty_map(out, self.protocol);
+        } else if is(sub, "LIST") {
+            frame::put_array_header(out, COMMANDS.len());
+            for c in COMMANDS {
+                frame::put_bulk(out, c.as_bytes());
+            }
+        } else if is(sub, "INFO") {
+            // One null per name asked: tollgate publishes no command table.
+            frame::put_array_header(out, args.len() - 2);
+            for _ in 2..args.len() {
+                frame::put_null(out, self.protocol);
+            }
+        } else {
+            let msg = format!("ERR unknown subcommand '{}'. Try COMMAND HELP.", shown(sub));
+            err(out, &msg, counts);
+        }
+    }
+
+    /// `CLIENT SETNAME|GETNAME|ID|SETINFO`, which client libraries send on connect.
+    fn client(&mut self, args: &Args<'_>, out: &mut BytesMut, counts: &mut BatchCounts) {
+        let Some(&sub) = args.get(1) else {
+            return wrong_arity(out, "client", counts);
+        };
+        if is(sub, "SETNAME") && args.len() == 3 {
+            match check_client_name(args[2]) {
+                Ok(()) => {
+                    self.name = (!args[2].is_empty())
+                        .then(|| String::from_utf8_lossy(args[2]).into_owned());
+                    out.extend_from_slice(b"+OK\r\n");
+                }
+                Err(e) => err(out, e, counts),
+            }
+        } else if is(sub, "GETNAME") && args.len() == 2 {
+            match &self.name {
+                Some(n) => frame::put_bulk(out, n.as_bytes()),
+                None => frame::put_null(out, self.protocol),
+            }
+        } else if is(sub, "ID") && args.len() == 2 {
+            frame::put_integer(out, self.id as i64);
+        } else if is(sub, "SETINFO") && args.len() == 4 {
+            out.extend_from_slice(b"+OK\r\n");
+        } else {
+            let msg = format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+                shown(sub)
+            );
+            err(out, &msg, counts);
+        }
+    }
+}
+
+/// Redis's rule for client names (no spaces or newlines), plus a length bound.
+fn check_client_name(name: &[u8]) -> Result<(), &'static str> {
+    if name.len() > MAX_CLIENT_NAME {
+        return Err("ERR Client names are limited to 128 bytes");
+    }
+    if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+        return Err("ERR Client names cannot contain spaces, newlines or special characters.");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::LimitConfig;
+    use crate::limiter::Algorithm;
+
+    fn door(admin: AdminPolicy) -> RespDoor {
+        let mut c = Config::default();
+        c.tiers.insert(
+            "basic".into(),
+            LimitConfig {
+                limit: 3,
+                window: "1h".into(),
+                algorithm: Algorithm::SlidingWindow,
+                key: None,
+            },
+        );
+        let gate = Arc::new(Gate::new(&c, Arc::new(ManualClock::new(1_000_000))).unwrap());
+        let mut options = RespOptions::from_config(&c, &|_| None).unwrap();
+        options.admin = admin;
+        RespDoor::new(gate, options)
+    }
+
+    /// Runs one command line (split on spaces) and returns the reply text.
+    fn run(conn: &mut Conn, door: &RespDoor, line: &str) -> String {
+        let words: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+        let args: Args<'_> = words.into_iter().collect();
+        let mut out = BytesMut::new();
+        let mut counts = BatchCounts::default();
+        conn.execute(&args, &door.0, &mut out, &mut counts);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    fn conn(via_unix: bool) -> Conn {
+        Conn {
+            id: 7,
+            protocol: Protocol::Resp2,
+            admin: false,
+            via_unix,
+            name: None,
+        }
+    }
+
+    #[test]
+    fn check_replies_and_errors() {
+        let d = door(AdminPolicy::Disabled);
+        let mut c = conn(false);
+        // The integers of an all-integer array reply.
+        let ints = |reply: &str| -> Vec<i64> {
+            reply
+                .split("\r\n")
+                .filter_map(|l| l.strip_prefix(':'))
+                .map(|n| n.parse().unwrap())
+                .collect()
+        };
+        let first = run(&mut c, &d, "CHECK k basic");
+        assert!(first.starts_with("*5\r\n"), "{first}");
+        let v = ints(&first);
+        assert_eq!((v[0], v[1], v[2], v[4]), (1, 3, 2, -1), "{first}");
+        // Reset: the time until both windows of the sliding window have passed.
+        assert!(v[3] > 0 && v[3] <= 7200, "{first}");
+        let named = run(&mut c, &d, "check k basic hits 2 WITHNAME");
+        assert!(named.starts_with("*6\r\n") && named.ends_with("$5\r\nbasic\r\n"));
+        assert_eq!(ints(&named)[..3], [1, 3, 0], "{named}");
+        let denied = run(&mut c, &d, "CHECK k basic");
+        let v = ints(&denied);
+        assert_eq!((v[0], v[1], v[2]), (0, 3, 0), "{denied}");
+        assert!(v[4] > 0, "retry-after is set on a denial: {denied}");
+        for (line, want) in [
+            (
+                "CHECK k",
+                "-ERR wrong number of arguments for 'check' command\r\n",
+            ),
+            ("CHECK k gold", "-ERR unknown tier \"gold\"\r\n"),
+            ("CHECK k basic HITS", "-ERR syntax error\r\n"),
+            (
+                "CHECK k basic HITS -1",
+                "-ERR HITS must be an integer of at least 0\r\n",
+            ),
+            ("CHECK k basic HITS 1 HITS 1", "-ERR syntax error\r\n"),
+            (
+                "CHECK k basic LIMIT nope",
+                "-ERR unknown limit \"nope\"\r\n",
+            ),
+            ("CHECK k basic BOGUS", "-ERR syntax error\r\n"),
+        ] {
+            assert_eq!(run(&mut c, &d, line), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn small_commands() {
+        let d = door(AdminPolicy::Disabled);
+        let mut c = conn(false);
+        assert_eq!(run(&mut c, &d, "PING"), "+PONG\r\n");
+        assert_eq!(run(&mut c, &d, "ping hi"), "$2\r\nhi\r\n");
+        assert_eq!(run(&mut c, &d, "ECHO x"), "$1\r\nx\r\n");
+        assert_eq!(
+            run(&mut c, &d, "FLUSHALL now"),
+            "-ERR unknown command 'FLUSHALL', with args beginning with: 'now'\r\n"
+        );
+        assert_eq!(run(&mut c, &d, "COMMAND DOCS"), "*0\r\n");
+        assert_eq!(run(&mut c, &d, "COMMAND COUNT"), ":14\r\n");
+        assert_eq!(run(&mut c, &d, "CLIENT SETNAME app"), "+OK\r\n");
+        assert_eq!(run(&mut c, &d, "CLIENT GETNAME"), "$3\r\napp\r\n");
+        assert_eq!(run(&mut c, &d, "SELECT 0"), "+OK\r\n");
+        assert_eq!(run(&mut c, &d, "CONFIG GET save"), "*0\r\n");
+        let info = run(&mut c, &d, "INFO");
+        assert!(info.contains("tiers:basic=3/3600s"), "{info}");
+        assert!(info.contains("# Stats"), "{info}");
+        let server_only = run(&mut c, &d, "INFO server");
+        assert!(server_only.contains("tollgate_version:") && !server_only.contains("# Stats"));
+        assert_eq!(
+            run(&mut c, &d, "VERIFY t GET / 1.2.3.4"),
+            "-ERR VERIFY is not available yet\r\n"
+        );
+    }
+
+    #[test]
+    fn hello_switches_protocol() {
+        let d = door(AdminPolicy::Disabled);
+        let mut c = conn(false);
+        let r3 = run(&mut c, &d, "HELLO 3");
+        assert!(
+            r3.starts_with("%7\r\n$6\r\nserver\r\n$8\r\ntollgate\r\n"),
+            "{r3}"
+        );
+        assert!(r3.contains("$5\r\nproto\r\n:3\r\n"));
+        assert_eq!(c.protocol, Protocol::Resp3);
+        assert_eq!(run(&mut c, &d, "COMMAND DOCS"), "%0\r\n");
+        assert_eq!(run(&mut c, &d, "CLIENT GETNAME"), "_\r\n");
+        let r2 = run(&mut c, &d, "HELLO 2");
+        assert!(r2.starts_with("*14\r\n"), "{r2}");
+        assert_eq!(c.protocol, Protocol::Resp2);
+        assert_eq!(
+            run(&mut c, &d, "HELLO 4"),
+            "-NOPROTO unsupported protocol version\r\n"
+        );
+        assert_eq!(
+            run(&mut c, &d, "HELLO 3 BOGUS"),
+            "-ERR Syntax error in HELLO option 'BOGUS'\r\n"
+        );
+        assert_eq!(
+            c.protocol,
+            Protocol::Resp2,
+            "a failed HELLO changes nothing"
+        );
+    }
+
+    const SECRET: &str = "resp-admin-secret-0123456789abcdef";
+
+    fn secret(unix_socket_only: bool) -> AdminPolicy {
+        AdminPolicy::Secret {
+            secret: Arc::new(AdminSecret::new(SECRET.as_bytes()).unwrap()),
+            unix_socket_only,
+        }
+    }
+
+    #[test]
+    fn auth_gates_admin_commands() {
+        let d = door(secret(false));
+        let mut c = conn(false);
+        assert_eq!(
+            run(&mut c, &d, "REVOKE JTI j 100"),
+            "-NOAUTH Authentication required.\r\n"
+        );
+        assert!(run(&mut c, &d, "AUTH wrong").starts_with("-WRONGPASS"));
+        assert!(run(&mut c, &d, &format!("AUTH admin {SECRET}")).starts_with("-WRONGPASS"));
+        assert_eq!(
+            run(&mut c, &d, &format!("AUTH default {SECRET}")),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            run(&mut c, &d, "REVOKE JTI j soon"),
+            "-ERR exp must be an integer (seconds since the epoch)\r\n"
+        );
+        assert_eq!(
+            run(&mut c, &d, "REVOKE KID j 1"),
+            "-ERR REVOKE takes JTI <jti> <exp> or SUB <sub> <before>\r\n"
+        );
+        assert_eq!(
+            run(&mut c, &d, "REVOKE SUB u 100"),
+            "-ERR REVOKE is not available yet\r\n"
+        );
+        assert_eq!(run(&mut c, &d, "RESET"), "+RESET\r\n");
+        assert!(run(&mut c, &d, "REVOKE SUB u 1").starts_with("-NOAUTH"));
+        // HELLO AUTH authenticates too.
+        let r = run(
+            &mut c,
+            &d,
+            &format!("HELLO 3 AUTH default {SECRET} SETNAME x"),
+        );
+        assert!(r.starts_with("%7"), "{r}");
+        assert!(c.admin);
+
+        let uds_only = door(secret(true));
+        let mut tcp = conn(false);
+        run(&mut tcp, &uds_only, &format!("AUTH {SECRET}"));
+        assert!(run(&mut tcp, &uds_only, "REVOKE SUB u 1").starts_with("-NOPERM"));
+        let mut unix = conn(true);
+        assert!(run(&mut unix, &uds_only, "REVOKE SUB u 1").starts_with("-NOAUTH"));
+
+        let off = door(AdminPolicy::Disabled);
+        let mut c = conn(true);
+        assert!(run(&mut c, &off, "AUTH x").starts_with("-ERR AUTH <password> called without"));
+        assert!(run(&mut c, &off, "REVOKE SUB u 1").starts_with("-ERR REVOKE is disabled"));
+    }
+}
