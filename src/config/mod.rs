@@ -671,8 +671,8 @@ impl Config {
             v.invalid(path, message);
         }
 
-        // [resp]: no checks of its own yet. When it grows a `validate`, call it here (see
-        // the module doc for the accepted shapes).
+        // [resp]
+        self.resp.validate(&ConfigPath::root().key("resp"), v);
     }
 
     /// Tiers named by `[auth]` must exist; no key template may read the API-key header.

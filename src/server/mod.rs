@@ -14,6 +14,7 @@
 pub mod http;
 pub mod listener;
 pub mod readiness;
+pub mod resp;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
