@@ -1,1 +1,682 @@
-//! An async client for tollgate's RESP protocol, with pipelining and a small pool.
+//! An async client for tollgate's RESP protocol (docs/protocol.md), with pipelining and a
+//! small pool.
+//!
+//! Each pooled connection runs two tasks: a writer, which takes every request queued so far
+//! and sends them in one write, and a reader, which parses replies and hands each to its
+//! request in order. So any number of tasks can share one [`Client`] and their requests are
+//! pipelined on the wire without anyone asking; [`Client::pipeline`] additionally sends a
+//! batch as one unit and returns its replies together. Requests go to the pool's connections
+//! in turn; a connection that fails is replaced on its next use.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tollgate::client::ClientError> {
+//! use tollgate::client::{Client, ClientOptions, Target};
+//!
+//! let client = Client::connect(Target::tcp("127.0.0.1:7070"), ClientOptions::default()).await?;
+//! client.ping().await?;
+//! let d = client.check("user:42", "basic", 1).await?;
+//! if d.allowed {
+//!     println!("{} of {} left", d.remaining, d.limit);
+//! } else {
+//!     println!("retry in {} s", d.retry_after_secs.unwrap_or(0));
+//! }
+//! // Many checks, one round trip.
+//! let mut p = client.pipeline();
+//! for i in 0..100 {
+//!     p.check(&format!("ip:10.0.0.{i}"), "anonymous", 1);
+//! }
+//! let replies = p.execute().await?;
+//! assert_eq!(replies.len(), 100);
+//! # Ok(()) }
+//! ```
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::resp::frame::{self, Frame, Protocol};
+use crate::resp::{parse_frame, FrameLimits};
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `host:port`, e.g. `127.0.0.1:7070`.
+    Tcp(String),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+impl Target {
+    pub fn tcp(addr: impl ToString) -> Self {
+        Target::Tcp(addr.to_string())
+    }
+
+    pub fn unix(path: impl Into<PathBuf>) -> Self {
+        Target::Unix(path.into())
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tcp(a) => write!(f, "{a}"),
+            Target::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// How a [`Client`] connects and behaves.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Connections in the pool (at least 1).
+    pub pool_size: usize,
+    /// Sent as `AUTH <password>` on every connection (unlocks admin commands).
+    pub password: Option<String>,
+    /// `Resp3` sends `HELLO 3` on every connection.
+    pub protocol: Protocol,
+    pub connect_timeout: Duration,
+    /// A request without its reply after this fails with [`ClientError::Timeout`]; the
+    /// connection carries on (the late reply is discarded).
+    pub request_timeout: Duration,
+    /// Requests queued per connection before senders wait.
+    pub queue_depth: usize,
+    /// Bounds on the replies read.
+    pub frame_limits: FrameLimits,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 2,
+            password: None,
+            protocol: Protocol::Resp2,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            queue_depth: 1024,
+            frame_limits: FrameLimits::default(),
+        }
+    }
+}
+
+/// What can go wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The server answered with an error (`-ERR …`): the whole message, code included.
+    #[error("{0}")]
+    Server(String),
+    /// The server's bytes are not valid RESP.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A well-formed reply of the wrong shape for the typed call that asked.
+    #[error("unexpected reply: {0}")]
+    UnexpectedReply(String),
+}
+
+/// The answer to a `CHECK`: the deciding limit's figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReply {
+    pub allowed: bool,
+    /// The deciding limit's quota per window.
+    pub limit: u64,
+    pub remaining: u64,
+    /// Seconds until the quota is fully available again.
+    pub reset_secs: u64,
+    /// Seconds to wait before retrying; `None` when allowed.
+    pub retry_after_secs: Option<u64>,
+    /// The deciding limit's name, when asked for (`WITHNAME`).
+    pub limit_name: Option<String>,
+}
+
+impl CheckReply {
+    /// Reads a `CHECK` reply: `[allowed, limit, remaining, reset, retry_after]` (+ name).
+    pub fn from_frame(f: &Frame) -> Result<Self, ClientError> {
+        let bad = || ClientError::UnexpectedReply(format!("not a CHECK reply: {f:?}"));
+        let items = match f {
+            Frame::Error(e) => return Err(ClientError::Server(e.clone())),
+            Frame::Array(items) if items.len() == 5 || items.len() == 6 => items,
+            _ => return Err(bad()),
+        };
+        let int = |i: usize| items[i].as_integer().ok_or_else(bad);
+        let nonneg = |i: usize| int(i).and_then(|v| u64::try_from(v).map_err(|_| bad()));
+        let allowed = match int(0)? {
+            0 => false,
+            1 => true,
+            _ => return Err(bad()),
+        };
+        let retry = int(4)?;
+        let limit_name = match items.get(5) {
+            Some(n) => Some(
+                n.as_bytes()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .ok_or_else(bad)?,
+            ),
+            None => None,
+        };
+        Ok(CheckReply {
+            allowed,
+            limit: nonneg(1)?,
+            remaining: nonneg(2)?,
+            reset_secs: nonneg(3)?,
+            retry_after_secs: u64::try_from(retry).ok().filter(|_| !allowed),
+            limit_name,
+        })
+    }
+}
+
+/// One `CHECK` with every option.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckRequest<'a> {
+    pub key: &'a str,
+    pub tier: &'a str,
+    pub hits: u64,
+    /// A named limit checked together with the tier's.
+    pub limit: Option<&'a str>,
+    /// Ask for the deciding limit's name too.
+    pub with_name: bool,
+}
+
+impl CheckRequest<'_> {
+    fn encode(&self, out: &mut BytesMut) {
+        let mut hits = [0u8; 20];
+        let hits = format_u64(self.hits, &mut hits);
+        let n = 3
+            + if self.hits != 1 { 2 } else { 0 }
+            + if self.limit.is_some() { 2 } else { 0 }
+            + usize::from(self.with_name);
+        frame::put_array_header(out, n);
+        frame::put_bulk(out, b"CHECK");
+        frame::put_bulk(out, self.key.as_bytes());
+        frame::put_bulk(out, self.tier.as_bytes());
+        if self.hits != 1 {
+            frame::put_bulk(out, b"HITS");
+            frame::put_bulk(out, hits);
+        }
+        if let Some(l) = self.limit {
+            frame::put_bulk(out, b"LIMIT");
+            frame::put_bulk(out, l.as_bytes());
+        }
+        if self.with_name {
+            frame::put_bulk(out, b"WITHNAME");
+        }
+    }
+}
+
+fn format_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+fn encode_command<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
+    frame::put_array_header(out, args.len());
+    for a in args {
+        frame::put_bulk(out, a.as_ref());
+    }
+}
+
+/// A pooled client. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    target: Target,
+    options: ClientOptions,
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+}
+
+/// One pool entry: the live connection, replaced under the async lock when it has failed.
+struct Slot {
+    conn: tokio::sync::Mutex<Option<Arc<Connection>>>,
+}
+
+impl Client {
+    /// Opens the pool's connections (authenticating and switching protocol as asked), so
+    /// that a wrong address or password fails here rather than on first use.
+    pub async fn connect(target: Target, options: ClientOptions) -> Result<Self, ClientError> {
+        let pool = options.pool_size.max(1);
+        let mut slots = Vec::with_capacity(pool);
+        for _ in 0..pool {
+            let conn = Connection::open(&target, &options).await?;
+            slots.push(Slot {
+                conn: tokio::sync::Mutex::new(Some(Arc::new(conn))),
+            });
+        }
+        Ok(Self {
+            inner: Arc::new(ClientInner {
+                target,
+                options,
+                slots,
+                next: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The next connection of the pool, reconnecting it if it failed.
+    async fn connection(&self) -> Result<Arc<Connection>, ClientError> {
+        let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.slots.len();
+        let mut slot = self.inner.slots[i].conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        *slot = None;
+        let c = Arc::new(Connection::open(&self.inner.target, &self.inner.options).await?);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn send(&self, bytes: Bytes, replies: usize) -> Result<Vec<Frame>, ClientError> {
+        let conn = self.connection().await?;
+        conn.request(bytes, replies, self.inner.options.request_timeout)
+            .await
+    }
+
+    /// Sends any command; an error reply comes back as [`ClientError::Server`].
+    pub async fn command<A: AsRef<[u8]>>(&self, args: &[A]) -> Result<Frame, ClientError> {
+        let mut buf = BytesMut::new();
+        encode_command(args, &mut buf);
+        let mut frames = self.send(buf.freeze(), 1).await?;
+        match frames.pop() {
+            Some(Frame::Error(e)) => Err(ClientError::Server(e)),
+            Some(f) => Ok(f),
+            None => Err(ClientError::Protocol("no reply".into())),
+        }
+    }
+
+    /// `PING`: expects `PONG`.
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        match self.command(&["PING"]).await? {
+            Frame::Simple(s) if s == "PONG" => Ok(()),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// `CHECK key tier [HITS hits]`.
+    pub async fn check(&self, key: &str, tier: &str, hits: u64) -> Result<CheckReply, ClientError> {
+        self.check_request(&CheckRequest {
+            key,
+            tier,
+            hits,
+            limit: None,
+            with_name: false,
+        })
+        .await
+    }
+
+    /// `CHECK` with every option.
+    pub async fn check_request(&self, req: &CheckRequest<'_>) -> Result<CheckReply, ClientError> {
+        let mut buf = BytesMut::new();
+        req.encode(&mut buf);
+        let frames = self.send(buf.freeze(), 1).await?;
+        CheckReply::from_frame(&frames[0])
+    }
+
+    /// A batch of commands sent in one write on one connection; replies come back together,
+    /// in order.
+    pub fn pipeline(&self) -> Pipeline {
+        Pipeline {
+            client: self.clone(),
+            buf: BytesMut::new(),
+            count: 0,
+        }
+    }
+}
+
+/// Commands collected to be sent at once ([`Client::pipeline`]).
+pub struct Pipeline {
+    client: Client,
+    buf: BytesMut,
+    count: usize,
+}
+
+impl Pipeline {
+    /// Adds any command.
+    pub fn command<A: AsRef<[u8]>>(&mut self, args: &[A]) -> &mut Self {
+        encode_command(args, &mut self.buf);
+        self.count += 1;
+        self
+    }
+
+    /// Adds `CHECK key tier [HITS hits]`; read its reply with [`CheckReply::from_frame`].
+    pub fn check(&mut self, key: &str, tier: &str, hits: u64) -> &mut Self {
+        self.check_request(&CheckRequest {
+            key,
+            tier,
+            hits,
+            limit: None,
+            with_name: false,
+        })
+    }
+
+    /// Adds a `CHECK` with every option.
+    pub fn check_request(&mut self, req: &CheckRequest<'_>) -> &mut Self {
+        req.encode(&mut self.buf);
+        self.count += 1;
+        self
+    }
+
+    /// Commands added so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Sends the batch; returns one frame per command, error replies included as
+    /// [`Frame::Error`] (one failing command does not hide the others' answers).
+    pub async fn execute(self) -> Result<Vec<Frame>, ClientError> {
+        if self.count == 0 {
+            return Ok(Vec::new());
+        }
+        self.client.send(self.buf.freeze(), self.count).await
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// One connection: a writer task and a reader task
+
+/// A request on its way: its encoded commands, how many replies it expects, and where they
+/// go.
+struct Job {
+    bytes: Bytes,
+    replies: usize,
+    done: oneshot::Sender<Result<Vec<Frame>, ClientError>>,
+}
+
+/// What the reader needs to know about a request the writer sent.
+struct Pending {
+    replies: usize,
+    done: oneshot::Sender<Result<Vec<Frame>, ClientError>>,
+}
+
+struct Connection {
+    tx: mpsc::Sender<Job>,
+    writer: JoinHandle<()>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.writer.abort();
+        self.reader.abort();
+    }
+}
+
+/// Most bytes the writer gathers into one write.
+const MAX_WRITE_BATCH: usize = 64 * 1024;
+
+impl Connection {
+    async fn open(target: &Target, options: &ClientOptions) -> Result<Self, ClientError> {
+        let connect_err = |e: std::io::Error| ClientError::Connect {
+            target: target.to_string(),
+            reason: e.to_string(),
+        };
+        let timeout = |_| ClientError::Connect {
+            target: target.to_string(),
+            reason: format!("timed out after {:?}", options.connect_timeout),
+        };
+        let conn = match target {
+            Target::Tcp(addr) => {
+                let s = tokio::time::timeout(
+                    options.connect_timeout,
+                    tokio::net::TcpStream::connect(addr.as_str()),
+                )
+                .await
+                .map_err(timeout)?
+                .map_err(connect_err)?;
+                let _ = s.set_nodelay(true);
+                Self::spawn(s, options)
+            }
+            Target::Unix(path) => {
+                let s = tokio::time::timeout(
+                    options.connect_timeout,
+                    tokio::net::UnixStream::connect(path),
+                )
+                .await
+                .map_err(timeout)?
+                .map_err(connect_err)?;
+                Self::spawn(s, options)
+            }
+        };
+        conn.handshake(options).await?;
+        Ok(conn)
+    }
+
+    async fn handshake(&self, options: &ClientOptions) -> Result<(), ClientError> {
+        let mut buf = BytesMut::new();
+        match (options.protocol, &options.password) {
+            (Protocol::Resp3, Some(pw)) => {
+                encode_command(&["HELLO", "3", "AUTH", "default", pw.as_str()], &mut buf)
+            }
+            (Protocol::Resp3, None) => encode_command(&["HELLO", "3"], &mut buf),
+            (Protocol::Resp2, Some(pw)) => encode_command(&["AUTH", pw.as_str()], &mut buf),
+            (Protocol::Resp2, None) => return Ok(()),
+        }
+        let frames = self
+            .request(buf.freeze(), 1, options.connect_timeout)
+            .await?;
+        match &frames[0] {
+            Frame::Error(e) => Err(ClientError::Server(e.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    fn spawn<S>(stream: S, options: &ClientOptions) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read_half, write_half) = tokio::io::split(stream);
+        let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
+        let (pending_tx, pending_rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_loop(write_half, rx, pending_tx));
+        let reader = tokio::spawn(read_loop(read_half, pending_rx, options.frame_limits));
+        Self { tx, writer, reader }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed() || self.reader.is_finished()
+    }
+
+    async fn request(
+        &self,
+        bytes: Bytes,
+        replies: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Frame>, ClientError> {
+        let (done, rx) = oneshot::channel();
+        let lost = || ClientError::ConnectionLost("the connection is closed".into());
+        self.tx
+            .send(Job {
+                bytes,
+                replies,
+                done,
+            })
+            .await
+            .map_err(|_| lost())?;
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => Err(ClientError::Timeout(timeout)),
+            Ok(Err(_)) => Err(lost()),
+            Ok(Ok(result)) => result,
+        }
+    }
+}
+
+/// Takes every queued request, registers each with the reader (before its bytes leave, so
+/// that a reply can never arrive for a request the reader does not know), and writes them
+/// in one go.
+async fn write_loop<W: AsyncWrite>(
+    write_half: W,
+    mut rx: mpsc::Receiver<Job>,
+    pending: mpsc::UnboundedSender<Pending>,
+) {
+    tokio::pin!(write_half);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    while let Some(job) = rx.recv().await {
+        let mut next = Some(job);
+        while let Some(job) = next.take() {
+            buf.extend_from_slice(&job.bytes);
+            if pending
+                .send(Pending {
+                    replies: job.replies,
+                    done: job.done,
+                })
+                .is_err()
+            {
+                return; // The reader is gone: the connection failed.
+            }
+            if buf.len() < MAX_WRITE_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if write_half.write_all(&buf).await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+    // Every handle is gone: say goodbye so the server closes its side.
+    let _ = write_half.shutdown().await;
+}
+
+/// Parses replies and completes requests in order. On a read or protocol error every
+/// waiting request fails with it.
+async fn read_loop<R: AsyncRead>(
+    read_half: R,
+    mut pending: mpsc::UnboundedReceiver<Pending>,
+    limits: FrameLimits,
+) {
+    tokio::pin!(read_half);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut current: Option<(Pending, Vec<Frame>)> = None;
+    let error = loop {
+        // Hand out every complete reply in the buffer.
+        let mut failed = None;
+        loop {
+            match parse_frame(&buf, &limits) {
+                Ok(Some((f, used))) => {
+                    let _ = buf.split_to(used);
+                    if current.is_none() {
+                        match pending.try_recv() {
+                            Ok(p) => {
+                                let n = p.replies;
+                                current = Some((p, Vec::with_capacity(n)));
+                            }
+                            Err(_) => {
+                                failed = Some(ClientError::Protocol(
+                                    "a reply arrived with no request waiting".into(),
+                                ));
+                                break;
+                            }
+                        }
+                    }
+                    if let Some((p, frames)) = current.as_mut() {
+                        frames.push(f);
+                        if frames.len() == p.replies {
+                            if let Some((p, frames)) = current.take() {
+                                let _ = p.done.send(Ok(frames));
+                            }
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(ClientError::Protocol(e.to_string()));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            break e;
+        }
+        buf.reserve(16 * 1024);
+        match read_half.read_buf(&mut buf).await {
+            Ok(0) => break ClientError::ConnectionLost("the server closed the connection".into()),
+            Ok(_) => {}
+            Err(e) => break ClientError::ConnectionLost(e.to_string()),
+        }
+    };
+    if let Some((p, _)) = current.take() {
+        let _ = p.done.send(Err(error.clone()));
+    }
+    pending.close();
+    while let Ok(p) = pending.try_recv() {
+        let _ = p.done.send(Err(error.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_request_encoding() {
+        let mut b = BytesMut::new();
+        CheckRequest {
+            key: "k",
+            tier: "basic",
+            hits: 1,
+            limit: None,
+            with_name: false,
+        }
+        .encode(&mut b);
+        assert_eq!(&b[..], b"*3\r\n$5\r\nCHECK\r\n$1\r\nk\r\n$5\r\nbasic\r\n");
+        let mut b = BytesMut::new();
+        CheckRequest {
+            key: "k",
+            tier: "t",
+            hits: 250,
+            limit: Some("auth"),
+            with_name: true,
+        }
+        .encode(&mut b);
+        assert_eq!(
+            &b[..],
+            &b"*8\r\n$5\r\nCHECK\r\n$1\r\nk\r\n$1\r\nt\r\n$4\r\nHITS\r\n$3\r\n250\r\n$5\r\nLIMIT\r\n$4\r\nauth\r\n$8\r\nWITHNAME\r\n"[..]
+        );
+    }
+
+    #[test]
+    fn check_reply_decoding() {
+        let ints = |v: &[i64]| Frame::Array(v.iter().map(|&n| Frame::Integer(n)).collect());
+        let allowed = CheckReply::from_frame(&ints(&[1, 500, 499, 3600, -1])).unwrap();
+        assert!(allowed.allowed && allowed.retry_after_secs.is_none());
+        assert_eq!((allowed.limit, allowed.remaining), (500, 499));
+        let denied = CheckReply::from_frame(&ints(&[0, 5, 0, 300, 42])).unwrap();
+        assert_eq!(denied.retry_after_secs, Some(42));
+        let mut named = vec![Frame::Integer(1); 5];
+        named[4] = Frame::Integer(-1);
+        named.push(Frame::bulk("basic"));
+        let n = CheckReply::from_frame(&Frame::Array(named)).unwrap();
+        assert_eq!(n.limit_name.as_deref(), Some("basic"));
+        assert_eq!(
+            CheckReply::from_frame(&Frame::error("ERR unknown tier")).unwrap_err(),
+            ClientError::Server("ERR unknown tier".into())
+        );
+        assert!(CheckReply::from_frame(&ints(&[2, 1, 1, 1, 1])).is_err());
+        assert!(CheckReply::from_frame(&ints(&[1, -1, 1, 1, 1])).is_err());
+        assert!(CheckReply::from_frame(&Frame::simple("OK")).is_err());
+    }
+}

@@ -1339,4 +1339,110 @@ mod tests {
         assert!(run(&mut c, &off, "AUTH x").starts_with("-ERR AUTH <password> called without"));
         assert!(run(&mut c, &off, "REVOKE SUB u 1").starts_with("-ERR REVOKE is disabled"));
     }
+
+    /// A stream that records the size of every write the server makes.
+    struct CountingStream {
+        inner: tokio::io::DuplexStream,
+        writes: Arc<parking_lot::Mutex<Vec<usize>>>,
+    }
+
+    impl AsyncRead for CountingStream {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for CountingStream {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+            if let std::task::Poll::Ready(Ok(n)) = &r {
+                self.writes.lock().push(*n);
+            }
+            r
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Writes `input` as one client write, closes the client's sending side, runs the server
+    /// on the connection to its end, and returns what the client received and the sizes of
+    /// the server's writes.
+    async fn serve_bytes(d: &RespDoor, input: &[u8]) -> (Vec<u8>, Vec<usize>) {
+        let (mut client, server) = tokio::io::duplex(8 * 1024 * 1024);
+        // The whole input is in the pipe before the server first reads.
+        client.write_all(input).await.unwrap();
+        client.shutdown().await.unwrap();
+        let writes = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let stream = CountingStream {
+            inner: server,
+            writes: writes.clone(),
+        };
+        let controller = ShutdownController::new();
+        serve_connection(stream, d.clone(), false, controller.subscribe()).await;
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        let w = writes.lock().clone();
+        (got, w)
+    }
+
+    #[tokio::test]
+    async fn a_pipelined_batch_is_answered_with_one_write() {
+        let d = door(AdminPolicy::Disabled);
+        let mut input = Vec::new();
+        for i in 0..100 {
+            input.extend_from_slice(
+                &Frame::command(["CHECK".to_string(), format!("k{i}"), "basic".into()])
+                    .to_bytes(Protocol::Resp2),
+            );
+        }
+        let (got, writes) = serve_bytes(&d, &input).await;
+        assert_eq!(writes.len(), 1, "one write for 100 commands: {writes:?}");
+        assert_eq!(got.len(), writes[0]);
+        assert_eq!(
+            got.windows(4).filter(|w| w == b"*5\r\n").count(),
+            100,
+            "100 replies"
+        );
+    }
+
+    #[tokio::test]
+    async fn pending_replies_are_flushed_at_the_bound() {
+        let mut d = door(AdminPolicy::Disabled);
+        Arc::get_mut(&mut d.0)
+            .unwrap()
+            .options
+            .max_pending_reply_bytes = 4096;
+        // 300 six-byte commands whose replies are ~1 KiB each: one read, ~300 KiB of output.
+        let input = b"INFO\r\n".repeat(300);
+        let (got, writes) = serve_bytes(&d, &input).await;
+        let one_reply = got.len() / 300;
+        assert!(one_reply > 500, "INFO is large: {one_reply}");
+        let biggest = writes.iter().copied().max().unwrap();
+        assert!(
+            biggest < 4096 + 2 * one_reply,
+            "a write of {biggest} bytes passed the 4 KiB bound by more than a reply"
+        );
+        assert_eq!(writes.iter().sum::<usize>(), got.len());
+        assert!(writes.len() >= got.len() / (4096 + 2 * one_reply));
+    }
 }

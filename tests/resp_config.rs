@@ -1,0 +1,141 @@
+//! The `[resp]` section: defaults, validation with file positions, and how the admin secret
+//! is found.
+
+use tollgate::config::Config;
+use tollgate::server::resp::{AdminPolicy, RespOptions};
+
+/// A valid base (one tier) followed by `resp`.
+fn with_resp(resp: &str) -> String {
+    format!(
+        "[tiers.basic]\nlimit = 5\nwindow = \"1h\"\n\n[auth]\nanonymous_tier = \"basic\"\n\n{resp}"
+    )
+}
+
+fn error_of(text: &str) -> String {
+    Config::from_toml_str(text, "t.toml")
+        .expect_err("refused")
+        .to_string()
+}
+
+#[test]
+fn off_by_default_and_127_0_0_1_7070_once_enabled() {
+    let c = Config::embedded();
+    assert!(
+        !c.resp.enabled,
+        "a sidecar opens only the ports it is asked for"
+    );
+    assert_eq!(c.resp.tcp, "127.0.0.1:7070");
+    assert_eq!(c.resp.unix_socket, None);
+    let on = Config::from_toml_str(&with_resp("[resp]\nenabled = true\n"), "t.toml").unwrap();
+    assert_eq!(on.resp.tcp_addr(), Some("127.0.0.1:7070".parse().unwrap()));
+    let limits = on.resp.request_limits();
+    assert_eq!(
+        (
+            limits.max_bulk_bytes,
+            limits.max_args,
+            limits.max_inline_bytes
+        ),
+        (65536, 64, 65536)
+    );
+    assert_eq!(on.resp.max_pending_reply_bytes, 1 << 20);
+    assert_eq!(on.resp.idle_timeout().as_secs(), 300);
+}
+
+#[test]
+fn each_problem_is_reported_at_its_key() {
+    let text = with_resp(
+        "[resp]\nenabled = true\ntcp = \"localhost\"\nmax_bulk_bytes = 10\nmax_args = 2\nidle_timeout = \"0s\"\nunix_socket_mode = \"999\"\nadmin_secret_env = \"1BAD\"\n",
+    );
+    let e = error_of(&text);
+    for needle in [
+        "t.toml:10:7: resp.tcp: \"localhost\" is not a listen address",
+        "t.toml:11:18: resp.max_bulk_bytes: must be between 8192 and 16777216, not 10",
+        "t.toml:12:12: resp.max_args: must be between 8 and 4096, not 2",
+        "t.toml:13:16: resp.idle_timeout:",
+        "t.toml:14:20: resp.unix_socket_mode:",
+        "t.toml:15:20: resp.admin_secret_env:",
+    ] {
+        assert!(e.contains(needle), "{needle:?} not in:\n{e}");
+    }
+}
+
+#[test]
+fn listeners_must_exist_and_not_collide_with_http() {
+    let nowhere = error_of(&with_resp("[resp]\nenabled = true\ntcp = \"\"\n"));
+    assert!(nowhere.contains("would listen nowhere"), "{nowhere}");
+    // The same only-a-Unix-socket section is fine.
+    Config::from_toml_str(
+        &with_resp("[resp]\nenabled = true\ntcp = \"\"\nunix_socket = \"/tmp/t.sock\"\n"),
+        "t.toml",
+    )
+    .unwrap();
+    let clash = error_of(&format!(
+        "[server]\nhttp = \"127.0.0.1:9000\"\n\n{}",
+        with_resp("[resp]\nenabled = true\ntcp = \"127.0.0.1:9000\"\n")
+    ));
+    assert!(clash.contains("is also server.http"), "{clash}");
+    let sock = error_of(&format!(
+        "[server]\nunix_socket = \"/tmp/a.sock\"\n\n{}",
+        with_resp("[resp]\nunix_socket = \"/tmp/a.sock\"\n")
+    ));
+    assert!(sock.contains("is also server.unix_socket"), "{sock}");
+    // A disabled section is not held to its listener settings…
+    Config::from_toml_str(&with_resp("[resp]\ntcp = \"later\"\n"), "t.toml").unwrap();
+    // …but unknown keys are always refused.
+    let unknown = error_of(&with_resp("[resp]\nport = 7070\n"));
+    assert!(unknown.contains("unknown field `port`"), "{unknown}");
+}
+
+#[test]
+fn the_admin_secret_comes_from_resp_or_the_admin_api() {
+    const SECRET: &str = "admin-secret-0123456789abcdef-0123456789";
+    let env = |k: &str| match k {
+        "RESP_SECRET" | "ADMIN_SECRET" => Some(SECRET.to_string()),
+        "SHORT" => Some("short".to_string()),
+        _ => None,
+    };
+    let load = |resp: &str| Config::from_toml_str(&with_resp(resp), "t.toml").unwrap();
+
+    let none = RespOptions::from_config(&load("[resp]\nenabled = true\n"), &env).unwrap();
+    assert!(matches!(none.admin, AdminPolicy::Disabled));
+
+    let own = RespOptions::from_config(
+        &load("[resp]\nenabled = true\nadmin_secret_env = \"RESP_SECRET\"\n"),
+        &env,
+    )
+    .unwrap();
+    match own.admin {
+        AdminPolicy::Secret {
+            secret,
+            unix_socket_only,
+        } => {
+            assert!(secret.verify(SECRET.as_bytes()) && !secret.verify(b"guess"));
+            assert!(!unix_socket_only);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let from_admin = RespOptions::from_config(
+        &load("[auth.admin]\nenabled = true\nsecret_env = \"ADMIN_SECRET\"\nunix_socket_only = true\n\n[resp]\nenabled = true\n"),
+        &env,
+    )
+    .unwrap();
+    assert!(matches!(
+        from_admin.admin,
+        AdminPolicy::Secret {
+            unix_socket_only: true,
+            ..
+        }
+    ));
+
+    for (resp, why) in [
+        ("[resp]\nadmin_secret_env = \"UNSET\"\n", "UNSET is not set"),
+        (
+            "[resp]\nadmin_secret_env = \"SHORT\"\n",
+            "at least 32 bytes",
+        ),
+    ] {
+        let e = RespOptions::from_config(&load(resp), &env).unwrap_err();
+        assert!(format!("{e:#}").contains(why), "{e:#}");
+    }
+}

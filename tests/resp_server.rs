@@ -1,0 +1,531 @@
+//! The RESP door over real sockets (TCP on 127.0.0.1 and a Unix socket), driven by tollgate's
+//! own client and by raw bytes: commands, pipelining, errors, framing errors and bounds.
+
+mod resp_support;
+
+use std::time::{Duration, Instant};
+
+use resp_support::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tollgate::client::{CheckRequest, Client, ClientError, ClientOptions, Target};
+use tollgate::resp::{parse_frame, Frame, FrameLimits, Protocol};
+
+async fn client(target: Target) -> Client {
+    Client::connect(target, ClientOptions::default())
+        .await
+        .expect("client connects")
+}
+
+/// Parses every whole reply in `bytes`.
+fn frames(bytes: &[u8]) -> Vec<Frame> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some((f, used)) = parse_frame(&bytes[pos..], &FrameLimits::default()).unwrap() {
+        out.push(f);
+        pos += used;
+    }
+    assert_eq!(pos, bytes.len(), "trailing bytes: {:?}", &bytes[pos..]);
+    out
+}
+
+#[tokio::test]
+async fn ping_echo_and_check_over_tcp_and_unix_socket() {
+    let s = start();
+    for target in [Target::tcp(s.tcp()), Target::unix(s.unix())] {
+        let c = client(target.clone()).await;
+        c.ping().await.unwrap();
+        assert_eq!(
+            c.command(&["ECHO", "héllo"]).await.unwrap(),
+            Frame::bulk("héllo")
+        );
+        let key = format!("user:{target}");
+        let d = c.check(&key, "basic", 1).await.unwrap();
+        assert!(d.allowed);
+        assert_eq!((d.limit, d.remaining, d.retry_after_secs), (5, 4, None));
+        // Until the quota is whole again: this window and the next, where this hit
+        // still weighs.
+        assert_eq!(d.reset_secs, 7200, "T0 is on a window boundary");
+    }
+}
+
+#[tokio::test]
+async fn check_until_denied_then_allowed_again_after_the_window() {
+    let s = start();
+    let c = client(Target::tcp(s.tcp())).await;
+    for expected_remaining in (0..5).rev() {
+        let d = c.check("user:1", "basic", 1).await.unwrap();
+        assert!(d.allowed);
+        assert_eq!(d.remaining, expected_remaining);
+    }
+    let denied = c.check("user:1", "basic", 1).await.unwrap();
+    assert!(!denied.allowed);
+    assert_eq!((denied.limit, denied.remaining), (5, 0));
+    let retry = denied.retry_after_secs.expect("retry-after on a denial");
+    // The sliding window weighs the previous window in, so a retry may lie beyond this
+    // window's end, never beyond the next one's.
+    assert!(retry > 0 && retry <= 7200, "{retry}");
+    // Another key is not affected; peeking (HITS 0) counts nothing.
+    assert!(c.check("user:2", "basic", 1).await.unwrap().allowed);
+    let peek = c.check("user:2", "basic", 0).await.unwrap();
+    assert_eq!(peek.remaining, 4);
+    // Retry-after is honest: at that time the same request is admitted.
+    s.clock.advance_millis(retry * 1000);
+    assert!(c.check("user:1", "basic", 1).await.unwrap().allowed);
+}
+
+#[tokio::test]
+async fn named_limits_and_the_deciding_limits_name() {
+    let s = start();
+    let c = client(Target::tcp(s.tcp())).await;
+    let req = CheckRequest {
+        key: "ip:10.0.0.1",
+        tier: "anonymous",
+        hits: 1,
+        limit: Some("login"),
+        with_name: true,
+    };
+    let first = c.check_request(&req).await.unwrap();
+    assert!(first.allowed);
+    assert_eq!(
+        first.limit_name.as_deref(),
+        Some("login"),
+        "least remaining"
+    );
+    assert_eq!((first.limit, first.remaining), (2, 1));
+    c.check_request(&req).await.unwrap();
+    let denied = c.check_request(&req).await.unwrap();
+    assert!(!denied.allowed);
+    assert_eq!(denied.limit_name.as_deref(), Some("login"));
+    // The denial consumed nothing from the tier's limit: 98 of 100 left.
+    let tier_only = c.check("ip:10.0.0.1", "anonymous", 0).await.unwrap();
+    assert_eq!(tier_only.remaining, 98);
+}
+
+#[tokio::test]
+async fn command_errors_leave_the_connection_usable() {
+    let s = start();
+    let opts = ClientOptions {
+        pool_size: 1,
+        ..ClientOptions::default()
+    };
+    let c = Client::connect(Target::tcp(s.tcp()), opts).await.unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["CHECK", "k"],
+            "ERR wrong number of arguments for 'check' command",
+        ),
+        (&["CHECK", "k", "gold"], "ERR unknown tier \"gold\""),
+        (&["CHECK", "", "basic"], "ERR the key is missing or empty"),
+        (
+            &["CHECK", "k", "basic", "HITS", "many"],
+            "ERR HITS must be an integer of at least 0",
+        ),
+        (
+            &["CHECK", "k", "basic", "HITS", "2000000"],
+            "ERR hits must be between 0 and 1000000",
+        ),
+        (
+            &["NOPE", "a"],
+            "ERR unknown command 'NOPE', with args beginning with: 'a'",
+        ),
+    ];
+    for (args, want) in cases {
+        match c.command(args).await {
+            Err(ClientError::Server(msg)) => assert_eq!(msg, want, "{args:?}"),
+            other => panic!("{args:?}: {other:?}"),
+        }
+        c.ping().await.expect("still usable");
+    }
+    let long_key = "k".repeat(513);
+    match c.check(&long_key, "basic", 1).await {
+        Err(ClientError::Server(msg)) => assert!(msg.contains("512"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_pipelined_commands_in_one_write_answer_in_order() {
+    let s = start();
+    let mut wire = Vec::new();
+    for i in 0..100 {
+        let f = if i % 2 == 0 {
+            Frame::command(["ECHO".to_string(), format!("m{i}")])
+        } else {
+            Frame::command(["CHECK", "user:pipe", "anonymous"])
+        };
+        wire.extend_from_slice(&f.to_bytes(Protocol::Resp2));
+    }
+    let mut sock = TcpStream::connect(s.tcp()).await.unwrap();
+    send(&mut sock, &wire).await;
+    sock.shutdown().await.unwrap(); // nothing more: the server answers, then sees EOF
+    let replies = frames(&read_to_eof(&mut sock).await);
+    assert_eq!(replies.len(), 100);
+    let mut remaining = 100;
+    for (i, r) in replies.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(r, &Frame::bulk(format!("m{i}")));
+        } else {
+            remaining -= 1;
+            let Frame::Array(items) = r else {
+                panic!("{r:?}")
+            };
+            assert_eq!(
+                items[2],
+                Frame::Integer(remaining),
+                "reply {i} out of order"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_client_pipelines_batches_and_concurrent_callers() {
+    let s = start();
+    let c = client(Target::unix(s.unix())).await;
+    let mut p = c.pipeline();
+    for _ in 0..100 {
+        p.check("user:batch", "anonymous", 1);
+    }
+    p.command(&["PING"]);
+    let replies = p.execute().await.unwrap();
+    assert_eq!(replies.len(), 101);
+    for (i, r) in replies[..100].iter().enumerate() {
+        let d = tollgate::client::CheckReply::from_frame(r).unwrap();
+        assert_eq!(d.allowed, i < 100);
+        assert_eq!(d.remaining, 99 - i as u64);
+    }
+    assert_eq!(replies[100], Frame::Simple("PONG".into()));
+
+    // Many tasks sharing one client: each sees its own answers.
+    let mut tasks = Vec::new();
+    for t in 0..20 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20 {
+                let msg = format!("{t}-{i}");
+                let r = c.command(&["ECHO", msg.as_str()]).await.unwrap();
+                assert_eq!(r, Frame::bulk(&msg));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn inline_commands_work_like_arrays() {
+    let s = start();
+    let mut sock = TcpStream::connect(s.tcp()).await.unwrap();
+    send(
+        &mut sock,
+        b"PING\r\nCHECK user:inline basic HITS 2\r\nECHO \"a b\"\r\nQUIT\r\n",
+    )
+    .await;
+    let replies = frames(&read_to_eof(&mut sock).await);
+    assert_eq!(replies[0], Frame::Simple("PONG".into()));
+    let d = tollgate::client::CheckReply::from_frame(&replies[1]).unwrap();
+    assert_eq!(d.remaining, 3);
+    assert_eq!(replies[2], Frame::bulk("a b"));
+    assert_eq!(
+        replies[3],
+        Frame::Simple("OK".into()),
+        "QUIT answers, then closes"
+    );
+    assert_eq!(replies.len(), 4);
+}
+
+#[tokio::test]
+async fn a_framing_error_is_answered_after_earlier_replies_then_the_connection_closes() {
+    let s = start();
+    for (input, error) in [
+        (
+            &b"PING\r\n*1\r\n+PING\r\n"[..],
+            "ERR Protocol error: expected '$', got '+'",
+        ),
+        (
+            b"PING\r\n*1\r\n$x\r\n",
+            "ERR Protocol error: invalid bulk length",
+        ),
+        (
+            b"PING\r\n*abc\r\n",
+            "ERR Protocol error: invalid multibulk length",
+        ),
+        (
+            b"PING\r\n*1\r\n$4\r\nPINGxx",
+            "ERR Protocol error: a bulk string must be followed by CRLF",
+        ),
+    ] {
+        let mut sock = TcpStream::connect(s.tcp()).await.unwrap();
+        send(&mut sock, input).await;
+        let replies = frames(&read_to_eof(&mut sock).await);
+        assert_eq!(
+            replies,
+            vec![Frame::Simple("PONG".into()), Frame::Error(error.into())],
+            "{input:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bounds_on_bulk_args_inline_and_command_size() {
+    let s = start_with(|o| {
+        o.limits.max_bulk_bytes = 8192;
+        o.limits.max_args = 8;
+        o.limits.max_inline_bytes = 1024;
+        o.limits.max_command_bytes = 16 * 1024;
+    });
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        // Refused from the header alone: the 8193 bytes are never sent.
+        (
+            b"*2\r\n$4\r\nECHO\r\n$8193\r\n".to_vec(),
+            "ERR Protocol error: bulk string of 8193 bytes (the limit is 8192)",
+        ),
+        (
+            b"*9\r\n".to_vec(),
+            "ERR Protocol error: too many arguments (the limit is 8)",
+        ),
+        (
+            vec![b'a'; 1025],
+            "ERR Protocol error: too big inline request (the limit is 1024 bytes)",
+        ),
+        (
+            {
+                // Two 8000-byte arguments fit in 16 KiB; the header of a third does not.
+                let mut v = b"*4\r\n$4\r\nECHO\r\n".to_vec();
+                for _ in 0..2 {
+                    v.extend_from_slice(b"$8000\r\n");
+                    v.extend_from_slice(&[b'x'; 8000]);
+                    v.extend_from_slice(b"\r\n");
+                }
+                v.extend_from_slice(b"$8000\r\n");
+                v
+            },
+            "ERR Protocol error: command larger than 16384 bytes",
+        ),
+    ];
+    for (input, error) in cases {
+        let mut sock = TcpStream::connect(s.tcp()).await.unwrap();
+        send(&mut sock, &input).await;
+        let replies = frames(&read_to_eof(&mut sock).await);
+        assert_eq!(replies, vec![Frame::Error(error.into())]);
+    }
+    // Just inside the bounds works.
+    let c = client(Target::tcp(s.tcp())).await;
+    let big = "y".repeat(8192);
+    assert_eq!(
+        c.command(&["ECHO", big.as_str()]).await.unwrap(),
+        Frame::bulk(&big)
+    );
+}
+
+#[tokio::test]
+async fn the_connection_cap_closes_connections_beyond_it() {
+    let s = start_with(|o| o.max_connections = 2);
+    let a = client(Target::tcp(s.tcp())).await;
+    let opts = ClientOptions {
+        pool_size: 1,
+        ..ClientOptions::default()
+    };
+    let b = Client::connect(Target::tcp(s.tcp()), opts.clone()).await;
+    // `a` holds two connections (pool of 2): a third is accepted and closed at once.
+    let mut third = TcpStream::connect(s.tcp()).await.unwrap();
+    assert!(read_to_eof(&mut third).await.is_empty());
+    assert!(b.is_err() || b.unwrap().ping().await.is_err());
+    drop(a);
+    // Slots come back when connections close: wait (bounded) until a new one is served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(c) = Client::connect(Target::tcp(s.tcp()), opts.clone()).await {
+            if c.ping().await.is_ok() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "slots never came back");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let idle = Duration::from_millis(300);
+    let s = start_with(|o| o.idle_timeout = idle);
+    let mut sock = TcpStream::connect(s.tcp()).await.unwrap();
+    send(&mut sock, b"PING\r\n").await;
+    let started = Instant::now();
+    let got = read_to_eof(&mut sock).await;
+    assert_eq!(got, b"+PONG\r\n");
+    assert!(started.elapsed() >= idle - Duration::from_millis(50));
+    // A half-sent command is no activity either.
+    let mut sock = TcpStream::connect(s.tcp()).await.unwrap();
+    send(&mut sock, b"*2\r\n$4\r\nECHO\r\n").await;
+    assert!(read_to_eof(&mut sock).await.is_empty());
+}
+
+#[tokio::test]
+async fn unread_replies_stop_the_server_reading_until_the_client_catches_up() {
+    // Each INFO reply is ~1 KiB for 6 bytes of request: a client that pipelines thousands
+    // without reading would make the server buffer megabytes. With a 4 KiB bound the server
+    // stops, the client's writes stall on TCP flow control, and once it reads, everything
+    // arrives, in order.
+    let s = start_with(|o| o.max_pending_reply_bytes = 4096);
+    let n = 3000;
+    let mut wire = Vec::new();
+    for i in 0..n {
+        wire.extend_from_slice(b"INFO clients\r\n");
+        wire.extend_from_slice(format!("ECHO {i}\r\n").as_bytes());
+    }
+    let sock = TcpStream::connect(s.tcp()).await.unwrap();
+    let (mut r, mut w) = sock.into_split();
+    let writer = tokio::spawn(async move {
+        w.write_all(&wire).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut all = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut all),
+    )
+    .await
+    .expect("all replies within 20 s")
+    .unwrap();
+    writer.await.unwrap();
+    let replies = frames(&all);
+    assert_eq!(replies.len(), 2 * n);
+    for i in 0..n {
+        let info = replies[2 * i].as_bytes().unwrap();
+        assert!(info.starts_with(b"# Clients"), "{i}");
+        assert_eq!(replies[2 * i + 1], Frame::bulk(i.to_string()));
+    }
+}
+
+#[tokio::test]
+async fn resp3_after_hello_3_and_back() {
+    let s = start();
+    let opts = ClientOptions {
+        protocol: Protocol::Resp3,
+        pool_size: 1,
+        ..ClientOptions::default()
+    };
+    let c = Client::connect(Target::tcp(s.tcp()), opts).await.unwrap();
+    match c.command(&["HELLO"]).await.unwrap() {
+        Frame::Map(pairs) => {
+            assert!(pairs.contains(&(Frame::bulk("proto"), Frame::Integer(3))));
+            assert!(pairs.contains(&(Frame::bulk("server"), Frame::bulk("tollgate"))));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        c.command(&["CLIENT", "GETNAME"]).await.unwrap(),
+        Frame::Null
+    );
+    assert!(c.check("k", "basic", 1).await.unwrap().allowed);
+    match c.command(&["HELLO", "2"]).await.unwrap() {
+        Frame::Array(items) => assert_eq!(items.len(), 14),
+        other => panic!("{other:?}"),
+    }
+    match c.command(&["HELLO", "4"]).await {
+        Err(ClientError::Server(m)) => assert_eq!(m, "NOPROTO unsupported protocol version"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn auth_unlocks_revoke_and_wrong_passwords_are_refused() {
+    let s = start();
+    // Without AUTH.
+    let anon = client(Target::tcp(s.tcp())).await;
+    match anon.command(&["REVOKE", "JTI", "j1", "1893459600"]).await {
+        Err(ClientError::Server(m)) => assert_eq!(m, "NOAUTH Authentication required."),
+        other => panic!("{other:?}"),
+    }
+    // A wrong password fails at connect.
+    let wrong = ClientOptions {
+        password: Some("not-the-secret".into()),
+        ..ClientOptions::default()
+    };
+    match Client::connect(Target::tcp(s.tcp()), wrong).await {
+        Err(ClientError::Server(m)) => assert!(m.starts_with("WRONGPASS"), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("connected with a wrong password"),
+    }
+    // The right one passes the admin gate (execution waits for the auth core).
+    for protocol in [Protocol::Resp2, Protocol::Resp3] {
+        let admin = Client::connect(
+            Target::unix(s.unix()),
+            ClientOptions {
+                password: Some(ADMIN_SECRET.into()),
+                protocol,
+                ..ClientOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        match admin
+            .command(&["REVOKE", "SUB", "user-1", "1893459600"])
+            .await
+        {
+            Err(ClientError::Server(m)) => assert_eq!(m, "ERR REVOKE is not available yet"),
+            other => panic!("{other:?}"),
+        }
+        match admin
+            .command(&["REVOKE", "SUB", "user-1", "yesterday"])
+            .await
+        {
+            Err(ClientError::Server(m)) => assert!(m.contains("before must be an integer"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let info = anon.command(&["INFO", "stats"]).await.unwrap();
+    let text = String::from_utf8(info.as_bytes().unwrap().to_vec()).unwrap();
+    assert!(text.contains("auth_failures:1\r\n"), "{text}");
+}
+
+#[tokio::test]
+async fn info_reports_counters_and_configuration() {
+    let s = start();
+    let c = client(Target::tcp(s.tcp())).await;
+    for _ in 0..6 {
+        c.check("user:info", "basic", 1).await.unwrap();
+    }
+    let _ = c.command(&["NOPE"]).await;
+    let info = c.command(&["INFO"]).await.unwrap();
+    let text = String::from_utf8(info.as_bytes().unwrap().to_vec()).unwrap();
+    for needle in [
+        "# Server\r\n",
+        "tollgate_version:",
+        &format!("listeners:tcp:{},unix:{}", s.tcp(), s.unix().display()),
+        "connected_clients:2\r\n",
+        "checks_allowed:5\r\n",
+        "checks_denied:1\r\n",
+        "command_errors:1\r\n",
+        "tiers:anonymous=100/3600s,basic=5/3600s\r\n",
+        "limits:login=2/300s\r\n",
+        "admin:secret\r\n",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in\n{text}");
+    }
+    // The gate's metrics count RESP decisions like HTTP ones.
+    let metrics = String::from_utf8(s.gate.render_metrics()).unwrap();
+    assert!(metrics.contains("tollgate_decisions_total{outcome=\"denied\",tier=\"basic\"} 1"));
+    assert!(metrics.contains("listener=\"resp_tcp\""));
+}
+
+#[tokio::test]
+async fn stop_closes_idle_connections_and_removes_the_socket_file() {
+    let s = start();
+    let path = s.unix();
+    let c = client(Target::tcp(s.tcp())).await;
+    c.ping().await.unwrap();
+    let TestServer { server, dir, .. } = s;
+    tokio::time::timeout(Duration::from_secs(10), server.stop())
+        .await
+        .expect("stops within 10 s");
+    assert!(!path.exists());
+    match c.command(&["PING"]).await {
+        Err(ClientError::Connect { .. }) | Err(ClientError::ConnectionLost(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    drop(dir);
+}
