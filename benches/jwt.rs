@@ -5,6 +5,8 @@
 //! `cargo bench --bench jwt`. Rows (group `jwt`):
 //! - `verify/<alg>`: a cache miss: parse, key lookup, signature, claims, identity (cache off).
 //! - `signature_only/EdDSA`: just the Ed25519 signature check, to show what the rest costs.
+//! - `signature_only/EdDSA_awslc_preparsed`: the same check on a key aws-lc parsed once,
+//!   without `jsonwebtoken` (a reference: would hand-writing it pay?).
 //! - `cache_hit`: the same EdDSA token answered from the cache (HMAC fingerprint, lookup,
 //!   expiry and revocation checks).
 //! - `cache_fingerprint`: the HMAC-SHA256 of the token alone, the bulk of a hit.
@@ -105,6 +107,36 @@ fn bench(c: &mut Criterion) {
                 black_box(p.signing_input.as_bytes()),
                 black_box(p.signature_b64),
             ))
+        })
+    });
+
+    // Reference: the same check with a key aws-lc parsed once, without jsonwebtoken, to see
+    // whether hand-writing the signature path would pay.
+    let jwks: Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("jwks.json")).unwrap()).unwrap();
+    let x = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"].as_str() == p.kid.as_deref())
+        .unwrap()["x"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parsed = aws_lc_rs::signature::ParsedPublicKey::new(
+        &aws_lc_rs::signature::ED25519,
+        base64::Engine::decode(&b64, &x).unwrap(),
+    )
+    .unwrap();
+    g.bench_function("signature_only/EdDSA_awslc_preparsed", |b| {
+        b.iter(|| {
+            let sig = base64::Engine::decode(&b64, black_box(p.signature_b64)).unwrap();
+            black_box(
+                parsed
+                    .verify_sig(black_box(p.signing_input.as_bytes()), &sig)
+                    .is_ok(),
+            )
         })
     });
 
