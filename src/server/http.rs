@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
@@ -37,6 +37,32 @@ const ALLOW_GET_HEAD: HeaderValue = HeaderValue::from_static("GET, HEAD");
 
 /// The response type of every endpoint: the bodies are small and complete.
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// An answer before it is given to a transport: hyper turns it into a [`HttpResponse`], the
+/// fast path writes it out itself ([`write_reply`]).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    fn new(status: StatusCode, body: Bytes) -> Self {
+        Self {
+            status,
+            headers: HeaderMap::new(),
+            body,
+        }
+    }
+
+    pub fn into_response(self) -> HttpResponse {
+        let mut resp = Response::new(Full::new(self.body));
+        *resp.status_mut() = self.status;
+        *resp.headers_mut() = self.headers;
+        resp
+    }
+}
 
 /// What the HTTP service needs, shared by every connection.
 pub struct HttpShared {
@@ -65,23 +91,21 @@ impl HttpShared {
     /// Answers one request. Only the method and the target matter: no endpoint reads a body
     /// or a header.
     pub fn respond(&self, method: &Method, uri: &Uri) -> HttpResponse {
-        if target_len(uri) > self.max_uri_bytes {
-            return self.problem(
-                Problem::new(
-                    ProblemType::UriTooLong,
-                    format!(
-                        "the request target is {} bytes long; the limit is {}",
-                        target_len(uri),
-                        self.max_uri_bytes
-                    ),
-                ),
-                None,
-            );
+        self.reply(method, uri).into_response()
+    }
+
+    /// [`respond`](Self::respond) before it becomes a hyper response.
+    pub fn reply(&self, method: &Method, uri: &Uri) -> Reply {
+        if let Err(p) = self.check_target_len(target_len(uri)) {
+            return problem_reply(&p, None);
         }
         match uri.path() {
             "/check" => {
                 if method == Method::GET {
-                    self.check(uri.query().unwrap_or(""))
+                    match self.check_outcome(uri.query().unwrap_or("")) {
+                        Ok(decision) => decision_reply(&decision),
+                        Err(p) => problem_reply(&p, None),
+                    }
                 } else {
                     self.method_not_allowed(method, "/check", ALLOW_GET)
                 }
@@ -91,29 +115,41 @@ impl HttpShared {
                     return self.method_not_allowed(method, path, ALLOW_GET_HEAD);
                 }
                 match path {
-                    "/healthz" => json_response(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+                    "/healthz" => json_reply(StatusCode::OK, r#"{"status":"ok"}"#.into()),
                     "/readyz" => self.readyz(),
                     _ => self.metrics(),
                 }
             }
-            other => self.problem(
-                Problem::new(
+            other => {
+                let p = self.refuse(Problem::new(
                     ProblemType::NotFound,
                     format!(
                         "no endpoint at {}; tollgate serves /check, /healthz, /readyz and /metrics",
                         quote(other)
                     ),
-                ),
-                None,
-            ),
+                ));
+                problem_reply(&p, None)
+            }
         }
     }
 
-    fn check(&self, query: &str) -> HttpResponse {
-        let params = match CheckParams::parse(query) {
-            Ok(p) => p,
-            Err(problem) => return self.problem(problem, None),
-        };
+    /// Refuses a request target longer than `server.max_uri_bytes` (counted).
+    pub fn check_target_len(&self, len: usize) -> Result<(), Problem> {
+        if len <= self.max_uri_bytes {
+            return Ok(());
+        }
+        Err(self.refuse(Problem::new(
+            ProblemType::UriTooLong,
+            format!(
+                "the request target is {len} bytes long; the limit is {}",
+                self.max_uri_bytes
+            ),
+        )))
+    }
+
+    /// `GET /check?<query>`: the gate's decision, or the problem with the query (counted).
+    pub fn check_outcome(&self, query: &str) -> Result<Decision, Problem> {
+        let params = CheckParams::parse(query).map_err(|p| self.refuse(p))?;
         let key = params.key.as_deref().unwrap_or("");
         // An empty key is reported before a missing tier, and by the gate, so that every door
         // reports and counts it the same way.
@@ -121,35 +157,26 @@ impl HttpShared {
             (Some(t), _) => t.as_ref(),
             (None, true) => "",
             (None, false) => {
-                return self.problem(
-                    Problem::new(
-                        ProblemType::MissingParameter,
-                        "the query parameter tier is required, e.g. /check?key=ip:203.0.113.7&tier=anonymous",
-                    ),
-                    None,
-                )
+                return Err(self.refuse(Problem::new(
+                    ProblemType::MissingParameter,
+                    "the query parameter tier is required, e.g. /check?key=ip:203.0.113.7&tier=anonymous",
+                )))
             }
         };
         let hits = match params.hits.as_deref() {
             None => 1,
-            Some(h) => match h.parse::<u64>() {
-                // `parse` accepts a leading '+', which a query string cannot carry undecoded
-                // ('+' is a space); a decoded "%2B5" is still a number, so it stays accepted.
-                Ok(n) => n,
-                Err(_) => {
-                    return self.problem(
-                        Problem::new(
-                            ProblemType::InvalidHits,
-                            format!(
-                                "hits must be a whole number from 0 to {}, not {}",
-                                self.gate.max_hits(),
-                                quote(h)
-                            ),
-                        ),
-                        None,
-                    )
-                }
-            },
+            // `parse` accepts a leading '+', which a query string cannot carry undecoded
+            // ('+' is a space); a decoded "%2B5" is still a number, so it stays accepted.
+            Some(h) => h.parse::<u64>().map_err(|_| {
+                self.refuse(Problem::new(
+                    ProblemType::InvalidHits,
+                    format!(
+                        "hits must be a whole number from 0 to {}, not {}",
+                        self.gate.max_hits(),
+                        quote(h)
+                    ),
+                ))
+            })?,
         };
         let q = CheckQuery {
             key,
@@ -157,13 +184,12 @@ impl HttpShared {
             hits,
             limit: params.limit.as_deref(),
         };
-        match self.gate.check(&q) {
-            Ok(decision) => render_decision(&decision),
-            Err(e) => self.problem(Problem::from(&e), None),
-        }
+        self.gate
+            .check(&q)
+            .map_err(|e| self.refuse(Problem::from(&e)))
     }
 
-    fn readyz(&self) -> HttpResponse {
+    fn readyz(&self) -> Reply {
         let report = self.readiness.report();
         let ready = report.iter().all(|(_, ok)| *ok);
         let checks: serde_json::Map<String, serde_json::Value> = report
@@ -176,57 +202,57 @@ impl HttpShared {
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
-        json_response(status, body.into())
+        json_reply(status, body.into())
     }
 
-    fn metrics(&self) -> HttpResponse {
-        let mut resp = Response::new(Full::new(Bytes::from(self.gate.render_metrics())));
-        resp.headers_mut().insert(
+    fn metrics(&self) -> Reply {
+        let mut r = Reply::new(StatusCode::OK, Bytes::from(self.gate.render_metrics()));
+        r.headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
         );
-        resp
+        r
     }
 
-    fn method_not_allowed(&self, method: &Method, path: &str, allow: HeaderValue) -> HttpResponse {
+    fn method_not_allowed(&self, method: &Method, path: &str, allow: HeaderValue) -> Reply {
         let detail = format!(
             "{} does not answer {}; use {}",
             path,
             quote(method.as_str()),
             allow.to_str().unwrap_or("GET")
         );
-        self.problem(
-            Problem::new(ProblemType::MethodNotAllowed, detail),
-            Some(allow),
-        )
+        let p = self.refuse(Problem::new(ProblemType::MethodNotAllowed, detail));
+        problem_reply(&p, Some(allow))
     }
 
-    fn problem(&self, problem: Problem, allow: Option<HeaderValue>) -> HttpResponse {
+    /// Counts a problem answer; every problem passes here once, whichever path answers it.
+    fn refuse(&self, problem: Problem) -> Problem {
         self.gate.metrics().http_problem(problem.kind.slug());
-        problem_response(&problem, allow)
+        problem
     }
 }
 
 /// Renders a problem as `application/problem+json`.
 pub fn problem_response(problem: &Problem, allow: Option<HeaderValue>) -> HttpResponse {
-    let mut resp = Response::new(Full::new(Bytes::from(problem.to_json())));
-    *resp.status_mut() = StatusCode::from_u16(problem.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, PROBLEM_JSON);
-    h.insert(CACHE_CONTROL, NO_STORE);
-    if let Some(allow) = allow {
-        h.insert(ALLOW, allow);
-    }
-    resp
+    problem_reply(problem, allow).into_response()
 }
 
-fn json_response(status: StatusCode, body: Bytes) -> HttpResponse {
-    let mut resp = Response::new(Full::new(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, JSON);
-    h.insert(CACHE_CONTROL, NO_STORE);
-    resp
+pub fn problem_reply(problem: &Problem, allow: Option<HeaderValue>) -> Reply {
+    let status = StatusCode::from_u16(problem.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = Reply::new(status, Bytes::from(problem.to_json()));
+    r.headers.insert(CONTENT_TYPE, PROBLEM_JSON);
+    r.headers.insert(CACHE_CONTROL, NO_STORE);
+    if let Some(allow) = allow {
+        r.headers.insert(ALLOW, allow);
+    }
+    r
+}
+
+fn json_reply(status: StatusCode, body: Bytes) -> Reply {
+    let mut r = Reply::new(status, body);
+    r.headers.insert(CONTENT_TYPE, JSON);
+    r.headers.insert(CACHE_CONTROL, NO_STORE);
+    r
 }
 
 /// Length of the request target as the client sent it (origin form: path and query).
@@ -328,33 +354,22 @@ fn decode(raw: &str) -> Result<Cow<'_, str>, &'static str> {
         .map_err(|_| "is not UTF-8 once percent-decoded")
 }
 
-/// Renders a decision: 200 when allowed, 429 when denied.
+/// Renders a decision for hyper: 200 when allowed, 429 when denied.
 pub fn render_decision(d: &Decision) -> HttpResponse {
-    let o = d.deciding();
-    let mut buf = BytesMut::with_capacity(320);
+    decision_reply(d).into_response()
+}
 
-    buf.put_slice(br#"{"allowed":"#);
-    buf.put_slice(if d.allowed { b"true" } else { b"false" });
-    buf.put_slice(br#","limit":"#);
-    put_u64(&mut buf, o.limit);
-    buf.put_slice(br#","remaining":"#);
-    put_u64(&mut buf, o.remaining);
-    buf.put_slice(br#","reset":"#);
-    put_u64(&mut buf, o.reset_secs);
-    buf.put_slice(br#","policy":"#);
-    put_json_str(&mut buf, &o.name);
-    let retry_after = (!d.allowed).then(|| retry_after_secs(d));
-    if let Some(r) = retry_after {
-        buf.put_slice(br#","retry_after":"#);
-        put_u64(&mut buf, r);
-    }
-    buf.put_slice(b"}");
+/// The decision as a [`Reply`]. The body and every header value are written into one buffer
+/// and the header values are slices of it: one allocation for all the bytes.
+fn decision_reply(d: &Decision) -> Reply {
+    let o = d.deciding();
+    let mut buf = Vec::with_capacity(320);
+    decision_body(&mut buf, d);
     let body_end = buf.len();
 
-    let mut headers = HeaderMap::with_capacity(10);
     let mut spans: [(usize, usize); 6] = [(0, 0); 6];
     let mut start = body_end;
-    let mut mark = |buf: &BytesMut, i: usize| {
+    let mut mark = |buf: &Vec<u8>, i: usize| {
         spans[i] = (start, buf.len());
         start = buf.len();
     };
@@ -368,17 +383,13 @@ pub fn render_decision(d: &Decision) -> HttpResponse {
     mark(&buf, 3);
     put_u64(&mut buf, o.reset_secs);
     mark(&buf, 4);
-    if let Some(r) = retry_after {
-        put_u64(&mut buf, r);
+    if !d.allowed {
+        put_u64(&mut buf, retry_after_secs(d));
     }
     mark(&buf, 5);
 
-    let bytes = buf.freeze();
-    let value = |(a, b): (usize, usize)| {
-        // The bytes were written above from digits, `;`, `=`, `,`, spaces and names escaped
-        // to visible ASCII, so this cannot fail; a failure would drop one header, not panic.
-        HeaderValue::from_maybe_shared(bytes.slice(a..b)).ok()
-    };
+    let bytes = Bytes::from(buf);
+    let mut headers = HeaderMap::with_capacity(10);
     headers.insert(CONTENT_TYPE, JSON);
     headers.insert(CACHE_CONTROL, NO_STORE);
     let names = [
@@ -389,22 +400,121 @@ pub fn render_decision(d: &Decision) -> HttpResponse {
         X_RATELIMIT_RESET,
         RETRY_AFTER,
     ];
-    for (name, span) in names.into_iter().zip(spans) {
-        if span.0 == span.1 {
+    for (name, (a, b)) in names.into_iter().zip(spans) {
+        if a == b {
             continue; // no Retry-After when allowed
         }
-        if let Some(v) = value(span) {
+        // The bytes were written above from digits, `;`, `=`, `,`, spaces and names escaped
+        // to visible ASCII, so this cannot fail; a failure would drop one header, not panic.
+        if let Ok(v) = HeaderValue::from_maybe_shared(bytes.slice(a..b)) {
             headers.insert(name, v);
         }
     }
-    let mut resp = Response::new(Full::new(bytes.slice(..body_end)));
-    *resp.status_mut() = if d.allowed {
+    Reply {
+        status: decision_status(d),
+        headers,
+        body: bytes.slice(..body_end),
+    }
+}
+
+fn decision_status(d: &Decision) -> StatusCode {
+    if d.allowed {
         StatusCode::OK
     } else {
         StatusCode::TOO_MANY_REQUESTS
-    };
-    *resp.headers_mut() = headers;
-    resp
+    }
+}
+
+/// `{"allowed":…,"limit":…,"remaining":…,"reset":…,"policy":…[,"retry_after":…]}`
+fn decision_body(buf: &mut Vec<u8>, d: &Decision) {
+    let o = d.deciding();
+    buf.extend_from_slice(br#"{"allowed":"#);
+    buf.extend_from_slice(if d.allowed { b"true" } else { b"false" });
+    buf.extend_from_slice(br#","limit":"#);
+    put_u64(buf, o.limit);
+    buf.extend_from_slice(br#","remaining":"#);
+    put_u64(buf, o.remaining);
+    buf.extend_from_slice(br#","reset":"#);
+    put_u64(buf, o.reset_secs);
+    buf.extend_from_slice(br#","policy":"#);
+    put_json_str(buf, &o.name);
+    if !d.allowed {
+        buf.extend_from_slice(br#","retry_after":"#);
+        put_u64(buf, retry_after_secs(d));
+    }
+    buf.push(b'}');
+}
+
+/// Writes a complete HTTP/1.1 answer to a decision, exactly as [`render_decision`] through
+/// hyper would (same status, headers and body), straight into `out`. `scratch` holds the body
+/// while its length is written; both buffers are the connection's, reused.
+pub fn write_decision(
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    d: &Decision,
+    date: &[u8],
+    close: bool,
+) {
+    let o = d.deciding();
+    scratch.clear();
+    decision_body(scratch, d);
+    out.extend_from_slice(if d.allowed {
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: no-store\r\nratelimit-policy: "
+            .as_slice()
+    } else {
+        b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncache-control: no-store\r\nratelimit-policy: "
+            .as_slice()
+    });
+    ratelimit_fields(out, d, FieldKind::Policy);
+    out.extend_from_slice(b"\r\nratelimit: ");
+    ratelimit_fields(out, d, FieldKind::Current);
+    out.extend_from_slice(b"\r\nx-ratelimit-limit: ");
+    put_u64(out, o.limit);
+    out.extend_from_slice(b"\r\nx-ratelimit-remaining: ");
+    put_u64(out, o.remaining);
+    out.extend_from_slice(b"\r\nx-ratelimit-reset: ");
+    put_u64(out, o.reset_secs);
+    if !d.allowed {
+        out.extend_from_slice(b"\r\nretry-after: ");
+        put_u64(out, retry_after_secs(d));
+    }
+    finish_head(out, scratch.len(), date, close);
+    out.extend_from_slice(scratch);
+}
+
+/// Writes any [`Reply`] as a complete HTTP/1.1 answer (the fast path's way of answering
+/// everything that is not a decision).
+pub fn write_reply(out: &mut Vec<u8>, reply: &Reply, date: &[u8], close: bool) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(reply.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        reply
+            .status
+            .canonical_reason()
+            .unwrap_or("Unknown")
+            .as_bytes(),
+    );
+    for (name, value) in &reply.headers {
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+    }
+    finish_head(out, reply.body.len(), date, close);
+    out.extend_from_slice(&reply.body);
+}
+
+/// Ends the header section: `content-length`, `date`, `connection: close` when closing.
+fn finish_head(out: &mut Vec<u8>, content_length: usize, date: &[u8], close: bool) {
+    if close {
+        out.extend_from_slice(b"\r\nconnection: close");
+    }
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    put_u64(out, content_length as u64);
+    out.extend_from_slice(b"\r\ndate: ");
+    out.extend_from_slice(date);
+    out.extend_from_slice(b"\r\n\r\n");
 }
 
 /// Seconds a denied client should wait. A denial always advises at least one second: `0`
@@ -423,30 +533,30 @@ enum FieldKind {
 
 /// Writes the IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers): one list member
 /// per limit that applied to the request, in the order they were checked (tier first).
-fn ratelimit_fields(buf: &mut BytesMut, d: &Decision, kind: FieldKind) {
+fn ratelimit_fields(buf: &mut Vec<u8>, d: &Decision, kind: FieldKind) {
     for (i, o) in d.outcomes.iter().enumerate() {
         if i > 0 {
-            buf.put_slice(b", ");
+            buf.extend_from_slice(b", ");
         }
         put_sf_string(buf, &o.name);
         match kind {
             FieldKind::Policy => {
-                buf.put_slice(b";q=");
+                buf.extend_from_slice(b";q=");
                 put_u64(buf, o.limit);
-                buf.put_slice(b";w=");
+                buf.extend_from_slice(b";w=");
                 put_u64(buf, o.window_secs);
             }
             FieldKind::Current => {
-                buf.put_slice(b";r=");
+                buf.extend_from_slice(b";r=");
                 put_u64(buf, o.remaining);
-                buf.put_slice(b";t=");
+                buf.extend_from_slice(b";t=");
                 put_u64(buf, o.reset_secs);
             }
         }
     }
 }
 
-fn put_u64(buf: &mut BytesMut, mut n: u64) {
+fn put_u64(buf: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -457,43 +567,43 @@ fn put_u64(buf: &mut BytesMut, mut n: u64) {
             break;
         }
     }
-    buf.put_slice(&digits[i..]);
+    buf.extend_from_slice(&digits[i..]);
 }
 
 /// A JSON string: quotes, backslashes and control characters escaped; UTF-8 passes through.
-fn put_json_str(buf: &mut BytesMut, s: &str) {
-    buf.put_u8(b'"');
+fn put_json_str(buf: &mut Vec<u8>, s: &str) {
+    buf.push(b'"');
     for &b in s.as_bytes() {
         match b {
-            b'"' => buf.put_slice(b"\\\""),
-            b'\\' => buf.put_slice(b"\\\\"),
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
             0..=0x1f => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                buf.put_slice(b"\\u00");
-                buf.put_u8(HEX[(b >> 4) as usize]);
-                buf.put_u8(HEX[(b & 0xf) as usize]);
+                buf.extend_from_slice(b"\\u00");
+                buf.push(HEX[(b >> 4) as usize]);
+                buf.push(HEX[(b & 0xf) as usize]);
             }
-            _ => buf.put_u8(b),
+            _ => buf.push(b),
         }
     }
-    buf.put_u8(b'"');
+    buf.push(b'"');
 }
 
 /// A Structured Field string (RFC 8941 §3.3.3): printable ASCII with `"` and `\` escaped.
 /// Other bytes cannot be represented and become `?` (limit names are normally plain words).
-fn put_sf_string(buf: &mut BytesMut, s: &str) {
-    buf.put_u8(b'"');
+fn put_sf_string(buf: &mut Vec<u8>, s: &str) {
+    buf.push(b'"');
     for &b in s.as_bytes() {
         match b {
             b'"' | b'\\' => {
-                buf.put_u8(b'\\');
-                buf.put_u8(b);
+                buf.push(b'\\');
+                buf.push(b);
             }
-            0x20..=0x7e => buf.put_u8(b),
-            _ => buf.put_u8(b'?'),
+            0x20..=0x7e => buf.push(b),
+            _ => buf.push(b'?'),
         }
     }
-    buf.put_u8(b'"');
+    buf.push(b'"');
 }
 
 #[cfg(test)]
@@ -599,7 +709,7 @@ mod tests {
     #[test]
     fn u64_formatting() {
         for n in [0, 7, 10, 12345, u64::MAX] {
-            let mut b = BytesMut::new();
+            let mut b = Vec::new();
             put_u64(&mut b, n);
             assert_eq!(&b[..], n.to_string().as_bytes());
         }

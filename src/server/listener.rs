@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -232,10 +233,15 @@ impl Drop for OpenGuard {
 pub struct HttpConnSettings {
     pub http1: http1::Builder,
     pub idle_timeout: Duration,
+    /// For the fast path (hyper has its own copy in `http1`).
+    pub header_read_timeout: Duration,
+    /// For the fast path (hyper has its own copy in `http1`).
+    pub max_header_bytes: usize,
+    /// Serve plain GETs with [`super::fastpath`] (else every request goes through hyper).
+    pub fast_path: bool,
 }
 
-/// Serves one HTTP/1.1 connection until the client closes it, a timeout fires, or the server
-/// drains (then the in-flight request finishes and the connection closes) or closes.
+/// Serves one HTTP/1.1 connection: through the fast path when enabled, else through hyper.
 pub async fn serve_http<S>(
     stream: S,
     service: HttpService,
@@ -244,8 +250,26 @@ pub async fn serve_http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(IdleTimeout::new(stream, settings.idle_timeout));
-    let conn = settings.http1.serve_connection(io, service);
+    if settings.fast_path {
+        super::fastpath::serve_fast(stream, service, settings, shutdown).await;
+    } else {
+        let io = IdleTimeout::new(stream, settings.idle_timeout);
+        serve_hyper(io, service, settings, shutdown).await;
+    }
+}
+
+/// Serves an HTTP/1.1 connection with hyper until the client closes it, a timeout fires, or
+/// the server drains (then the in-flight request finishes and the connection closes) or
+/// closes. `io` already carries the idle timeout.
+pub async fn serve_hyper<I>(
+    io: I,
+    service: HttpService,
+    settings: Arc<HttpConnSettings>,
+    shutdown: Shutdown,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = settings.http1.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let draining = shutdown.clone().draining();
     let closing = shutdown.closing();
@@ -266,6 +290,65 @@ pub async fn serve_http<S>(
     if let Err(e) = result {
         // Clients closing mid-request, timeouts and malformed requests are routine.
         tracing::debug!(error = %e, "http connection ended with an error");
+    }
+}
+
+/// A stream whose first reads return `prefix`: bytes already read from it by someone else
+/// (the fast path) before handing it over.
+pub struct Rewind<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    pub fn new(prefix: Bytes, inner: S) -> Self {
+        Self { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

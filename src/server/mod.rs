@@ -8,9 +8,11 @@
 //! `server.shutdown_grace` → close what is left). [`run`] is what `tollgate serve` calls: the
 //! same, driven by signals (SIGTERM/SIGINT shut down, SIGHUP reloads).
 //!
-//! Files: [`http`] is the HTTP door, [`listener`] the sockets and connection handling every
-//! door shares, [`readiness`] the conditions `/readyz` reports.
+//! Files: [`http`] is the HTTP door (routing, parsing, rendering), [`fastpath`] its
+//! hand-written HTTP/1.1 fast path for plain GETs, [`listener`] the sockets and connection
+//! handling every door shares, [`readiness`] the conditions `/readyz` reports.
 
+pub mod fastpath;
 pub mod http;
 pub mod listener;
 pub mod readiness;
@@ -62,7 +64,13 @@ pub struct ServerBuilder {
     clock: Arc<dyn Clock>,
     http_listener: Option<std::net::TcpListener>,
     readiness: Readiness,
+    http_fast_path: bool,
 }
+
+/// Environment variable that turns the HTTP fast path off (`0`, `off`, `false`): every
+/// request then goes through hyper. A diagnostic switch, used by `benches/http.sh` to show
+/// what the fast path is worth.
+pub const FAST_PATH_ENV: &str = "TOLLGATE_HTTP_FAST_PATH";
 
 impl ServerBuilder {
     pub fn new(config: Config) -> Self {
@@ -72,7 +80,18 @@ impl ServerBuilder {
             clock: Arc::new(SystemClock),
             http_listener: None,
             readiness: Readiness::new(),
+            http_fast_path: !matches!(
+                std::env::var(FAST_PATH_ENV).as_deref(),
+                Ok("0" | "off" | "false")
+            ),
         }
+    }
+
+    /// Whether plain GETs are answered by the hand-written fast path (default: yes, unless
+    /// [`FAST_PATH_ENV`] says otherwise) or every request goes through hyper.
+    pub fn http_fast_path(mut self, on: bool) -> Self {
+        self.http_fast_path = on;
+        self
     }
 
     /// The file [`ServerHandle::reload_config_file`] (SIGHUP) re-reads.
@@ -108,6 +127,7 @@ impl ServerBuilder {
             clock,
             http_listener,
             readiness,
+            http_fast_path,
         } = self;
         config.validate()?;
         let sc = &config.server;
@@ -146,6 +166,9 @@ impl ServerBuilder {
         let settings = Arc::new(HttpConnSettings {
             http1,
             idle_timeout,
+            header_read_timeout,
+            max_header_bytes: sc.max_header_bytes,
+            fast_path: http_fast_path,
         });
         let service = HttpService(Arc::new(HttpShared {
             gate: gate.clone(),

@@ -1,0 +1,438 @@
+//! The HTTP/1.1 fast path: answers plain `GET` requests itself and hands every other
+//! connection state to hyper.
+//!
+//! Why it exists: `/check` is the hot path, and through hyper a `/check` answer spent more CPU
+//! in building and encoding `http` types (a request `Uri` and `HeaderMap`, a response
+//! `HeaderMap` of seven headers, a per-request header-read timer) than in the decision itself.
+//! Measured with `benches/http.sh` (docs/benchmarks.md, "HTTP /check"): the fast path cuts the
+//! server's CPU per request by about a fifth, which is what brings `/check` to the target ratio
+//! against nginx.
+//!
+//! What it handles: a complete request head, parsed with `httparse` (hyper's own parser), that
+//! is `GET` over HTTP/1.1 in origin form, with no body (`Content-Length` absent or `0`, no
+//! `Transfer-Encoding`), no `Expect` and no `Upgrade`. `/check` is decided and written straight
+//! into the output buffer; any other path goes through the same router as hyper
+//! ([`HttpShared::reply`]) and is serialised here. Pipelined requests are answered in order,
+//! with one write per batch.
+//!
+//! What it hands to hyper: everything else — other methods, HTTP/1.0, bodies, malformed or
+//! oversized heads, too many headers — together with the bytes already read. From then on the
+//! connection is hyper's, with its strict parsing and its automatic 400/414/431 answers. So
+//! the fast path never has to get an unusual case right: it only has to recognise the usual one.
+//!
+//! Timeouts and shutdown match the hyper path: `IdleTimeout` for idle connections and stalled
+//! writes, `header_read_timeout` from the first byte of a head that arrives in pieces (a timer
+//! exists only then), and on drain a connection closes after the request being answered
+//! (`Connection: close`) or at once when idle.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BytesMut};
+use http::{Method, Uri};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::http::{problem_reply, write_decision, write_reply, HttpService};
+use super::listener::{serve_hyper, HttpConnSettings, IdleTimeout, Phase, Rewind, Shutdown};
+
+/// Headers a fast-path request may carry; more goes to hyper (which allows 100).
+const MAX_HEADERS: usize = 32;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 4096;
+/// Answers are written once this much is buffered, even mid-batch, to bound the buffer.
+const MAX_PENDING_OUT: usize = 64 * 1024;
+
+/// A request head, as far as the fast path cares.
+#[derive(Debug, PartialEq, Eq)]
+enum Head {
+    /// Not complete yet.
+    Partial,
+    /// A plain GET: `len` bytes of head, the target at `target`, and whether the client asked
+    /// to close after the answer.
+    Plain {
+        len: usize,
+        target: (usize, usize),
+        close: bool,
+    },
+    /// Anything else: hyper's.
+    Other,
+}
+
+/// Classifies the head at the start of `buf`. `max_head` is `server.max_header_bytes`.
+fn parse_head(buf: &[u8], max_head: usize) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() >= max_head {
+                Head::Other // hyper reads on and answers 431
+            } else {
+                Head::Partial
+            };
+        }
+        Err(_) => return Head::Other,
+    };
+    if len > max_head || req.method != Some("GET") || req.version != Some(1) {
+        return Head::Other;
+    }
+    let Some(path) = req.path else {
+        return Head::Other;
+    };
+    if !path.starts_with('/') {
+        return Head::Other;
+    }
+    let mut close = false;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            if h.value != b"0" {
+                return Head::Other;
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("upgrade")
+        {
+            return Head::Other;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    return Head::Other;
+                }
+            }
+        }
+    }
+    // `path` borrows from `buf`: its offset is where the target starts.
+    let start = path.as_ptr() as usize - buf.as_ptr() as usize;
+    Head::Plain {
+        len,
+        target: (start, start + path.len()),
+        close,
+    }
+}
+
+/// How one plain request went.
+enum Answered {
+    Yes,
+    /// The target is not something the fast path parses (hyper will answer 400).
+    HandOff,
+}
+
+fn answer(
+    service: &HttpService,
+    target: &[u8],
+    close: bool,
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    date: &[u8],
+) -> Answered {
+    let shared = &service.0;
+    let Ok(target) = std::str::from_utf8(target) else {
+        return Answered::HandOff;
+    };
+    let check_query = if target == "/check" {
+        Some("")
+    } else {
+        target.strip_prefix("/check?")
+    };
+    match check_query {
+        Some(query) if !query.contains('#') => {
+            let outcome = shared
+                .check_target_len(target.len())
+                .and_then(|()| shared.check_outcome(query));
+            match outcome {
+                Ok(decision) => write_decision(out, scratch, &decision, date, close),
+                Err(problem) => write_reply(out, &problem_reply(&problem, None), date, close),
+            }
+        }
+        _ => {
+            let Ok(uri) = target.parse::<Uri>() else {
+                return Answered::HandOff;
+            };
+            write_reply(out, &shared.reply(&Method::GET, &uri), date, close);
+        }
+    }
+    Answered::Yes
+}
+
+/// Serves one connection: plain GETs here, the rest (from the first request that is not
+/// plain) through hyper.
+pub async fn serve_fast<S>(
+    stream: S,
+    service: HttpService,
+    settings: Arc<HttpConnSettings>,
+    shutdown: Shutdown,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut io = IdleTimeout::new(stream, settings.idle_timeout);
+    let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = Vec::with_capacity(1024);
+    let mut scratch = Vec::with_capacity(256);
+    let mut date = DateCache::default();
+    let draining = shutdown.clone().draining();
+    let closing = shutdown.clone().closing();
+    tokio::pin!(draining, closing);
+    let mut drained = false;
+    let mut head_started: Option<Instant> = None;
+
+    loop {
+        // Answer every complete request already read.
+        let draining_now = drained || shutdown.phase() >= Phase::Draining;
+        let mut close = false;
+        while !inbuf.is_empty() {
+            match parse_head(&inbuf, settings.max_header_bytes) {
+                Head::Partial => break,
+                Head::Other => {
+                    hand_off(io, inbuf, out, service, settings, shutdown).await;
+                    return;
+                }
+                Head::Plain {
+                    len,
+                    target,
+                    close: asked,
+                } => {
+                    close = asked || draining_now;
+                    let answered = answer(
+                        &service,
+                        &inbuf[target.0..target.1],
+                        close,
+                        &mut out,
+                        &mut scratch,
+                        date.get(),
+                    );
+                    if let Answered::HandOff = answered {
+                        hand_off(io, inbuf, out, service, settings, shutdown).await;
+                        return;
+                    }
+                    inbuf.advance(len);
+                    head_started = None;
+                    if close {
+                        break;
+                    }
+                    if out.len() >= MAX_PENDING_OUT {
+                        if io.write_all(&out).await.is_err() {
+                            return;
+                        }
+                        out.clear();
+                    }
+                }
+            }
+        }
+        if !out.is_empty() {
+            if io.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if close || (draining_now && inbuf.is_empty()) {
+            let _ = io.shutdown().await;
+            return;
+        }
+
+        // Read more: an idle connection waits for its next request (or the drain); a head that
+        // arrives in pieces must complete within header_read_timeout of its first byte.
+        inbuf.reserve(READ_CHUNK);
+        let read = if inbuf.is_empty() {
+            tokio::select! {
+                biased;
+                _ = &mut draining, if !drained => {
+                    drained = true;
+                    continue;
+                }
+                r = io.read_buf(&mut inbuf) => r,
+            }
+        } else {
+            let started = *head_started.get_or_insert_with(Instant::now);
+            let deadline = started + settings.header_read_timeout;
+            tokio::select! {
+                _ = &mut closing => return,
+                r = tokio::time::timeout_at(deadline, io.read_buf(&mut inbuf)) => match r {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::debug!("request head not complete within header_read_timeout");
+                        return;
+                    }
+                },
+            }
+        };
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Gives the connection to hyper: first the answers already made, then hyper reads the bytes
+/// already buffered before the socket.
+async fn hand_off<S>(
+    mut io: IdleTimeout<S>,
+    inbuf: BytesMut,
+    out: Vec<u8>,
+    service: HttpService,
+    settings: Arc<HttpConnSettings>,
+    shutdown: Shutdown,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if !out.is_empty() && io.write_all(&out).await.is_err() {
+        return;
+    }
+    serve_hyper(Rewind::new(inbuf.freeze(), io), service, settings, shutdown).await;
+}
+
+/// The `Date` value (IMF-fixdate), formatted once per second per connection.
+#[derive(Default)]
+struct DateCache {
+    secs: u64,
+    text: [u8; 29],
+}
+
+impl DateCache {
+    fn get(&mut self) -> &[u8] {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        if now != self.secs || self.text[0] == 0 {
+            self.secs = now;
+            self.text = imf_fixdate(now);
+        }
+        &self.text
+    }
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 §5.6.7) for seconds since the epoch.
+fn imf_fixdate(secs: u64) -> [u8; 29] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    let mut out = [0u8; 29];
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    out[3..5].copy_from_slice(b", ");
+    two(&mut out[5..7], d as u64);
+    out[7] = b' ';
+    out[8..11].copy_from_slice(MONTHS[(m - 1) as usize]);
+    out[11] = b' ';
+    let y = y.clamp(0, 9999) as u64;
+    two(&mut out[12..14], y / 100);
+    two(&mut out[14..16], y % 100);
+    out[16] = b' ';
+    two(&mut out[17..19], rem / 3600);
+    out[19] = b':';
+    two(&mut out[20..22], rem / 60 % 60);
+    out[22] = b':';
+    two(&mut out[23..25], rem % 60);
+    out[25..29].copy_from_slice(b" GMT");
+    out
+}
+
+fn two(dst: &mut [u8], n: u64) {
+    dst[0] = b'0' + (n / 10 % 10) as u8;
+    dst[1] = b'0' + (n % 10) as u8;
+}
+
+/// Year, month (1–12) and day (1–31) of a day count since 1970-01-01 (proleptic Gregorian;
+/// the well-known era-based conversion).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(req: &str) -> Head {
+        parse_head(req.as_bytes(), 16 * 1024)
+    }
+
+    #[test]
+    fn plain_gets_are_recognised() {
+        let req = "GET /check?key=a&tier=b HTTP/1.1\r\nHost: x\r\n\r\nGET /next";
+        match plain(req) {
+            Head::Plain { len, target, close } => {
+                assert_eq!(&req[target.0..target.1], "/check?key=a&tier=b");
+                assert_eq!(&req[len..], "GET /next");
+                assert!(!close);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            plain("GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n"),
+            Head::Plain { close: true, .. }
+        ));
+        assert!(matches!(
+            plain("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            Head::Plain { .. }
+        ));
+        assert_eq!(plain("GET /check?key=a HTTP/1.1\r\nHost"), Head::Partial);
+    }
+
+    #[test]
+    fn everything_unusual_goes_to_hyper() {
+        for req in [
+            "POST /check HTTP/1.1\r\n\r\n",
+            "HEAD /healthz HTTP/1.1\r\n\r\n",
+            "GET /check HTTP/1.0\r\n\r\n",
+            "GET /check HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            "GET /check HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /check HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "GET /check HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+            "GET http://x/check HTTP/1.1\r\n\r\n",
+            "GET /check HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            "\x16\x03\x01 not http at all\r\n\r\n",
+        ] {
+            assert_eq!(plain(req), Head::Other, "{req:?}");
+        }
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("X-{i}: v\r\n"))
+            .collect();
+        assert_eq!(plain(&format!("GET / HTTP/1.1\r\n{many}\r\n")), Head::Other);
+        // A head that outgrows the bound, complete or not.
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(200));
+        assert_eq!(parse_head(big.as_bytes(), 100), Head::Other);
+        assert_eq!(parse_head(&big.as_bytes()[..150], 100), Head::Other);
+    }
+
+    #[test]
+    fn dates_are_imf_fixdate() {
+        assert_eq!(&imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(&imf_fixdate(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&imf_fixdate(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(
+            &imf_fixdate(1_893_456_000),
+            b"Tue, 01 Jan 2030 00:00:00 GMT"
+        );
+        // 2100 is not a leap year.
+        assert_eq!(
+            &imf_fixdate(4_107_542_399),
+            b"Sun, 28 Feb 2100 23:59:59 GMT"
+        );
+        assert_eq!(
+            &imf_fixdate(4_107_542_400),
+            b"Mon, 01 Mar 2100 00:00:00 GMT"
+        );
+        assert_eq!(
+            &imf_fixdate(4_133_980_799),
+            b"Fri, 31 Dec 2100 23:59:59 GMT"
+        );
+    }
+}
