@@ -16,7 +16,9 @@
 # stops exactly the processes it started (by PID), and every wrk run is bounded in time.
 #
 # Settings (environment): ROUNDS (3), DURATION (10 s), WARMUP (2 s), THREADS (2), CONNS (64),
-# SKIP_BUILD=1 to reuse target/release/tollgate.
+# SKIP_BUILD=1 to reuse target/release/tollgate, WITH_HYPER=1 to also measure a second tollgate
+# with its hand-written fast path off (TOLLGATE_HTTP_FAST_PATH=0: every request through
+# hyper), which shows what the fast path is worth.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -97,12 +99,22 @@ limit = 4000000000
 window = "1h"
 EOF
 "$bin" check-config "$work/tollgate.toml" >/dev/null
-"$bin" serve --config "$work/tollgate.toml" 2>"$work/tollgate.log" &
+"$bin" serve --config "$work/tollgate.toml" >"$work/tollgate.log" 2>&1 &
 tg_pid=$!
 pids+=("$tg_pid")
 tg_url="http://127.0.0.1:$tg_port/check?key=ip:10.0.0.1&tier=bench"
 wait_http "$tg_url"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$tg_url")" = 200 ] || die "tollgate does not admit $tg_url"
+
+if [ "${WITH_HYPER:-0}" = 1 ]; then
+    hy_port=$(free_port)
+    sed "s/127.0.0.1:$tg_port/127.0.0.1:$hy_port/" "$work/tollgate.toml" >"$work/hyper.toml"
+    TOLLGATE_HTTP_FAST_PATH=0 "$bin" serve --config "$work/hyper.toml" >"$work/hyper.log" 2>&1 &
+    hy_pid=$!
+    pids+=("$hy_pid")
+    hy_url="http://127.0.0.1:$hy_port/check?key=ip:10.0.0.1&tier=bench"
+    wait_http "$hy_url"
+fi
 
 # --- nginx `return 204`: worker per core, reuseport, no access log, endless keep-alive.
 ng_port=$(free_port)
@@ -180,6 +192,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; wrk -t$THREADS -c$CONNS -d${DURATION}s (+${WARMUP}s warm-up)" >&2
 : >"$work/nginx.txt"
 : >"$work/tollgate.txt"
+: >"$work/hyper.txt"
 for round in $(seq "$ROUNDS"); do
     res=$(measure "$ng_url" "$ng_pid")
     read -r rps p99 cpu <<<"$res"
@@ -189,6 +202,12 @@ for round in $(seq "$ROUNDS"); do
     read -r rps p99 cpu <<<"$res"
     echo "$rps $p99 $cpu" >>"$work/tollgate.txt"
     echo "round $round tollgate rps=$rps p99_ms=$p99 cpu_us_per_req=$cpu"
+    if [ "${WITH_HYPER:-0}" = 1 ]; then
+        res=$(measure "$hy_url" "$hy_pid")
+        read -r rps p99 cpu <<<"$res"
+        echo "$rps $p99 $cpu" >>"$work/hyper.txt"
+        echo "round $round hyper-only rps=$rps p99_ms=$p99 cpu_us_per_req=$cpu"
+    fi
 done
 
 ng_rps=$(cut -d' ' -f1 "$work/nginx.txt" | median)
@@ -198,7 +217,13 @@ ng_p99=$(cut -d' ' -f2 "$work/nginx.txt" | median)
 tg_cpu=$(cut -d' ' -f3 "$work/tollgate.txt" | median)
 ng_cpu=$(cut -d' ' -f3 "$work/nginx.txt" | median)
 ratio=$(awk -v a="$tg_rps" -v b="$ng_rps" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
-printf '{"nginx_p99_ms":%s,"tollgate_cpu_us_per_req":%s,"nginx_cpu_us_per_req":%s,"rounds":%s}\n' \
-    "$ng_p99" "$tg_cpu" "$ng_cpu" "$ROUNDS"
+hyper=""
+if [ "${WITH_HYPER:-0}" = 1 ]; then
+    hyper=$(printf ',"hyper_only_rps":%s,"hyper_only_p99_ms":%s,"hyper_only_cpu_us_per_req":%s' \
+        "$(cut -d' ' -f1 "$work/hyper.txt" | median)" "$(cut -d' ' -f2 "$work/hyper.txt" | median)" \
+        "$(cut -d' ' -f3 "$work/hyper.txt" | median)")
+fi
+printf '{"nginx_p99_ms":%s,"tollgate_cpu_us_per_req":%s,"nginx_cpu_us_per_req":%s,"rounds":%s%s}\n' \
+    "$ng_p99" "$tg_cpu" "$ng_cpu" "$ROUNDS" "$hyper"
 printf '{"tollgate_rps":%s,"nginx_rps":%s,"ratio":%s,"tollgate_p99_ms":%s}\n' \
     "$tg_rps" "$ng_rps" "$ratio" "$tg_p99"

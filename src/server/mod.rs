@@ -201,7 +201,22 @@ impl ServerBuilder {
             ));
             file
         });
-        // RESP listeners (server::resp) start here, with the same slots-per-door pattern.
+        // The RESP door, when `[resp] enabled`: its own listeners and connection cap, the same
+        // gate and the same shutdown phases.
+        let resp_server = if config.resp.enabled {
+            let options = resp::RespOptions::from_config(&config, &|k| std::env::var(k).ok())?;
+            Some(resp::RespServer::start_with_shutdown(
+                gate.clone(),
+                options,
+                controller.subscribe(),
+            )?)
+        } else {
+            None
+        };
+        let resp_addr = resp_server.as_ref().and_then(|r| r.tcp_addr());
+        let resp_unix_socket = resp_server
+            .as_ref()
+            .and_then(|r| r.unix_socket().map(Path::to_path_buf));
 
         tokio::spawn(sweep_periodically(gate.clone(), controller.subscribe()));
         listeners_up.set(true);
@@ -219,6 +234,7 @@ impl ServerBuilder {
             slots,
             shutdown_grace,
             unix_file,
+            resp_server,
         ));
         Ok(ServerHandle {
             gate,
@@ -226,6 +242,8 @@ impl ServerBuilder {
             not_draining,
             http_addr,
             unix_socket,
+            resp_addr,
+            resp_unix_socket,
             config_path,
             controller,
             supervisor,
@@ -262,6 +280,8 @@ pub struct ServerHandle {
     not_draining: ReadinessFlag,
     http_addr: SocketAddr,
     unix_socket: Option<PathBuf>,
+    resp_addr: Option<SocketAddr>,
+    resp_unix_socket: Option<PathBuf>,
     config_path: Option<PathBuf>,
     controller: Arc<ShutdownController>,
     supervisor: JoinHandle<()>,
@@ -276,6 +296,16 @@ impl ServerHandle {
     /// The Unix socket path, when one is configured.
     pub fn unix_socket(&self) -> Option<&Path> {
         self.unix_socket.as_deref()
+    }
+
+    /// The RESP door's TCP address, when `[resp]` is enabled with a TCP listener.
+    pub fn resp_addr(&self) -> Option<SocketAddr> {
+        self.resp_addr
+    }
+
+    /// The RESP door's Unix socket, when configured.
+    pub fn resp_unix_socket(&self) -> Option<&Path> {
+        self.resp_unix_socket.as_deref()
     }
 
     /// The decision core this server asks.
@@ -333,6 +363,7 @@ impl ServerHandle {
 
 /// Waits for the shutdown to begin, then for the accept loops to stop, then for connections
 /// to finish within the grace period; then closes what is left and removes the socket file.
+/// The RESP door (if any) drains alongside, within its own grace.
 async fn supervise(
     shutdown: Shutdown,
     controller: Arc<ShutdownController>,
@@ -340,28 +371,43 @@ async fn supervise(
     slots: Arc<ConnectionSlots>,
     grace: Duration,
     unix_file: Option<UnixSocketFile>,
+    resp_server: Option<resp::RespServer>,
 ) {
     shutdown.clone().draining().await;
-    for l in accept_loops {
-        let _ = l.await;
-    }
-    // Listeners are closed: the socket file can go now, before the grace period.
-    drop(unix_file);
-    let open = slots.open();
-    if open > 0 {
-        tracing::info!(open, "draining: waiting for in-flight requests");
-    }
-    if tokio::time::timeout(grace, slots.all_closed())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            open = slots.open(),
-            grace_ms = grace.as_millis() as u64,
-            "shutdown grace period over; closing the remaining connections"
-        );
-    }
+    let http = async {
+        for l in accept_loops {
+            let _ = l.await;
+        }
+        // Listeners are closed: the socket file can go now, before the grace period.
+        drop(unix_file);
+        let open = slots.open();
+        if open > 0 {
+            tracing::info!(open, "draining: waiting for in-flight requests");
+        }
+        if tokio::time::timeout(grace, slots.all_closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = slots.open(),
+                grace_ms = grace.as_millis() as u64,
+                "shutdown grace period over; closing the remaining connections"
+            );
+        }
+    };
+    let resp = async {
+        if let Some(mut r) = resp_server {
+            r.drain().await;
+            Some(r)
+        } else {
+            None
+        }
+    };
+    let ((), resp_server) = tokio::join!(http, resp);
     controller.advance(Phase::Closing);
+    if let Some(r) = &resp_server {
+        let _ = tokio::time::timeout(Duration::from_secs(1), r.door().all_closed()).await;
+    }
     // Connection tasks drop their connection as soon as they see `Closing`; this only waits
     // for them to do so, bounded in case a task is stuck in a blocking call.
     let _ = tokio::time::timeout(Duration::from_secs(1), slots.all_closed()).await;
