@@ -131,15 +131,16 @@ impl Problem {
         self.kind.status()
     }
 
-    /// The `application/problem+json` body.
+    /// The `application/problem+json` body, members in the order RFC 9457 lists them.
     pub fn to_json(&self) -> String {
-        serde_json::json!({
-            "type": self.kind.type_uri(),
-            "title": self.kind.title(),
-            "status": self.kind.status(),
-            "detail": self.detail,
-        })
-        .to_string()
+        let s = |v: &str| serde_json::Value::from(v).to_string();
+        format!(
+            "{{\"type\":{},\"title\":{},\"status\":{},\"detail\":{}}}",
+            s(&self.kind.type_uri()),
+            s(self.kind.title()),
+            self.kind.status(),
+            s(&self.detail)
+        )
     }
 }
 
@@ -201,7 +202,9 @@ mod tests {
     #[test]
     fn body_has_the_four_members() {
         let p = Problem::new(ProblemType::UnknownTier, "unknown tier \"gold\"");
-        let v: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+        let body = p.to_json();
+        assert!(body.starts_with(r#"{"type":"urn:tollgate:problem:unknown-tier","title":"#));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["type"], "urn:tollgate:problem:unknown-tier");
         assert_eq!(v["title"], "Unknown tier");
         assert_eq!(v["status"], 400);
