@@ -55,7 +55,7 @@ fn model(segments: &[&str]) -> Option<String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn normalisation_is_idempotent_and_canonical(raw in raw_target()) {
@@ -352,12 +352,12 @@ fn header_value() -> impl Strategy<Value = Vec<u8>> {
     // Visible ASCII, space, tab and obs-text: what HeaderValue accepts.
     proptest::collection::vec(
         prop_oneof![0x20u8..0x7f, Just(b'\t'), 0x80u8..=0xff],
-        0..200,
+        0..120,
     )
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #![proptest_config(ProptestConfig::with_cases(400))]
 
     #[test]
     fn rendered_keys_are_bounded(
@@ -367,14 +367,12 @@ proptest! {
         method in "[ -~]{0,100}",
         tier in "[ -~]{0,100}",
         ip in proptest::option::of(any::<IpAddr>()),
-        values in proptest::collection::vec(header_value(), 8),
+        values in proptest::collection::vec(header_value(), 4),
     ) {
         let Ok(template) = KeyTemplate::parse(&t) else { return Ok(()); };
         let mut headers = HeaderMap::new();
-        for (i, v) in values.iter().enumerate() {
-            for name in ["x-a", "x-b", "x-ab", "x-abc"].iter().skip(i % 4).take(1) {
-                headers.insert(HeaderName::from_static(name), HeaderValue::from_bytes(v).unwrap());
-            }
+        for (name, v) in ["x-a", "x-b", "x-ab", "x-abc"].iter().zip(&values) {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from_bytes(v).unwrap());
         }
         let facts = RequestFacts {
             client_ip: ip,

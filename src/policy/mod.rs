@@ -263,9 +263,10 @@ impl Policy {
     /// When no rule matches, the fallback (`/**`, `[policy] default_auth`, no limits).
     /// Does not allocate.
     pub fn evaluate<'p, 'r>(&'p self, method: &str, path: &'r NormalizedPath) -> Match<'p, 'r> {
+        let probe = rule::MethodProbe::new(method);
         for &i in self.order.iter() {
             let rule = &self.rules[i as usize];
-            if rule.methods.contains(method) && rule.pattern.matches(path) {
+            if rule.pattern.matches(path) && rule.methods.contains_probe(&probe) {
                 return Match {
                     rule,
                     path,

@@ -233,22 +233,18 @@ impl PathPattern {
         if !fits {
             return false;
         }
-        let mut path_segments = path.segments();
-        for seg in self.segments.iter() {
-            // `fits` guarantees there are at least `k` path segments.
-            let Some(actual) = path_segments.next() else {
-                return false;
-            };
+        // Literals are compared from the deepest one back: rules of one application share
+        // their leading segments (`/api/…`) and differ further down, so a mismatch shows
+        // up sooner this way.
+        for (i, seg) in self.segments.iter().enumerate().rev() {
             if let Segment::Literal(lit) = seg {
-                if **lit != *actual {
+                if path.segment(i) != Some(&**lit) {
                     return false;
                 }
             }
         }
         match &self.tail {
-            Tail::PrefixRest(prefix) => path_segments
-                .next()
-                .is_some_and(|s| s.starts_with(&**prefix)),
+            Tail::PrefixRest(prefix) => path.segment(k).is_some_and(|s| s.starts_with(&**prefix)),
             _ => true,
         }
     }
