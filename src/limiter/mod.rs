@@ -11,21 +11,21 @@
 //! How the algorithms, the hash, the eviction policy and the memory layout work, and the
 //! measured error of the counter against an exact log: docs/algorithms.md.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
-use siphasher::sip::SipHasher13;
-use std::hash::Hasher;
 
 use serde::Deserialize;
 use smallvec::SmallVec;
 
 use crate::clock::Clock;
 
+mod hash;
 mod log;
 mod shard;
+mod table;
 #[cfg(test)]
 mod tests;
 mod window;
@@ -144,6 +144,7 @@ pub struct Limiter {
     clock: Arc<dyn Clock>,
     options: LimiterOptions,
     shards: Box<[ShardSlot]>,
+    hints: Box<[TableHint]>,
     shard_mask: usize,
     /// `options.max_states`, at least 1.
     max_states: usize,
@@ -157,6 +158,18 @@ pub struct Limiter {
 /// invalidate each other's lock word.
 #[repr(align(128))]
 struct ShardSlot(Mutex<Shard>);
+
+/// Where a shard's window table lives, published for prefetching: a check computes the
+/// address of the slot its state starts at and asks the CPU to fetch that cache line
+/// *before* waiting for the shard's lock, so the two misses overlap. Written under the
+/// shard's lock whenever the table moves (growth, shrink); read without it, so a reader may
+/// see a stale pair — harmless, since the address is only a hint and never dereferenced.
+/// Kept apart from the locks so that these lines stay shared in every core's cache.
+#[derive(Debug, Default)]
+struct TableHint {
+    base: AtomicPtr<u8>,
+    mask: AtomicUsize,
+}
 
 /// One check, resolved: its state hash, shard and parameters.
 #[derive(Debug, Clone, Copy)]
@@ -225,6 +238,7 @@ impl Limiter {
             clock,
             options,
             shards: slots,
+            hints: (0..shards).map(|_| TableHint::default()).collect(),
             shard_mask: shards - 1,
             max_states,
             states: AtomicUsize::new(0),
@@ -243,55 +257,15 @@ impl Limiter {
     }
 
     /// The keyed 64-bit identity of a (limit, key) state: SipHash-1-3 under
-    /// [`LimiterOptions::hash_key`] of the limit's fingerprint (name, limit, window in ms,
-    /// algorithm) followed by the key. The same on every node sharing the hash key, on every
-    /// CPU and build; a limit that changes gets new identities (fresh counters), an unchanged
-    /// one keeps them across a configuration reload.
+    /// [`LimiterOptions::hash_key`] of the limit's fingerprint (name, limit, window,
+    /// algorithm) followed by the key (encoding: `src/limiter/hash.rs`), never 0. The same on every
+    /// node sharing the hash key, on every CPU and build; a limit that changes gets new
+    /// identities (fresh counters), an unchanged one keeps them across a configuration
+    /// reload.
     pub fn state_hash(&self, limit: &LimitSpec, key: &str) -> u64 {
-        // The encoding (all integers little-endian):
-        //   name length (u64) | name | limit (u64) | window in ms (u64) | algorithm (u8:
-        //   0 sliding_window, 1 sliding_log) | key length (u64) | key
-        // Length prefixes make it unambiguous: no other (name, key) pair gives these bytes.
-        // Changing it changes every identity: peers of different versions would disagree.
-        let name = limit.name.as_bytes();
-        let key = key.as_bytes();
-        let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
-        let algorithm: u8 = match limit.algorithm {
-            Algorithm::SlidingWindow => 0,
-            Algorithm::SlidingLog => 1,
-        };
-        let mut h = SipHasher13::new_with_key(&self.options.hash_key);
-        // SipHash over a stream equals SipHash over the concatenation, so the usual case is
-        // assembled on the stack and hashed in one call (one call costs far less than the
-        // seven a field-by-field stream takes); long names or keys take the stream.
-        const INLINE: usize = 256;
-        let total = name.len() + key.len() + 33;
-        if total <= INLINE {
-            let mut buf = [0u8; INLINE];
-            let mut at = 0;
-            for part in [
-                &(name.len() as u64).to_le_bytes()[..],
-                name,
-                &limit.limit.to_le_bytes(),
-                &window_ms.to_le_bytes(),
-                &[algorithm],
-                &(key.len() as u64).to_le_bytes(),
-                key,
-            ] {
-                buf[at..at + part.len()].copy_from_slice(part);
-                at += part.len();
-            }
-            h.write(&buf[..at]);
-        } else {
-            h.write(&(name.len() as u64).to_le_bytes());
-            h.write(name);
-            h.write(&limit.limit.to_le_bytes());
-            h.write(&window_ms.to_le_bytes());
-            h.write(&[algorithm]);
-            h.write(&(key.len() as u64).to_le_bytes());
-            h.write(key);
-        }
-        h.finish()
+        // 0 marks an empty slot in the tables; the one hash in 2^64 that is 0 shares
+        // the identity of the one that is 1.
+        hash::state_hash(&self.options.hash_key, limit, key).max(1)
     }
 
     fn prepare_one(&self, c: &LimitCheck<'_>, first: usize) -> Prepared {
@@ -331,6 +305,7 @@ impl Limiter {
         let mut order: SmallVec<[usize; 4]> = prepared.iter().map(|p| p.shard).collect();
         order.sort_unstable();
         order.dedup();
+        prepared.iter().for_each(|p| self.prefetch(p));
         let mut guards: SmallVec<[MutexGuard<'_, Shard>; 4]> =
             order.iter().map(|&s| self.shards[s].0.lock()).collect();
         let slot = |shard: usize| order.iter().position(|&s| s == shard).unwrap_or(0);
@@ -409,6 +384,7 @@ impl Limiter {
         let now_ms = self.clock.now_millis();
         let p = self.prepare_one(check, 0);
         let probe = hits.max(1);
+        self.prefetch(&p);
         let mut shard = self.shards[p.shard].0.lock();
         let (view, allowed, retry_after) = evaluate(&shard, &p, probe, now_ms);
         let mut abuse = false;
@@ -454,10 +430,11 @@ impl Limiter {
         match view {
             View::Window(v) => {
                 let new = v.admitted(p.hash, &p.params, hits);
-                if let Some(e) = shard.windows.find_mut(p.hash, |e| e.hash == p.hash) {
-                    *e = new;
+                if let Some(i) = shard.windows.find(p.hash) {
+                    shard.windows.set(i, &new);
                 } else if self.make_room(shard, now_ms, protect) {
-                    shard.windows.insert_unique(p.hash, new, |e| e.hash);
+                    shard.windows.insert_new(&new);
+                    self.publish_hint(p.shard, shard);
                 }
             }
             View::Log(v) => {
@@ -493,10 +470,11 @@ impl Limiter {
                 if report {
                     new.attempts |= ABUSE_REPORTED;
                 }
-                if let Some(e) = shard.windows.find_mut(p.hash, |e| e.hash == p.hash) {
-                    *e = new;
+                if let Some(i) = shard.windows.find(p.hash) {
+                    shard.windows.set(i, &new);
                 } else if denied_here && self.make_room(shard, now_ms, protect) {
-                    shard.windows.insert_unique(p.hash, new, |e| e.hash);
+                    shard.windows.insert_new(&new);
+                    self.publish_hint(p.shard, shard);
                 }
                 report
             }
@@ -520,6 +498,42 @@ impl Limiter {
                 }
                 report
             }
+        }
+    }
+
+    /// Asks the CPU to start loading the table slot where `p`'s state would be.
+    #[inline]
+    fn prefetch(&self, p: &Prepared) {
+        if p.log {
+            return;
+        }
+        let hint = &self.hints[p.shard];
+        let base = hint.base.load(Ordering::Relaxed);
+        if base.is_null() {
+            return;
+        }
+        let mask = hint.mask.load(Ordering::Relaxed);
+        let at = table::WindowTable::slot_ptr(base, mask, p.hash);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint: it never faults and reads nothing into the program,
+        // whatever the address (a stale base after the table moved included).
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(at.cast());
+            // A 24-byte slot may straddle two lines.
+            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(23).cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = at;
+    }
+
+    /// Publishes where shard `index`'s window table now lives (after it may have moved).
+    fn publish_hint(&self, index: usize, shard: &Shard) {
+        let (base, mask) = shard.windows.probe_base();
+        let hint = &self.hints[index];
+        if hint.base.load(Ordering::Relaxed).cast_const() != base {
+            hint.base.store(base.cast_mut(), Ordering::Relaxed);
+            hint.mask.store(mask, Ordering::Relaxed);
         }
     }
 
@@ -567,12 +581,13 @@ impl Limiter {
     /// Drops idle states (both windows passed). Called periodically by the server.
     pub fn sweep(&self) {
         let now_secs = self.clock.now_millis() / 1000;
-        for s in self.shards.iter() {
+        for (i, s) in self.shards.iter().enumerate() {
             let mut shard = s.0.lock();
             let dropped = shard.drop_idle(now_secs, &[]);
             if dropped > 0 {
                 self.states.fetch_sub(dropped, Ordering::Relaxed);
                 shard.shrink_if_sparse();
+                self.publish_hint(i, &shard);
             }
         }
     }
@@ -588,8 +603,8 @@ fn evaluate(shard: &Shard, p: &Prepared, probe: u64, now_ms: u64) -> (View, bool
         let r = (!ok).then(|| v.retry_after_secs(state, &p.params, probe, now_ms));
         (View::Log(v), ok, r)
     } else {
-        let state = shard.windows.find(p.hash, |e| e.hash == p.hash);
-        let v = WindowView::at(state, &p.params, now_ms);
+        let state = shard.windows.find(p.hash).map(|i| shard.windows.get(i));
+        let v = WindowView::at(state.as_ref(), &p.params, now_ms);
         let ok = v.admits(&p.params, probe);
         let r = (!ok).then(|| v.retry_after_secs(&p.params, probe, now_ms));
         (View::Window(v), ok, r)

@@ -4,7 +4,7 @@
 use hashbrown::HashTable;
 
 use super::log::LogState;
-use super::window::WindowState;
+use super::table::WindowTable;
 
 /// Number of buckets of the expiry histogram used to find the oldest states.
 const HISTOGRAM_BUCKETS: usize = 64;
@@ -12,7 +12,7 @@ const HISTOGRAM_BUCKETS: usize = 64;
 /// A shard: sliding-window and sliding-log states.
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
-    pub windows: HashTable<WindowState>,
+    pub windows: WindowTable,
     pub logs: HashTable<LogState>,
 }
 
@@ -35,9 +35,7 @@ impl Shard {
 
     /// Gives memory back after a sweep emptied most of the shard.
     pub fn shrink_if_sparse(&mut self) {
-        if self.windows.capacity() > 64 && self.windows.len() * 4 < self.windows.capacity() {
-            self.windows.shrink_to_fit(|e| e.hash);
-        }
+        self.windows.shrink_if_sparse();
         if self.logs.capacity() > 64 && self.logs.len() * 4 < self.logs.capacity() {
             self.logs.shrink_to_fit(|e| e.hash);
         }
