@@ -369,6 +369,22 @@ impl Authenticator {
                 tasks.push(h.abort_handle());
             }
         }
+        // Revocation upkeep: expired entries leave memory and the log every 10 minutes.
+        let store = Arc::downgrade(&self.revocations);
+        let upkeep = tokio::spawn(async move {
+            let mut every = tokio::time::interval(REVOCATION_UPKEEP);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let Some(store) = store.upgrade() else { return };
+                let r = tokio::task::spawn_blocking(move || store.maintain()).await;
+                if let Ok(Err(e)) = r {
+                    tracing::warn!(error = %e, "revocation log compaction failed");
+                }
+            }
+        });
+        tasks.push(upkeep.abort_handle());
     }
 
     /// True when every issuer has a key set (the `/readyz` condition).
@@ -636,6 +652,9 @@ impl Authenticator {
         &self.rules
     }
 }
+
+/// How often expired revocations are dropped and the log compacted.
+const REVOCATION_UPKEEP: Duration = Duration::from_secs(600);
 
 /// Low bits of a cache tag holding the key-set generation.
 const GENERATION_MASK: u64 = (1 << 48) - 1;

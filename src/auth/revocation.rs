@@ -435,6 +435,21 @@ impl RevocationStore {
         n
     }
 
+    /// Periodic upkeep: drops expired entries, and compacts the log when it holds lines that
+    /// are no longer live. Blocks on file I/O.
+    pub fn maintain(&self) -> Result<(), RevocationError> {
+        self.purge_expired();
+        let stale = self
+            .log
+            .lock()
+            .as_ref()
+            .is_some_and(|l| l.lines > self.len());
+        if stale {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
     /// Rewrites the log with only the live entries (write to a temporary file, fsync,
     /// rename over the log, fsync the directory). A no-op when memory-only.
     pub fn compact(&self) -> Result<(), RevocationError> {
@@ -676,12 +691,22 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains("long"));
+        // Nothing stale: maintenance leaves the file alone.
+        let compactions = s.stats.compactions.load(Ordering::Relaxed);
+        s.maintain().unwrap();
+        assert_eq!(s.stats.compactions.load(Ordering::Relaxed), compactions);
         // The store still appends to the new file.
         s.revoke_subject("bob", 1200).unwrap();
         drop(s);
-        let s = RevocationStore::open_with(Some(&path), c, opts).unwrap();
+        let s = RevocationStore::open_with(Some(&path), c.clone(), opts).unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s.list().len(), 2);
+        // Once "bob" expires, maintenance drops it from memory and from the file.
+        c.advance_millis(40 * 86_400_000);
+        s.revoke_jti("later", 99_999_999).unwrap();
+        s.maintain().unwrap();
+        assert_eq!(s.list().len(), 1);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
     }
 
     #[test]
