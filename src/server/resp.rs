@@ -28,6 +28,7 @@
 //! shares (`listener`). [`RespServer`] binds the `[resp]` listeners and serves them;
 //! [`serve_resp`] is the accept loop for one listener of any kind.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::listener::{
@@ -141,17 +143,39 @@ impl RespOptions {
     }
 }
 
-/// Counters `INFO` reports. Connections add their counts once per batch, not per command,
-/// so that busy connections on different cores do not bounce these cache lines.
+/// Shards of the `INFO` counters. A connection always adds to the same shard (by its id),
+/// once per batch; each shard sits on its own 128 bytes (a cache line and the one the CPU
+/// prefetches with it), so two connections on different cores rarely touch the same line,
+/// where one shared counter would bounce between cores on every unpipelined command
+/// (measured with benches/resp.sh; docs/benchmarks.md).
+const STAT_SHARDS: usize = 16;
+
+/// One shard of the counters `INFO` reports.
 #[derive(Debug, Default)]
-struct RespStats {
-    connections: AtomicU64,
+#[repr(align(128))]
+struct StatShard {
     commands: AtomicU64,
     checks_allowed: AtomicU64,
     checks_denied: AtomicU64,
     command_errors: AtomicU64,
     protocol_errors: AtomicU64,
     auth_failures: AtomicU64,
+}
+
+/// Counters `INFO` reports.
+#[derive(Debug)]
+struct RespStats {
+    connections: AtomicU64,
+    shards: [StatShard; STAT_SHARDS],
+}
+
+impl Default for RespStats {
+    fn default() -> Self {
+        Self {
+            connections: AtomicU64::new(0),
+            shards: std::array::from_fn(|_| StatShard::default()),
+        }
+    }
 }
 
 /// One batch's counts, kept in the connection until the batch ends.
@@ -166,18 +190,53 @@ struct BatchCounts {
 }
 
 impl RespStats {
-    fn add(&self, c: &BatchCounts) {
+    /// Adds one batch's counts of connection `id`.
+    fn add(&self, id: u64, c: &BatchCounts) {
+        let shard = &self.shards[id as usize % STAT_SHARDS];
         let add = |a: &AtomicU64, n: u64| {
             if n > 0 {
                 a.fetch_add(n, Ordering::Relaxed);
             }
         };
-        add(&self.commands, c.commands);
-        add(&self.checks_allowed, c.checks_allowed);
-        add(&self.checks_denied, c.checks_denied);
-        add(&self.command_errors, c.command_errors);
-        add(&self.protocol_errors, c.protocol_errors);
-        add(&self.auth_failures, c.auth_failures);
+        add(&shard.commands, c.commands);
+        add(&shard.checks_allowed, c.checks_allowed);
+        add(&shard.checks_denied, c.checks_denied);
+        add(&shard.command_errors, c.command_errors);
+        add(&shard.protocol_errors, c.protocol_errors);
+        add(&shard.auth_failures, c.auth_failures);
+    }
+
+    /// One counter summed over the shards.
+    fn total(&self, field: impl Fn(&StatShard) -> &AtomicU64) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| field(s).load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// Every open connection's own phase channel, and the phase they were last told.
+///
+/// Why not let each connection watch the server's [`Shutdown`] directly: that channel is one
+/// lock and one waiter list shared by every connection, and a connection consults it on every
+/// round trip (is the server draining? wake me when it does), so on an unpipelined load each
+/// command bounced those cache lines between cores. Here the server's phases are fanned out
+/// once, by one task, to a channel per connection that only that connection polls.
+#[derive(Default)]
+struct PhaseRegistry {
+    phase: Option<Phase>,
+    conns: HashMap<u64, watch::Sender<Phase>>,
+}
+
+/// Unregisters a connection however its task ends.
+struct Registered<'a> {
+    door: &'a DoorShared,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.door.phases.lock().conns.remove(&self.id);
     }
 }
 
@@ -194,6 +253,39 @@ struct DoorShared {
     next_client_id: AtomicU64,
     /// The bound listeners, for `INFO` (filled in once bound).
     listening: parking_lot::Mutex<Vec<String>>,
+    phases: parking_lot::Mutex<PhaseRegistry>,
+    /// Set once a task fans the server's phases out to the connections.
+    following: std::sync::atomic::AtomicBool,
+}
+
+impl DoorShared {
+    /// A phase channel for connection `id`, starting at the phase the door is in.
+    fn register(&self, id: u64) -> (Registered<'_>, watch::Receiver<Phase>) {
+        let mut r = self.phases.lock();
+        let (tx, rx) = watch::channel(r.phase.unwrap_or(Phase::Running));
+        r.conns.insert(id, tx);
+        (Registered { door: self, id }, rx)
+    }
+
+    /// Tells every connection (and every later one) that the server is now in `phase`.
+    fn broadcast(&self, phase: Phase) {
+        let mut r = self.phases.lock();
+        if r.phase.is_some_and(|p| p >= phase) {
+            return;
+        }
+        r.phase = Some(phase);
+        for tx in r.conns.values() {
+            tx.send_replace(phase);
+        }
+    }
+}
+
+/// Fans the server's shutdown phases out to the door's connections (see [`PhaseRegistry`]).
+async fn follow_phases(door: RespDoor, shutdown: Shutdown) {
+    shutdown.clone().draining().await;
+    door.0.broadcast(Phase::Draining);
+    shutdown.closing().await;
+    door.0.broadcast(Phase::Closing);
 }
 
 impl RespDoor {
@@ -208,6 +300,8 @@ impl RespDoor {
             started: Instant::now(),
             next_client_id: AtomicU64::new(1),
             listening: parking_lot::Mutex::new(Vec::new()),
+            phases: parking_lot::Mutex::new(PhaseRegistry::default()),
+            following: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -233,6 +327,10 @@ pub async fn serve_resp<A: Acceptor>(
     shutdown: Shutdown,
 ) {
     let via_unix = kind == Listener::RespUnix;
+    // One task per door carries the phases to the connections, however many listeners.
+    if !door.0.following.swap(true, Ordering::AcqRel) {
+        tokio::spawn(follow_phases(door.clone(), shutdown.clone()));
+    }
     let metrics = door.0.gate.metrics().connections(kind);
     let slots = door.0.slots.clone();
     listener::accept_loop(
@@ -240,7 +338,7 @@ pub async fn serve_resp<A: Acceptor>(
         slots,
         metrics,
         shutdown,
-        move |stream, shutdown| serve_connection(stream, door.clone(), via_unix, shutdown),
+        move |stream, _shutdown| serve_connection(stream, door.clone(), via_unix),
     )
     .await
 }
@@ -429,7 +527,7 @@ struct Conn {
     name: Option<String>,
 }
 
-async fn serve_connection<S>(stream: S, door: RespDoor, via_unix: bool, shutdown: Shutdown)
+async fn serve_connection<S>(stream: S, door: RespDoor, via_unix: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -447,9 +545,7 @@ where
     let mut parser = RequestParser::new(opts.limits);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
-    let draining = shutdown.clone().draining();
-    let closing = shutdown.clone().closing();
-    tokio::pin!(draining, closing);
+    let (_registered, mut phase) = shared.register(conn.id);
 
     loop {
         // Execute every complete command read so far, up to the pending-reply bound.
@@ -484,14 +580,15 @@ where
             }
         }
         rbuf.advance(pos);
-        shared.stats.add(&counts);
+        shared.stats.add(conn.id, &counts);
 
         // One write for the whole batch.
         if !wbuf.is_empty() {
             tokio::select! {
                 biased;
-                _ = &mut closing => return,
                 res = io.write_all(&wbuf) => if res.is_err() { return },
+                // Only consulted while the client is not reading its replies.
+                _ = phase.wait_for(|p| *p >= Phase::Closing) => return,
             }
             wbuf.clear();
             if wbuf.capacity() > KEEP_BUFFER {
@@ -505,7 +602,7 @@ where
         if more_pending {
             continue;
         }
-        if shutdown.phase() >= Phase::Draining {
+        if *phase.borrow() >= Phase::Draining {
             // Everything read has been answered; a partial command is abandoned.
             return;
         }
@@ -519,7 +616,8 @@ where
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             },
-            _ = &mut draining => return,
+            // Any change of phase is at least `Draining` (or the door is gone).
+            _ = phase.changed() => return,
         }
     }
 }
@@ -970,7 +1068,6 @@ impl Conn {
                 .any(|w| w == "all" || w == "everything" || w == "default");
         let want = |s: &str| all || wanted.iter().any(|w| w == s);
         let s = &door.stats;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut text = String::with_capacity(1024);
         let mut section = |title: &str, body: &dyn Fn(&mut String)| {
             if want(&title.to_ascii_lowercase()) {
@@ -1003,13 +1100,13 @@ impl Conn {
             let _ = write!(
                 t,
                 "total_connections_received:{}\r\ntotal_commands_processed:{}\r\nchecks_allowed:{}\r\nchecks_denied:{}\r\ncommand_errors:{}\r\nprotocol_errors:{}\r\nauth_failures:{}\r\n",
-                load(&s.connections),
-                load(&s.commands),
-                load(&s.checks_allowed),
-                load(&s.checks_denied),
-                load(&s.command_errors),
-                load(&s.protocol_errors),
-                load(&s.auth_failures),
+                s.connections.load(Ordering::Relaxed),
+                s.total(|x| &x.commands),
+                s.total(|x| &x.checks_allowed),
+                s.total(|x| &x.checks_denied),
+                s.total(|x| &x.command_errors),
+                s.total(|x| &x.protocol_errors),
+                s.total(|x| &x.auth_failures),
             );
         });
         section("Limiter", &|t| {
@@ -1397,8 +1494,7 @@ mod tests {
             inner: server,
             writes: writes.clone(),
         };
-        let controller = ShutdownController::new();
-        serve_connection(stream, d.clone(), false, controller.subscribe()).await;
+        serve_connection(stream, d.clone(), false).await;
         let mut got = Vec::new();
         client.read_to_end(&mut got).await.unwrap();
         let w = writes.lock().clone();
@@ -1444,5 +1540,74 @@ mod tests {
         );
         assert_eq!(writes.iter().sum::<usize>(), got.len());
         assert!(writes.len() >= got.len() / (4096 + 2 * one_reply));
+    }
+
+    /// Waits (bounded) until `d` has `n` registered connections.
+    async fn registered(d: &RespDoor, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while d.0.phases.lock().conns.len() != n {
+            assert!(std::time::Instant::now() < deadline, "never registered");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn draining_closes_a_connection_waiting_for_its_next_command() {
+        let d = door(AdminPolicy::Disabled);
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let conn = tokio::spawn(serve_connection(server, d.clone(), false));
+        client.write_all(b"PING\r\nPING\r\n").await.unwrap();
+        let mut got = [0u8; 14];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"+PONG\r\n+PONG\r\n");
+        registered(&d, 1).await;
+        // The client keeps its side open: only the drain can end the connection.
+        d.0.broadcast(Phase::Draining);
+        tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .expect("a draining connection closes")
+            .unwrap();
+        registered(&d, 0).await;
+        // A connection arriving once the door drains closes without serving.
+        let (_c2, s2) = tokio::io::duplex(1024);
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            serve_connection(s2, d.clone(), false),
+        )
+        .await
+        .expect("closes at once");
+    }
+
+    #[tokio::test]
+    async fn closing_drops_a_connection_whose_client_does_not_read() {
+        let d = door(AdminPolicy::Disabled);
+        // A 64-byte pipe whose client writes and never reads: the server's write blocks
+        // once 64 bytes of replies are waiting.
+        let (client, server) = tokio::io::duplex(64);
+        let (_read_half, mut write_half) = tokio::io::split(client);
+        let conn = tokio::spawn(serve_connection(server, d.clone(), false));
+        let writer = tokio::spawn(async move {
+            let _ = write_half.write_all(&b"PING\r\n".repeat(1000)).await;
+            write_half
+        });
+        // The first read takes 10 PINGs (64 bytes); once they are counted the connection is
+        // in (or entering) the write of their 70 bytes of replies, which the pipe cannot hold.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while d.0.stats.total(|s| &s.commands) < 10 {
+            assert!(std::time::Instant::now() < deadline, "never blocked");
+            tokio::task::yield_now().await;
+        }
+        // Draining does not cut a connection that owes replies: it stays in its write.
+        d.0.broadcast(Phase::Draining);
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!conn.is_finished(), "still writing the replies it owes");
+        d.0.broadcast(Phase::Closing);
+        tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .expect("dropped at Closing")
+            .unwrap();
+        writer.abort();
     }
 }

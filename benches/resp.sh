@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# benches/resp.sh — tollgate's RESP `CHECK` against redis-server's `INCR`, in one run.
+#
+# Builds the release binary, starts tollgate with its own configuration (RESP on a free
+# loopback port; the `basic` tier's limit is 4,000,000,000 per hour, never reached in a run,
+# so every CHECK is a real admitted decision that counts a hit on a sliding window; the
+# limiter may track 2,000,000 states so that the 1,000,000 random keys never evict) and
+# redis-server (no persistence, loopback, its own port). Then, with redis-benchmark and the
+# same flags on both (-c 64 -r 1000000, the key drawn from 1,000,000 at random):
+#
+#   tollgate:  CHECK key:__rand_int__ basic      (a sliding-window decision, 5-integer reply)
+#   redis:     INCR  key:__rand_int__            (a bare increment, 1-integer reply)
+#
+# pipelined (-P 16) and not (-P 1), alternating redis, tollgate, redis, tollgate… for ROUNDS
+# rounds, each run after a discarded warm-up. Prints one line per run, a line with medians and
+# each server's CPU time per operation (read from /proc; steadier than ops/s), and as its last
+# line (medians; ratio = tollgate ops/s ÷ redis ops/s):
+#
+#   {"pipelined_ratio":…, "unpipelined_ratio":…, "tollgate_pipelined_ops_per_s":…}
+#
+# Needs: cargo, redis-server, redis-benchmark, redis-cli (Debian: redis-server, redis-tools).
+# Uses only loopback, stops exactly the processes it started (by PID), and bounds every
+# redis-benchmark run with `timeout`. redis-benchmark prints "Could not fetch server CONFIG"
+# for tollgate (which has no Redis configuration); that line goes to the log, not the screen.
+#
+# Settings (environment): ROUNDS (3), N_PIPELINED (2000000) and N_UNPIPELINED (400000)
+# requests per measured run (each run must finish within 30 s), CONNS (64),
+# SKIP_BUILD=1 to reuse target/release/tollgate.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+N_PIPELINED=${N_PIPELINED:-2000000}
+N_UNPIPELINED=${N_UNPIPELINED:-400000}
+CONNS=${CONNS:-64}
+KEYSPACE=1000000
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+
+die() { echo "benches/resp.sh: $*" >&2; exit 1; }
+for tool in redis-server redis-benchmark redis-cli python3; do
+    command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install redis-server redis-tools)"
+done
+for v in "$ROUNDS" "$N_PIPELINED" "$N_UNPIPELINED" "$CONNS"; do
+    [[ "$v" =~ ^[0-9]+$ ]] || die "settings must be whole numbers"
+done
+[ "$ROUNDS" -ge 1 ] || die "ROUNDS must be at least 1"
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    cargo build --release --locked --bin tollgate >&2
+fi
+bin="$root/target/release/tollgate"
+[ -x "$bin" ] || die "no $bin"
+
+work=$(mktemp -d /tmp/tollgate-resp-bench.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        # Bounded wait for each process we started; then SIGKILL that PID only.
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A port nothing listens on: bind port 0 and let the kernel choose.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Waits until the RESP server on PORT answers PING (bounded: 15 s).
+wait_pong() {
+    for _ in $(seq 150); do
+        [ "$(redis-cli -p "$1" PING 2>/dev/null || true)" = PONG ] && return 0
+        sleep 0.1
+    done
+    die "nothing answers PING on 127.0.0.1:$1"
+}
+
+# --- tollgate
+tg_http=$(free_port)
+tg_port=$(free_port)
+cat >"$work/tollgate.toml" <<EOF
+[server]
+http = "127.0.0.1:$tg_http"
+
+[log]
+level = "warn"
+
+[limiter]
+# 1,000,000 random keys: room for all of them, so no run measures eviction.
+max_states = 2000000
+
+[tiers.anonymous]
+limit = 100
+window = "1h"
+
+# Never reached in a run: every CHECK is an admitted, counted decision.
+[tiers.basic]
+limit = 4000000000
+window = "1h"
+
+[resp]
+enabled = true
+tcp = "127.0.0.1:$tg_port"
+EOF
+"$bin" check-config "$work/tollgate.toml" >/dev/null
+"$bin" serve --config "$work/tollgate.toml" >"$work/tollgate.log" 2>&1 &
+tg_pid=$!
+pids+=("$tg_pid")
+wait_pong "$tg_port"
+[ "$(redis-cli -p "$tg_port" CHECK key:0 basic | head -1)" = 1 ] || die "tollgate does not admit CHECK key:0 basic"
+
+# --- redis-server: no persistence, loopback only, in the foreground so $! is its PID.
+rd_port=$(free_port)
+redis-server --port "$rd_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$work" --logfile "$work/redis.log" --daemonize no &
+rd_pid=$!
+pids+=("$rd_pid")
+wait_pong "$rd_port"
+
+# CPU time (user + system, in clock ticks) of one process, all its threads.
+ticks() {
+    sed 's/^.*) //' /proc/"$1"/stat | awk '{print $12 + $13}'
+}
+hz=$(getconf CLK_TCK)
+
+# One measurement: a discarded warm-up (a tenth of N), then the measured run.
+# Prints "ops_per_s p50_ms p99_ms cpu_us_per_op".
+measure() {
+    local port=$1 pid=$2 pipeline=$3 n=$4 before after out
+    shift 4
+    timeout 30 redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONNS" -r "$KEYSPACE" \
+        -P "$pipeline" -n $((n / 10)) --csv "$@" >/dev/null 2>>"$work/bench.log" ||
+        die "warm-up failed against port $port"
+    before=$(ticks "$pid")
+    out=$(timeout 30 redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONNS" -r "$KEYSPACE" \
+        -P "$pipeline" -n "$n" --csv "$@" 2>>"$work/bench.log") ||
+        die "redis-benchmark failed or ran over 30 s against port $port (lower N_*)"
+    after=$(ticks "$pid")
+    echo "$out" >>"$work/bench.log"
+    # The CSV row: "name","rps","avg","min","p50","p95","p99","max".
+    awk -F'","' -v ticks=$((after - before)) -v hz="$hz" -v n="$n" '
+        NR == 2 { printf "%.0f %.3f %.3f %.2f\n", $2, $5, $7, ticks / hz * 1e6 / n }
+    ' <<<"$out"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; redis-benchmark -c $CONNS -r $KEYSPACE, -P 16 (n=$N_PIPELINED) and -P 1 (n=$N_UNPIPELINED)" >&2
+for f in rd16 tg16 rd1 tg1; do : >"$work/$f.txt"; done
+for round in $(seq "$ROUNDS"); do
+    for p in 16 1; do
+        n=$N_UNPIPELINED
+        [ "$p" = 16 ] && n=$N_PIPELINED
+        res=$(measure "$rd_port" "$rd_pid" "$p" "$n" INCR 'key:__rand_int__')
+        echo "$res" >>"$work/rd$p.txt"
+        read -r ops p50 p99 cpu <<<"$res"
+        echo "round $round -P $p redis    INCR  ops_per_s=$ops p50_ms=$p50 p99_ms=$p99 cpu_us_per_op=$cpu"
+        res=$(measure "$tg_port" "$tg_pid" "$p" "$n" CHECK 'key:__rand_int__' basic)
+        echo "$res" >>"$work/tg$p.txt"
+        read -r ops p50 p99 cpu <<<"$res"
+        echo "round $round -P $p tollgate CHECK ops_per_s=$ops p50_ms=$p50 p99_ms=$p99 cpu_us_per_op=$cpu"
+    done
+done
+
+# Every CHECK measured was admitted (the limit is never reached): say so from tollgate's own
+# counters rather than assume it.
+stats=$(redis-cli -p "$tg_port" INFO stats | tr -d '\r')
+allowed=$(awk -F: '/^checks_allowed:/ { print $2 }' <<<"$stats")
+denied=$(awk -F: '/^checks_denied:/ { print $2 }' <<<"$stats")
+errors=$(awk -F: '/^command_errors:/ { print $2 }' <<<"$stats")
+[ "${denied:-1}" = 0 ] && [ "${errors:-1}" = 0 ] ||
+    die "tollgate denied $denied and refused $errors commands: the runs did not measure admitted checks"
+
+col() { cut -d' ' -f"$2" "$work/$1.txt" | median; }
+tg16=$(col tg16 1)
+rd16=$(col rd16 1)
+tg1=$(col tg1 1)
+rd1=$(col rd1 1)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
+printf '{"redis_pipelined_ops_per_s":%s,"tollgate_unpipelined_ops_per_s":%s,"redis_unpipelined_ops_per_s":%s,"tollgate_pipelined_p99_ms":%s,"redis_pipelined_p99_ms":%s,"tollgate_unpipelined_p99_ms":%s,"redis_unpipelined_p99_ms":%s,"tollgate_pipelined_cpu_us_per_op":%s,"redis_pipelined_cpu_us_per_op":%s,"tollgate_unpipelined_cpu_us_per_op":%s,"redis_unpipelined_cpu_us_per_op":%s,"checks_allowed":%s,"checks_denied":%s,"rounds":%s}\n' \
+    "$rd16" "$tg1" "$rd1" "$(col tg16 3)" "$(col rd16 3)" "$(col tg1 3)" "$(col rd1 3)" \
+    "$(col tg16 4)" "$(col rd16 4)" "$(col tg1 4)" "$(col rd1 4)" "$allowed" "$denied" "$ROUNDS"
+printf '{"pipelined_ratio":%s, "unpipelined_ratio":%s, "tollgate_pipelined_ops_per_s":%s}\n' \
+    "$(ratio "$tg16" "$rd16")" "$(ratio "$tg1" "$rd1")" "$tg16"
