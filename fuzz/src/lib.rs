@@ -13,3 +13,4 @@ pub mod config_parse;
 pub mod policy_client_ip;
 pub mod policy_key;
 pub mod policy_path;
+pub mod resp_parse;
