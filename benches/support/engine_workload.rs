@@ -75,7 +75,10 @@ pub fn tollgate_limiter(max_states: usize) -> Limiter {
     Limiter::new(
         LimiterOptions {
             max_states,
-            shards: 0,
+            shards: std::env::var("TOLLGATE_SHARDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             hash_key: *b"bench-hash-key-0",
         },
         Arc::new(SystemClock),

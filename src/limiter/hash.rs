@@ -14,6 +14,11 @@
 //! fingerprint has been absorbed, keyed by the identity of the spec's name allocation: specs
 //! live as long as a configuration does, and re-hashing the spec on every check would cost
 //! as much as hashing the key. A check then only hashes the key bytes, in one call.
+//!
+//! The same entry holds the thread's own copy of the limit's name for the answers
+//! ([`super::LimitOutcome::name`] is an `Arc<str>`): cloning and dropping the spec's own
+//! `Arc` on every check would make every core write the same reference count, one cache line
+//! bouncing between cores on each decision; a per-thread copy keeps those writes local.
 
 use std::cell::RefCell;
 use std::hash::Hasher;
@@ -48,14 +53,54 @@ fn prefix(hash_key: &[u8; 16], fingerprint: u64) -> SipHasher13 {
     h
 }
 
-/// The state hash of `key` under `spec`: SipHash-1-3 under `hash_key` of
-/// `fingerprint(spec) (u64 LE) | key bytes`.
-pub(crate) fn state_hash(hash_key: &[u8; 16], spec: &LimitSpec, key: &str) -> u64 {
-    cached_prefix(hash_key, spec).hash(key.as_bytes())
+/// The state hash of `key` under `spec` (SipHash-1-3 under `hash_key` of
+/// `fingerprint(spec) (u64 LE) | key bytes`), and the limit's name to answer with.
+pub(crate) fn resolve(hash_key: &[u8; 16], spec: &LimitSpec, key: &str) -> (u64, Arc<str>) {
+    let lookup = |cache: &mut SpecCache| {
+        let i = match cache.entries.iter().position(|c| {
+            c.as_ref().is_some_and(|c| {
+                Arc::ptr_eq(&c.name, &spec.name)
+                    && c.limit == spec.limit
+                    && c.window == spec.window
+                    && c.algorithm == spec.algorithm
+                    && c.hash_key == *hash_key
+            })
+        }) {
+            Some(i) => i,
+            None => {
+                let i = cache.next % CACHED;
+                cache.next = cache.next.wrapping_add(1);
+                cache.entries[i] = Some(Cached {
+                    name: spec.name.clone(),
+                    local_name: Arc::from(&*spec.name),
+                    limit: spec.limit,
+                    window: spec.window,
+                    algorithm: spec.algorithm,
+                    hash_key: *hash_key,
+                    prefix: prefix(hash_key, fingerprint(spec)),
+                });
+                i
+            }
+        };
+        match &cache.entries[i] {
+            Some(c) => (c.prefix.hash(key.as_bytes()), c.local_name.clone()),
+            None => uncached(hash_key, spec, key),
+        }
+    };
+    // During thread teardown the cache may be gone: compute without it.
+    SPECS
+        .try_with(|c| match c.try_borrow_mut() {
+            Ok(mut cache) => lookup(&mut cache),
+            Err(_) => uncached(hash_key, spec, key),
+        })
+        .unwrap_or_else(|_| uncached(hash_key, spec, key))
 }
 
-/// The same hash without the cache (the reference the cache is tested against).
-#[cfg(test)]
+fn uncached(hash_key: &[u8; 16], spec: &LimitSpec, key: &str) -> (u64, Arc<str>) {
+    (state_hash_uncached(hash_key, spec, key), spec.name.clone())
+}
+
+/// The state hash computed from scratch (also the reference the cache is tested against).
 pub(crate) fn state_hash_uncached(hash_key: &[u8; 16], spec: &LimitSpec, key: &str) -> u64 {
     let mut h = prefix(hash_key, fingerprint(spec));
     h.write(key.as_bytes());
@@ -66,9 +111,11 @@ pub(crate) fn state_hash_uncached(hash_key: &[u8; 16], spec: &LimitSpec, key: &s
 const CACHED: usize = 8;
 
 struct Cached {
-    /// Holding a clone keeps the allocation alive, so its address cannot be reused by
-    /// another name while it is cached.
+    /// The spec's own name. Holding a clone keeps the allocation alive, so its address
+    /// cannot be reused by another name while it is cached.
     name: Arc<str>,
+    /// This thread's copy of the name, handed out in answers.
+    local_name: Arc<str>,
     limit: u64,
     window: Duration,
     algorithm: Algorithm,
@@ -77,46 +124,11 @@ struct Cached {
 }
 
 #[derive(Default)]
-struct PrefixCache {
+struct SpecCache {
     entries: [Option<Cached>; CACHED],
     next: usize,
 }
 
 thread_local! {
-    static PREFIXES: RefCell<PrefixCache> = RefCell::default();
-}
-
-/// [`prefix`] of `spec`, from the thread's cache when this very spec was seen recently.
-fn cached_prefix(hash_key: &[u8; 16], spec: &LimitSpec) -> SipHasher13 {
-    let lookup = |cache: &mut PrefixCache| {
-        let hit = cache.entries.iter().flatten().find(|c| {
-            Arc::ptr_eq(&c.name, &spec.name)
-                && c.limit == spec.limit
-                && c.window == spec.window
-                && c.algorithm == spec.algorithm
-                && c.hash_key == *hash_key
-        });
-        if let Some(c) = hit {
-            return c.prefix;
-        }
-        let prefix = prefix(hash_key, fingerprint(spec));
-        let slot = cache.next % CACHED;
-        cache.next = cache.next.wrapping_add(1);
-        cache.entries[slot] = Some(Cached {
-            name: spec.name.clone(),
-            limit: spec.limit,
-            window: spec.window,
-            algorithm: spec.algorithm,
-            hash_key: *hash_key,
-            prefix,
-        });
-        prefix
-    };
-    // During thread teardown the cache may be gone: compute without it.
-    PREFIXES
-        .try_with(|c| match c.try_borrow_mut() {
-            Ok(mut cache) => lookup(&mut cache),
-            Err(_) => prefix(hash_key, fingerprint(spec)),
-        })
-        .unwrap_or_else(|_| prefix(hash_key, fingerprint(spec)))
+    static SPECS: RefCell<SpecCache> = RefCell::default();
 }

@@ -172,9 +172,11 @@ struct TableHint {
 }
 
 /// One check, resolved: its state hash, shard and parameters.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Prepared {
     hash: u64,
+    /// The limit's name for the answer (this thread's copy, see `hash.rs`).
+    name: Arc<str>,
     shard: usize,
     params: WindowParams,
     log: bool,
@@ -263,15 +265,17 @@ impl Limiter {
     /// identities (fresh counters), an unchanged one keeps them across a configuration
     /// reload.
     pub fn state_hash(&self, limit: &LimitSpec, key: &str) -> u64 {
-        // 0 marks an empty slot in the tables; the one hash in 2^64 that is 0 shares
-        // the identity of the one that is 1.
-        hash::state_hash(&self.options.hash_key, limit, key).max(1)
+        hash::resolve(&self.options.hash_key, limit, key).0.max(1)
     }
 
     fn prepare_one(&self, c: &LimitCheck<'_>, first: usize) -> Prepared {
-        let hash = self.state_hash(c.limit, c.key);
+        let (hash, name) = hash::resolve(&self.options.hash_key, c.limit, c.key);
+        // 0 marks an empty slot in the tables; the one hash in 2^64 that is 0 shares the
+        // identity of the one that is 1.
+        let hash = hash.max(1);
         Prepared {
             hash,
+            name,
             // Middle bits: hashbrown uses the low bits for the bucket and the top 7 for its
             // tag, so taking either for the shard would skew the tables.
             shard: (hash >> 32) as usize & self.shard_mask,
@@ -344,7 +348,7 @@ impl Limiter {
         drop(guards);
 
         let mut outcomes: SmallVec<[LimitOutcome; 2]> = SmallVec::with_capacity(checks.len());
-        for (i, (c, p)) in checks.iter().zip(&prepared).enumerate() {
+        for (i, p) in prepared.iter().enumerate() {
             let f = p.first;
             let view = if allowed && hits > 0 {
                 views[f].after_admitting(hits, now_ms)
@@ -352,7 +356,7 @@ impl Limiter {
                 views[f]
             };
             outcomes.push(outcome(
-                c.limit,
+                p.name.clone(),
                 &p.params,
                 &view,
                 now_ms,
@@ -381,10 +385,11 @@ impl Limiter {
     /// [`Limiter::check`] for the common request that names a single limit: the same steps
     /// without the bookkeeping of several shards and outcomes.
     fn check_one(&self, check: &LimitCheck<'_>, hits: u64) -> Decision {
-        let now_ms = self.clock.now_millis();
         let p = self.prepare_one(check, 0);
-        let probe = hits.max(1);
+        // Prefetch first: reading the clock and taking the lock overlap the slot's miss.
         self.prefetch(&p);
+        let now_ms = self.clock.now_millis();
+        let probe = hits.max(1);
         let mut shard = self.shards[p.shard].0.lock();
         let (view, allowed, retry_after) = evaluate(&shard, &p, probe, now_ms);
         let mut abuse = false;
@@ -404,7 +409,7 @@ impl Limiter {
         };
         let mut outcomes = SmallVec::new();
         outcomes.push(outcome(
-            check.limit,
+            p.name,
             &p.params,
             &view,
             now_ms,
@@ -613,7 +618,7 @@ fn evaluate(shard: &Shard, p: &Prepared, probe: u64, now_ms: u64) -> (View, bool
 
 /// One limit's part of the answer.
 fn outcome(
-    spec: &LimitSpec,
+    name: Arc<str>,
     params: &WindowParams,
     view: &View,
     now_ms: u64,
@@ -621,7 +626,7 @@ fn outcome(
     abuse: bool,
 ) -> LimitOutcome {
     LimitOutcome {
-        name: spec.name.clone(),
+        name,
         limit: params.limit,
         window_secs: params.window_secs,
         remaining: view.remaining(params),

@@ -456,7 +456,8 @@ fn the_cached_state_hash_equals_the_reference_encoding() {
     for round in 0..3 {
         for (i, s) in specs.iter().cycle().take(20).enumerate() {
             for k in ["", "a", "203.0.113.7", &"x".repeat(300)] {
-                let cached = super::hash::state_hash(&key, s, k);
+                let (cached, name) = super::hash::resolve(&key, s, k);
+                assert_eq!(name, s.name);
                 assert_eq!(cached, super::hash::state_hash_uncached(&key, s, k));
                 if round == 0 && i < specs.len() {
                     seen.insert(cached);
@@ -472,12 +473,12 @@ fn the_cached_state_hash_equals_the_reference_encoding() {
     // A spec rebuilt with equal fields (a reload) has the same identity.
     let rebuilt = spec("basic", 500, 3600, Algorithm::SlidingWindow);
     assert_eq!(
-        super::hash::state_hash(&key, &rebuilt, "k"),
-        super::hash::state_hash(&key, &specs[0], "k")
+        super::hash::resolve(&key, &rebuilt, "k").0,
+        super::hash::resolve(&key, &specs[0], "k").0
     );
     // The same spec under another engine key: another identity.
     assert_ne!(
-        super::hash::state_hash(&[4; 16], &specs[0], "k"),
-        super::hash::state_hash(&key, &specs[0], "k")
+        super::hash::resolve(&[4; 16], &specs[0], "k").0,
+        super::hash::resolve(&key, &specs[0], "k").0
     );
 }

@@ -75,48 +75,53 @@ impl WindowView {
     pub fn at(state: Option<&WindowState>, p: &WindowParams, now_ms: u64) -> WindowView {
         let w = p.window_secs;
         let now_secs = now_ms / 1000;
-        let start_now = now_secs / w * w;
-        let fresh = WindowView {
-            start_secs: start_now,
-            elapsed_ms: now_ms - start_now * 1000,
+        if let Some(s) = state {
+            let start_state = u64::from(s.expiry).saturating_sub(2 * w);
+            if now_secs < start_state {
+                // The clock went backwards (or the state came from a clock that ran ahead):
+                // keep the stored counts and treat now as the very start of the stored
+                // window, which gives the previous window its full weight. Conservative: it
+                // never admits more.
+                return WindowView {
+                    start_secs: start_state,
+                    elapsed_ms: 0,
+                    current: u64::from(s.current),
+                    previous: u64::from(s.previous),
+                    attempts: s.attempts,
+                };
+            }
+            // Windows are aligned to the epoch, so the stored window and the one holding
+            // `now` are a whole number of windows apart; the usual cases (the same window,
+            // the next one) need no division.
+            let since = now_secs - start_state;
+            if since < w {
+                return WindowView {
+                    start_secs: start_state,
+                    elapsed_ms: (now_ms - start_state * 1000).min(p.window_ms()),
+                    current: u64::from(s.current),
+                    previous: u64::from(s.previous),
+                    attempts: s.attempts,
+                };
+            }
+            if since < 2 * w {
+                let start = start_state + w;
+                return WindowView {
+                    start_secs: start,
+                    elapsed_ms: (now_ms - start * 1000).min(p.window_ms()),
+                    current: 0,
+                    previous: u64::from(s.current),
+                    attempts: 0,
+                };
+            }
+        }
+        // No state, or both its windows have passed.
+        let start = now_secs / w * w;
+        WindowView {
+            start_secs: start,
+            elapsed_ms: now_ms - start * 1000,
             current: 0,
             previous: 0,
             attempts: 0,
-        };
-        let Some(s) = state else { return fresh };
-        let start_state = u64::from(s.expiry).saturating_sub(2 * w);
-        if start_now < start_state {
-            // The clock went backwards (or the state came from a clock that ran ahead): keep
-            // the stored counts and treat now as the very start of the stored window, which
-            // gives the previous window its full weight. Conservative: it never admits more.
-            return WindowView {
-                start_secs: start_state,
-                elapsed_ms: 0,
-                current: u64::from(s.current),
-                previous: u64::from(s.previous),
-                attempts: s.attempts,
-            };
-        }
-        // Windows elapsed since the stored one (the division is skipped in the usual case:
-        // the same window).
-        let windows_passed = if start_now == start_state {
-            0
-        } else {
-            (start_now - start_state) / w
-        };
-        match windows_passed {
-            0 => WindowView {
-                start_secs: start_state,
-                elapsed_ms: (now_ms - start_state * 1000).min(p.window_ms()),
-                current: u64::from(s.current),
-                previous: u64::from(s.previous),
-                attempts: s.attempts,
-            },
-            1 => WindowView {
-                previous: u64::from(s.current),
-                ..fresh
-            },
-            _ => fresh,
         }
     }
 
