@@ -4,13 +4,16 @@
 //! The decision path records into pre-resolved handles ([`DecisionCounters`], the latency
 //! [`Histogram`]) rather than looking label values up per request: a label lookup hashes the
 //! label strings and takes a read lock, which would cost more than the decision itself.
-//! Values the limiter already keeps (tracked states, evictions) are copied in at scrape time
+//! Values the limiter and the authenticator already keep (tracked states, evictions, auth
+//! outcomes, token-cache and key-set figures) are copied in at scrape time
 //! instead of being counted twice.
 
 use parking_lot::Mutex;
+
+use crate::auth::AuthSnapshot;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Bucket bounds of the decision-latency histogram, in seconds: a decision normally takes
@@ -84,6 +87,8 @@ pub struct Metrics {
     connections_accepted: IntCounterVec,
     connections_rejected: IntCounterVec,
     http_problems: IntCounterVec,
+    access: IntCounterVec,
+    auth: AuthMetrics,
     /// Serialises scrapes so that copying the limiter's eviction count in is race-free.
     scrape: Mutex<()>,
 }
@@ -211,8 +216,29 @@ impl Metrics {
             "HTTP requests answered with a problem (RFC 9457), by problem type.",
             &["type"],
         );
+        let access = counter_vec(
+            &registry,
+            "tollgate_access_total",
+            "Access decisions (/auth, VERIFY) by result: allowed, or the X-Tollgate-Reason of the denial.",
+            &["result"],
+        );
+        for r in [
+            "allowed",
+            "rate_limited",
+            "forbidden",
+            "not_owner",
+            "missing_token",
+            "invalid_token",
+            "expired",
+            "revoked",
+        ] {
+            access.with_label_values(&[r]);
+        }
+        let auth = AuthMetrics::new(&registry);
         Self {
             registry,
+            access,
+            auth,
             decisions,
             denials,
             check_errors,
@@ -270,6 +296,12 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts an access decision by its result (`allowed` or the denial reason). The label
+    /// set is small and fixed, so the lookup stays cheap.
+    pub fn access(&self, result: &str) {
+        self.access.with_label_values(&[result]).inc();
+    }
+
     /// Counts an HTTP problem answer (cold path).
     pub fn http_problem(&self, slug: &str) {
         self.http_problems.with_label_values(&[slug]).inc();
@@ -287,19 +319,200 @@ impl Metrics {
 
     /// Renders every metric in the Prometheus text format, after copying in the limiter's
     /// own figures.
-    pub fn render(&self, tracked_states: usize, evictions_total: u64) -> Vec<u8> {
+    pub fn render(
+        &self,
+        tracked_states: usize,
+        evictions_total: u64,
+        auth: Option<&AuthSnapshot>,
+    ) -> Vec<u8> {
         let _one_scrape_at_a_time = self.scrape.lock();
+        if let Some(a) = auth {
+            self.auth.copy_in(a);
+        }
         self.tracked_states
             .set(i64::try_from(tracked_states).unwrap_or(i64::MAX));
-        let seen = self.evictions.get();
-        if evictions_total > seen {
-            self.evictions.inc_by(evictions_total - seen);
-        }
+        copy_counter(&self.evictions, evictions_total);
         let mut out = Vec::with_capacity(8 * 1024);
         // Encoding into a Vec cannot fail on I/O; an error would mean a malformed metric
         // family, which the static definitions above rule out. Answer what was written.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+/// Raises a counter that mirrors a count kept elsewhere to that count (never lowers it).
+fn copy_counter(c: &IntCounter, total: u64) {
+    let seen = c.get();
+    if total > seen {
+        c.inc_by(total - seen);
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("static counter definition");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("registered once");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("static gauge definition");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("registered once");
+    g
+}
+
+/// The authentication metrics. The authenticator counts in plain atomics on the request
+/// path; these families are filled from its [`AuthSnapshot`] at scrape time.
+struct AuthMetrics {
+    outcomes: IntCounterVec,
+    cache_hits: IntCounter,
+    cache_misses: IntCounter,
+    cache_evictions: IntCounter,
+    cache_entries: IntGauge,
+    cache_hit_ratio: Gauge,
+    keyset_ready: IntGaugeVec,
+    keyset_keys: IntGaugeVec,
+    keyset_fetches: IntCounterVec,
+    keyset_failures: IntCounterVec,
+    kid_refetches: IntCounterVec,
+    kid_refetches_suppressed: IntCounterVec,
+    revocations: IntGauge,
+    revocations_recorded: IntCounter,
+    revoked_refusals: IntCounter,
+}
+
+impl AuthMetrics {
+    fn new(r: &Registry) -> Self {
+        let cache_hit_ratio = Gauge::new(
+            "tollgate_token_cache_hit_ratio",
+            "Share of token verifications answered from the verified-token cache since start.",
+        )
+        .expect("static gauge definition");
+        r.register(Box::new(cache_hit_ratio.clone()))
+            .expect("registered once");
+        Self {
+            outcomes: counter_vec(
+                r,
+                "tollgate_auth_outcomes_total",
+                "Credential checks by outcome: ok, or the reason of the refusal.",
+                &["reason"],
+            ),
+            cache_hits: counter(
+                r,
+                "tollgate_token_cache_hits_total",
+                "Tokens answered from the verified-token cache.",
+            ),
+            cache_misses: counter(
+                r,
+                "tollgate_token_cache_misses_total",
+                "Tokens not in the verified-token cache (verified in full).",
+            ),
+            cache_evictions: counter(
+                r,
+                "tollgate_token_cache_evictions_total",
+                "Verified tokens evicted because the cache was full.",
+            ),
+            cache_entries: gauge(
+                r,
+                "tollgate_token_cache_entries",
+                "Verified tokens held in the cache now.",
+            ),
+            cache_hit_ratio,
+            keyset_ready: gauge_vec(
+                r,
+                "tollgate_keyset_ready",
+                "1 when the issuer has a key set, by issuer.",
+                &["issuer"],
+            ),
+            keyset_keys: gauge_vec(
+                r,
+                "tollgate_keyset_keys",
+                "Keys in the issuer's current key set, by issuer.",
+                &["issuer"],
+            ),
+            keyset_fetches: counter_vec(
+                r,
+                "tollgate_keyset_fetches_total",
+                "Key-set fetches, by issuer.",
+                &["issuer"],
+            ),
+            keyset_failures: counter_vec(
+                r,
+                "tollgate_keyset_fetch_failures_total",
+                "Key-set fetches that failed (the last good set stays in use), by issuer.",
+                &["issuer"],
+            ),
+            kid_refetches: counter_vec(
+                r,
+                "tollgate_keyset_unknown_kid_refetches_total",
+                "Refetches triggered by a token with an unknown key id, by issuer.",
+                &["issuer"],
+            ),
+            kid_refetches_suppressed: counter_vec(
+                r,
+                "tollgate_keyset_unknown_kid_suppressed_total",
+                "Unknown key ids not refetched (cooldown or negative cache), by issuer.",
+                &["issuer"],
+            ),
+            revocations: gauge(
+                r,
+                "tollgate_revocations",
+                "Revocations held now (by jti and by subject).",
+            ),
+            revocations_recorded: counter(
+                r,
+                "tollgate_revocations_recorded_total",
+                "Revocations recorded since start.",
+            ),
+            revoked_refusals: counter(
+                r,
+                "tollgate_revoked_tokens_refused_total",
+                "Tokens refused because they were revoked.",
+            ),
+        }
+    }
+
+    fn copy_in(&self, a: &AuthSnapshot) {
+        for (reason, n) in &a.outcomes {
+            copy_counter(&self.outcomes.with_label_values(&[reason]), *n);
+        }
+        copy_counter(&self.cache_hits, a.cache_hits);
+        copy_counter(&self.cache_misses, a.cache_misses);
+        copy_counter(&self.cache_evictions, a.cache_evictions);
+        self.cache_entries
+            .set(i64::try_from(a.cache_entries).unwrap_or(i64::MAX));
+        let looked_up = a.cache_hits + a.cache_misses;
+        self.cache_hit_ratio.set(if looked_up == 0 {
+            0.0
+        } else {
+            a.cache_hits as f64 / looked_up as f64
+        });
+        for i in &a.issuers {
+            let l = [i.name.as_str()];
+            self.keyset_ready
+                .with_label_values(&l)
+                .set(i64::from(i.ready));
+            self.keyset_keys
+                .with_label_values(&l)
+                .set(i64::try_from(i.keys).unwrap_or(i64::MAX));
+            copy_counter(&self.keyset_fetches.with_label_values(&l), i.fetches);
+            copy_counter(
+                &self.keyset_failures.with_label_values(&l),
+                i.fetch_failures,
+            );
+            copy_counter(&self.kid_refetches.with_label_values(&l), i.kid_refetches);
+            copy_counter(
+                &self.kid_refetches_suppressed.with_label_values(&l),
+                i.kid_refetches_suppressed,
+            );
+        }
+        self.revocations
+            .set(i64::try_from(a.revocations).unwrap_or(i64::MAX));
+        copy_counter(&self.revocations_recorded, a.revocations_recorded);
+        copy_counter(&self.revoked_refusals, a.revocations_refused);
     }
 }
 
@@ -321,7 +534,7 @@ mod tests {
         m.abuse_counter("basic").inc();
         m.config_reload(true);
         m.connections(Listener::HttpTcp).open.inc();
-        let text = String::from_utf8(m.render(7, 3)).unwrap();
+        let text = String::from_utf8(m.render(7, 3, None)).unwrap();
         for needle in [
             "tollgate_decisions_total{outcome=\"allowed\",tier=\"basic\"} 1",
             "tollgate_decisions_total{outcome=\"denied\",tier=\"basic\"} 2",
@@ -342,7 +555,7 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
         // Evictions copy in as a counter: a later scrape adds only the difference.
-        let text = String::from_utf8(m.render(0, 5)).unwrap();
+        let text = String::from_utf8(m.render(0, 5, None)).unwrap();
         assert!(text.contains("tollgate_evictions_total 5"));
     }
 }

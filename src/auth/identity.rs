@@ -95,6 +95,20 @@ impl Identity {
     }
 }
 
+/// What the route policy sees of a caller. An identity without a user id (anonymous) has the
+/// empty id, which the policy never takes for an owner.
+impl crate::policy::IdentityView for Identity {
+    fn user_id(&self) -> &str {
+        self.user_id.as_deref().unwrap_or("")
+    }
+    fn has_role(&self, role: &str) -> bool {
+        Identity::has_role(self, role)
+    }
+    fn has_permission(&self, permission: &str) -> bool {
+        Identity::has_permission(self, permission)
+    }
+}
+
 /// Claim names and the role → tier map, from `[auth]`.
 #[derive(Debug, Clone)]
 pub struct IdentityRules {

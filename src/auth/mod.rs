@@ -417,6 +417,11 @@ impl Authenticator {
         Arc::clone(&self.anonymous)
     }
 
+    /// The tier of a request without credentials (`[auth] anonymous_tier`).
+    pub fn anonymous_tier(&self) -> &str {
+        self.rules.anonymous_tier()
+    }
+
     /// The header API keys are read from.
     pub fn api_key_header(&self) -> &http::HeaderName {
         self.api_keys.header()

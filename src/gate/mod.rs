@@ -11,10 +11,15 @@
 //!   later door count the same way.
 //!
 //! A door parses its input into a [`CheckQuery`], calls [`Gate::check`] and renders the
-//! [`Decision`] or the [`CheckError`]; it never decides anything itself.
+//! [`Decision`] or the [`CheckError`]; it never decides anything itself. The access decision
+//! of `/auth` and `VERIFY` — credentials, route policy and limits together — is
+//! [`Gate::authorize`] (file `access.rs`), on an [`AccessQuery`].
+
+mod access;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,12 +27,18 @@ use anyhow::{bail, Context as _};
 use arc_swap::ArcSwap;
 use prometheus::{Histogram, IntCounter};
 
+use http::HeaderMap;
+
+pub use access::{AccessDecision, AccessOutcome, AccessQuery};
+
+use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::{parse_duration, Config, LimitConfig};
 use crate::limiter::{
     Algorithm, Decision, LimitCheck, LimitSpec, Limiter, LimiterOptions, SLIDING_LOG_MAX,
 };
 use crate::metrics::{DecisionCounters, Metrics};
+use crate::policy::{Peer, Policy};
 
 /// The facts of a `/check` (HTTP) or `CHECK` (RESP) request.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +104,8 @@ struct GateState {
     tiers: HashMap<Box<str>, CompiledTier, ahash::RandomState>,
     limits: HashMap<Box<str>, CompiledLimit, ahash::RandomState>,
     max_hits: u64,
+    /// The compiled route policy (rules, key templates, trusted proxies).
+    policy: Policy,
 }
 
 /// What a reload changed. `tiers.NAME` / `limits.NAME` name the entries as in the file.
@@ -140,6 +153,9 @@ impl fmt::Display for ReloadSummary {
 pub struct Gate {
     clock: Arc<dyn Clock>,
     limiter: Limiter,
+    /// Built once per process: its key sets, token cache and revocation log outlive reloads
+    /// (a change to `[auth]` needs a restart).
+    auth: Arc<Authenticator>,
     state: ArcSwap<GateState>,
     metrics: Arc<Metrics>,
     /// Cloned out of `metrics` so the hot path does not chase the Arc.
@@ -148,7 +164,20 @@ pub struct Gate {
 
 impl Gate {
     /// Builds the core from a validated configuration.
+    /// Builds the core from a validated configuration, with the authenticator of its
+    /// `[auth]` section (secrets from the process environment).
     pub fn new(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let auth = Authenticator::from_config(&config.auth, clock.clone())
+            .map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
+        Self::with_authenticator(config, clock, Arc::new(auth))
+    }
+
+    /// [`Gate::new`] with an authenticator built elsewhere (tests inject secrets and stores).
+    pub fn with_authenticator(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        auth: Arc<Authenticator>,
+    ) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let state = compile(config, &metrics)?;
         let options = LimiterOptions {
@@ -160,6 +189,7 @@ impl Gate {
         Ok(Self {
             clock,
             limiter,
+            auth,
             state: ArcSwap::from_pointee(state),
             decision_seconds: metrics.decision_seconds().clone(),
             metrics,
@@ -191,8 +221,23 @@ impl Gate {
             }
         }
 
+        let limits = [&tier.limit, named.unwrap_or(&tier.limit)];
+        Ok(self.decide_limits(tier, &limits[..n], &checks[..n], q.tier, q.hits))
+    }
+
+    /// Runs `checks` (whose limits are `limits`, the tier's first) through the engine and
+    /// records the decision: the tier's decision counters, the deciding limit's denial
+    /// counter, and the abuse signal (counted, and logged once per key and window).
+    fn decide_limits(
+        &self,
+        tier: &CompiledTier,
+        limits: &[&CompiledLimit],
+        checks: &[LimitCheck<'_>],
+        tier_name: &str,
+        hits: u64,
+    ) -> Decision {
         let started = Instant::now();
-        let decision = self.limiter.check(&checks[..n], q.hits);
+        let decision = self.limiter.check(checks, hits);
         self.decision_seconds
             .observe(started.elapsed().as_secs_f64());
 
@@ -200,12 +245,9 @@ impl Gate {
             tier.decisions.allowed.inc();
         } else {
             tier.decisions.denied.inc();
-            let denier = if decision.deciding == 0 {
-                &tier.limit
-            } else {
-                named.unwrap_or(&tier.limit)
-            };
-            denier.denials.inc();
+            if let Some(denier) = limits.get(decision.deciding) {
+                denier.denials.inc();
+            }
         }
         for (i, o) in decision
             .outcomes
@@ -214,23 +256,20 @@ impl Gate {
             .filter(|(_, o)| o.abuse)
         {
             // The limiter raises `abuse` once per key and window, so this logs once too.
-            let limit = if i == 0 {
-                &tier.limit
-            } else {
-                named.unwrap_or(&tier.limit)
-            };
-            limit.abuse.inc();
+            if let Some(limit) = limits.get(i) {
+                limit.abuse.inc();
+            }
             tracing::warn!(
                 target: "tollgate::abuse",
-                key = ?q.key,
-                tier = ?q.tier,
+                key = ?checks.get(i).map(|c| c.key).unwrap_or(""),
+                tier = ?tier_name,
                 limit = %o.name,
                 quota = o.limit,
                 window_secs = o.window_secs,
                 "abuse signal: key asked for more than twice its limit in this window"
             );
         }
-        Ok(decision)
+        decision
     }
 
     /// Replaces the tiers and limits with those of `new_config` (already validated). Counters
@@ -287,6 +326,26 @@ impl Gate {
         &self.metrics
     }
 
+    /// The authenticator (key sets, token cache, revocations, API keys).
+    pub fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+
+    /// The client address of a request from `peer` carrying `headers`: from the configured
+    /// client-IP headers only when `peer` is a trusted proxy, else the socket address.
+    pub fn client_ip(&self, peer: Peer, headers: &HeaderMap) -> Option<IpAddr> {
+        self.state.load().policy.client_ip(peer, headers)
+    }
+
+    /// Whether `peer` is a trusted proxy, whose word on the client address is taken.
+    pub fn trusts_proxy(&self, peer: Peer) -> bool {
+        self.state
+            .load()
+            .policy
+            .client_ip_resolver()
+            .peer_is_trusted(peer)
+    }
+
     /// The engine.
     pub fn limiter(&self) -> &Limiter {
         &self.limiter
@@ -304,8 +363,11 @@ impl Gate {
 
     /// `GET /metrics`: every metric in the Prometheus text format.
     pub fn render_metrics(&self) -> Vec<u8> {
-        self.metrics
-            .render(self.limiter.tracked_states(), self.limiter.evictions())
+        self.metrics.render(
+            self.limiter.tracked_states(),
+            self.limiter.evictions(),
+            Some(&self.auth.snapshot()),
+        )
     }
 }
 
@@ -369,11 +431,13 @@ fn compile(config: &Config, metrics: &Metrics) -> anyhow::Result<GateState> {
             },
         );
     }
+    let policy = Policy::from_config(config).context("routes")?;
     Ok(GateState {
         config: Arc::new(config.clone()),
         tiers,
         limits,
         max_hits: config.server.max_hits,
+        policy,
     })
 }
 
@@ -469,6 +533,7 @@ fn summarise(old: &GateState, new: &GateState) -> ReloadSummary {
         ),
         ("log", format!("{:?}", o.log) != format!("{:?}", n.log)),
         ("resp", format!("{:?}", o.resp) != format!("{:?}", n.resp)),
+        ("auth", format!("{:?}", o.auth) != format!("{:?}", n.auth)),
     ] {
         if differs {
             s.restart_required.push(name.to_string());

@@ -118,7 +118,8 @@ impl ClientIpResolver {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
-    fn peer_is_trusted(&self, peer: Peer) -> bool {
+    /// Whether the client-IP headers of a request from `peer` are believed.
+    pub fn peer_is_trusted(&self, peer: Peer) -> bool {
         match peer {
             Peer::Ip(ip) => self.is_trusted(ip),
             Peer::Unix => self.trust_unix_socket,

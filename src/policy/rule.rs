@@ -306,7 +306,8 @@ impl RouteRule {
         if let Some(owner) = &self.owner {
             // The pattern is validated to have this parameter, so a matched path has a value;
             // a missing one is refused rather than waved through.
-            let is_owner = param(owner).is_some_and(|v| v == identity.user_id());
+            // An identity without a user id has the empty id: never an owner.
+            let is_owner = param(owner).is_some_and(|v| !v.is_empty() && v == identity.user_id());
             if !is_owner && !self.bypass_roles.iter().any(|r| identity.has_role(r)) {
                 return Err(Refusal::NotOwner);
             }

@@ -138,6 +138,15 @@ impl ServerBuilder {
         let gate = Arc::new(Gate::new(&config, clock).context("invalid configuration")?);
         let listeners_up = readiness.register("listeners", false);
         let not_draining = readiness.register("not_draining", true);
+        // Key sets: fetched and refreshed in the background; not ready until each issuer
+        // has one (a token of an issuer without keys cannot be judged).
+        gate.authenticator().start();
+        for keys in gate.authenticator().issuer_keys() {
+            let flag = readiness.register(&format!("keyset:{}", keys.name()), keys.is_ready());
+            if !flag.get() {
+                tokio::spawn(mark_ready_when_keys_arrive(keys.clone(), flag));
+            }
+        }
 
         let tcp = match http_listener {
             Some(l) => listener::from_std_tcp(l)?,
@@ -248,6 +257,18 @@ impl ServerBuilder {
             controller,
             supervisor,
         })
+    }
+}
+
+/// Sets `flag` once the issuer has a key set. A key set, once there, is never taken away
+/// (a failed refresh keeps the last good one), so the flag never goes back.
+async fn mark_ready_when_keys_arrive(keys: Arc<crate::auth::IssuerKeys>, flag: ReadinessFlag) {
+    loop {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        if keys.wait_ready_until(deadline).await {
+            flag.set(true);
+            return;
+        }
     }
 }
 

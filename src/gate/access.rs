@@ -1,0 +1,240 @@
+//! The access decision: what `/auth` (HTTP, for nginx `auth_request`) and `VERIFY` (RESP)
+//! answer about one request of the protected application.
+//!
+//! ```text
+//! AccessQuery ─► normalise path ─► rule = most specific route ─► credentials (if the rule
+//!   looks at them) ─► authorise (roles, permissions, owner) ─► limits: the tier's + the
+//!   rule's, keys from their templates, all checked together ─► AccessDecision
+//! ```
+//!
+//! Order matters and is deliberate:
+//! - the path is normalised first, so that `/api/users/alice/../bob` is judged as bob's path;
+//! - credentials are checked before limits, so a forged token cannot spend a real user's
+//!   quota, and a caller refused by the policy (401/403) spends nothing either;
+//! - all limits are checked in one call to the engine, so a request denied by one limit
+//!   consumes nothing from the others.
+//!
+//! A bad token on a route whose `auth` is `optional` is still refused (401): a client that
+//! presents credentials wants them honoured, and silently downgrading a revoked token to
+//! anonymous would hide the revocation. On `auth = "none"` credentials are not looked at.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use smallvec::SmallVec;
+
+use super::{CheckError, CompiledLimit, Gate};
+use crate::auth::{AuthError, AuthInput, Identity};
+use crate::limiter::{Decision, LimitCheck};
+use crate::policy::{normalize_path, AuthRequirement, PathError, Refusal, RequestFacts};
+
+/// The facts of one request of the protected application, as a front door found them.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessQuery<'a> {
+    /// The original method (`X-Original-Method`).
+    pub method: &'a str,
+    /// The original request target, path and optional query (`X-Original-URI`), raw.
+    pub uri: &'a [u8],
+    /// Bearer token and API key.
+    pub credentials: AuthInput<'a>,
+    /// The client address, already resolved by the door through the trusted-proxy rules
+    /// ([`Gate::client_ip`]); `None` for a Unix-socket peer without a trusted header.
+    pub client_ip: Option<IpAddr>,
+    /// The request headers, for `header=<name>` key parts; `None` where a door has none.
+    pub headers: Option<&'a HeaderMap>,
+}
+
+/// How an access decision came out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessOutcome {
+    /// Every check passed: 200.
+    Allowed,
+    /// The credentials did not verify: 401 (`missing_token`, `invalid_token`, `expired`,
+    /// `revoked`, `invalid_api_key`, `keys_unavailable`).
+    Unauthenticated(AuthError),
+    /// The route's rule refused the caller: 401 for a missing identity, 403 otherwise.
+    Refused(Refusal),
+    /// A limit denied the request: 403 with `rate_limited` (nginx turns any status other than
+    /// 2xx, 401 and 403 into 500, so the door does not answer 429 here).
+    RateLimited,
+    /// The original path cannot be normalised (`..` above the root, `%2F`, bad encoding):
+    /// 403 with `bad_path`, since the request cannot be judged safely.
+    BadPath(PathError),
+}
+
+/// The answer to an [`AccessQuery`].
+#[derive(Debug, Clone)]
+pub struct AccessDecision {
+    pub outcome: AccessOutcome,
+    /// The verified caller; `None` when anonymous or when verification failed.
+    pub identity: Option<Arc<Identity>>,
+    /// The tier the request was counted in (empty when it never reached the limits).
+    pub tier: Arc<str>,
+    /// The rate-limit decision, when the limits were checked (allowed or rate-limited).
+    pub limits: Option<Decision>,
+}
+
+impl AccessDecision {
+    /// The HTTP status a door answers: 200, 401 or 403.
+    pub fn status(&self) -> u16 {
+        match &self.outcome {
+            AccessOutcome::Allowed => 200,
+            AccessOutcome::Unauthenticated(_) => 401,
+            AccessOutcome::Refused(r) => r.status(),
+            AccessOutcome::RateLimited | AccessOutcome::BadPath(_) => 403,
+        }
+    }
+
+    /// `X-Tollgate-Reason`: `None` when allowed, else a stable reason (`missing_token`,
+    /// `invalid_token`, `expired`, `revoked`, `invalid_api_key`, `keys_unavailable`,
+    /// `forbidden`, `not_owner`, `rate_limited`, `bad_path`).
+    pub fn reason(&self) -> Option<&'static str> {
+        match &self.outcome {
+            AccessOutcome::Allowed => None,
+            AccessOutcome::Unauthenticated(e) => Some(e.reason()),
+            AccessOutcome::Refused(r) => Some(r.reason()),
+            AccessOutcome::RateLimited => Some("rate_limited"),
+            AccessOutcome::BadPath(_) => Some("bad_path"),
+        }
+    }
+
+    /// The text for `WWW-Authenticate: Bearer error="invalid_token", error_description=…`
+    /// on a 401; `None` otherwise. Never contains the token.
+    pub fn auth_error_description(&self) -> Option<String> {
+        match &self.outcome {
+            AccessOutcome::Unauthenticated(e) => Some(e.to_string()),
+            AccessOutcome::Refused(Refusal::MissingToken) => {
+                Some("this route requires a bearer token".to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// Seconds the client should wait before retrying, when rate-limited.
+    pub fn retry_after(&self) -> Option<u64> {
+        match (&self.outcome, &self.limits) {
+            (AccessOutcome::RateLimited, Some(d)) => d.deciding().retry_after_secs,
+            _ => None,
+        }
+    }
+
+    fn early(outcome: AccessOutcome, identity: Option<Arc<Identity>>) -> Self {
+        Self {
+            outcome,
+            identity,
+            tier: Arc::from(""),
+            limits: None,
+        }
+    }
+}
+
+/// Most limits one request is checked against: its tier's and up to this many from its rule.
+const MAX_LIMITS: usize = 8;
+
+impl Gate {
+    /// Decides whether the request described by `q` may proceed (see the module docs for the
+    /// order of the steps). Counts the outcome in `tollgate_access_total`.
+    ///
+    /// Awaits only when a token names a key id its issuer's key set does not hold yet: then
+    /// the key set is refetched (at most once per cooldown) before the token is judged, so a
+    /// key rotation at the issuer does not turn its first requests into 401s.
+    pub async fn authorize(&self, q: &AccessQuery<'_>) -> Result<AccessDecision, CheckError> {
+        let d = self.decide_access(q).await?;
+        self.metrics.access(d.reason().unwrap_or("allowed"));
+        Ok(d)
+    }
+
+    async fn decide_access(&self, q: &AccessQuery<'_>) -> Result<AccessDecision, CheckError> {
+        let path = match normalize_path(q.uri) {
+            Ok(p) => p,
+            Err(e) => return Ok(AccessDecision::early(AccessOutcome::BadPath(e), None)),
+        };
+        let state = self.state.load();
+        let m = state.policy.evaluate(q.method, &path);
+
+        let looks_at_credentials = m.rule.auth != AuthRequirement::None;
+        let identity = if looks_at_credentials {
+            match self.auth.authenticate(&q.credentials).await {
+                Ok(id) => Some(id),
+                Err(AuthError::MissingToken) => None,
+                Err(e) => {
+                    return Ok(AccessDecision::early(
+                        AccessOutcome::Unauthenticated(e),
+                        None,
+                    ))
+                }
+            }
+        } else {
+            None
+        };
+
+        if let Err(r) = m.authorize(identity.as_deref()) {
+            return Ok(AccessDecision::early(AccessOutcome::Refused(r), identity));
+        }
+
+        // Owned, because the identity it comes from moves into the decision.
+        let tier_arc: Arc<str> = Arc::from(
+            identity
+                .as_ref()
+                .map(|i| i.tier.as_str())
+                .unwrap_or(self.auth.anonymous_tier()),
+        );
+        let tier_name = &*tier_arc;
+        let tier = state
+            .tiers
+            .get(tier_name)
+            .ok_or_else(|| CheckError::UnknownTier(tier_name.to_owned()))?;
+
+        let facts = RequestFacts {
+            client_ip: q.client_ip,
+            user: identity.as_ref().and_then(|i| i.user_id.as_deref()),
+            route: m.rule.route(),
+            method: q.method,
+            tier: tier_name,
+            headers: q.headers,
+        };
+        // Keys first (they borrow nothing from the checks), then the checks over them.
+        let mut limits: SmallVec<[&CompiledLimit; 4]> = SmallVec::new();
+        let mut keys: SmallVec<[String; 4]> = SmallVec::new();
+        let tier_key = state.policy.key_template(tier_name);
+        keys.push(tier_key.map(|t| t.render(&facts)).unwrap_or_default());
+        limits.push(&tier.limit);
+        for rl in m.rule.limits.iter().take(MAX_LIMITS) {
+            let Some(limit) = state.limits.get(&*rl.name) else {
+                return Err(CheckError::UnknownLimit(rl.name.to_string()));
+            };
+            let key = rl.key.render(&facts);
+            // The same limit and key twice would count the request twice.
+            if limits
+                .iter()
+                .zip(&keys)
+                .any(|(l, k)| l.spec == limit.spec && *k == key)
+            {
+                continue;
+            }
+            limits.push(limit);
+            keys.push(key);
+        }
+        let checks: SmallVec<[LimitCheck<'_>; 4]> = limits
+            .iter()
+            .zip(&keys)
+            .map(|(l, k)| LimitCheck {
+                limit: &l.spec,
+                key: k,
+            })
+            .collect();
+        let decision = self.decide_limits(tier, &limits, &checks, tier_name, 1);
+        let outcome = if decision.allowed {
+            AccessOutcome::Allowed
+        } else {
+            AccessOutcome::RateLimited
+        };
+        Ok(AccessDecision {
+            outcome,
+            identity,
+            tier: tier_arc.clone(),
+            limits: Some(decision),
+        })
+    }
+}
