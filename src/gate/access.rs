@@ -99,16 +99,22 @@ impl AccessDecision {
         }
     }
 
-    /// The text for `WWW-Authenticate: Bearer error="invalid_token", error_description=…`
-    /// on a 401; `None` otherwise. Never contains the token.
-    pub fn auth_error_description(&self) -> Option<String> {
-        match &self.outcome {
-            AccessOutcome::Unauthenticated(e) => Some(e.to_string()),
+    /// The `WWW-Authenticate` value of a 401 (`None` otherwise): `Bearer realm="tollgate",
+    /// error="invalid_token", error_description="…"` (RFC 6750 §3). The error code is sent
+    /// for a missing token too, as the nginx contract asks: a proxy in front can then tell
+    /// every 401 of tollgate's by one header. The description is fixed text (never token
+    /// content) without `"` or `\`, so it is quoted as is.
+    pub fn www_authenticate(&self) -> Option<String> {
+        let description = match &self.outcome {
+            AccessOutcome::Unauthenticated(e) => e.description(),
             AccessOutcome::Refused(Refusal::MissingToken) => {
-                Some("this route requires a bearer token".to_string())
+                "this route requires a bearer token or API key".to_string()
             }
-            _ => None,
-        }
+            _ => return None,
+        };
+        Some(format!(
+            "Bearer realm=\"tollgate\", error=\"invalid_token\", error_description=\"{description}\""
+        ))
     }
 
     /// Seconds the client should wait before retrying, when rate-limited.
