@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -174,6 +175,104 @@ impl CheckReply {
         })
     }
 }
+
+/// The answer to a `VERIFY`: the access decision `/auth` would give the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReply {
+    /// 200 allowed, 401 unauthenticated, 403 refused or rate limited.
+    pub status: u16,
+    /// Why it was refused (`invalid_token`, `revoked`, `forbidden`, `rate_limited`…);
+    /// `None` when allowed.
+    pub reason: Option<String>,
+    /// The verified user id; `None` when anonymous or not verified.
+    pub user_id: Option<String>,
+    /// The user's roles, comma-separated as in the token; `None` when it has none.
+    pub role: Option<String>,
+    /// The tier the request was counted in; `None` when refused before the limits.
+    pub tier: Option<String>,
+    /// Hits left on the deciding limit; `None` when the limits were not reached.
+    pub remaining: Option<u64>,
+    /// Seconds to wait before retrying; `Some` only when rate limited.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl VerifyReply {
+    /// Whether the request may proceed (status 200).
+    pub fn allowed(&self) -> bool {
+        self.status == 200
+    }
+
+    /// The roles one by one.
+    pub fn roles(&self) -> impl Iterator<Item = &str> {
+        self.role
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+    }
+
+    /// Reads a `VERIFY` reply: `[status, reason, user_id, role, tier, remaining,
+    /// retry_after]`, absent strings null and absent integers -1.
+    pub fn from_frame(f: &Frame) -> Result<Self, ClientError> {
+        let bad = || ClientError::UnexpectedReply(format!("not a VERIFY reply: {f:?}"));
+        let items = match f {
+            Frame::Error(e) => return Err(ClientError::Server(e.clone())),
+            Frame::Array(items) if items.len() == 7 => items,
+            _ => return Err(bad()),
+        };
+        let text = |i: usize| match &items[i] {
+            Frame::Null => Ok(None),
+            other => other
+                .as_bytes()
+                .map(|b| Some(String::from_utf8_lossy(b).into_owned()))
+                .ok_or_else(bad),
+        };
+        // -1 (absent) or a count.
+        let count = |i: usize| match items[i].as_integer() {
+            Some(-1) => Ok(None),
+            Some(n) => u64::try_from(n).map(Some).map_err(|_| bad()),
+            None => Err(bad()),
+        };
+        let status = items[0]
+            .as_integer()
+            .and_then(|s| u16::try_from(s).ok())
+            .ok_or_else(bad)?;
+        Ok(VerifyReply {
+            status,
+            reason: text(1)?,
+            user_id: text(2)?,
+            role: text(3)?,
+            tier: text(4)?,
+            remaining: count(5)?,
+            retry_after_secs: count(6)?,
+        })
+    }
+}
+
+/// Encodes `VERIFY <token> <method> <path> <client-ip>` (no token: an empty argument).
+fn encode_verify(
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    client_ip: IpAddr,
+    out: &mut BytesMut,
+) {
+    let ip = client_ip.to_string();
+    encode_command(
+        &[
+            "VERIFY".as_bytes(),
+            token.unwrap_or("").as_bytes(),
+            method.as_bytes(),
+            path.as_bytes(),
+            ip.as_bytes(),
+        ],
+        out,
+    );
+}
+
+/// What to revoke ([`Client::revoke`]): the same two forms as `POST /admin/revoke`.
+pub use crate::auth::RevokeRequest;
 
 /// One `CHECK` with every option.
 #[derive(Debug, Clone, Copy)]
@@ -333,6 +432,101 @@ impl Client {
         CheckReply::from_frame(&frames[0])
     }
 
+    /// `VERIFY`: the access decision for one request of the protected application, as
+    /// `/auth` gives it to nginx. `token` is the bearer token (`None`: anonymous), `method`
+    /// and `path` the request's (the path may carry its query), `client_ip` the end client's
+    /// address, which tollgate believes only when this client connects from a trusted proxy
+    /// (loopback and the Unix socket by default; docs/protocol.md).
+    ///
+    /// A refusal is a reply, not an error: check [`VerifyReply::allowed`].
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &tollgate::client::Client, bearer: &str) -> Result<(), tollgate::client::ClientError> {
+    /// let ip = "203.0.113.7".parse().unwrap();
+    /// let v = client.verify(Some(bearer), "GET", "/api/orders?page=2", ip).await?;
+    /// if v.allowed() {
+    ///     println!("user {:?} in tier {:?}, {:?} left", v.user_id, v.tier, v.remaining);
+    /// } else if v.status == 403 && v.reason.as_deref() == Some("rate_limited") {
+    ///     println!("429, retry in {} s", v.retry_after_secs.unwrap_or(1));
+    /// } else {
+    ///     println!("{} {}", v.status, v.reason.unwrap_or_default());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn verify(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        client_ip: IpAddr,
+    ) -> Result<VerifyReply, ClientError> {
+        let mut buf = BytesMut::new();
+        encode_verify(token, method, path, client_ip, &mut buf);
+        let frames = self.send(buf.freeze(), 1).await?;
+        VerifyReply::from_frame(&frames[0])
+    }
+
+    /// `REVOKE JTI <jti> <exp>`: the token with this `jti` is refused from now on (kept
+    /// until `exp`, seconds since the epoch). Admin only: connect with
+    /// [`ClientOptions::password`] set to the admin secret. `Ok` means the revocation is
+    /// in force and written to the revocation log (fsynced).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), tollgate::client::ClientError> {
+    /// use tollgate::client::{Client, ClientOptions, Target};
+    ///
+    /// let admin = Client::connect(
+    ///     Target::unix("/run/tollgate/resp.sock"),
+    ///     ClientOptions {
+    ///         password: std::env::var("TOLLGATE_ADMIN_SECRET").ok(),
+    ///         pool_size: 1,
+    ///         ..ClientOptions::default()
+    ///     },
+    /// )
+    /// .await?;
+    /// admin.revoke_jti("0b7c5f0e-jti", 1_767_225_600).await?;
+    /// // Log user-42 out everywhere: every token issued before now.
+    /// let now = std::time::SystemTime::now()
+    ///     .duration_since(std::time::UNIX_EPOCH)
+    ///     .unwrap()
+    ///     .as_secs() as i64;
+    /// admin.revoke_sub("user-42", now).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke_jti(&self, jti: &str, exp: i64) -> Result<(), ClientError> {
+        self.revoke(&RevokeRequest::Jti {
+            jti: jti.to_string(),
+            exp,
+        })
+        .await
+    }
+
+    /// `REVOKE SUB <sub> <before>`: every token of `sub` issued before `before` (seconds
+    /// since the epoch) is refused from now on. Admin only, like [`Client::revoke_jti`].
+    pub async fn revoke_sub(&self, sub: &str, before: i64) -> Result<(), ClientError> {
+        self.revoke(&RevokeRequest::Subject {
+            sub: sub.to_string(),
+            before,
+        })
+        .await
+    }
+
+    /// `REVOKE` in either form; `Ok` once tollgate answered `+OK`.
+    pub async fn revoke(&self, request: &RevokeRequest) -> Result<(), ClientError> {
+        let (kind, id, at) = match request {
+            RevokeRequest::Jti { jti, exp } => ("JTI", jti, exp),
+            RevokeRequest::Subject { sub, before } => ("SUB", sub, before),
+        };
+        let at = at.to_string();
+        match self
+            .command(&["REVOKE", kind, id.as_str(), at.as_str()])
+            .await?
+        {
+            Frame::Simple(s) if s == "OK" => Ok(()),
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
     /// A batch of commands sent in one write on one connection; replies come back together,
     /// in order.
     pub fn pipeline(&self) -> Pipeline {
@@ -373,6 +567,20 @@ impl Pipeline {
     /// Adds a `CHECK` with every option.
     pub fn check_request(&mut self, req: &CheckRequest<'_>) -> &mut Self {
         req.encode(&mut self.buf);
+        self.count += 1;
+        self
+    }
+
+    /// Adds a `VERIFY` ([`Client::verify`]); read its reply with
+    /// [`VerifyReply::from_frame`].
+    pub fn verify(
+        &mut self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        client_ip: IpAddr,
+    ) -> &mut Self {
+        encode_verify(token, method, path, client_ip, &mut self.buf);
         self.count += 1;
         self
     }
@@ -655,6 +863,58 @@ mod tests {
         assert_eq!(
             &b[..],
             &b"*8\r\n$5\r\nCHECK\r\n$1\r\nk\r\n$1\r\nt\r\n$4\r\nHITS\r\n$3\r\n250\r\n$5\r\nLIMIT\r\n$4\r\nauth\r\n$8\r\nWITHNAME\r\n"[..]
+        );
+    }
+
+    #[test]
+    fn verify_encoding_and_decoding() {
+        let mut b = BytesMut::new();
+        encode_verify(None, "GET", "/a?b", "::1".parse().unwrap(), &mut b);
+        assert_eq!(
+            &b[..],
+            &b"*5\r\n$6\r\nVERIFY\r\n$0\r\n\r\n$3\r\nGET\r\n$4\r\n/a?b\r\n$3\r\n::1\r\n"[..]
+        );
+        let reply = |v: Vec<Frame>| VerifyReply::from_frame(&Frame::Array(v));
+        let ok = reply(vec![
+            Frame::Integer(200),
+            Frame::Null,
+            Frame::bulk("user_1"),
+            Frame::bulk("user, premium"),
+            Frame::bulk("premium"),
+            Frame::Integer(41),
+            Frame::Integer(-1),
+        ])
+        .unwrap();
+        assert!(ok.allowed() && ok.reason.is_none() && ok.retry_after_secs.is_none());
+        assert_eq!(ok.roles().collect::<Vec<_>>(), ["user", "premium"]);
+        assert_eq!(
+            (ok.remaining, ok.tier.as_deref()),
+            (Some(41), Some("premium"))
+        );
+        let limited = reply(vec![
+            Frame::Integer(403),
+            Frame::bulk("rate_limited"),
+            Frame::bulk("u"),
+            Frame::Null,
+            Frame::bulk("basic"),
+            Frame::Integer(0),
+            Frame::Integer(30),
+        ])
+        .unwrap();
+        assert!(!limited.allowed());
+        assert_eq!(limited.retry_after_secs, Some(30));
+        assert_eq!(limited.roles().count(), 0);
+        let mut short = vec![Frame::Integer(200); 6];
+        short[1] = Frame::Null;
+        assert!(reply(short).is_err());
+        let mut neg = vec![Frame::Null; 7];
+        neg[0] = Frame::Integer(401);
+        neg[5] = Frame::Integer(-2);
+        neg[6] = Frame::Integer(-1);
+        assert!(reply(neg).is_err());
+        assert_eq!(
+            VerifyReply::from_frame(&Frame::error("ERR x")).unwrap_err(),
+            ClientError::Server("ERR x".into())
         );
     }
 

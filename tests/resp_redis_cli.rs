@@ -1,6 +1,7 @@
 //! The RESP door driven by a real Redis client: `redis-cli` (Debian `redis-tools`, which
-//! tests/run.sh installs). PING, CHECK until denied, errors, AUTH + REVOKE, pipelining with
-//! `--pipe`, RESP3 with `-3`, INFO, over TCP and the Unix socket.
+//! tests/run.sh installs). PING, CHECK until denied, errors, VERIFY with the PyJWT-made tokens
+//! of tests/tokens/ (valid, anonymous, refused), AUTH + REVOKE then VERIFY refused,
+//! pipelining with `--pipe`, RESP3 with `-3`, INFO, over TCP and the Unix socket.
 
 mod resp_support;
 
@@ -125,11 +126,90 @@ async fn errors_are_shown_and_the_connection_stays_usable() {
     assert_eq!(l[3..], ["1", "5", "4", "7200", "-1"]);
 }
 
+/// Every line of redis-cli's output, empty ones included: a null inside an array reply
+/// prints as an empty line when stdout is not a terminal.
+fn reply_lines(out: &str) -> Vec<&str> {
+    out.strip_suffix('\n').unwrap_or(out).split('\n').collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auth_then_revoke() {
-    let s = start();
+async fn verify_valid_anonymous_refused_and_errors() {
+    let s = start_auth();
+    let token = auth_support::token("eddsa_better_auth");
+    // [status, reason, user id, role, tier, remaining, retry-after]; the null reason is
+    // the empty line.
+    let out = cli(&s, &["VERIFY", &token, "GET", "/api/items", "203.0.113.7"]).await;
+    assert_eq!(
+        reply_lines(&out),
+        ["200", "", "user_1", "user", "basic", "4", "-1"],
+        "{out}"
+    );
+    // The whole Authorization value works too.
+    let bearer = format!("Bearer {token}");
+    let out = cli(&s, &["VERIFY", &bearer, "GET", "/api/me", "203.0.113.7"]).await;
+    assert_eq!(reply_lines(&out)[..3], ["200", "", "user_1"], "{out}");
+    // No token: an empty argument.
+    let out = cli(&s, &["VERIFY", "", "GET", "/api/items", "203.0.113.7"]).await;
+    assert_eq!(
+        reply_lines(&out),
+        ["200", "", "", "", "anonymous", "99", "-1"],
+        "{out}"
+    );
+    let out = cli(&s, &["VERIFY", "", "GET", "/api/me", "203.0.113.7"]).await;
+    assert_eq!(
+        reply_lines(&out),
+        ["401", "missing_token", "", "", "", "-1", "-1"],
+        "{out}"
+    );
+    let expired = auth_support::token("expired");
+    let out = cli(&s, &["VERIFY", &expired, "GET", "/x", "203.0.113.7"]).await;
+    assert_eq!(reply_lines(&out)[..2], ["401", "expired"], "{out}");
+    // Errors.
+    assert_eq!(
+        lines(&cli(&s, &["VERIFY", &token, "GET", "/x", "not-an-ip"]).await),
+        ["ERR the client-ip must be an IPv4 or IPv6 address"]
+    );
+    assert_eq!(
+        lines(&cli(&s, &["VERIFY", &token, "GET", "/x"]).await),
+        ["ERR wrong number of arguments for 'verify' command"]
+    );
+    // RESP3 (`-3`): the same reply.
+    let out = cli(&s, &["-3", "VERIFY", &token, "GET", "/x", "::1"]).await;
+    assert_eq!(reply_lines(&out)[..3], ["200", "", "user_1"], "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_and_revoke_then_verify_refuses() {
+    let s = start_auth();
     let port = s.port().to_string();
-    let revoke = ["-p", port.as_str(), "REVOKE", "JTI", "jti-1", "1893459600"];
+    let with_jti = auth_support::token("eddsa_with_jti");
+    let verify = |t: &str| {
+        vec![
+            "VERIFY".to_string(),
+            t.to_string(),
+            "GET".into(),
+            "/api/items".into(),
+            "10.0.0.1".into(),
+        ]
+    };
+    let run = |args: Vec<String>| {
+        let s = &s;
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli(s, &a).await
+        }
+    };
+    let out = run(verify(&with_jti)).await;
+    assert_eq!(reply_lines(&out)[..3], ["200", "", "user_jti"], "{out}");
+
+    let revoke = [
+        "-p",
+        port.as_str(),
+        "REVOKE",
+        "JTI",
+        "jti-0001",
+        "4102444800",
+    ];
     // No password: refused.
     let out = redis_cli(&revoke, &[], None).await;
     assert_eq!(lines(&out.stdout), ["NOAUTH Authentication required."]);
@@ -142,11 +222,25 @@ async fn auth_then_revoke() {
     );
     assert_eq!(lines(&out.stdout), ["NOAUTH Authentication required."]);
     // The secret (as `redis-cli -a` sends it, through REDISCLI_AUTH to keep it off the
-    // command line): the admin gate opens. Applying the revocation waits for the gate's
-    // auth core, and says so rather than pretending.
+    // command line): recorded, durably, before OK.
     let out = redis_cli(&revoke, &[("REDISCLI_AUTH", ADMIN_SECRET)], None).await;
-    assert_eq!(lines(&out.stdout), ["ERR REVOKE is not available yet"]);
-    // `AUTH default <secret>` (redis-cli --user default --pass …) works the same.
+    assert_eq!(lines(&out.stdout), ["OK"]);
+    let log = std::fs::read_to_string(s.dir.path().join("revocations.log")).unwrap();
+    assert!(log.contains("jti-0001"), "{log}");
+    // The token (verified and cached a moment ago) is refused now.
+    let out = run(verify(&with_jti)).await;
+    assert_eq!(
+        reply_lines(&out),
+        ["401", "revoked", "", "", "", "-1", "-1"],
+        "{out}"
+    );
+
+    // `AUTH default <secret>` (redis-cli --user default --pass …) over the Unix socket:
+    // every token of user_1 issued before now.
+    let user_1 = auth_support::token("eddsa_better_auth");
+    let out = run(verify(&user_1)).await;
+    assert_eq!(reply_lines(&out)[0], "200", "{out}");
+    let now = (auth_support::manifest().generated_at + 60).to_string();
     let sock = s.unix();
     let out = redis_cli(
         &[
@@ -159,19 +253,28 @@ async fn auth_then_revoke() {
             "--no-auth-warning",
             "REVOKE",
             "SUB",
-            "user-1",
-            "1893459600",
+            "user_1",
+            &now,
         ],
         &[],
         None,
     )
     .await;
-    assert_eq!(lines(&out.stdout), ["ERR REVOKE is not available yet"]);
-    // VERIFY likewise waits for the auth core.
+    assert_eq!(lines(&out.stdout), ["OK"]);
+    let out = run(verify(&user_1)).await;
+    assert_eq!(reply_lines(&out)[..2], ["401", "revoked"], "{out}");
+    // A bad value is an error, and nothing is recorded.
+    let out = redis_cli(
+        &["-p", &port, "REVOKE", "SUB", "user_2", "yesterday"],
+        &[("REDISCLI_AUTH", ADMIN_SECRET)],
+        None,
+    )
+    .await;
     assert_eq!(
-        lines(&cli(&s, &["VERIFY", "t", "GET", "/api/x", "10.0.0.1"]).await),
-        ["ERR VERIFY is not available yet"]
+        lines(&out.stdout),
+        ["ERR before must be an integer (seconds since the epoch)"]
     );
+    assert_eq!(s.gate.authenticator().revocations().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,14 +1,25 @@
 //! The RESP door over real sockets (TCP on 127.0.0.1 and a Unix socket), driven by tollgate's
-//! own client and by raw bytes: commands, pipelining, errors, framing errors and bounds.
+//! own client and by raw bytes: commands, pipelining, errors, framing errors and bounds;
+//! VERIFY and REVOKE with the PyJWT-made tokens of tests/tokens/, revocations durable across
+//! a restart, and a VERIFY that waits for a key rotation without holding up the replies
+//! before it.
 
 mod resp_support;
 
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use resp_support::auth_support as fixtures;
 use resp_support::*;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tollgate::client::{CheckRequest, Client, ClientError, ClientOptions, Target};
+use tokio::sync::Notify;
+use tollgate::auth::{Revocation, RevocationStore};
+use tollgate::client::{
+    CheckRequest, Client, ClientError, ClientOptions, RevokeRequest, Target, VerifyReply,
+};
 use tollgate::resp::{parse_frame, Frame, FrameLimits, Protocol};
 
 async fn client(target: Target) -> Client {
@@ -450,7 +461,7 @@ async fn auth_unlocks_revoke_and_wrong_passwords_are_refused() {
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("connected with a wrong password"),
     }
-    // The right one passes the admin gate (execution waits for the auth core).
+    // The right one passes the admin gate.
     for protocol in [Protocol::Resp2, Protocol::Resp3] {
         let admin = Client::connect(
             Target::unix(s.unix()),
@@ -462,13 +473,12 @@ async fn auth_unlocks_revoke_and_wrong_passwords_are_refused() {
         )
         .await
         .unwrap();
-        match admin
-            .command(&["REVOKE", "SUB", "user-1", "1893459600"])
-            .await
-        {
-            Err(ClientError::Server(m)) => assert_eq!(m, "ERR REVOKE is not available yet"),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            admin
+                .command(&["REVOKE", "SUB", "user-1", "1893459600"])
+                .await,
+            Ok(Frame::simple("OK"))
+        );
         match admin
             .command(&["REVOKE", "SUB", "user-1", "yesterday"])
             .await
@@ -528,4 +538,348 @@ async fn stop_closes_idle_connections_and_removes_the_socket_file() {
         other => panic!("{other:?}"),
     }
     drop(dir);
+}
+
+// ------------------------------------------------------------------------------------------
+// VERIFY and REVOKE
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+async fn admin(target: Target) -> Client {
+    Client::connect(
+        target,
+        ClientOptions {
+            password: Some(ADMIN_SECRET.into()),
+            pool_size: 1,
+            ..ClientOptions::default()
+        },
+    )
+    .await
+    .expect("admin client connects")
+}
+
+#[tokio::test]
+async fn verify_over_tcp_and_the_unix_socket() {
+    let s = start_auth();
+    let user_1 = fixtures::token("eddsa_better_auth");
+    let premium = fixtures::token("eddsa_premium_roles");
+    let hs = fixtures::token("hs256");
+    for (i, target) in [Target::tcp(s.tcp()), Target::unix(s.unix())]
+        .into_iter()
+        .enumerate()
+    {
+        let c = client(target).await;
+        let client_ip = ip(&format!("198.51.100.{i}"));
+        // basic is 5 an hour, per user: both doors count the same user.
+        let v = c
+            .verify(Some(&user_1), "GET", "/api/items?page=2", client_ip)
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            VerifyReply {
+                status: 200,
+                reason: None,
+                user_id: Some("user_1".into()),
+                role: Some("user".into()),
+                tier: Some("basic".into()),
+                remaining: Some(4 - i as u64),
+                retry_after_secs: None,
+            }
+        );
+        let v = c
+            .verify(Some(&premium), "POST", "/api/me", client_ip)
+            .await
+            .unwrap();
+        assert_eq!(v.tier.as_deref(), Some("premium"));
+        assert_eq!(v.roles().collect::<Vec<_>>(), ["user", "premium"]);
+        let v = c.verify(Some(&hs), "GET", "/x", client_ip).await.unwrap();
+        assert_eq!(v.user_id.as_deref(), Some("user_hs"));
+        // Anonymous: counted per client IP in the anonymous tier.
+        let v = c.verify(None, "GET", "/x", client_ip).await.unwrap();
+        assert_eq!(
+            (v.status, v.tier.as_deref(), v.remaining),
+            (200, Some("anonymous"), Some(99))
+        );
+        // Refusals are replies.
+        let v = c.verify(None, "GET", "/api/me", client_ip).await.unwrap();
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (401, Some("missing_token"))
+        );
+        let expired = fixtures::token("expired");
+        let v = c
+            .verify(Some(&expired), "GET", "/x", client_ip)
+            .await
+            .unwrap();
+        assert_eq!((v.status, v.reason.as_deref()), (401, Some("expired")));
+        assert_eq!((v.user_id, v.tier, v.remaining), (None, None, None));
+        // A malformed client address is an error.
+        match c
+            .command(&["VERIFY", "", "GET", "/x", "198.51.100.300"])
+            .await
+        {
+            Err(ClientError::Server(m)) => {
+                assert_eq!(m, "ERR the client-ip must be an IPv4 or IPv6 address")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn verify_until_rate_limited_in_a_pipeline_mixed_with_checks() {
+    let s = start_auth();
+    let c = client(Target::tcp(s.tcp())).await;
+    let t = fixtures::token("eddsa_better_auth");
+    let mut p = c.pipeline();
+    for _ in 0..6 {
+        p.verify(Some(&t), "GET", "/api/items", ip("10.0.0.1"));
+        p.check("user:other", "basic", 1);
+    }
+    let replies = p.execute().await.unwrap();
+    assert_eq!(replies.len(), 12);
+    for (n, pair) in replies.chunks(2).enumerate() {
+        let v = VerifyReply::from_frame(&pair[0]).unwrap();
+        let ch = tollgate::client::CheckReply::from_frame(&pair[1]).unwrap();
+        if n < 5 {
+            assert_eq!((v.status, v.remaining), (200, Some(4 - n as u64)), "{n}");
+        } else {
+            assert_eq!((v.status, v.reason.as_deref()), (403, Some("rate_limited")));
+            assert_eq!(
+                (v.user_id.as_deref(), v.remaining),
+                (Some("user_1"), Some(0))
+            );
+            assert!(v.retry_after_secs.unwrap() > 0);
+        }
+        // CHECK's counter is another key: its replies interleave in order.
+        assert_eq!(ch.remaining, 4u64.saturating_sub(n as u64), "{n}");
+    }
+}
+
+#[tokio::test]
+async fn the_client_ip_of_an_untrusted_peer_is_not_believed() {
+    // Only a network this test is not in is trusted: 127.0.0.1 is an ordinary client, and
+    // so is the Unix socket.
+    let s = start_auth_with(fixtures::static_issuer("jwks.json"), |c| {
+        c.tiers.insert("anonymous".into(), limit(2, "1h"));
+        c.tiers.get_mut("anonymous").unwrap().key = Some("ip".into());
+        c.policy.trusted_proxies = vec!["192.0.2.0/24".into()];
+        c.policy.trust_unix_socket = false;
+    });
+    for target in [Target::tcp(s.tcp()), Target::unix(s.unix())] {
+        let c = client(target).await;
+        // Two different claimed addresses, one counter: the peer's.
+        let a = c.verify(None, "GET", "/", ip("10.0.0.1")).await.unwrap();
+        let b = c.verify(None, "GET", "/", ip("10.0.0.2")).await.unwrap();
+        let d = c.verify(None, "GET", "/", ip("10.0.0.3")).await.unwrap();
+        assert_eq!(
+            (a.remaining, b.remaining, d.reason.as_deref()),
+            (Some(1), Some(0), Some("rate_limited"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn revoke_is_admin_only_durable_and_refuses_the_token_at_once() {
+    let s = start_auth();
+    let log = s.dir.path().join("revocations.log");
+    let with_jti = fixtures::token("eddsa_with_jti");
+    let user_1 = fixtures::token("eddsa_better_auth");
+    let c = client(Target::tcp(s.tcp())).await;
+    let at = ip("10.0.0.1");
+    // Verified once, so both tokens sit in the verified-token cache.
+    assert!(c
+        .verify(Some(&with_jti), "GET", "/x", at)
+        .await
+        .unwrap()
+        .allowed());
+    assert!(c
+        .verify(Some(&user_1), "GET", "/x", at)
+        .await
+        .unwrap()
+        .allowed());
+
+    // Not without the admin secret.
+    assert_eq!(
+        c.revoke_jti("jti-0001", 4102444800).await,
+        Err(ClientError::Server(
+            "NOAUTH Authentication required.".into()
+        ))
+    );
+    let iat = fixtures::manifest().generated_at as i64;
+    for target in [Target::tcp(s.tcp()), Target::unix(s.unix())] {
+        let a = admin(target).await;
+        a.revoke_jti("jti-0001", 4102444800).await.unwrap();
+        a.revoke(&RevokeRequest::Subject {
+            sub: "user_1".into(),
+            before: iat + 1,
+        })
+        .await
+        .unwrap();
+        match a.revoke_sub("user_1", 1 << 50).await {
+            Err(ClientError::Server(m)) => assert_eq!(m, "ERR before is out of range"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // In the log once +OK came back (the store fsyncs before it answers).
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("jti-0001") && text.contains("user_1"),
+        "{text}"
+    );
+    // Cached or not, both tokens are refused now.
+    for t in [&with_jti, &user_1] {
+        let v = c.verify(Some(t), "GET", "/x", at).await.unwrap();
+        assert_eq!(
+            (v.status, v.reason.as_deref(), v.user_id),
+            (401, Some("revoked"), None)
+        );
+    }
+    // Another user's token still passes.
+    let hs = fixtures::token("hs256");
+    assert!(c
+        .verify(Some(&hs), "GET", "/x", at)
+        .await
+        .unwrap()
+        .allowed());
+
+    // After a restart the log brings them back.
+    let TestServer {
+        server, clock, dir, ..
+    } = s;
+    server.stop().await;
+    let reopened = RevocationStore::open(&log, clock).unwrap();
+    let list = reopened.list();
+    assert!(list.contains(&Revocation::Jti {
+        jti: "jti-0001".into(),
+        exp: 4102444800
+    }));
+    assert!(list
+        .iter()
+        .any(|r| matches!(r, Revocation::Subject { sub, before, .. } if sub == "user_1" && *before == iat + 1)));
+    drop(dir);
+}
+
+/// A key-set endpoint that answers each request only once the test allows it.
+struct GatedJwks {
+    body: parking_lot::Mutex<Vec<u8>>,
+    release: Notify,
+    hold: std::sync::atomic::AtomicBool,
+    requests: AtomicUsize,
+    arrived: Notify,
+}
+
+async fn serve_jwks(file: &str) -> (std::net::SocketAddr, Arc<GatedJwks>) {
+    let st = Arc::new(GatedJwks {
+        body: parking_lot::Mutex::new(std::fs::read(fixtures::dir().join(file)).unwrap()),
+        release: Notify::new(),
+        hold: std::sync::atomic::AtomicBool::new(false),
+        requests: AtomicUsize::new(0),
+        arrived: Notify::new(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let st2 = st.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let st = st2.clone();
+            tokio::spawn(async move {
+                // Read the request head (a GET has no body).
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let released = st.release.notified();
+                st.requests.fetch_add(1, Ordering::SeqCst);
+                st.arrived.notify_waiters();
+                if st.hold.load(Ordering::SeqCst) {
+                    released.await;
+                }
+                let body = st.body.lock().clone();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (addr, st)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verify_waiting_for_a_key_rotation_keeps_order_and_holds_nothing_before_it() {
+    let (addr, jwks) = serve_jwks("jwks.json").await;
+    let mut issuer = tollgate::config::auth::IssuerConfig::new("better-auth");
+    issuer.jwks_url = Some(format!("http://{addr}/api/auth/jwks"));
+    issuer.unknown_kid_cooldown = "0s".into();
+    let s = start_auth_with(issuer, |_| {});
+    assert!(
+        s.gate
+            .authenticator()
+            .wait_ready(Duration::from_secs(10))
+            .await,
+        "the first key-set fetch"
+    );
+    assert_eq!(jwks.requests.load(Ordering::SeqCst), 1);
+
+    // The issuer rotates its key; its endpoint answers only when the test says so.
+    *jwks.body.lock() = std::fs::read(fixtures::dir().join("jwks_rotated.json")).unwrap();
+    jwks.hold.store(true, Ordering::SeqCst);
+    let rotated = fixtures::token("eddsa_rotated_key");
+    let mut conn = TcpStream::connect(s.tcp()).await.unwrap();
+    let mut wire = Vec::new();
+    for cmd in [
+        vec!["PING", "before"],
+        vec!["VERIFY", &rotated, "GET", "/x", "10.0.0.1"],
+        vec!["PING", "after"],
+    ] {
+        wire.extend_from_slice(&Frame::command(cmd).to_bytes(Protocol::Resp2));
+    }
+    let arrived = jwks.arrived.notified();
+    tokio::pin!(arrived);
+    arrived.as_mut().enable();
+    send(&mut conn, &wire).await;
+    // The reply before the VERIFY arrives while the VERIFY waits for the key set.
+    assert_eq!(read_exactly(&mut conn, 12).await, b"$6\r\nbefore\r\n");
+    tokio::time::timeout(Duration::from_secs(10), arrived)
+        .await
+        .expect("the unknown kid makes tollgate refetch the key set");
+    jwks.release.notify_waiters();
+    // Then the VERIFY, decided on the new key set, and what came after it.
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut replies = Vec::new();
+    while replies.len() < 2 {
+        assert!(Instant::now() < deadline, "replies within 10 s: {got:?}");
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+        replies.clear();
+        let mut pos = 0;
+        while let Some((f, used)) = parse_frame(&got[pos..], &FrameLimits::default()).unwrap() {
+            replies.push(f);
+            pos += used;
+        }
+    }
+    let v = VerifyReply::from_frame(&replies[0]).unwrap();
+    assert_eq!(
+        (v.status, v.user_id.as_deref()),
+        (200, Some("user_rotated"))
+    );
+    assert_eq!(replies[1], Frame::bulk("after"));
+    assert_eq!(jwks.requests.load(Ordering::SeqCst), 2);
 }

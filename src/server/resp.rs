@@ -28,12 +28,15 @@
 //! shares (`listener`). [`RespServer`] binds the `[resp]` listeners and serves them;
 //! [`serve_resp`] is the accept loop for one listener of any kind.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -46,10 +49,12 @@ use super::listener::{
     self, Acceptor, ConnectionSlots, IdleTimeout, Phase, Shutdown, ShutdownController,
     UnixSocketFile,
 };
-use crate::auth::{AdminAccess, AdminSecret};
+use crate::auth::revocation::MAX_ID_BYTES;
+use crate::auth::{AdminAccess, AdminSecret, AuthInput, RevocationError, RevokeRequest};
 use crate::config::Config;
-use crate::gate::{CheckError, CheckQuery, Gate};
+use crate::gate::{AccessDecision, AccessOutcome, AccessQuery, CheckError, CheckQuery, Gate};
 use crate::metrics::Listener;
+use crate::policy::Peer;
 use crate::resp::frame::{self, Frame, Protocol};
 use crate::resp::{Args, ParseError, Parsed, RequestLimits, RequestParser};
 
@@ -160,6 +165,9 @@ struct StatShard {
     command_errors: AtomicU64,
     protocol_errors: AtomicU64,
     auth_failures: AtomicU64,
+    verifies_allowed: AtomicU64,
+    verifies_refused: AtomicU64,
+    revocations: AtomicU64,
 }
 
 /// Counters `INFO` reports.
@@ -187,6 +195,9 @@ struct BatchCounts {
     command_errors: u64,
     protocol_errors: u64,
     auth_failures: u64,
+    verifies_allowed: u64,
+    verifies_refused: u64,
+    revocations: u64,
 }
 
 impl RespStats {
@@ -204,6 +215,9 @@ impl RespStats {
         add(&shard.command_errors, c.command_errors);
         add(&shard.protocol_errors, c.protocol_errors);
         add(&shard.auth_failures, c.auth_failures);
+        add(&shard.verifies_allowed, c.verifies_allowed);
+        add(&shard.verifies_refused, c.verifies_refused);
+        add(&shard.revocations, c.revocations);
     }
 
     /// One counter summed over the shards.
@@ -320,12 +334,11 @@ impl RespDoor {
 /// task under the door's connection cap. Works for any listener ([`tokio::net::TcpListener`],
 /// [`tokio::net::UnixListener`]); `kind` labels its connection metrics and tells the admin
 /// check whether the connection came over the Unix socket.
-pub async fn serve_resp<A: Acceptor>(
-    acceptor: A,
-    kind: Listener,
-    door: RespDoor,
-    shutdown: Shutdown,
-) {
+pub async fn serve_resp<A>(acceptor: A, kind: Listener, door: RespDoor, shutdown: Shutdown)
+where
+    A: Acceptor,
+    A::Stream: PeerAddress,
+{
     let via_unix = kind == Listener::RespUnix;
     // One task per door carries the phases to the connections, however many listeners.
     if !door.0.following.swap(true, Ordering::AcqRel) {
@@ -338,9 +351,36 @@ pub async fn serve_resp<A: Acceptor>(
         slots,
         metrics,
         shutdown,
-        move |stream, _shutdown| serve_connection(stream, door.clone(), via_unix),
+        move |stream, _shutdown| {
+            let peer = if via_unix {
+                Some(Peer::Unix)
+            } else {
+                stream.peer_ip().map(Peer::Ip)
+            };
+            serve_connection(stream, door.clone(), peer)
+        },
     )
     .await
+}
+
+/// The address of the other end of an accepted connection, which `VERIFY` needs: the
+/// client IP it is given is believed only from a trusted proxy (docs/protocol.md).
+pub trait PeerAddress {
+    /// The peer's IP address; `None` for a Unix socket, or when the kernel no longer knows
+    /// it (the peer already reset the connection).
+    fn peer_ip(&self) -> Option<IpAddr>;
+}
+
+impl PeerAddress for tokio::net::TcpStream {
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.peer_addr().ok().map(|a| a.ip().to_canonical())
+    }
+}
+
+impl PeerAddress for tokio::net::UnixStream {
+    fn peer_ip(&self) -> Option<IpAddr> {
+        None
+    }
 }
 
 /// A running RESP server: the `[resp]` listeners, bound and served.
@@ -510,11 +550,71 @@ impl RespServer {
 // One connection
 
 /// What a command asks of the connection loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
+enum Flow<'a> {
     Continue,
     /// Write the replies so far, then close (`QUIT`).
     Close,
+    /// The command's arguments are valid and its answer needs work that may wait
+    /// ([`settle`]); the loop finishes it before the next command, so replies stay in order.
+    Await(Work<'a>),
+}
+
+/// The part of a command that may wait, with its validated arguments.
+enum Work<'a> {
+    /// `VERIFY`: the access decision, which waits only for a key-set refetch when the token
+    /// names an unknown key id.
+    Verify(VerifyArgs<'a>),
+    /// `REVOKE`: a write to the revocation log with an fsync, run on the blocking pool.
+    Revoke(RevokeRequest),
+}
+
+/// The arguments of a `VERIFY`, parsed.
+struct VerifyArgs<'a> {
+    /// The bearer token; empty for none (anonymous).
+    token: Cow<'a, str>,
+    method: &'a str,
+    uri: &'a [u8],
+    /// The client address the decision is made for (see [`Conn::verify`]).
+    client_ip: Option<IpAddr>,
+}
+
+/// What a [`Work`] came to.
+enum Settled {
+    Verify(Result<AccessDecision, CheckError>),
+    /// The request and the store's answer; `Err(())` when the blocking task failed.
+    Revoke(RevokeRequest, Result<Result<bool, RevocationError>, ()>),
+}
+
+/// Does the waiting part of a command. Borrows nothing of the connection, so the loop can
+/// write earlier replies while it waits.
+async fn settle(work: Work<'_>, door: &DoorShared) -> Settled {
+    match work {
+        Work::Verify(v) => {
+            let credentials = if v.token.is_empty() {
+                AuthInput::default()
+            } else {
+                AuthInput::bearer(&v.token)
+            };
+            let query = AccessQuery {
+                method: v.method,
+                uri: v.uri,
+                credentials,
+                client_ip: v.client_ip,
+                headers: None,
+            };
+            Settled::Verify(door.gate.authorize(&query).await)
+        }
+        Work::Revoke(request) => {
+            // Blocking file I/O with an fsync: on the blocking pool, not the reactor. The
+            // connection waits for it (its later replies stay in order); others do not.
+            let store = Arc::clone(door.gate.authenticator().revocations());
+            let r = request.clone();
+            let result = tokio::task::spawn_blocking(move || r.apply(&store))
+                .await
+                .map_err(|_| ());
+            Settled::Revoke(request, result)
+        }
+    }
 }
 
 /// The state of one connection.
@@ -524,10 +624,33 @@ struct Conn {
     /// `AUTH` with the admin secret succeeded.
     admin: bool,
     via_unix: bool,
+    /// The other end: `Unix`, an IP, or `None` when unknown (never trusted).
+    peer: Option<Peer>,
     name: Option<String>,
 }
 
-async fn serve_connection<S>(stream: S, door: RespDoor, via_unix: bool)
+/// Writes `wbuf` out in one write (giving its memory back when a large batch grew it);
+/// false when the connection is finished (a write error, or the server closing while the
+/// client does not read).
+async fn write_replies<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    wbuf: &mut BytesMut,
+    phase: &mut watch::Receiver<Phase>,
+) -> bool {
+    tokio::select! {
+        biased;
+        res = io.write_all(wbuf) => if res.is_err() { return false },
+        // Only consulted while the client is not reading its replies.
+        _ = phase.wait_for(|p| *p >= Phase::Closing) => return false,
+    }
+    wbuf.clear();
+    if wbuf.capacity() > KEEP_BUFFER {
+        *wbuf = BytesMut::with_capacity(READ_CHUNK);
+    }
+    true
+}
+
+async fn serve_connection<S>(stream: S, door: RespDoor, peer: Option<Peer>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -539,7 +662,8 @@ where
         id: shared.next_client_id.fetch_add(1, Ordering::Relaxed),
         protocol: Protocol::Resp2,
         admin: false,
-        via_unix,
+        via_unix: peer == Some(Peer::Unix),
+        peer,
         name: None,
     };
     let mut parser = RequestParser::new(opts.limits);
@@ -565,9 +689,42 @@ where
                         continue;
                     }
                     counts.commands += 1;
-                    if conn.execute(&args, shared, &mut wbuf, &mut counts) == Flow::Close {
-                        close = true;
-                        break;
+                    match conn.execute(&args, shared, &mut wbuf, &mut counts) {
+                        Flow::Continue => {}
+                        Flow::Close => {
+                            close = true;
+                            break;
+                        }
+                        Flow::Await(work) => {
+                            let settling = settle(work, shared);
+                            tokio::pin!(settling);
+                            // Nearly always ready at once (a VERIFY without an unknown kid).
+                            let first =
+                                std::future::poll_fn(|cx| Poll::Ready(settling.as_mut().poll(cx)))
+                                    .await;
+                            let settled = match first {
+                                Poll::Ready(s) => s,
+                                Poll::Pending => {
+                                    // It waits (a key-set refetch, an fsync): the replies
+                                    // before it need not.
+                                    if !wbuf.is_empty()
+                                        && !write_replies(&mut io, &mut wbuf, &mut phase).await
+                                    {
+                                        shared.stats.add(conn.id, &counts);
+                                        return;
+                                    }
+                                    tokio::select! {
+                                        biased;
+                                        s = &mut settling => s,
+                                        _ = phase.wait_for(|p| *p >= Phase::Closing) => {
+                                            shared.stats.add(conn.id, &counts);
+                                            return;
+                                        }
+                                    }
+                                }
+                            };
+                            conn.reply_settled(settled, &mut wbuf, &mut counts);
+                        }
                     }
                 }
                 Ok(Parsed::Incomplete) => break,
@@ -583,17 +740,8 @@ where
         shared.stats.add(conn.id, &counts);
 
         // One write for the whole batch.
-        if !wbuf.is_empty() {
-            tokio::select! {
-                biased;
-                res = io.write_all(&wbuf) => if res.is_err() { return },
-                // Only consulted while the client is not reading its replies.
-                _ = phase.wait_for(|p| *p >= Phase::Closing) => return,
-            }
-            wbuf.clear();
-            if wbuf.capacity() > KEEP_BUFFER {
-                wbuf = BytesMut::with_capacity(READ_CHUNK);
-            }
+        if !wbuf.is_empty() && !write_replies(&mut io, &mut wbuf, &mut phase).await {
+            return;
         }
         if close {
             let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
@@ -676,14 +824,15 @@ const COMMANDS: [&str; 14] = [
 ];
 
 impl Conn {
-    /// Executes one command, writing its reply into `out`.
-    fn execute(
+    /// Executes one command, writing its reply into `out`; or, for a command whose answer
+    /// may wait, checks its arguments and hands the rest back as [`Flow::Await`].
+    fn execute<'a>(
         &mut self,
-        args: &Args<'_>,
+        args: &Args<'a>,
         door: &DoorShared,
         out: &mut BytesMut,
         counts: &mut BatchCounts,
-    ) -> Flow {
+    ) -> Flow<'a> {
         let name = args[0];
         // The hot command first.
         if is(name, "CHECK") {
@@ -710,14 +859,13 @@ impl Conn {
         } else if is(name, "HELLO") {
             self.hello(args, door, out, counts);
         } else if is(name, "VERIFY") {
-            if args.len() != 5 {
-                wrong_arity(out, "verify", counts);
-            } else {
-                // TODO(auth): answer from the gate's /auth decision once it exists.
-                err(out, "ERR VERIFY is not available yet", counts);
+            if let Some(v) = self.verify(args, door, out, counts) {
+                return Flow::Await(Work::Verify(v));
             }
         } else if is(name, "REVOKE") {
-            self.revoke(args, door, out, counts);
+            if let Some(r) = self.revoke(args, door, out, counts) {
+                return Flow::Await(Work::Revoke(r));
+            }
         } else if is(name, "INFO") {
             self.info(args, door, out, counts);
         } else if is(name, "COMMAND") {
@@ -982,72 +1130,174 @@ impl Conn {
         reply.encode(protocol, out);
     }
 
-    /// `REVOKE JTI <jti> <exp>` / `REVOKE SUB <sub> <before>`: admin only.
+    /// `VERIFY <token> <method> <path> <client-ip>`: checks the arguments and resolves the
+    /// client address; the decision itself is [`settle`]d by the loop.
+    ///
+    /// The client-IP argument is believed only when this connection's peer is a trusted
+    /// proxy (`[policy]` trusted proxies; loopback and the Unix socket by default), as the
+    /// HTTP door believes `X-Forwarded-For` only from one. From any other peer the peer's
+    /// own address is used, so a client cannot pick the IP its limits are counted by. The
+    /// argument must be an IP address either way, so a caller's mistake shows wherever it
+    /// connects from.
+    fn verify<'a>(
+        &self,
+        args: &Args<'a>,
+        door: &DoorShared,
+        out: &mut BytesMut,
+        counts: &mut BatchCounts,
+    ) -> Option<VerifyArgs<'a>> {
+        if args.len() != 5 {
+            wrong_arity(out, "verify", counts);
+            return None;
+        }
+        let (token, method, uri, ip) = (args[1], args[2], args[3], args[4]);
+        let Some(method) = http_method(method) else {
+            err(
+                out,
+                "ERR the method must be an HTTP method token (GET, POST…)",
+                counts,
+            );
+            return None;
+        };
+        let Some(claimed) = std::str::from_utf8(ip)
+            .ok()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+        else {
+            err(
+                out,
+                "ERR the client-ip must be an IPv4 or IPv6 address",
+                counts,
+            );
+            return None;
+        };
+        let client_ip = match self.peer {
+            Some(peer) if door.gate.trusts_proxy(peer) => Some(claimed.to_canonical()),
+            Some(Peer::Ip(own)) => Some(own.to_canonical()),
+            Some(Peer::Unix) | None => None,
+        };
+        Some(VerifyArgs {
+            token: bearer_arg(token),
+            method,
+            uri,
+            client_ip,
+        })
+    }
+
+    /// Writes the answer of a settled [`Work`].
+    fn reply_settled(&mut self, settled: Settled, out: &mut BytesMut, counts: &mut BatchCounts) {
+        match settled {
+            Settled::Verify(Ok(d)) => {
+                if d.outcome == AccessOutcome::Allowed {
+                    counts.verifies_allowed += 1;
+                } else {
+                    counts.verifies_refused += 1;
+                }
+                put_verify_reply(out, &d, self.protocol);
+            }
+            // A configuration that names a tier or limit the gate does not know: the
+            // gate's message, as CHECK shows it.
+            Settled::Verify(Err(e)) => err(out, &format!("ERR {e}"), counts),
+            Settled::Revoke(_, Ok(Ok(_))) => {
+                counts.revocations += 1;
+                out.extend_from_slice(b"+OK\r\n");
+            }
+            Settled::Revoke(request, Ok(Err(e))) => {
+                let (kind, time) = match request {
+                    RevokeRequest::Jti { .. } => ("jti", "exp"),
+                    RevokeRequest::Subject { .. } => ("sub", "before"),
+                };
+                let msg = match e {
+                    RevocationError::BadId => {
+                        format!("ERR the {kind} must be 1 to {MAX_ID_BYTES} bytes")
+                    }
+                    RevocationError::BadTime => format!("ERR {time} is out of range"),
+                    RevocationError::Full(n) => {
+                        format!("ERR the revocation store is full ({n} entries)")
+                    }
+                    // In force in this process, but not on disk: say so, so the caller
+                    // retries rather than believing it will survive a restart.
+                    RevocationError::Io(e) => format!(
+                        "ERR the revocation is in force but was not saved to the log ({e}); retry"
+                    ),
+                    RevocationError::Corrupt { .. } => {
+                        "ERR the revocation log is unreadable".to_string()
+                    }
+                };
+                err(out, &msg, counts);
+            }
+            Settled::Revoke(_, Err(())) => err(out, "ERR the revocation was not recorded", counts),
+        }
+    }
+
+    /// `REVOKE JTI <jti> <exp>` / `REVOKE SUB <sub> <before>`: admin only. Checks the
+    /// arguments and access; the store write is [`settle`]d by the loop.
     fn revoke(
         &mut self,
         args: &Args<'_>,
         door: &DoorShared,
         out: &mut BytesMut,
         counts: &mut BatchCounts,
-    ) {
+    ) -> Option<RevokeRequest> {
         if args.len() != 4 {
-            return wrong_arity(out, "revoke", counts);
+            wrong_arity(out, "revoke", counts);
+            return None;
         }
-        match &door.options.admin {
-            AdminPolicy::Disabled => {
-                return err(
-                    out,
-                    "ERR REVOKE is disabled: no admin secret is configured \
-                     (resp.admin_secret_env or [auth.admin])",
-                    counts,
-                )
-            }
+        let refusal = match &door.options.admin {
+            AdminPolicy::Disabled => Some(
+                "ERR REVOKE is disabled: no admin secret is configured \
+                 (resp.admin_secret_env or [auth.admin])",
+            ),
             AdminPolicy::Secret {
                 unix_socket_only, ..
             } => {
                 if *unix_socket_only && !self.via_unix {
-                    return err(
-                        out,
-                        "NOPERM admin commands are only allowed on the Unix socket",
-                        counts,
-                    );
-                }
-                if !self.admin {
-                    return err(out, "NOAUTH Authentication required.", counts);
+                    Some("NOPERM admin commands are only allowed on the Unix socket")
+                } else if !self.admin {
+                    Some("NOAUTH Authentication required.")
+                } else {
+                    None
                 }
             }
-            AdminPolicy::UnixSocket => {
-                if !self.via_unix {
-                    return err(
-                        out,
-                        "NOPERM admin commands are only allowed on the Unix socket",
-                        counts,
-                    );
-                }
-            }
+            AdminPolicy::UnixSocket => (!self.via_unix)
+                .then_some("NOPERM admin commands are only allowed on the Unix socket"),
+        };
+        if let Some(msg) = refusal {
+            err(out, msg, counts);
+            return None;
         }
-        let kind = if is(args[1], "JTI") {
-            "jti"
+        let (kind, time) = if is(args[1], "JTI") {
+            ("jti", "exp")
         } else if is(args[1], "SUB") {
-            "sub"
+            ("sub", "before")
         } else {
-            return err(
+            err(
                 out,
                 "ERR REVOKE takes JTI <jti> <exp> or SUB <sub> <before>",
                 counts,
             );
+            return None;
         };
-        if args[2].is_empty() || std::str::from_utf8(args[2]).is_err() {
-            let msg = format!("ERR the {kind} must be non-empty UTF-8 text");
-            return err(out, &msg, counts);
-        }
-        if int_arg(args[3]).is_none() {
-            let what = if kind == "jti" { "exp" } else { "before" };
-            let msg = format!("ERR {what} must be an integer (seconds since the epoch)");
-            return err(out, &msg, counts);
-        }
-        // TODO(auth): apply through the gate's revocation store once the gate owns one.
-        err(out, "ERR REVOKE is not available yet", counts);
+        let id = match std::str::from_utf8(args[2]) {
+            Ok(id) if !id.is_empty() && id.len() <= MAX_ID_BYTES => id.to_owned(),
+            _ => {
+                let msg = format!("ERR the {kind} must be 1 to {MAX_ID_BYTES} bytes of UTF-8 text");
+                err(out, &msg, counts);
+                return None;
+            }
+        };
+        let Some(at) = int_arg(args[3]) else {
+            let msg = format!("ERR {time} must be an integer (seconds since the epoch)");
+            err(out, &msg, counts);
+            return None;
+        };
+        Some(if kind == "jti" {
+            RevokeRequest::Jti { jti: id, exp: at }
+        } else {
+            RevokeRequest::Subject {
+                sub: id,
+                before: at,
+            }
+        })
     }
 
     /// `INFO [section…]`: a bulk string in Redis's INFO format.
@@ -1099,11 +1349,14 @@ impl Conn {
         section("Stats", &|t| {
             let _ = write!(
                 t,
-                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\nchecks_allowed:{}\r\nchecks_denied:{}\r\ncommand_errors:{}\r\nprotocol_errors:{}\r\nauth_failures:{}\r\n",
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\nchecks_allowed:{}\r\nchecks_denied:{}\r\nverifies_allowed:{}\r\nverifies_refused:{}\r\nrevocations:{}\r\ncommand_errors:{}\r\nprotocol_errors:{}\r\nauth_failures:{}\r\n",
                 s.connections.load(Ordering::Relaxed),
                 s.total(|x| &x.commands),
                 s.total(|x| &x.checks_allowed),
                 s.total(|x| &x.checks_denied),
+                s.total(|x| &x.verifies_allowed),
+                s.total(|x| &x.verifies_refused),
+                s.total(|x| &x.revocations),
                 s.total(|x| &x.command_errors),
                 s.total(|x| &x.protocol_errors),
                 s.total(|x| &x.auth_failures),
@@ -1217,6 +1470,63 @@ impl Conn {
     }
 }
 
+/// The method argument of `VERIFY`: an HTTP method token (RFC 9110 `tchar`s), 1 to 32
+/// bytes.
+fn http_method(arg: &[u8]) -> Option<&str> {
+    const TCHAR: &[u8] = b"!#$%&'*+-.^_`|~";
+    let ok = !arg.is_empty()
+        && arg.len() <= 32
+        && arg
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || TCHAR.contains(b));
+    // Only ASCII passed, so this never fails.
+    ok.then(|| std::str::from_utf8(arg).ok()).flatten()
+}
+
+/// The token argument of `VERIFY`: the bare token, or a whole `Authorization` value
+/// (`Bearer <token>`, the scheme in any case) with the scheme dropped; empty for none.
+/// Bytes that are not UTF-8 cannot be a JWT: they are passed on replaced (U+FFFD), so the
+/// gate refuses them as an invalid token instead of the door inventing an answer.
+fn bearer_arg(arg: &[u8]) -> Cow<'_, str> {
+    let arg = match arg.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => arg[7..].trim_ascii(),
+        _ => arg,
+    };
+    String::from_utf8_lossy(arg)
+}
+
+/// `VERIFY`'s reply: `[status, reason, user_id, role, tier, remaining, retry_after]`.
+/// Absent strings are null and absent integers -1, as in `CHECK`'s reply.
+fn put_verify_reply(out: &mut BytesMut, d: &AccessDecision, protocol: Protocol) {
+    let put_opt = |out: &mut BytesMut, v: Option<&[u8]>| match v {
+        Some(b) => frame::put_bulk(out, b),
+        None => frame::put_null(out, protocol),
+    };
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let identity = d.identity.as_deref();
+    frame::put_array_header(out, 7);
+    frame::put_integer(out, i64::from(d.status()));
+    put_opt(out, d.reason().map(str::as_bytes));
+    put_opt(
+        out,
+        identity
+            .and_then(|i| i.user_id.as_deref())
+            .map(str::as_bytes),
+    );
+    match identity.filter(|i| !i.roles.is_empty()) {
+        Some(i) => frame::put_bulk(out, i.roles.join(",").as_bytes()),
+        None => frame::put_null(out, protocol),
+    }
+    put_opt(out, (!d.tier.is_empty()).then_some(d.tier.as_bytes()));
+    let deciding = d.limits.as_ref().map(|l| l.deciding());
+    frame::put_integer(out, deciding.map_or(-1, |o| clamp(o.remaining)));
+    let retry = match (&d.outcome, deciding) {
+        (AccessOutcome::RateLimited, Some(o)) => clamp(o.retry_after_secs.unwrap_or(o.reset_secs)),
+        _ => -1,
+    };
+    frame::put_integer(out, retry);
+}
+
 /// Redis's rule for client names (no spaces or newlines), plus a length bound.
 fn check_client_name(name: &[u8]) -> Result<(), &'static str> {
     if name.len() > MAX_CLIENT_NAME {
@@ -1255,19 +1565,45 @@ mod tests {
     /// Runs one command line (split on spaces) and returns the reply text.
     fn run(conn: &mut Conn, door: &RespDoor, line: &str) -> String {
         let words: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-        let args: Args<'_> = words.into_iter().collect();
-        let mut out = BytesMut::new();
-        let mut counts = BatchCounts::default();
-        conn.execute(&args, &door.0, &mut out, &mut counts);
-        String::from_utf8(out.to_vec()).unwrap()
+        run_args(conn, door, &words)
     }
 
+    /// Runs one command given as its arguments (which may be empty or not UTF-8), settling
+    /// a command that waits on a runtime of its own, and returns the reply text (lossy).
+    fn run_args(conn: &mut Conn, door: &RespDoor, words: &[&[u8]]) -> String {
+        let args: Args<'_> = words.iter().copied().collect();
+        let mut out = BytesMut::new();
+        let mut counts = BatchCounts::default();
+        if let Flow::Await(work) = conn.execute(&args, &door.0, &mut out, &mut counts) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let settled = rt.block_on(settle(work, &door.0));
+            conn.reply_settled(settled, &mut out, &mut counts);
+        }
+        door.0.stats.add(conn.id, &counts);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// A connection over TCP from loopback (a trusted proxy by default), or over the Unix
+    /// socket.
     fn conn(via_unix: bool) -> Conn {
+        let peer = if via_unix {
+            Peer::Unix
+        } else {
+            Peer::Ip(IpAddr::from([127, 0, 0, 1]))
+        };
+        conn_from(Some(peer))
+    }
+
+    fn conn_from(peer: Option<Peer>) -> Conn {
         Conn {
             id: 7,
             protocol: Protocol::Resp2,
             admin: false,
-            via_unix,
+            via_unix: peer == Some(Peer::Unix),
+            peer,
             name: None,
         }
     }
@@ -1341,10 +1677,6 @@ mod tests {
         assert!(info.contains("# Stats"), "{info}");
         let server_only = run(&mut c, &d, "INFO server");
         assert!(server_only.contains("tollgate_version:") && !server_only.contains("# Stats"));
-        assert_eq!(
-            run(&mut c, &d, "VERIFY t GET / 1.2.3.4"),
-            "-ERR VERIFY is not available yet\r\n"
-        );
     }
 
     #[test]
@@ -1409,10 +1741,7 @@ mod tests {
             run(&mut c, &d, "REVOKE KID j 1"),
             "-ERR REVOKE takes JTI <jti> <exp> or SUB <sub> <before>\r\n"
         );
-        assert_eq!(
-            run(&mut c, &d, "REVOKE SUB u 100"),
-            "-ERR REVOKE is not available yet\r\n"
-        );
+        assert_eq!(run(&mut c, &d, "REVOKE SUB u 100"), "+OK\r\n");
         assert_eq!(run(&mut c, &d, "RESET"), "+RESET\r\n");
         assert!(run(&mut c, &d, "REVOKE SUB u 1").starts_with("-NOAUTH"));
         // HELLO AUTH authenticates too.
@@ -1494,7 +1823,7 @@ mod tests {
             inner: server,
             writes: writes.clone(),
         };
-        serve_connection(stream, d.clone(), false).await;
+        serve_connection(stream, d.clone(), None).await;
         let mut got = Vec::new();
         client.read_to_end(&mut got).await.unwrap();
         let w = writes.lock().clone();
@@ -1555,7 +1884,7 @@ mod tests {
     async fn draining_closes_a_connection_waiting_for_its_next_command() {
         let d = door(AdminPolicy::Disabled);
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let conn = tokio::spawn(serve_connection(server, d.clone(), false));
+        let conn = tokio::spawn(serve_connection(server, d.clone(), None));
         client.write_all(b"PING\r\nPING\r\n").await.unwrap();
         let mut got = [0u8; 14];
         client.read_exact(&mut got).await.unwrap();
@@ -1572,7 +1901,7 @@ mod tests {
         let (_c2, s2) = tokio::io::duplex(1024);
         tokio::time::timeout(
             Duration::from_secs(5),
-            serve_connection(s2, d.clone(), false),
+            serve_connection(s2, d.clone(), None),
         )
         .await
         .expect("closes at once");
@@ -1585,7 +1914,7 @@ mod tests {
         // once 64 bytes of replies are waiting.
         let (client, server) = tokio::io::duplex(64);
         let (_read_half, mut write_half) = tokio::io::split(client);
-        let conn = tokio::spawn(serve_connection(server, d.clone(), false));
+        let conn = tokio::spawn(serve_connection(server, d.clone(), None));
         let writer = tokio::spawn(async move {
             let _ = write_half.write_all(&b"PING\r\n".repeat(1000)).await;
             write_half
@@ -1609,5 +1938,429 @@ mod tests {
             .expect("dropped at Closing")
             .unwrap();
         writer.abort();
+    }
+
+    // --- VERIFY and REVOKE, with the PyJWT-made fixtures of tests/tokens/ -----------------
+
+    fn fixtures() -> serde_json::Value {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tokens/tokens.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn token(name: &str) -> String {
+        let m = fixtures();
+        let t = m["tokens"].as_array().unwrap().iter();
+        let found = t.clone().find(|t| t["name"] == name);
+        found.unwrap()["token"].as_str().unwrap().to_string()
+    }
+
+    /// Tiers anonymous (2/h per IP), basic (3/h per user), premium (10/h); routes `/api/me`
+    /// (required) and `/api/users/{user_id}/**` (owner); the fixtures' Better Auth and
+    /// HS256 issuers; revocations logged to `log` when given; the admin secret.
+    fn auth_door(log: Option<&Path>) -> RespDoor {
+        use crate::config::auth::{IssuerConfig, RoleTier};
+        use crate::config::routes::RouteConfig;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tokens");
+        let m = fixtures();
+        let generated_at = m["generated_at"].as_u64().unwrap();
+        let origin = m["issuer"].as_str().unwrap().to_string();
+        let lim = |limit: u64, key: &str| LimitConfig {
+            limit,
+            window: "1h".into(),
+            algorithm: Algorithm::SlidingWindow,
+            key: Some(key.into()),
+        };
+        let mut c = Config::default();
+        c.tiers.insert("anonymous".into(), lim(2, "ip"));
+        c.tiers.insert("basic".into(), lim(3, "user"));
+        c.tiers.insert("premium".into(), lim(10, "user"));
+        let route = |path: &str, auth: Option<&str>, owner: Option<&str>| RouteConfig {
+            path: path.into(),
+            methods: Vec::new(),
+            auth: auth.map(Into::into),
+            roles: Vec::new(),
+            permissions: Vec::new(),
+            owner: owner.map(Into::into),
+            bypass_roles: None,
+            limits: Vec::new(),
+        };
+        c.routes = vec![
+            route("/api/me", Some("required"), None),
+            route("/api/users/{user_id}/**", None, Some("user_id")),
+        ];
+        let mut ba = IssuerConfig::new("better-auth");
+        ba.issuer = Some(origin.clone());
+        ba.audiences = vec![origin];
+        ba.jwks_file = Some(dir.join("jwks.json"));
+        let mut hs = IssuerConfig::new("fastapi");
+        hs.hs256_secret_env = Some("HS".into());
+        c.auth.issuers = vec![ba, hs];
+        c.auth.role_tiers = vec![RoleTier {
+            role: "premium".into(),
+            tier: "premium".into(),
+        }];
+        c.auth.revocation.path = log.map(Path::to_path_buf);
+        let hs_secret = std::fs::read_to_string(dir.join("hs256_secret.txt")).unwrap();
+        let env = move |v: &str| (v == "HS").then(|| hs_secret.clone());
+        let clock = Arc::new(ManualClock::new((generated_at + 60) * 1000));
+        let auth = crate::auth::Authenticator::from_config_with(&c.auth, clock.clone(), &env, None)
+            .unwrap();
+        let gate = Arc::new(Gate::with_authenticator(&c, clock, Arc::new(auth)).unwrap());
+        let mut options = RespOptions::from_config(&c, &|_| None).unwrap();
+        options.admin = secret(false);
+        RespDoor::new(gate, options)
+    }
+
+    /// Parses a RESP2/RESP3 reply into frames.
+    fn parsed(reply: &str) -> Frame {
+        let (f, used) = crate::resp::parse_frame(reply.as_bytes(), &Default::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(used, reply.len(), "one reply: {reply:?}");
+        f
+    }
+
+    /// A VERIFY reply as (status, reason, user, role, tier, remaining, retry_after).
+    type Verdict = (
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+        i64,
+    );
+
+    fn verdict(reply: &str) -> Verdict {
+        let Frame::Array(v) = parsed(reply) else {
+            panic!("not an array: {reply:?}")
+        };
+        assert_eq!(v.len(), 7, "{reply:?}");
+        let s = |f: &Frame| match f {
+            Frame::Null => None,
+            f => Some(String::from_utf8(f.as_bytes().unwrap().to_vec()).unwrap()),
+        };
+        (
+            v[0].as_integer().unwrap(),
+            s(&v[1]),
+            s(&v[2]),
+            s(&v[3]),
+            s(&v[4]),
+            v[5].as_integer().unwrap(),
+            v[6].as_integer().unwrap(),
+        )
+    }
+
+    fn verify(c: &mut Conn, d: &RespDoor, token: &str, path: &str, ip: &str) -> String {
+        run_args(
+            c,
+            d,
+            &[
+                b"VERIFY",
+                token.as_bytes(),
+                b"GET",
+                path.as_bytes(),
+                ip.as_bytes(),
+            ],
+        )
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn verify_answers_the_access_decision() {
+        let d = auth_door(None);
+        let mut c = conn(false);
+        let ip = "198.51.100.7";
+        // No token: anonymous, counted per IP.
+        assert_eq!(
+            verdict(&verify(&mut c, &d, "", "/api/items", ip)),
+            (200, None, None, None, some("anonymous"), 1, -1)
+        );
+        // A valid token, bare or as a whole Authorization value.
+        let t = token("eddsa_better_auth");
+        assert_eq!(
+            verdict(&verify(&mut c, &d, &t, "/api/items", ip)),
+            (
+                200,
+                None,
+                some("user_1"),
+                some("user"),
+                some("basic"),
+                2,
+                -1
+            )
+        );
+        let bearer = format!("Bearer {t}");
+        let v = verdict(&verify(&mut c, &d, &bearer, "/api/me", ip));
+        assert_eq!((v.0, v.2, v.5), (200, some("user_1"), 1));
+        // A comma-separated role claim, one role mapped to a tier.
+        let p = token("eddsa_premium_roles");
+        assert_eq!(
+            verdict(&verify(&mut c, &d, &p, "/api/items", ip)),
+            (
+                200,
+                None,
+                some("user_premium"),
+                some("user,premium"),
+                some("premium"),
+                9,
+                -1
+            )
+        );
+        // Refusals: nothing counted, so no tier or remaining.
+        let refused = |reason: &str| (401, some(reason), None, None, None, -1, -1);
+        assert_eq!(
+            verdict(&verify(&mut c, &d, &token("expired"), "/api/items", ip)),
+            refused("expired")
+        );
+        assert_eq!(
+            verdict(&verify(&mut c, &d, "not-a-jwt", "/api/items", ip)),
+            refused("invalid_token")
+        );
+        assert_eq!(
+            verdict(&verify(&mut c, &d, &token("alg_none"), "/api/items", ip)),
+            refused("invalid_token")
+        );
+        // Bytes that are not UTF-8 are an invalid token, not an error of the protocol.
+        let r = run_args(
+            &mut c,
+            &d,
+            &[
+                b"VERIFY",
+                b"\xff\xfe.x.y",
+                b"GET",
+                b"/api/items",
+                ip.as_bytes(),
+            ],
+        );
+        assert_eq!(verdict(&r), refused("invalid_token"));
+        assert_eq!(
+            verdict(&verify(&mut c, &d, "", "/api/me", ip)),
+            refused("missing_token")
+        );
+        // The policy refuses a known user: 403 with who it was.
+        let v = verdict(&verify(&mut c, &d, &t, "/api/users/user_2/files", ip));
+        assert_eq!(
+            v,
+            (
+                403,
+                some("not_owner"),
+                some("user_1"),
+                some("user"),
+                None,
+                -1,
+                -1
+            )
+        );
+        let v = verdict(&verify(&mut c, &d, &t, "/api/users/user_1/files", ip));
+        assert_eq!((v.0, v.5), (200, 0));
+        // basic is 3 an hour per user: the fourth is rate limited (403, as /auth answers).
+        let v = verdict(&verify(&mut c, &d, &t, "/api/items", ip));
+        assert_eq!(
+            (v.0, v.1, v.2, v.4, v.5),
+            (403, some("rate_limited"), some("user_1"), some("basic"), 0)
+        );
+        assert!(v.6 > 0 && v.6 <= 7200, "retry-after {}", v.6);
+        // A path that cannot be judged.
+        assert_eq!(
+            verdict(&verify(&mut c, &d, "", "/../etc/passwd", ip)).1,
+            some("bad_path")
+        );
+        // RESP3: absent strings are RESP3 nulls.
+        c.protocol = Protocol::Resp3;
+        let r = verify(&mut c, &d, "bogus", "/api/items", ip);
+        assert_eq!(
+            r,
+            "*7\r\n:401\r\n$13\r\ninvalid_token\r\n_\r\n_\r\n_\r\n:-1\r\n:-1\r\n"
+        );
+        let info = run(&mut c, &d, "INFO stats");
+        assert!(info.contains("verifies_allowed:5\r\n"), "{info}");
+        assert!(info.contains("verifies_refused:9\r\n"), "{info}");
+    }
+
+    #[test]
+    fn verify_argument_errors() {
+        let d = auth_door(None);
+        let mut c = conn(false);
+        assert_eq!(
+            run(&mut c, &d, "VERIFY t GET /"),
+            "-ERR wrong number of arguments for 'verify' command\r\n"
+        );
+        assert_eq!(
+            run(&mut c, &d, "VERIFY t GET / 1.2.3.4 x"),
+            "-ERR wrong number of arguments for 'verify' command\r\n"
+        );
+        for ip in [
+            "nope",
+            "",
+            "300.1.1.1",
+            "10.0.0.1:80",
+            "[::1]",
+            "fe80::1%eth0",
+        ] {
+            let r = run_args(&mut c, &d, &[b"VERIFY", b"", b"GET", b"/", ip.as_bytes()]);
+            assert_eq!(
+                r, "-ERR the client-ip must be an IPv4 or IPv6 address\r\n",
+                "{ip:?}"
+            );
+        }
+        for method in [&b""[..], b"GE T", b"G\xffT", &[b'A'; 33]] {
+            let r = run_args(&mut c, &d, &[b"VERIFY", b"", method, b"/", b"10.0.0.1"]);
+            assert!(r.starts_with("-ERR the method must be"), "{r}");
+        }
+        // Lower-case methods and IPv6 clients are fine.
+        let v = verdict(&verify(&mut c, &d, "", "/x", "2001:db8::1"));
+        assert_eq!(v.0, 200);
+        let r = run_args(
+            &mut c,
+            &d,
+            &[b"verify", b"", b"patch", b"/x", b"::ffff:10.0.0.9"],
+        );
+        assert_eq!(verdict(&r).0, 200);
+    }
+
+    #[test]
+    fn the_client_ip_is_believed_only_from_a_trusted_proxy() {
+        // anonymous: 2 an hour per client IP.
+        let d = auth_door(None);
+        // Loopback is a trusted proxy by default: each claimed IP has its own counter.
+        let mut proxy = conn(false);
+        for ip in ["10.0.0.1", "10.0.0.1", "10.0.0.2"] {
+            let v = verdict(&verify(&mut proxy, &d, "", "/x", ip));
+            assert_eq!(v.0, 200, "{ip}");
+        }
+        assert_eq!(
+            verdict(&verify(&mut proxy, &d, "", "/x", "10.0.0.1")).1,
+            some("rate_limited")
+        );
+        // So is the Unix socket (the same IP's counter: the claim is believed).
+        let mut unix = conn(true);
+        assert_eq!(verdict(&verify(&mut unix, &d, "", "/x", "10.0.0.2")).5, 0);
+        // Another peer's claims are ignored: its own address is counted, whatever it says.
+        let mut outsider = conn_from(Some(Peer::Ip(IpAddr::from([203, 0, 113, 9]))));
+        assert_eq!(
+            verdict(&verify(&mut outsider, &d, "", "/x", "10.0.0.3")).5,
+            1
+        );
+        assert_eq!(
+            verdict(&verify(&mut outsider, &d, "", "/x", "10.0.0.4")).5,
+            0
+        );
+        assert_eq!(
+            verdict(&verify(&mut outsider, &d, "", "/x", "10.0.0.5")).1,
+            some("rate_limited")
+        );
+        // It must still send an address.
+        assert!(verify(&mut outsider, &d, "", "/x", "me").starts_with("-ERR the client-ip"));
+    }
+
+    #[test]
+    fn revoke_is_durable_before_ok_and_verify_then_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("revocations.log");
+        let d = auth_door(Some(&log));
+        let mut c = conn(false);
+        let with_jti = token("eddsa_with_jti");
+        let user_1 = token("eddsa_better_auth");
+        assert_eq!(
+            verdict(&verify(&mut c, &d, &with_jti, "/x", "10.0.0.1")).0,
+            200
+        );
+        assert_eq!(
+            verdict(&verify(&mut c, &d, &user_1, "/x", "10.0.0.1")).0,
+            200
+        );
+        assert!(run(&mut c, &d, "REVOKE JTI jti-0001 4102444800").starts_with("-NOAUTH"));
+        assert_eq!(run(&mut c, &d, &format!("AUTH {SECRET}")), "+OK\r\n");
+        assert_eq!(run(&mut c, &d, "REVOKE JTI jti-0001 4102444800"), "+OK\r\n");
+        // On disk when +OK came back.
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("\"jti-0001\""), "{text}");
+        // The cached token is refused at once (revocation is checked on every cache hit).
+        assert_eq!(
+            verdict(&verify(&mut c, &d, &with_jti, "/x", "10.0.0.1")),
+            (401, some("revoked"), None, None, None, -1, -1)
+        );
+        assert_eq!(
+            verdict(&verify(&mut c, &d, &user_1, "/x", "10.0.0.1")).0,
+            200
+        );
+        // Every token of user_1 issued before a second after the fixtures were made.
+        let iat = fixtures()["generated_at"].as_i64().unwrap();
+        assert_eq!(
+            run(&mut c, &d, &format!("revoke sub user_1 {}", iat + 1)),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            verdict(&verify(&mut c, &d, &user_1, "/x", "10.0.0.1")).1,
+            some("revoked")
+        );
+        // Again: nothing new, still +OK.
+        assert_eq!(
+            run(&mut c, &d, &format!("REVOKE SUB user_1 {}", iat + 1)),
+            "+OK\r\n"
+        );
+        assert_eq!(d.0.gate.authenticator().revocations().len(), 2);
+        // Values the store refuses.
+        let long = "j".repeat(MAX_ID_BYTES + 1);
+        assert_eq!(
+            run(&mut c, &d, &format!("REVOKE JTI {long} 1")),
+            format!("-ERR the jti must be 1 to {MAX_ID_BYTES} bytes of UTF-8 text\r\n")
+        );
+        assert_eq!(
+            run(&mut c, &d, "REVOKE SUB u 99999999999999999"),
+            "-ERR before is out of range\r\n"
+        );
+        let info = run(&mut c, &d, "INFO stats");
+        assert!(info.contains("revocations:3\r\n"), "{info}");
+    }
+
+    fn first_int(f: &Frame) -> Option<i64> {
+        match f {
+            Frame::Array(v) => v.first().and_then(Frame::as_integer),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_that_wait_keep_their_place_in_a_pipeline() {
+        let d = auth_door(None);
+        let t = token("eddsa_better_auth");
+        let mut input = Vec::new();
+        let mut cmd = |args: &[&str]| {
+            input.extend_from_slice(&Frame::command(args.iter().copied()).to_bytes(Protocol::Resp2))
+        };
+        cmd(&["PING", "one"]);
+        cmd(&["VERIFY", &t, "GET", "/x", "10.0.0.1"]);
+        cmd(&["AUTH", SECRET]);
+        // REVOKE waits for the blocking pool: the replies before it are written first.
+        cmd(&["REVOKE", "SUB", "user_1", "4102444800"]);
+        cmd(&["VERIFY", &t, "GET", "/x", "10.0.0.1"]);
+        cmd(&["PING", "two"]);
+        let (got, writes) = serve_bytes(&d, &input).await;
+        let mut pos = 0;
+        let mut replies = Vec::new();
+        while pos < got.len() {
+            let (f, used) = crate::resp::parse_frame(&got[pos..], &Default::default())
+                .unwrap()
+                .unwrap();
+            replies.push(f);
+            pos += used;
+        }
+        assert_eq!(replies.len(), 6, "{replies:?}");
+        assert_eq!(replies[0], Frame::bulk("one"));
+        assert_eq!(first_int(&replies[1]), Some(200));
+        assert_eq!(replies[2], Frame::simple("OK"));
+        assert_eq!(replies[3], Frame::simple("OK"));
+        assert_eq!(first_int(&replies[4]), Some(401));
+        assert_eq!(replies[5], Frame::bulk("two"));
+        assert_eq!(
+            writes.len(),
+            2,
+            "before the REVOKE, and the rest: {writes:?}"
+        );
     }
 }

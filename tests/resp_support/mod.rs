@@ -1,7 +1,12 @@
 //! Shared by the RESP integration tests: a RESP server started in-process on an ephemeral
-//! loopback port and a Unix socket in a temporary directory, deciding on a manual clock.
+//! loopback port and a Unix socket in a temporary directory, deciding on a manual clock;
+//! with [`start_auth`], also verifying the PyJWT-made tokens of tests/tokens/ (through
+//! `auth_support`, shared with the auth tests).
 
 #![allow(dead_code)]
+
+#[path = "../auth_support/mod.rs"]
+pub mod auth_support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,6 +16,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tollgate::clock::ManualClock;
+use tollgate::config::auth::IssuerConfig;
+use tollgate::config::routes::RouteConfig;
 use tollgate::config::{Config, LimitConfig};
 use tollgate::gate::Gate;
 use tollgate::limiter::Algorithm;
@@ -94,6 +101,55 @@ pub fn start_with(tweak: impl FnOnce(&mut RespOptions)) -> TestServer {
 
 pub fn start() -> TestServer {
     start_with(|_| {})
+}
+
+/// [`config`] plus a `premium` tier (10/h), the route `/api/me` (a token required), `[auth]`
+/// accepting the fixtures (the Better Auth issuer from `issuer`, and HS256), and
+/// revocations logged to `dir/revocations.log`.
+pub fn auth_config(dir: &tempfile::TempDir, issuer: IssuerConfig) -> Config {
+    let mut c = config(dir);
+    c.tiers.insert("premium".to_string(), limit(10, "1h"));
+    c.routes = vec![RouteConfig {
+        path: "/api/me".into(),
+        methods: Vec::new(),
+        auth: Some("required".into()),
+        roles: Vec::new(),
+        permissions: Vec::new(),
+        owner: None,
+        bypass_roles: None,
+        limits: Vec::new(),
+    }];
+    c.auth = auth_support::config(issuer);
+    c.auth.revocation.path = Some(dir.path().join("revocations.log"));
+    c
+}
+
+/// A server on [`auth_config`] with the fixtures' key set from a file; its clock is a
+/// minute after the fixtures were made.
+pub fn start_auth() -> TestServer {
+    start_auth_with(auth_support::static_issuer("jwks.json"), |_| {})
+}
+
+/// A server on [`auth_config`] with `issuer`, `tweak` applied to the configuration first.
+/// The authenticator is started (remote key sets fetched in the background).
+pub fn start_auth_with(issuer: IssuerConfig, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = auth_config(&dir, issuer);
+    tweak(&mut config);
+    config.validate().expect("the test configuration validates");
+    let clock = auth_support::clock();
+    let auth = Arc::new(auth_support::build(&config.auth, clock.clone()));
+    auth.start();
+    let gate = Arc::new(Gate::with_authenticator(&config, clock.clone(), auth).unwrap());
+    let env = |k: &str| (k == "RESP_TEST_ADMIN").then(|| ADMIN_SECRET.to_string());
+    let options = RespOptions::from_config(&config, &env).unwrap();
+    let server = RespServer::start(gate.clone(), options).expect("RESP server starts");
+    TestServer {
+        server,
+        gate,
+        clock,
+        dir,
+    }
 }
 
 /// Reads from `s` until `want` replies' worth of bytes match `expected`, EOF, or 10 s.
