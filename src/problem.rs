@@ -36,11 +36,29 @@ pub enum ProblemType {
     MethodNotAllowed,
     /// The request target is longer than `server.max_uri_bytes`.
     UriTooLong,
+    /// A required request header is absent (`/auth` without `X-Original-URI`).
+    MissingHeader,
+    /// A request header is malformed (`X-Original-Method` that is not a method).
+    InvalidHeader,
+    /// A request body is not what the endpoint accepts (admin API: bad JSON).
+    InvalidBody,
+    /// The admin API needs the admin bearer secret.
+    Unauthorized,
+    /// The admin API is not served on this listener.
+    Forbidden,
+    /// The request body did not arrive in time.
+    RequestTimeout,
+    /// The request body is larger than the endpoint accepts.
+    BodyTooLarge,
+    /// Tollgate cannot answer: its configuration cannot decide the request, or a write failed.
+    Internal,
+    /// The revocation store holds its maximum of entries.
+    StoreFull,
 }
 
 impl ProblemType {
     /// Every problem type, for documentation and tests.
-    pub const ALL: [ProblemType; 11] = [
+    pub const ALL: [ProblemType; 20] = [
         ProblemType::MissingParameter,
         ProblemType::DuplicateParameter,
         ProblemType::InvalidParameter,
@@ -52,6 +70,15 @@ impl ProblemType {
         ProblemType::NotFound,
         ProblemType::MethodNotAllowed,
         ProblemType::UriTooLong,
+        ProblemType::MissingHeader,
+        ProblemType::InvalidHeader,
+        ProblemType::InvalidBody,
+        ProblemType::Unauthorized,
+        ProblemType::Forbidden,
+        ProblemType::RequestTimeout,
+        ProblemType::BodyTooLarge,
+        ProblemType::Internal,
+        ProblemType::StoreFull,
     ];
 
     /// Short identifier, also the last part of the type URI and the `reason` label in metrics.
@@ -68,6 +95,15 @@ impl ProblemType {
             ProblemType::NotFound => "not-found",
             ProblemType::MethodNotAllowed => "method-not-allowed",
             ProblemType::UriTooLong => "uri-too-long",
+            ProblemType::MissingHeader => "missing-header",
+            ProblemType::InvalidHeader => "invalid-header",
+            ProblemType::InvalidBody => "invalid-body",
+            ProblemType::Unauthorized => "unauthorized",
+            ProblemType::Forbidden => "forbidden",
+            ProblemType::RequestTimeout => "request-timeout",
+            ProblemType::BodyTooLarge => "body-too-large",
+            ProblemType::Internal => "internal",
+            ProblemType::StoreFull => "store-full",
         }
     }
 
@@ -91,6 +127,15 @@ impl ProblemType {
             ProblemType::NotFound => "Not found",
             ProblemType::MethodNotAllowed => "Method not allowed",
             ProblemType::UriTooLong => "URI too long",
+            ProblemType::MissingHeader => "A required header is missing",
+            ProblemType::InvalidHeader => "A header is malformed",
+            ProblemType::InvalidBody => "The request body is malformed",
+            ProblemType::Unauthorized => "Authentication required",
+            ProblemType::Forbidden => "Forbidden",
+            ProblemType::RequestTimeout => "The request body did not arrive in time",
+            ProblemType::BodyTooLarge => "The request body is too large",
+            ProblemType::Internal => "Internal error",
+            ProblemType::StoreFull => "The revocation store is full",
         }
     }
 
@@ -100,6 +145,12 @@ impl ProblemType {
             ProblemType::NotFound => 404,
             ProblemType::MethodNotAllowed => 405,
             ProblemType::UriTooLong => 414,
+            ProblemType::Unauthorized => 401,
+            ProblemType::Forbidden => 403,
+            ProblemType::RequestTimeout => 408,
+            ProblemType::BodyTooLarge => 413,
+            ProblemType::Internal => 500,
+            ProblemType::StoreFull => 507,
             _ => 400,
         }
     }

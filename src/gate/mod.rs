@@ -27,7 +27,7 @@ use anyhow::{bail, Context as _};
 use arc_swap::ArcSwap;
 use prometheus::{Histogram, IntCounter};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 pub use access::{AccessDecision, AccessOutcome, AccessQuery};
 
@@ -106,6 +106,9 @@ struct GateState {
     max_hits: u64,
     /// The compiled route policy (rules, key templates, trusted proxies).
     policy: Policy,
+    /// The request headers an access decision reads besides the credentials: the client-IP
+    /// headers and the headers key templates name.
+    access_headers: Box<[HeaderName]>,
 }
 
 /// What a reload changed. `tiers.NAME` / `limits.NAME` name the entries as in the file.
@@ -337,6 +340,14 @@ impl Gate {
         self.state.load().policy.client_ip(peer, headers)
     }
 
+    /// Calls `f` with the names of the request headers an access decision reads besides the
+    /// credentials: the client-IP headers (`[policy] client_ip_headers`) and every header a
+    /// key template names. A door that keeps only some headers of a request (the HTTP fast
+    /// path) keeps these, so that [`Gate::authorize`] decides as it would on all of them.
+    pub fn with_access_headers<R>(&self, f: impl FnOnce(&[HeaderName]) -> R) -> R {
+        f(&self.state.load().access_headers)
+    }
+
     /// Whether `peer` is a trusted proxy, whose word on the client address is taken.
     pub fn trusts_proxy(&self, peer: Peer) -> bool {
         self.state
@@ -432,13 +443,47 @@ fn compile(config: &Config, metrics: &Metrics) -> anyhow::Result<GateState> {
         );
     }
     let policy = Policy::from_config(config).context("routes")?;
+    let access_headers = access_header_names(config, &policy);
     Ok(GateState {
         config: Arc::new(config.clone()),
         tiers,
         limits,
         max_hits: config.server.max_hits,
         policy,
+        access_headers,
     })
+}
+
+/// The client-IP headers, then the headers key templates name, each once.
+fn access_header_names(config: &Config, policy: &Policy) -> Box<[HeaderName]> {
+    use crate::policy::key::KeyPart;
+    let mut names: Vec<HeaderName> = config
+        .policy
+        .client_ip_headers
+        .iter()
+        .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+        .collect();
+    let templates = config
+        .tiers
+        .keys()
+        .chain(config.limits.keys())
+        .filter_map(|name| policy.key_template(name))
+        .chain(
+            policy
+                .rules()
+                .iter()
+                .flat_map(|r| r.limits.iter().map(|l| &l.key)),
+        );
+    for t in templates {
+        for part in t.parts() {
+            if let KeyPart::Header(h) = part {
+                if !names.contains(h) {
+                    names.push(h.clone());
+                }
+            }
+        }
+    }
+    names.into()
 }
 
 /// One limit of the configuration as the engine's [`LimitSpec`] (the same spec

@@ -1,24 +1,29 @@
-//! The HTTP/1.1 fast path: answers plain `GET` requests itself and hands every other
-//! connection state to hyper.
+//! The HTTP/1.1 fast path: answers plain requests itself and hands every other connection
+//! state to hyper.
 //!
-//! Why it exists: `/check` is the hot path, and through hyper a `/check` answer spent more CPU
-//! in building and encoding `http` types (a request `Uri` and `HeaderMap`, a response
-//! `HeaderMap` of seven headers, a per-request header-read timer) than in the decision itself.
-//! Measured with `benches/http.sh` (docs/benchmarks.md, "HTTP /check"): the fast path cuts the
-//! server's CPU per request by about a fifth, which is what brings `/check` to the target ratio
-//! against nginx.
+//! Why it exists: `/check` and `/auth` are the hot paths (`/auth` runs on every request of the
+//! protected application), and through hyper an answer spent more CPU in building and encoding
+//! `http` types (a request `Uri` and `HeaderMap`, a response `HeaderMap`, a per-request
+//! header-read timer, a boxed future) than in the decision itself. Measured with
+//! `benches/http.sh` (docs/benchmarks.md, "HTTP /check"): the fast path cuts the server's CPU
+//! per request by about a fifth, which is what brings `/check` to the target ratio against
+//! nginx.
 //!
-//! What it handles: a complete request head, parsed with `httparse` (hyper's own parser), that
-//! is `GET` over HTTP/1.1 in origin form, with no body (`Content-Length` absent or `0`, no
-//! `Transfer-Encoding`), no `Expect` and no `Upgrade`. `/check` is decided and written straight
-//! into the output buffer; any other path goes through the same router as hyper
-//! ([`HttpShared::reply`]) and is serialised here. Pipelined requests are answered in order,
-//! with one write per batch.
+//! What it handles: a complete request head, parsed with `httparse` (hyper's own parser), over
+//! HTTP/1.1 in origin form, with no body (`Content-Length` absent or `0`, no
+//! `Transfer-Encoding`), no `Expect` and no `Upgrade`, whose method is `GET` — or, for
+//! `/auth`, any method but `CONNECT` (nginx's auth subrequest carries the original method).
+//! `/check` and `/auth` are decided and written straight into the output buffer; for `/auth`
+//! only the headers the gate reads are copied out of the read buffer. Any other GET goes
+//! through the same router as hyper ([`super::http::HttpShared::reply`]) and is serialised
+//! here. Pipelined requests are answered in order, with one write per batch.
 //!
-//! What it hands to hyper: everything else — other methods, HTTP/1.0, bodies, malformed or
-//! oversized heads, too many headers — together with the bytes already read. From then on the
-//! connection is hyper's, with its strict parsing and its automatic 400/414/431 answers. So
-//! the fast path never has to get an unusual case right: it only has to recognise the usual one.
+//! What it hands to hyper: everything else — other methods, HTTP/1.0, bodies, the admin API,
+//! malformed or oversized heads, too many headers — together with the bytes already read.
+//! From then on the connection is hyper's, with its strict parsing and its automatic
+//! 400/414/431 answers. So the fast path never has to get an unusual case right: it only has
+//! to recognise the usual one. Both paths give the same answers (tests/http_paths.rs,
+//! tests/http_auth.rs).
 //!
 //! Timeouts and shutdown match the hyper path: `IdleTimeout` for idle connections and stalled
 //! writes, `header_read_timeout` from the first byte of a head that arrives in pieces (a timer
@@ -29,11 +34,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
-use http::{Method, Uri};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::http::{problem_reply, write_decision, write_reply, HttpService};
+use super::http::{
+    problem_reply, write_decision, write_reply, AuthFacts, HttpService, ADMIN_PREFIX, AUTH_PATH,
+};
 use super::listener::{serve_hyper, HttpConnSettings, IdleTimeout, Phase, Rewind, Shutdown};
 
 /// Headers a fast-path request may carry; more goes to hyper (which allows 100).
@@ -43,15 +51,24 @@ const READ_CHUNK: usize = 4096;
 /// Answers are written once this much is buffered, even mid-batch, to bound the buffer.
 const MAX_PENDING_OUT: usize = 64 * 1024;
 
+/// Where one header of a parsed head is: name and value as byte ranges of the read buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeaderSpan {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
 /// A request head, as far as the fast path cares.
 #[derive(Debug, PartialEq, Eq)]
 enum Head {
     /// Not complete yet.
     Partial,
-    /// A plain GET: `len` bytes of head, the target at `target`, and whether the client asked
-    /// to close after the answer.
+    /// A plain request: `len` bytes of head, the method and the target at these ranges, and
+    /// whether the client asked to close after the answer. Its headers are in the span list
+    /// [`parse_head`] filled.
     Plain {
         len: usize,
+        method: (usize, usize),
         target: (usize, usize),
         close: bool,
     },
@@ -59,8 +76,21 @@ enum Head {
     Other,
 }
 
-/// Classifies the head at the start of `buf`. `max_head` is `server.max_header_bytes`.
-fn parse_head(buf: &[u8], max_head: usize) -> Head {
+/// Whether a request target is `/auth` (with or without a query).
+fn is_auth_target(target: &str) -> bool {
+    target
+        .strip_prefix(AUTH_PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('?'))
+}
+
+/// Classifies the head at the start of `buf`, and fills `spans` with where its headers are.
+/// `max_head` is `server.max_header_bytes`.
+///
+/// Plain means: HTTP/1.1 in origin form, no body, no `Expect`, no `Upgrade`, and the method
+/// `GET` — or any method but `CONNECT` for `/auth`, since nginx's auth subrequest carries the
+/// original request's method.
+fn parse_head(buf: &[u8], max_head: usize, spans: &mut Vec<HeaderSpan>) -> Head {
+    spans.clear();
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -74,15 +104,24 @@ fn parse_head(buf: &[u8], max_head: usize) -> Head {
         }
         Err(_) => return Head::Other,
     };
-    if len > max_head || req.method != Some("GET") || req.version != Some(1) {
+    if len > max_head || req.version != Some(1) {
         return Head::Other;
     }
-    let Some(path) = req.path else {
+    let (Some(method), Some(path)) = (req.method, req.path) else {
         return Head::Other;
     };
     if !path.starts_with('/') {
         return Head::Other;
     }
+    if method != "GET" && (method == "CONNECT" || !is_auth_target(path)) {
+        return Head::Other;
+    }
+    // Every slice httparse returns borrows from `buf`: its offset is where it starts.
+    let base = buf.as_ptr() as usize;
+    let range = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        (start, start + s.len())
+    };
     let mut close = false;
     for h in req.headers.iter() {
         let name = h.name;
@@ -105,12 +144,15 @@ fn parse_head(buf: &[u8], max_head: usize) -> Head {
                 }
             }
         }
+        spans.push(HeaderSpan {
+            name: range(name.as_bytes()),
+            value: range(h.value),
+        });
     }
-    // `path` borrows from `buf`: its offset is where the target starts.
-    let start = path.as_ptr() as usize - buf.as_ptr() as usize;
     Head::Plain {
         len,
-        target: (start, start + path.len()),
+        method: range(method.as_bytes()),
+        target: range(path.as_bytes()),
         close,
     }
 }
@@ -118,22 +160,54 @@ fn parse_head(buf: &[u8], max_head: usize) -> Head {
 /// How one plain request went.
 enum Answered {
     Yes,
-    /// The target is not something the fast path parses (hyper will answer 400).
+    /// Not something the fast path answers (hyper will).
     HandOff,
 }
 
-fn answer(
+/// The buffers of one connection, reused from request to request.
+struct Buffers {
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    spans: Vec<HeaderSpan>,
+}
+
+async fn answer(
     service: &HttpService,
-    target: &[u8],
+    head: &[u8],
+    method: (usize, usize),
+    target: (usize, usize),
     close: bool,
-    out: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
+    bufs: &mut Buffers,
     date: &[u8],
 ) -> Answered {
-    let shared = &service.0;
-    let Ok(target) = std::str::from_utf8(target) else {
+    let shared = service.shared();
+    let Ok(target) = std::str::from_utf8(&head[target.0..target.1]) else {
         return Answered::HandOff;
     };
+    if is_auth_target(target) && !target.contains('#') {
+        let Ok(method) = std::str::from_utf8(&head[method.0..method.1]) else {
+            return Answered::HandOff;
+        };
+        if let Err(p) = shared.check_target_len(target.len()) {
+            write_reply(&mut bufs.out, &problem_reply(&p, None), date, close);
+            return Answered::Yes;
+        }
+        auth(
+            service,
+            head,
+            method,
+            &bufs.spans,
+            &mut bufs.out,
+            date,
+            close,
+        )
+        .await;
+        return Answered::Yes;
+    }
+    if target.starts_with(ADMIN_PREFIX) {
+        // Needs the credentials and, for POST, a body: hyper's.
+        return Answered::HandOff;
+    }
     let check_query = if target == "/check" {
         Some("")
     } else {
@@ -145,18 +219,89 @@ fn answer(
                 .check_target_len(target.len())
                 .and_then(|()| shared.check_outcome(query));
             match outcome {
-                Ok(decision) => write_decision(out, scratch, &decision, date, close),
-                Err(problem) => write_reply(out, &problem_reply(&problem, None), date, close),
+                Ok(decision) => {
+                    write_decision(&mut bufs.out, &mut bufs.scratch, &decision, date, close)
+                }
+                Err(problem) => {
+                    write_reply(&mut bufs.out, &problem_reply(&problem, None), date, close)
+                }
             }
         }
         _ => {
             let Ok(uri) = target.parse::<Uri>() else {
                 return Answered::HandOff;
             };
-            write_reply(out, &shared.reply(&Method::GET, &uri), date, close);
+            write_reply(
+                &mut bufs.out,
+                &shared.reply(&Method::GET, &uri),
+                date,
+                close,
+            );
         }
     }
     Answered::Yes
+}
+
+/// `/auth` on the fast path: picks the credentials, `X-Original-URI`, `X-Original-Method`
+/// and the headers the gate reads out of the head, and writes the answer into `out`. Only
+/// the headers the gate reads ([`crate::gate::Gate::with_access_headers`]: client-IP and
+/// key-template headers) go into a `HeaderMap`, so a request without them builds nothing.
+async fn auth(
+    service: &HttpService,
+    head: &[u8],
+    method: &str,
+    spans: &[HeaderSpan],
+    out: &mut Vec<u8>,
+    date: &[u8],
+    close: bool,
+) {
+    let shared = service.shared();
+    let gate = &shared.gate;
+    let api_key_header = gate.authenticator().api_key_header().as_str().as_bytes();
+    let mut facts = AuthFacts {
+        method,
+        original_uri: None,
+        original_method: None,
+        authorization: None,
+        api_key: None,
+    };
+    let mut headers = HeaderMap::new();
+    gate.with_access_headers(|wanted| {
+        for span in spans {
+            let name = &head[span.name.0..span.name.1];
+            let value = &head[span.value.0..span.value.1];
+            // The first of repeated headers counts, as `HeaderMap::get` has it on hyper's path.
+            let slot = if name.eq_ignore_ascii_case(b"authorization") {
+                &mut facts.authorization
+            } else if name.eq_ignore_ascii_case(b"x-original-uri") {
+                &mut facts.original_uri
+            } else if name.eq_ignore_ascii_case(b"x-original-method") {
+                &mut facts.original_method
+            } else if name.eq_ignore_ascii_case(api_key_header) {
+                &mut facts.api_key
+            } else {
+                if wanted
+                    .iter()
+                    .any(|w| name.eq_ignore_ascii_case(w.as_str().as_bytes()))
+                {
+                    // Every line, in order: X-Forwarded-For may come as several.
+                    if let (Ok(n), Ok(v)) =
+                        (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+                    {
+                        headers.append(n, v);
+                    }
+                }
+                continue;
+            };
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        }
+    });
+    match shared.authorize(&facts, service.peer(), &headers).await {
+        Ok(d) => shared.write_auth(out, &d, method == "HEAD", date, close),
+        Err(p) => write_reply(out, &problem_reply(&p, None), date, close),
+    }
 }
 
 /// Serves one connection: plain GETs here, the rest (from the first request that is not
@@ -171,8 +316,11 @@ pub async fn serve_fast<S>(
 {
     let mut io = IdleTimeout::new(stream, settings.idle_timeout);
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = Vec::with_capacity(1024);
-    let mut scratch = Vec::with_capacity(256);
+    let mut bufs = Buffers {
+        out: Vec::with_capacity(1024),
+        scratch: Vec::with_capacity(256),
+        spans: Vec::with_capacity(MAX_HEADERS),
+    };
     let mut date = DateCache::default();
     let draining = shutdown.clone().draining();
     let closing = shutdown.clone().closing();
@@ -185,28 +333,31 @@ pub async fn serve_fast<S>(
         let draining_now = drained || shutdown.phase() >= Phase::Draining;
         let mut close = false;
         while !inbuf.is_empty() {
-            match parse_head(&inbuf, settings.max_header_bytes) {
+            match parse_head(&inbuf, settings.max_header_bytes, &mut bufs.spans) {
                 Head::Partial => break,
                 Head::Other => {
-                    hand_off(io, inbuf, out, service, settings, shutdown).await;
+                    hand_off(io, inbuf, bufs.out, service, settings, shutdown).await;
                     return;
                 }
                 Head::Plain {
                     len,
+                    method,
                     target,
                     close: asked,
                 } => {
                     close = asked || draining_now;
                     let answered = answer(
                         &service,
-                        &inbuf[target.0..target.1],
+                        &inbuf[..len],
+                        method,
+                        target,
                         close,
-                        &mut out,
-                        &mut scratch,
+                        &mut bufs,
                         date.get(),
-                    );
+                    )
+                    .await;
                     if let Answered::HandOff = answered {
-                        hand_off(io, inbuf, out, service, settings, shutdown).await;
+                        hand_off(io, inbuf, bufs.out, service, settings, shutdown).await;
                         return;
                     }
                     inbuf.advance(len);
@@ -214,20 +365,20 @@ pub async fn serve_fast<S>(
                     if close {
                         break;
                     }
-                    if out.len() >= MAX_PENDING_OUT {
-                        if io.write_all(&out).await.is_err() {
+                    if bufs.out.len() >= MAX_PENDING_OUT {
+                        if io.write_all(&bufs.out).await.is_err() {
                             return;
                         }
-                        out.clear();
+                        bufs.out.clear();
                     }
                 }
             }
         }
-        if !out.is_empty() {
-            if io.write_all(&out).await.is_err() {
+        if !bufs.out.is_empty() {
+            if io.write_all(&bufs.out).await.is_err() {
                 return;
             }
-            out.clear();
+            bufs.out.clear();
         }
         if close || (draining_now && inbuf.is_empty()) {
             let _ = io.shutdown().await;
@@ -361,17 +512,27 @@ mod tests {
     use super::*;
 
     fn plain(req: &str) -> Head {
-        parse_head(req.as_bytes(), 16 * 1024)
+        parse_head(req.as_bytes(), 16 * 1024, &mut Vec::new())
     }
 
     #[test]
     fn plain_gets_are_recognised() {
         let req = "GET /check?key=a&tier=b HTTP/1.1\r\nHost: x\r\n\r\nGET /next";
-        match plain(req) {
-            Head::Plain { len, target, close } => {
+        let mut spans = Vec::new();
+        match parse_head(req.as_bytes(), 16 * 1024, &mut spans) {
+            Head::Plain {
+                len,
+                method,
+                target,
+                close,
+            } => {
+                assert_eq!(&req[method.0..method.1], "GET");
                 assert_eq!(&req[target.0..target.1], "/check?key=a&tier=b");
                 assert_eq!(&req[len..], "GET /next");
                 assert!(!close);
+                assert_eq!(spans.len(), 1);
+                assert_eq!(&req[spans[0].name.0..spans[0].name.1], "Host");
+                assert_eq!(&req[spans[0].value.0..spans[0].value.1], "x");
             }
             other => panic!("{other:?}"),
         }
@@ -384,6 +545,28 @@ mod tests {
             Head::Plain { .. }
         ));
         assert_eq!(plain("GET /check?key=a HTTP/1.1\r\nHost"), Head::Partial);
+    }
+
+    #[test]
+    fn auth_takes_any_method_but_connect() {
+        for req in [
+            "GET /auth HTTP/1.1\r\nX-Original-URI: /x\r\n\r\n",
+            "POST /auth HTTP/1.1\r\nX-Original-URI: /x\r\n\r\n",
+            "DELETE /auth?x=1 HTTP/1.1\r\n\r\n",
+            "HEAD /auth HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            assert!(matches!(plain(req), Head::Plain { .. }), "{req:?}");
+        }
+        for req in [
+            "CONNECT /auth HTTP/1.1\r\n\r\n",
+            "POST /auth HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+            "POST /authx HTTP/1.1\r\n\r\n",
+            "POST /auth/ HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(plain(req), Head::Other, "{req:?}");
+        }
+        assert!(is_auth_target("/auth") && is_auth_target("/auth?a=b"));
+        assert!(!is_auth_target("/authz") && !is_auth_target("/auth/"));
     }
 
     #[test]
@@ -408,8 +591,14 @@ mod tests {
         assert_eq!(plain(&format!("GET / HTTP/1.1\r\n{many}\r\n")), Head::Other);
         // A head that outgrows the bound, complete or not.
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(200));
-        assert_eq!(parse_head(big.as_bytes(), 100), Head::Other);
-        assert_eq!(parse_head(&big.as_bytes()[..150], 100), Head::Other);
+        assert_eq!(
+            parse_head(big.as_bytes(), 100, &mut Vec::new()),
+            Head::Other
+        );
+        assert_eq!(
+            parse_head(&big.as_bytes()[..150], 100, &mut Vec::new()),
+            Head::Other
+        );
     }
 
     #[test]

@@ -1,26 +1,42 @@
 //! The HTTP front door: routes a request, parses `/check` query strings into a
-//! [`CheckQuery`], asks the [`Gate`], and renders the decision (JSON body, IETF `RateLimit` /
-//! `RateLimit-Policy` fields, legacy `X-RateLimit-*`, `Retry-After`) or a problem (RFC 9457).
+//! [`CheckQuery`] and `/auth` requests into an [`AccessQuery`], asks the [`Gate`], and renders
+//! the decision (IETF `RateLimit` / `RateLimit-Policy` fields, legacy `X-RateLimit-*`,
+//! `Retry-After`; identity headers and `X-Tollgate-Reason` for `/auth`) or a problem
+//! (RFC 9457). It also serves the admin API (`POST /admin/revoke`, `GET /admin/revocations`).
 //!
-//! The door decides nothing: every answer about a key comes from [`Gate::check`]. The same
-//! service serves TCP and Unix-socket connections (see [`super::listener`]).
+//! The door decides nothing: every answer about a key comes from [`Gate::check`], every answer
+//! about a request of the protected application from [`Gate::authorize`]. The same service
+//! serves TCP and Unix-socket connections (see [`super::listener`]); each connection's service
+//! knows its socket peer, which decides whether client-IP headers are believed and whether the
+//! Unix-socket-only admin API is reachable.
 //!
-//! `/check` is the hot path, so its answer is written into one buffer — the JSON body first,
-//! then every header value — and the header values are slices of that buffer: one allocation
-//! for the bytes instead of one per header, and header names are constants.
+//! `/check` and `/auth` are the hot paths, so their answers are written into one buffer and
+//! the header values are slices of it: one allocation for the bytes instead of one per header,
+//! and header names are constants. `/auth` answers never have a body (`Content-Length: 0`):
+//! nginx only returns its keep-alive connection to the pool after an auth answer without one.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{
+    HeaderName, HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE,
+    RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use smallvec::SmallVec;
 
 use super::readiness::Readiness;
-use crate::gate::{CheckQuery, Gate};
+use crate::auth::{AdminAccess, AuthInput, RevocationError, RevokeRequest};
+use crate::gate::{AccessDecision, AccessOutcome, AccessQuery, CheckQuery, Gate};
 use crate::limiter::Decision;
+use crate::policy::Peer;
 use crate::problem::{quote, Problem, ProblemType};
 
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -28,12 +44,33 @@ const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+const X_TOLLGATE_REASON: HeaderName = HeaderName::from_static("x-tollgate-reason");
+const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+const X_USER_EMAIL: HeaderName = HeaderName::from_static("x-user-email");
+const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
+const X_TIER: HeaderName = HeaderName::from_static("x-tier");
+/// The original request's target, which nginx passes to `/auth`.
+pub const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+/// The original request's method (default: the `/auth` request's own method).
+pub const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 const ALLOW_GET: HeaderValue = HeaderValue::from_static("GET");
 const ALLOW_GET_HEAD: HeaderValue = HeaderValue::from_static("GET, HEAD");
+const ALLOW_POST: HeaderValue = HeaderValue::from_static("POST");
+
+/// The path of the access endpoint (nginx `auth_request`).
+pub const AUTH_PATH: &str = "/auth";
+/// Every admin endpoint is below this.
+pub const ADMIN_PREFIX: &str = "/admin/";
+/// Largest admin request body accepted; larger gets 413.
+pub const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
+/// An admin request body must arrive within this; otherwise 408.
+pub const ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest `X-Original-Method` accepted (the standard methods are at most 7 bytes).
+const MAX_METHOD_BYTES: usize = 32;
 
 /// The response type of every endpoint: the bodies are small and complete.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -70,26 +107,152 @@ pub struct HttpShared {
     pub readiness: Readiness,
     /// Longest request target accepted (`server.max_uri_bytes`); longer gets 414.
     pub max_uri_bytes: usize,
+    /// Who may use the admin API (`[auth.admin]`); [`AdminAccess::Disabled`] serves it to
+    /// nobody (404).
+    pub admin: AdminAccess,
 }
 
-/// The hyper service: one clone per connection (an `Arc` clone).
+/// The hyper service of one connection: the shared state and the connection's socket peer.
 #[derive(Clone)]
-pub struct HttpService(pub Arc<HttpShared>);
+pub struct HttpService {
+    shared: Arc<HttpShared>,
+    peer: Peer,
+}
 
-impl<B> hyper::service::Service<Request<B>> for HttpService {
-    type Response = HttpResponse;
-    type Error = Infallible;
-    // Every endpoint answers synchronously: a ready future, no boxing per request.
-    type Future = std::future::Ready<Result<HttpResponse, Infallible>>;
+/// The facts of an `/auth` request as a door found them in the request head, before the
+/// client address is resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthFacts<'a> {
+    /// The `/auth` request's own method: the original method when nginx does not send
+    /// `X-Original-Method` (its auth subrequest carries the original request's method).
+    pub method: &'a str,
+    /// `X-Original-URI`, raw.
+    pub original_uri: Option<&'a [u8]>,
+    /// `X-Original-Method`.
+    pub original_method: Option<&'a [u8]>,
+    /// `Authorization`.
+    pub authorization: Option<&'a [u8]>,
+    /// The configured API-key header.
+    pub api_key: Option<&'a [u8]>,
+}
 
-    fn call(&self, req: Request<B>) -> Self::Future {
-        std::future::ready(Ok(self.0.respond(req.method(), req.uri())))
+impl HttpService {
+    pub fn new(shared: Arc<HttpShared>, peer: Peer) -> Self {
+        Self { shared, peer }
+    }
+
+    /// The state every connection shares.
+    pub fn shared(&self) -> &Arc<HttpShared> {
+        &self.shared
+    }
+
+    /// Who is on the other end of this connection.
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+
+    /// `/auth` through hyper: the facts from the request's headers, the decision rendered.
+    async fn auth<B>(self, req: Request<B>) -> HttpResponse {
+        let h = req.headers();
+        let facts = AuthFacts {
+            method: req.method().as_str(),
+            original_uri: h.get(X_ORIGINAL_URI).map(HeaderValue::as_bytes),
+            original_method: h.get(X_ORIGINAL_METHOD).map(HeaderValue::as_bytes),
+            authorization: h.get(AUTHORIZATION).map(HeaderValue::as_bytes),
+            api_key: h
+                .get(self.shared.gate.authenticator().api_key_header())
+                .map(HeaderValue::as_bytes),
+        };
+        let reply = match self.shared.authorize(&facts, self.peer, h).await {
+            Ok(d) => self.shared.auth_reply(&d),
+            Err(p) => problem_reply(&p, None),
+        };
+        reply.into_response()
+    }
+
+    /// `/admin/*`: who may call it, then the endpoint.
+    async fn admin<B>(self, req: Request<B>) -> HttpResponse
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let shared = &self.shared;
+        let authorization = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
+        let endpoint =
+            match shared.admin_endpoint(req.method(), req.uri(), self.peer, authorization) {
+                Ok(e) => e,
+                Err(reply) => return (*reply).into_response(),
+            };
+        let reply = match endpoint {
+            AdminEndpoint::Revocations => shared.revocations().await,
+            AdminEndpoint::Revoke => match read_body(req).await {
+                Ok(body) => shared.revoke(&body).await,
+                Err(p) => problem_reply(&shared.refuse(p), None),
+            },
+        };
+        reply.into_response()
     }
 }
 
+/// The future of one hyper request: ready at once for every endpoint that answers
+/// synchronously; boxed only for `/auth` (which may wait for a key-set refetch) and the admin
+/// API (which reads a body and writes to disk).
+pub enum HttpFuture {
+    Ready(Option<HttpResponse>),
+    Pending(Pin<Box<dyn Future<Output = HttpResponse> + Send>>),
+}
+
+impl Future for HttpFuture {
+    type Output = Result<HttpResponse, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            HttpFuture::Ready(r) => Poll::Ready(Ok(r.take().unwrap_or_else(|| {
+                // Polled again after completion: a caller bug, answered rather than panicking.
+                Reply::new(StatusCode::INTERNAL_SERVER_ERROR, Bytes::new()).into_response()
+            }))),
+            HttpFuture::Pending(f) => f.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+impl<B> hyper::service::Service<Request<B>> for HttpService
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = HttpFuture;
+
+    fn call(&self, req: Request<B>) -> Self::Future {
+        let path = req.uri().path();
+        if path == AUTH_PATH {
+            if let Err(p) = self.shared.check_target_len(target_len(req.uri())) {
+                return HttpFuture::Ready(Some(problem_response(&p, None)));
+            }
+            return HttpFuture::Pending(Box::pin(self.clone().auth(req)));
+        }
+        if path.starts_with(ADMIN_PREFIX) {
+            return HttpFuture::Pending(Box::pin(self.clone().admin(req)));
+        }
+        HttpFuture::Ready(Some(self.shared.respond(req.method(), req.uri())))
+    }
+}
+
+/// An admin endpoint a caller was let through to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdminEndpoint {
+    Revoke,
+    Revocations,
+}
+
 impl HttpShared {
-    /// Answers one request. Only the method and the target matter: no endpoint reads a body
-    /// or a header.
+    /// Answers one request that needs neither headers nor a body (`/check`, `/healthz`,
+    /// `/readyz`, `/metrics`). `/auth` is answered as a request without `X-Original-URI`
+    /// and the admin API as a request without credentials over TCP would be.
     pub fn respond(&self, method: &Method, uri: &Uri) -> HttpResponse {
         self.reply(method, uri).into_response()
     }
@@ -120,11 +283,20 @@ impl HttpShared {
                     _ => self.metrics(),
                 }
             }
+            AUTH_PATH => problem_reply(&self.missing_original_uri(), None),
+            path if path.starts_with(ADMIN_PREFIX) => {
+                // A request without credentials from a TCP peer: nobody is let through.
+                let tcp = Peer::Ip(std::net::Ipv4Addr::UNSPECIFIED.into());
+                match self.admin_endpoint(method, uri, tcp, None) {
+                    Err(reply) => *reply,
+                    Ok(_) => self.admin_unauthorized(false),
+                }
+            }
             other => {
                 let p = self.refuse(Problem::new(
                     ProblemType::NotFound,
                     format!(
-                        "no endpoint at {}; tollgate serves /check, /healthz, /readyz and /metrics",
+                        "no endpoint at {}; tollgate serves /check, /auth, /healthz, /readyz and /metrics",
                         quote(other)
                     ),
                 ));
@@ -187,6 +359,313 @@ impl HttpShared {
         self.gate
             .check(&q)
             .map_err(|e| self.refuse(Problem::from(&e)))
+    }
+
+    /// The problem of an `/auth` request without `X-Original-URI` (counted).
+    fn missing_original_uri(&self) -> Problem {
+        self.refuse(Problem::new(
+            ProblemType::MissingHeader,
+            "/auth judges the original request and needs its target in X-Original-URI; \
+             nginx must set it: proxy_set_header X-Original-URI $request_uri;",
+        ))
+    }
+
+    /// `/auth`: the facts into an [`AccessQuery`] (the client address resolved through the
+    /// trusted-proxy rules from the socket `peer` and `headers`), the gate's decision. A
+    /// problem when the request cannot be judged (no `X-Original-URI`, a malformed
+    /// `X-Original-Method`) or the configuration cannot decide it (500).
+    ///
+    /// `headers` are the request's headers, or at least those the gate reads
+    /// ([`Gate::with_access_headers`]).
+    pub async fn authorize(
+        &self,
+        facts: &AuthFacts<'_>,
+        peer: Peer,
+        headers: &HeaderMap,
+    ) -> Result<AccessDecision, Problem> {
+        let Some(uri) = facts.original_uri else {
+            return Err(self.missing_original_uri());
+        };
+        let method = match facts.original_method {
+            None => facts.method,
+            Some(m) => match method_token(m) {
+                Some(m) => m,
+                None => {
+                    return Err(self.refuse(Problem::new(
+                        ProblemType::InvalidHeader,
+                        format!(
+                            "X-Original-Method must be an HTTP method such as GET, not {}",
+                            quote(&String::from_utf8_lossy(m))
+                        ),
+                    )))
+                }
+            },
+        };
+        let q = AccessQuery {
+            method,
+            uri,
+            credentials: AuthInput {
+                authorization: facts.authorization,
+                api_key: facts.api_key,
+                token: None,
+            },
+            client_ip: self.gate.client_ip(peer, headers),
+            headers: Some(headers),
+        };
+        self.gate.authorize(&q).await.map_err(|e| {
+            tracing::error!(error = %e, "/auth: the configuration cannot decide a request");
+            self.refuse(Problem::new(
+                ProblemType::Internal,
+                format!("the configuration cannot decide this request: {e}"),
+            ))
+        })
+    }
+
+    /// An access decision as a [`Reply`] (for hyper): the same fields [`write_auth`] writes,
+    /// and an empty body.
+    pub fn auth_reply(&self, d: &AccessDecision) -> Reply {
+        let mut buf = Vec::with_capacity(256);
+        let mut spans = FieldSpans::new();
+        let status = match auth_fields(&mut buf, d, Some(&mut spans)) {
+            Ok(s) => s,
+            Err(p) => return problem_reply(&self.refuse(p), None),
+        };
+        let bytes = Bytes::from(buf);
+        let mut headers = HeaderMap::with_capacity(spans.len());
+        for (name, a, b) in spans {
+            // Checked by `auth_fields` (identity values) or written from digits, names and
+            // fixed text, so this cannot fail; a failure would drop one header, not panic.
+            if let Ok(v) = HeaderValue::from_maybe_shared(bytes.slice(a..b)) {
+                headers.append(name, v);
+            }
+        }
+        Reply {
+            status,
+            headers,
+            body: Bytes::new(),
+        }
+    }
+
+    /// Writes the complete HTTP/1.1 answer to an access decision into `out` (the fast path's
+    /// way), exactly as [`auth_reply`](Self::auth_reply) through hyper would answer: with
+    /// `Content-Length: 0`, except for a HEAD request (`head`), where hyper leaves it out.
+    pub fn write_auth(
+        &self,
+        out: &mut Vec<u8>,
+        d: &AccessDecision,
+        head: bool,
+        date: &[u8],
+        close: bool,
+    ) {
+        let start = out.len();
+        out.extend_from_slice(match d.status() {
+            200 => b"HTTP/1.1 200 OK".as_slice(),
+            401 => b"HTTP/1.1 401 Unauthorized",
+            _ => b"HTTP/1.1 403 Forbidden",
+        });
+        match auth_fields(out, d, None) {
+            Ok(_) if head => finish_head_with(out, None, date, close),
+            Ok(_) => finish_head(out, 0, date, close),
+            Err(p) => {
+                out.truncate(start);
+                write_reply(out, &problem_reply(&self.refuse(p), None), date, close);
+            }
+        }
+    }
+
+    /// Which admin endpoint a request may use, or the refusal: 404 when the admin API is
+    /// disabled or there is no such endpoint, 405 for another method, 403 from a listener it
+    /// is not served on, 401 without the admin secret.
+    fn admin_endpoint(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        peer: Peer,
+        authorization: Option<&[u8]>,
+    ) -> Result<AdminEndpoint, Box<Reply>> {
+        if let Err(p) = self.check_target_len(target_len(uri)) {
+            return Err(Box::new(problem_reply(&p, None)));
+        }
+        let AdminAccess::Enabled {
+            secret,
+            unix_socket_only,
+        } = &self.admin
+        else {
+            let p = self.refuse(Problem::new(
+                ProblemType::NotFound,
+                format!(
+                    "no endpoint at {}: the admin API is disabled ([auth.admin] enabled = false)",
+                    quote(uri.path())
+                ),
+            ));
+            return Err(Box::new(problem_reply(&p, None)));
+        };
+        let (endpoint, allow, allowed) = match uri.path() {
+            "/admin/revoke" => (AdminEndpoint::Revoke, ALLOW_POST, method == Method::POST),
+            "/admin/revocations" => (
+                AdminEndpoint::Revocations,
+                ALLOW_GET_HEAD,
+                method == Method::GET || method == Method::HEAD,
+            ),
+            other => {
+                let p = self.refuse(Problem::new(
+                    ProblemType::NotFound,
+                    format!(
+                        "no endpoint at {}; the admin API serves /admin/revoke and /admin/revocations",
+                        quote(other)
+                    ),
+                ));
+                return Err(Box::new(problem_reply(&p, None)));
+            }
+        };
+        if !allowed {
+            return Err(Box::new(self.method_not_allowed(method, uri.path(), allow)));
+        }
+        let via_unix = peer == Peer::Unix;
+        if *unix_socket_only && !via_unix {
+            let p = self.refuse(Problem::new(
+                ProblemType::Forbidden,
+                "the admin API is served on the HTTP Unix socket only (auth.admin.unix_socket_only)",
+            ));
+            return Err(Box::new(problem_reply(&p, None)));
+        }
+        if !self.admin.allows(via_unix, authorization) {
+            if secret.is_none() {
+                // Without a secret only the Unix socket is let in (checked above); kept
+                // for completeness.
+                let p = self.refuse(Problem::new(
+                    ProblemType::Forbidden,
+                    "the admin API is served on the HTTP Unix socket only",
+                ));
+                return Err(Box::new(problem_reply(&p, None)));
+            }
+            return Err(Box::new(self.admin_unauthorized(authorization.is_some())));
+        }
+        Ok(endpoint)
+    }
+
+    /// 401 for the admin API: `WWW-Authenticate: Bearer`, with `error="invalid_token"` when
+    /// credentials were presented (RFC 6750 §3.1).
+    fn admin_unauthorized(&self, presented: bool) -> Reply {
+        let p = self.refuse(Problem::new(
+            ProblemType::Unauthorized,
+            if presented {
+                "the admin secret presented is not valid"
+            } else {
+                "the admin API needs the admin secret: Authorization: Bearer <secret>"
+            },
+        ));
+        let mut r = problem_reply(&p, None);
+        r.headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(if presented {
+                r#"Bearer realm="tollgate-admin", error="invalid_token""#
+            } else {
+                r#"Bearer realm="tollgate-admin""#
+            }),
+        );
+        r
+    }
+
+    /// `POST /admin/revoke`: parses the body and records the revocation, answering only once
+    /// it is in the revocation log (the fsync runs on the blocking pool).
+    async fn revoke(&self, body: &[u8]) -> Reply {
+        let req = match RevokeRequest::from_json(body) {
+            Ok(r) => r,
+            Err(why) => {
+                let p = self.refuse(Problem::new(
+                    ProblemType::InvalidBody,
+                    format!("the revocation request is malformed: {why}"),
+                ));
+                return problem_reply(&p, None);
+            }
+        };
+        let store = self.gate.authenticator().revocations().clone();
+        let durable = store.is_durable();
+        let job = req.clone();
+        let outcome = tokio::task::spawn_blocking(move || job.apply(&store)).await;
+        let recorded = match outcome {
+            Ok(Ok(recorded)) => recorded,
+            Ok(Err(e)) => return self.revocation_failed(&e),
+            Err(e) => {
+                tracing::error!(error = %e, "admin: the revocation task failed");
+                let p = self.refuse(Problem::new(
+                    ProblemType::Internal,
+                    "the revocation could not be recorded; retry",
+                ));
+                return problem_reply(&p, None);
+            }
+        };
+        let revocation = match &req {
+            RevokeRequest::Jti { jti, exp } => serde_json::json!({ "jti": jti, "exp": exp }),
+            RevokeRequest::Subject { sub, before } => {
+                serde_json::json!({ "sub": sub, "before": before })
+            }
+        };
+        tracing::info!(
+            kind = match &req {
+                RevokeRequest::Jti { .. } => "jti",
+                RevokeRequest::Subject { .. } => "subject",
+            },
+            recorded,
+            "admin: revocation"
+        );
+        let body = serde_json::json!({
+            "recorded": recorded,
+            "durable": durable,
+            "revocation": revocation,
+        });
+        let status = if recorded {
+            StatusCode::CREATED
+        } else {
+            // Already revoked, or past its retention (the token is refused as expired).
+            StatusCode::OK
+        };
+        json_reply(status, body.to_string().into())
+    }
+
+    fn revocation_failed(&self, e: &RevocationError) -> Reply {
+        let p = match e {
+            RevocationError::BadId | RevocationError::BadTime => {
+                Problem::new(ProblemType::InvalidBody, e.to_string())
+            }
+            RevocationError::Full(_) => Problem::new(ProblemType::StoreFull, e.to_string()),
+            other => {
+                tracing::error!(error = %other, "admin: writing a revocation failed");
+                Problem::new(
+                    ProblemType::Internal,
+                    "the revocation is in force in this process, but writing it to the \
+                     revocation log failed, so it may not survive a restart; retry",
+                )
+            }
+        };
+        problem_reply(&self.refuse(p), None)
+    }
+
+    /// `GET /admin/revocations`: every live revocation.
+    async fn revocations(&self) -> Reply {
+        let store = self.gate.authenticator().revocations().clone();
+        let listed = tokio::task::spawn_blocking(move || {
+            let list = store.list();
+            serde_json::json!({
+                "count": list.len(),
+                "durable": store.is_durable(),
+                "revocations": list,
+            })
+            .to_string()
+        })
+        .await;
+        match listed {
+            Ok(body) => json_reply(StatusCode::OK, body.into()),
+            Err(e) => {
+                tracing::error!(error = %e, "admin: listing revocations failed");
+                let p = self.refuse(Problem::new(
+                    ProblemType::Internal,
+                    "the revocations could not be listed",
+                ));
+                problem_reply(&p, None)
+            }
+        }
     }
 
     fn readyz(&self) -> Reply {
@@ -253,6 +732,205 @@ fn json_reply(status: StatusCode, body: Bytes) -> Reply {
     r.headers.insert(CONTENT_TYPE, JSON);
     r.headers.insert(CACHE_CONTROL, NO_STORE);
     r
+}
+
+/// Reads an admin request body: at most [`MAX_ADMIN_BODY_BYTES`] (413 beyond, refused before
+/// reading when `Content-Length` says so), within [`ADMIN_BODY_TIMEOUT`] (408).
+async fn read_body<B>(req: Request<B>) -> Result<Bytes, Problem>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let too_large = || {
+        Problem::new(
+            ProblemType::BodyTooLarge,
+            format!("the request body may be at most {MAX_ADMIN_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_ADMIN_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let body = Limited::new(req.into_body(), MAX_ADMIN_BODY_BYTES);
+    match tokio::time::timeout(ADMIN_BODY_TIMEOUT, body.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(_)) => Err(Problem::new(
+            ProblemType::InvalidBody,
+            "the request body could not be read",
+        )),
+        Err(_) => Err(Problem::new(
+            ProblemType::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} s",
+                ADMIN_BODY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
+/// `X-Original-Method` as a method: an HTTP token (RFC 9110 §5.6.2) of at most
+/// [`MAX_METHOD_BYTES`] bytes.
+fn method_token(m: &[u8]) -> Option<&str> {
+    let is_tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    if m.is_empty() || m.len() > MAX_METHOD_BYTES || !m.iter().all(is_tchar) {
+        return None;
+    }
+    std::str::from_utf8(m).ok()
+}
+
+/// Header fields written by [`auth_fields`]: name and the span of the value in the buffer.
+type FieldSpans = SmallVec<[(HeaderName, usize, usize); 12]>;
+
+/// Writes one header field as `\r\nname: value` and records where its value is.
+fn put_field(
+    out: &mut Vec<u8>,
+    spans: &mut Option<&mut FieldSpans>,
+    name: &HeaderName,
+    value: impl FnOnce(&mut Vec<u8>),
+) {
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    let start = out.len();
+    value(out);
+    if let Some(s) = spans {
+        s.push((name.clone(), start, out.len()));
+    }
+}
+
+/// Whether text can be a header value as it is: no control characters (a CR or LF would
+/// split the header). Identity values are checked for this when a token is verified; this
+/// is the door's own guard.
+fn header_safe(s: &str) -> bool {
+    !s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
+/// Writes the header fields of an `/auth` answer into `out` (each as `\r\nname: value`),
+/// recording the value spans in `spans` when given; returns the status. Every answer is
+/// header-only:
+/// - 200: `X-User-Id`, `X-User-Email`, `X-User-Role` (those that have a value), `X-Tier`,
+///   and the rate-limit fields as `/check` renders them;
+/// - 401: `WWW-Authenticate` and `X-Tollgate-Reason`;
+/// - 403: `X-Tollgate-Reason`; when rate-limited also `X-Tier`, `Retry-After` and the
+///   rate-limit fields.
+///
+/// Refuses (500 problem) an identity or tier that cannot be sent as a header value.
+fn auth_fields(
+    out: &mut Vec<u8>,
+    d: &AccessDecision,
+    mut spans: Option<&mut FieldSpans>,
+) -> Result<StatusCode, Problem> {
+    let unsafe_value = || {
+        Problem::new(
+            ProblemType::Internal,
+            "the caller's identity cannot be sent in a header",
+        )
+    };
+    if !header_safe(&d.tier) {
+        return Err(unsafe_value());
+    }
+    let sp = &mut spans;
+    match &d.outcome {
+        AccessOutcome::Allowed => {
+            if let Some(id) = &d.identity {
+                let safe = |v: Option<&str>| v.map_or(true, header_safe);
+                if !safe(id.user_id.as_deref())
+                    || !safe(id.email.as_deref())
+                    || !id.roles.iter().all(|r| header_safe(r))
+                {
+                    return Err(unsafe_value());
+                }
+                if let Some(user) = id.user_id.as_deref().filter(|u| !u.is_empty()) {
+                    put_field(out, sp, &X_USER_ID, |o| {
+                        o.extend_from_slice(user.as_bytes())
+                    });
+                }
+                if let Some(email) = id.email.as_deref().filter(|e| !e.is_empty()) {
+                    put_field(out, sp, &X_USER_EMAIL, |o| {
+                        o.extend_from_slice(email.as_bytes())
+                    });
+                }
+                if !id.roles.is_empty() {
+                    put_field(out, sp, &X_USER_ROLE, |o| {
+                        for (i, r) in id.roles.iter().enumerate() {
+                            if i > 0 {
+                                o.push(b',');
+                            }
+                            o.extend_from_slice(r.as_bytes());
+                        }
+                    });
+                }
+            }
+            if !d.tier.is_empty() {
+                put_field(out, sp, &X_TIER, |o| o.extend_from_slice(d.tier.as_bytes()));
+            }
+            if let Some(l) = &d.limits {
+                ratelimit_headers(out, sp, l);
+            }
+            Ok(StatusCode::OK)
+        }
+        AccessOutcome::RateLimited => {
+            put_field(out, sp, &X_TOLLGATE_REASON, |o| {
+                o.extend_from_slice(b"rate_limited")
+            });
+            if !d.tier.is_empty() {
+                put_field(out, sp, &X_TIER, |o| o.extend_from_slice(d.tier.as_bytes()));
+            }
+            if let Some(l) = &d.limits {
+                put_field(out, sp, &RETRY_AFTER, |o| put_u64(o, retry_after_secs(l)));
+                ratelimit_headers(out, sp, l);
+            }
+            Ok(StatusCode::FORBIDDEN)
+        }
+        _ => {
+            let status = if d.status() == 401 {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            if status == StatusCode::UNAUTHORIZED {
+                if let Some(w) = d.www_authenticate() {
+                    put_field(out, sp, &WWW_AUTHENTICATE, |o| put_header_text(o, &w));
+                }
+            }
+            let reason = d.reason().unwrap_or("forbidden");
+            put_field(out, sp, &X_TOLLGATE_REASON, |o| {
+                o.extend_from_slice(reason.as_bytes())
+            });
+            Ok(status)
+        }
+    }
+}
+
+/// Fixed text as a header value; a control character (there are none) would become a space.
+fn put_header_text(out: &mut Vec<u8>, s: &str) {
+    out.extend(s.bytes().map(|b| {
+        if (b < 0x20 && b != b'\t') || b == 0x7f {
+            b' '
+        } else {
+            b
+        }
+    }));
+}
+
+/// `RateLimit-Policy`, `RateLimit` and `X-RateLimit-Limit/-Remaining/-Reset` of a decision,
+/// exactly as `/check` writes them.
+fn ratelimit_headers(out: &mut Vec<u8>, sp: &mut Option<&mut FieldSpans>, d: &Decision) {
+    let o = d.deciding();
+    put_field(out, sp, &RATELIMIT_POLICY, |b| {
+        ratelimit_fields(b, d, FieldKind::Policy)
+    });
+    put_field(out, sp, &RATELIMIT, |b| {
+        ratelimit_fields(b, d, FieldKind::Current)
+    });
+    put_field(out, sp, &X_RATELIMIT_LIMIT, |b| put_u64(b, o.limit));
+    put_field(out, sp, &X_RATELIMIT_REMAINING, |b| put_u64(b, o.remaining));
+    put_field(out, sp, &X_RATELIMIT_RESET, |b| put_u64(b, o.reset_secs));
 }
 
 /// Length of the request target as the client sent it (origin form: path and query).
@@ -507,11 +1185,18 @@ pub fn write_reply(out: &mut Vec<u8>, reply: &Reply, date: &[u8], close: bool) {
 
 /// Ends the header section: `content-length`, `date`, `connection: close` when closing.
 fn finish_head(out: &mut Vec<u8>, content_length: usize, date: &[u8], close: bool) {
+    finish_head_with(out, Some(content_length), date, close)
+}
+
+/// [`finish_head`], with `content-length` left out when `None`.
+fn finish_head_with(out: &mut Vec<u8>, content_length: Option<usize>, date: &[u8], close: bool) {
     if close {
         out.extend_from_slice(b"\r\nconnection: close");
     }
-    out.extend_from_slice(b"\r\ncontent-length: ");
-    put_u64(out, content_length as u64);
+    if let Some(n) = content_length {
+        out.extend_from_slice(b"\r\ncontent-length: ");
+        put_u64(out, n as u64);
+    }
     out.extend_from_slice(b"\r\ndate: ");
     out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n\r\n");

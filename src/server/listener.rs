@@ -25,6 +25,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::http::HttpService;
 use crate::metrics::ConnectionMetrics;
+use crate::policy::Peer;
 
 /// The phases of a server's life. Ordered: a later phase implies the earlier ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -128,26 +129,29 @@ impl ConnectionSlots {
 /// A listening socket a door accepts from.
 pub trait Acceptor: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    fn accept(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// The next connection and who is on its other end.
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, Peer)>> + Send;
 }
 
 impl Acceptor for TcpListener {
     type Stream = TcpStream;
 
-    async fn accept(&self) -> io::Result<TcpStream> {
-        let (stream, _peer) = TcpListener::accept(self).await?;
+    async fn accept(&self) -> io::Result<(TcpStream, Peer)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
         // Answers are one small write each: do not let Nagle hold them back waiting for an
         // ACK of the previous one.
         let _ = stream.set_nodelay(true);
-        Ok(stream)
+        Ok((stream, Peer::from(peer)))
     }
 }
 
 impl Acceptor for UnixListener {
     type Stream = UnixStream;
 
-    async fn accept(&self) -> io::Result<UnixStream> {
-        UnixListener::accept(self).await.map(|(s, _)| s)
+    async fn accept(&self) -> io::Result<(UnixStream, Peer)> {
+        UnixListener::accept(self)
+            .await
+            .map(|(s, _)| (s, Peer::Unix))
     }
 }
 
@@ -165,14 +169,37 @@ pub async fn accept_loop<A, S, F>(
     S: Fn(A::Stream, Shutdown) -> F + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    accept_loop_with_peer(
+        acceptor,
+        slots,
+        metrics,
+        shutdown,
+        move |stream, _peer, sd| serve(stream, sd),
+    )
+    .await
+}
+
+/// [`accept_loop`] for doors that need to know the socket peer of each connection (the HTTP
+/// door: the client address, trusted proxies, the Unix-socket-only admin API).
+pub async fn accept_loop_with_peer<A, S, F>(
+    acceptor: A,
+    slots: Arc<ConnectionSlots>,
+    metrics: ConnectionMetrics,
+    shutdown: Shutdown,
+    serve: S,
+) where
+    A: Acceptor,
+    S: Fn(A::Stream, Peer, Shutdown) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
     let draining = shutdown.clone().draining();
     tokio::pin!(draining);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             _ = &mut draining => break,
             accepted = acceptor.accept() => match accepted {
-                Ok(stream) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     if is_per_connection_error(&e) {
                         continue;
@@ -192,7 +219,7 @@ pub async fn accept_loop<A, S, F>(
             continue;
         };
         let open = OpenGuard::new(metrics.open.clone());
-        let conn = serve(stream, shutdown.clone());
+        let conn = serve(stream, peer, shutdown.clone());
         tokio::spawn(async move {
             conn.await;
             drop(open);

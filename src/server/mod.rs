@@ -28,6 +28,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 use tokio::task::JoinHandle;
 
+use crate::auth::{AdminAccess, Authenticator};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::gate::{Gate, ReloadSummary};
@@ -65,7 +66,11 @@ pub struct ServerBuilder {
     http_listener: Option<std::net::TcpListener>,
     readiness: Readiness,
     http_fast_path: bool,
+    env: EnvLookup,
 }
+
+/// How a server reads secrets from its environment (see [`ServerBuilder::env`]).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Environment variable that turns the HTTP fast path off (`0`, `off`, `false`): every
 /// request then goes through hyper. A diagnostic switch, used by `benches/http.sh` to show
@@ -84,7 +89,17 @@ impl ServerBuilder {
                 std::env::var(FAST_PATH_ENV).as_deref(),
                 Ok("0" | "off" | "false")
             ),
+            env: Arc::new(|var| std::env::var(var).ok()),
         }
+    }
+
+    /// Where the secrets the configuration names by environment variable are read from:
+    /// HS256 issuer secrets, the admin secret (`auth.admin.secret_env`) and the RESP door's.
+    /// Default: the process environment. Tests pass their own, so they need not change the
+    /// environment of a multi-threaded process.
+    pub fn env(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.env = Arc::new(lookup);
+        self
     }
 
     /// Whether plain GETs are answered by the hand-written fast path (default: yes, unless
@@ -128,6 +143,7 @@ impl ServerBuilder {
             http_listener,
             readiness,
             http_fast_path,
+            env,
         } = self;
         config.validate()?;
         let sc = &config.server;
@@ -135,7 +151,27 @@ impl ServerBuilder {
         let idle_timeout = duration("server.idle_timeout", &sc.idle_timeout)?;
         let shutdown_grace = duration("server.shutdown_grace", &sc.shutdown_grace)?;
 
-        let gate = Arc::new(Gate::new(&config, clock).context("invalid configuration")?);
+        let auth = Authenticator::from_config_with(&config.auth, clock.clone(), &*env, None)
+            .map_err(|e| anyhow::anyhow!("[auth]: {e}"))
+            .context("invalid configuration")?;
+        let gate = Arc::new(
+            Gate::with_authenticator(&config, clock, Arc::new(auth))
+                .context("invalid configuration")?,
+        );
+        let admin = AdminAccess::from_config(&config.auth.admin, &*env)
+            .map_err(|e| anyhow::anyhow!("[auth.admin]: {e}"))?;
+        if matches!(
+            admin,
+            AdminAccess::Enabled {
+                unix_socket_only: true,
+                ..
+            }
+        ) && sc.unix_socket.is_none()
+        {
+            tracing::warn!(
+                "auth.admin.unix_socket_only is set but server.unix_socket is not: the admin API is unreachable"
+            );
+        }
         let listeners_up = readiness.register("listeners", false);
         let not_draining = readiness.register("not_draining", true);
         // Key sets: fetched and refreshed in the background; not ready until each issuer
@@ -179,11 +215,12 @@ impl ServerBuilder {
             max_header_bytes: sc.max_header_bytes,
             fast_path: http_fast_path,
         });
-        let service = HttpService(Arc::new(HttpShared {
+        let shared = Arc::new(HttpShared {
             gate: gate.clone(),
             readiness: readiness.clone(),
             max_uri_bytes: sc.max_uri_bytes,
-        }));
+            admin,
+        });
         let slots = Arc::new(ConnectionSlots::new(sc.max_connections));
         let controller = Arc::new(ShutdownController::new());
 
@@ -194,7 +231,7 @@ impl ServerBuilder {
             &gate,
             &slots,
             &controller,
-            &service,
+            &shared,
             &settings,
         ));
         let unix_socket = unix.as_ref().map(|(_, f)| f.path().to_path_buf());
@@ -205,7 +242,7 @@ impl ServerBuilder {
                 &gate,
                 &slots,
                 &controller,
-                &service,
+                &shared,
                 &settings,
             ));
             file
@@ -213,7 +250,7 @@ impl ServerBuilder {
         // The RESP door, when `[resp] enabled`: its own listeners and connection cap, the same
         // gate and the same shutdown phases.
         let resp_server = if config.resp.enabled {
-            let options = resp::RespOptions::from_config(&config, &|k| std::env::var(k).ok())?;
+            let options = resp::RespOptions::from_config(&config, &|k| env(k))?;
             Some(resp::RespServer::start_with_shutdown(
                 gate.clone(),
                 options,
@@ -278,18 +315,19 @@ fn spawn_http_accept<A: listener::Acceptor>(
     gate: &Arc<Gate>,
     slots: &Arc<ConnectionSlots>,
     controller: &ShutdownController,
-    service: &HttpService,
+    shared: &Arc<HttpShared>,
     settings: &Arc<HttpConnSettings>,
 ) -> JoinHandle<()> {
-    let service = service.clone();
+    let shared = shared.clone();
     let settings = settings.clone();
-    tokio::spawn(listener::accept_loop(
+    tokio::spawn(listener::accept_loop_with_peer(
         acceptor,
         slots.clone(),
         gate.metrics().connections(kind),
         controller.subscribe(),
-        move |stream, shutdown| {
-            listener::serve_http(stream, service.clone(), settings.clone(), shutdown)
+        move |stream, peer, shutdown| {
+            let service = HttpService::new(shared.clone(), peer);
+            listener::serve_http(stream, service, settings.clone(), shutdown)
         },
     ))
 }
