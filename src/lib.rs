@@ -1,22 +1,75 @@
 //! tollgate: a rate-limiter and JWT-auth sidecar.
 //!
-//! OWNER NOTE: the crate doc is rewritten once the components exist; it must list the
-//! components and how a request flows through them.
+//! It runs next to an application and answers one question about every request it is asked
+//! about: *given these request facts, allow or deny, and with what headers?* There is one
+//! decision core, [`gate`], and several thin front doors in [`server`]; a door only parses
+//! its input into request facts and renders the decision, it never decides.
 //!
-//! Components (one module each):
-//! - [`clock`]: injectable time source.
-//! - [`limiter`]: sliding-window engine, sharded and capped.
-//! - [`config`]: TOML schema, embedded default, validation, reload.
-//! - [`auth`]: JWT verification, key sets, verified-token cache, revocation, API keys.
-//! - [`policy`]: route rules, path normalisation, client IP.
-//! - [`gate`]: the one decision function every front door calls.
-//! - [`server`]: front doors (HTTP over TCP and Unix socket, RESP), one file each.
-//! - [`resp`]: RESP framing.
-//! - [`client`]: async Rust client for the RESP protocol.
-//! - [`metrics`]: Prometheus registry.
-//! - [`problem`]: RFC 9457 problem details for bad input.
+//! # Components
+//!
+//! One module each:
+//!
+//! - [`clock`]: the injectable time source ([`clock::SystemClock`], and
+//!   [`clock::ManualClock`] for tests); nothing else reads the system clock.
+//! - [`limiter`]: the rate-limiting engine — sliding-window counters and exact sliding logs
+//!   per (limit, key), in a sharded table with idle expiry and a hard cap;
+//!   [`limiter::Limiter::check`] decides all the limits of a request at once, and a denial
+//!   consumes nothing.
+//! - [`config`]: the TOML schema, the embedded default, validation with file:line:column
+//!   errors, the typed views (durations, key templates, [`limiter::LimitSpec`]s).
+//! - [`auth`]: who is calling — JWT verification against issuers' key sets, the
+//!   verified-token cache ([`auth::TokenCache`]), durable revocation
+//!   ([`auth::RevocationStore`]), API keys — behind [`auth::Authenticator`].
+//! - [`policy`]: what a route demands — path normalisation, the most specific route rule,
+//!   roles, permissions and owner-only paths, limit key templates, the client IP behind
+//!   trusted proxies. Pure, no I/O.
+//! - [`gate`]: the decision core. [`gate::Gate::check`] answers the rate-limit question
+//!   (`/check`, `CHECK`); [`gate::Gate::authorize`] (in `gate/access.rs`) answers the access
+//!   question (`/auth`, `VERIFY`) from an [`gate::AccessQuery`]. It holds the compiled
+//!   configuration behind an atomic swap for reloads, the limiter, the authenticator and the
+//!   metrics.
+//! - [`server`]: the front doors, one file each — [`server::http`] (`/check`, `/auth`,
+//!   health, readiness, metrics, the admin API), [`server::fastpath`] (the hand-written
+//!   HTTP/1.1 path for the plain requests of the hot paths), [`server::resp`] (the RESP
+//!   door: `CHECK`, `VERIFY`, `REVOKE`…) — and what they share: [`server::listener`] (TCP and
+//!   Unix listeners, connection cap, timeouts, graceful drain) and [`server::readiness`].
+//! - [`resp`]: RESP2/RESP3 framing, the request parser and the reply encoder.
+//! - [`client`]: an async, pipelining Rust client for the RESP protocol.
+//! - [`metrics`]: the Prometheus registry and every exported series.
+//! - [`problem`]: RFC 9457 problem details for input that cannot be answered.
 //! - [`logging`]: the tracing subscriber (text or JSON, level reloadable).
 //! - [`cli`]: the `tollgate` command line (`serve`, `check-config`, `print-default-config`).
+//!
+//! # How a request flows
+//!
+//! **nginx `auth_request` → `/auth`.** The HTTP door ([`server::fastpath`] for a plain
+//! request, hyper otherwise) collects the facts — credentials, `X-Original-URI` and
+//! `X-Original-Method`, the client IP resolved through the trusted proxies — into an
+//! [`gate::AccessQuery`], and [`gate::Gate::authorize`]:
+//!
+//! 1. normalises the original path and matches the most specific route rule ([`policy`]);
+//! 2. authenticates as the rule demands ([`auth`]): a token seen before comes from the
+//!    verified-token cache, with revocation checked on every hit; otherwise it is verified
+//!    against its issuer's key set;
+//! 3. authorises: roles, permissions, owner-only paths ([`policy`]);
+//! 4. checks the tier's limit and the rule's limits, keys rendered from their templates, in
+//!    one call to the [`limiter`].
+//!
+//! The door renders the [`gate::AccessDecision`] as headers with an empty body: 200 with
+//! identity headers (`X-User-Id`, `X-Tier`…) and the `RateLimit` fields, 401 with
+//! `WWW-Authenticate`, or 403 with `X-Tollgate-Reason` (`rate_limited`, `forbidden`…).
+//!
+//! **`GET /check`** parses the key, tier, hits and optional named limit into a
+//! [`gate::CheckQuery`]; [`gate::Gate::check`] asks the [`limiter`] for the tier's limit and
+//! the named one together, and the door answers 200 or 429 with the `RateLimit` and
+//! `X-RateLimit-*` fields and `Retry-After`.
+//!
+//! **RESP** `CHECK` and `VERIFY` build the same queries and call the same two functions; the
+//! door answers arrays, pipelined, one write per batch.
+//!
+//! The repository's `docs/` describe each part for operators: `architecture.md` (this flow
+//! in detail), `algorithms.md` (the limiter and its measured error), `configuration.md`,
+//! `policy.md`, `protocol.md`, `nginx.md`, `security.md`, `benchmarks.md`.
 
 pub mod auth;
 pub mod cli;

@@ -1,8 +1,9 @@
 //! Property tests of the rate-limiting engine against an exact sliding-log oracle written
 //! here, independently of the engine, on random traces:
 //!
-//! - the sliding-window counter never admits more than the limit in an aligned window, and
-//!   less than twice the limit in any window of its length (the theoretical worst case);
+//! - the sliding-window counter never admits more than the limit in an aligned window, nor
+//!   more than `2·L − ⌈2·L / W_ms⌉` in any window of its length (the theoretical worst case,
+//!   docs/algorithms.md), and the constructed worst case reaches that bound exactly;
 //! - `sliding_log` answers exactly as the oracle (decision, remaining, reset, retry-after);
 //! - a multi-limit request is all or nothing: it is admitted exactly when every limit,
 //!   taken alone, would admit it, and a denied one changes no count anywhere;
@@ -144,11 +145,90 @@ fn bursty_gap(w_ms: u64) -> impl Strategy<Value = u64> {
     prop_oneof![4 => 0..50u64, 1 => 0..=2 * w_ms]
 }
 
+/// The most hits the counter can admit in a window of its length: `2·L − ⌈2·L / W_ms⌉`
+/// (docs/algorithms.md, "The worst case").
+fn window_bound(limit: u64, w_ms: u64) -> u64 {
+    2 * limit - (2 * limit).div_ceil(w_ms)
+}
+
+/// Checks a key's admissions `(t, hits)`: at most `limit` per aligned window, at most
+/// [`window_bound`] in every window `(t − W, t]` (the largest such window ends at an
+/// admission, so those are the ones checked). Returns the largest sliding-window count.
+fn check_admissions(log: &[(u64, u64)], limit: u64, w_ms: u64) -> Result<u64, TestCaseError> {
+    let mut per_window = std::collections::HashMap::<u64, u64>::new();
+    for &(t, h) in log {
+        *per_window.entry(t / w_ms).or_default() += h;
+    }
+    for (&w, &n) in &per_window {
+        prop_assert!(
+            n <= limit,
+            "aligned window {} admitted {} > {}",
+            w,
+            n,
+            limit
+        );
+    }
+    let mut peak = 0;
+    for &(t, _) in log {
+        let n: u64 = log
+            .iter()
+            .filter(|&&(ts, _)| ts <= t && ts + w_ms > t)
+            .map(|&(_, h)| h)
+            .sum();
+        prop_assert!(
+            n <= window_bound(limit, w_ms),
+            "the window ending {} admitted {} > 2·{} − ⌈2·{} / {}⌉",
+            t,
+            n,
+            limit,
+            limit,
+            w_ms
+        );
+        peak = peak.max(n);
+    }
+    Ok(peak)
+}
+
+/// The constructed worst case (docs/algorithms.md): a quiet window, then `limit` hits in the
+/// last millisecond of the next window, then as many as pass two milliseconds before the end
+/// of the window after. Both bursts lie in one window `(t − W, t]`, which then holds exactly
+/// `2·L − ⌈2·L / W_ms⌉`.
+#[test]
+fn the_constructed_worst_case_reaches_the_bound_exactly() {
+    for (limit, window_secs) in [
+        (5u64, 1u64),
+        (100, 1),
+        (500, 1),
+        (10_000, 1),
+        (10_000, 3600),
+    ] {
+        let w_ms = window_secs * 1000;
+        // T0 is a whole number of hours: an edge of every window length used here.
+        let (l, clock) = engine(16, T0);
+        let s = spec("worst", limit, window_secs, Algorithm::SlidingWindow);
+        clock.set_millis(T0 + 2 * w_ms - 1);
+        assert!(check1(&l, &s, "k", limit).allowed);
+        let second = T0 + 3 * w_ms - 2;
+        clock.set_millis(second);
+        let room = remaining(&l, &s, "k");
+        assert_eq!(
+            room,
+            limit - (2 * limit).div_ceil(w_ms),
+            "L={limit} W={window_secs}s"
+        );
+        assert!(check1(&l, &s, "k", room).allowed);
+        assert!(!check1(&l, &s, "k", 1).allowed, "one more hit passed");
+        // (second − W, second] holds both bursts.
+        assert!(T0 + 2 * w_ms - 1 > second - w_ms);
+        assert_eq!(limit + room, window_bound(limit, w_ms));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
-    fn counter_admits_at_most_the_limit_per_aligned_window_and_under_twice_per_window(
+    fn counter_admits_at_most_the_limit_per_aligned_window_and_the_bound_per_window(
         limit in 1u64..40,
         window_secs in prop::sample::select(vec![1u64, 2, 5, 60]),
         start_offset in 0u64..120_000,
@@ -168,20 +248,42 @@ proptest! {
             prop_assert!(d.deciding().remaining <= limit);
         }
         for log in &admitted {
-            // Aligned windows.
-            let mut per_window = std::collections::HashMap::<u64, u64>::new();
-            for &(t, h) in log {
-                *per_window.entry(t / w_ms).or_default() += h;
+            check_admissions(log, limit, w_ms)?;
+        }
+    }
+
+    /// The bound where it is tight: large limits, requests of many hits (a share of the
+    /// limit, or all that is left), and arrivals pushed into the last milliseconds before
+    /// window edges, where the previous window weighs least.
+    #[test]
+    fn counter_stays_within_the_worst_case_bound_near_window_edges(
+        limit in 1u64..5_000,
+        window_secs in prop::sample::select(vec![1u64, 2, 60]),
+        trace in prop::collection::vec(
+            (0u64..4, 0u64..5, prop_oneof![1 => Just(0u64), 2 => 1u64..=100]), 1..60),
+    ) {
+        let w_ms = window_secs * 1000;
+        let (l, clock) = engine(16, T0);
+        let s = spec("edge", limit, window_secs, Algorithm::SlidingWindow);
+        let mut admitted = Vec::new();
+        for (jump, before_edge, percent) in trace {
+            // Stay, or move to `before_edge` ms before the end of this or a later window.
+            let now = clock.now_millis();
+            if jump > 0 {
+                let edge = (now / w_ms + jump) * w_ms;
+                clock.set_millis((edge - before_edge - 1).max(now));
             }
-            for (&w, &n) in &per_window {
-                prop_assert!(n <= limit, "aligned window {} admitted {} > {}", w, n, limit);
-            }
-            // Every window (t − W, t] ending at an admission: under 2 × limit.
-            for &(t, _) in log {
-                let n: u64 = log.iter().filter(|&&(ts, _)| ts <= t && ts + w_ms > t).map(|&(_, h)| h).sum();
-                prop_assert!(n < 2 * limit, "sliding window ending {} admitted {} ≥ 2 × {}", t, n, limit);
+            let t = clock.now_millis();
+            // 0: everything the counter has left (at least one hit, to be denied).
+            let hits = match percent {
+                0 => remaining(&l, &s, "k").max(1),
+                p => (limit * p).div_ceil(100),
+            };
+            if check1(&l, &s, "k", hits).allowed {
+                admitted.push((t, hits));
             }
         }
+        check_admissions(&admitted, limit, w_ms)?;
     }
 
     #[test]
