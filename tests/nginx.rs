@@ -11,7 +11,7 @@ mod auth_support;
 mod nginx_support;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use nginx_support::{request, Nginx, Response, Upstream};
 use tollgate::clock::ManualClock;
@@ -22,15 +22,10 @@ const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const OTHER_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
 const NGINX_SIDE: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// `[auth.admin] secret_env` of examples/tollgate.toml, and the test's secret.
+/// `[auth.admin] secret_env` of examples/tollgate.toml, and the test's secret (handed to the
+/// server through `ServerBuilder::env`, not the process environment).
 const ADMIN_ENV: &str = "TOLLGATE_ADMIN_SECRET";
 const ADMIN_SECRET: &str = "nginx-test-admin-secret-0123456789abcdef";
-
-fn set_admin_secret() {
-    static ONCE: Once = Once::new();
-    // Set once, before any server of this test binary reads it, always to the same value.
-    ONCE.call_once(|| std::env::set_var(ADMIN_ENV, ADMIN_SECRET));
-}
 
 /// nginx (shipped config) → tollgate (shipped config) → the recording application.
 struct Stack {
@@ -43,7 +38,6 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Stack {
-        set_admin_secret();
         let dir = tempfile::tempdir().unwrap();
         let m = auth_support::manifest();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tollgate.toml");
@@ -66,6 +60,7 @@ impl Stack {
         let clock = Arc::new(ManualClock::new((m.generated_at + 60) * 1000));
         let tollgate = ServerBuilder::new(c)
             .clock(clock.clone())
+            .env(|var| (var == ADMIN_ENV).then(|| ADMIN_SECRET.to_string()))
             .start()
             .await
             .expect("tollgate starts");
@@ -296,6 +291,23 @@ async fn dot_dot_into_another_users_path_is_403_and_encoded_slash_is_400() {
     let r = s.get("/api/users/bob/../user_1/tasks", Some(&t)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(s.app.last().target, "/api/users/bob/../user_1/tasks");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_original_method_is_judged_not_the_subrequests() {
+    let s = Stack::start().await;
+    // nginx's auth subrequest is always a GET; X-Original-Method carries the real one.
+    // /api/feed/** is open to anonymous GETs only (examples/tollgate.toml).
+    let r = s.send(CLIENT, "GET", "/api/feed", None, &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s.send(CLIENT, "HEAD", "/api/feed", None, &[], b"").await;
+    assert_eq!(r.status, 200);
+    for method in ["POST", "PUT", "DELETE"] {
+        let r = s.send(CLIENT, method, "/api/feed", None, &[], b"{}").await;
+        assert_denied(&r, 401, "missing_token");
+    }
+    assert_eq!(s.app.seen().len(), 2);
     s.stop().await;
 }
 
