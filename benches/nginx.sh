@@ -27,7 +27,7 @@
 # front nginx, and the auth server behind it (nginx204's, tollgate's, uvicorn's workers).
 #
 # Settings (environment): ROUNDS (3), WRK_DURATION (10), WRK_WARMUP (2), SKIP_BUILD=1 to reuse
-# target/release/tollgate. Everything runs on 127.0.0.1; everything started is stopped by PID
+# target/release/tollgate, BENCH_KIT (../shared/bench) for the kit elsewhere. Everything runs on 127.0.0.1; everything started is stopped by PID
 # on exit.
 set -euo pipefail
 
@@ -37,7 +37,7 @@ WARMUP=${WRK_WARMUP:-2}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
-bench="$root/../shared/bench"
+bench="${BENCH_KIT:-$root/../shared/bench}"
 
 die() { echo "benches/nginx.sh: $*" >&2; exit 1; }
 [ -x "$bench/peer.sh" ] || die "no benchmark kit at $bench (../shared/bench from the repository root)"
@@ -52,7 +52,7 @@ done
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release --locked --bin tollgate >&2
 fi
-bin="$root/target/release/tollgate"
+bin="${CARGO_TARGET_DIR:-$root/target}/release/tollgate"
 [ -x "$bin" ] || die "no $bin"
 
 work=$(mktemp -d /tmp/tollgate-nginx-bench.XXXXXX)
