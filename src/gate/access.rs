@@ -260,3 +260,192 @@ impl Gate {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! `Gate::authorize` on its own, with the PyJWT fixtures of tests/tokens/: what is
+    //! counted when (refusals spend nothing), `header=` key parts, the headers a door must
+    //! keep, and a token with an unknown key id.
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::Config;
+
+    const HS_ENV: &str = "GATE_TEST_HS256_SECRET";
+
+    fn fixtures() -> serde_json::Value {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tokens/tokens.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn token(name: &str) -> String {
+        fixtures()["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("no fixture {name}"))["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Tiers `anonymous` (keyed per IP) and `basic` (2 per hour per user), the fixtures'
+    /// issuers, an owner rule, and a partner route limited per `X-Client-Id`.
+    fn gate() -> Gate {
+        let f = fixtures();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tokens");
+        let text = format!(
+            r#"
+[tiers.anonymous]
+limit = 100
+window = "1h"
+key = "ip"
+[tiers.basic]
+limit = 2
+window = "1h"
+key = "user"
+[limits.per_client]
+limit = 1
+window = "1h"
+key = "header=x-client-id"
+[[routes]]
+path = "/api/**"
+auth = "required"
+[[routes]]
+path = "/api/users/{{user_id}}/**"
+owner = "user_id"
+[[routes]]
+path = "/partner/**"
+auth = "none"
+limits = ["per_client"]
+[[auth.issuers]]
+name = "better-auth"
+issuer = "{iss}"
+audiences = ["{iss}"]
+jwks_file = "{dir}/jwks.json"
+[[auth.issuers]]
+name = "fastapi"
+hs256_secret_env = "{HS_ENV}"
+"#,
+            iss = f["issuer"].as_str().unwrap(),
+        );
+        let config = Config::from_toml_str(&text, "test").unwrap();
+        let now_ms = (f["generated_at"].as_u64().unwrap() + 60) * 1000;
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(ManualClock::new(now_ms));
+        let secret = std::fs::read_to_string(format!("{dir}/hs256_secret.txt")).unwrap();
+        let env = move |v: &str| (v == HS_ENV).then(|| secret.clone());
+        let auth =
+            crate::auth::Authenticator::from_config_with(&config.auth, clock.clone(), &env, None)
+                .unwrap();
+        Gate::with_authenticator(&config, clock, Arc::new(auth)).unwrap()
+    }
+
+    fn query<'a>(
+        uri: &'a str,
+        authorization: Option<&'a [u8]>,
+        headers: &'a HeaderMap,
+    ) -> AccessQuery<'a> {
+        AccessQuery {
+            method: "GET",
+            uri: uri.as_bytes(),
+            credentials: AuthInput {
+                authorization,
+                ..AuthInput::default()
+            },
+            client_ip: Some(IpAddr::from([203, 0, 113, 7])),
+            headers: Some(headers),
+        }
+    }
+
+    #[test]
+    fn refusals_spend_nothing_and_limits_deny_with_retry_after() {
+        let g = gate();
+        let none = HeaderMap::new();
+        let good = format!("Bearer {}", token("eddsa_better_auth")); // user_1
+        let forged = format!("Bearer {}", token("tampered_signature"));
+        let decide = |uri: &str, auth: Option<&str>| {
+            g.authorize_now(&query(uri, auth.map(str::as_bytes), &none))
+                .unwrap()
+        };
+
+        // Refused before the limits: nothing is counted, no rate-limit answer.
+        for (uri, auth, reason) in [
+            ("/api/me", Some(forged.as_str()), "invalid_token"),
+            ("/api/me", None, "missing_token"),
+            ("/api/users/bob/tasks", Some(good.as_str()), "not_owner"),
+            ("/api/users/user_1/../bob", Some(good.as_str()), "not_owner"),
+            ("/api/users/user_1%2Fx", Some(good.as_str()), "bad_path"),
+        ] {
+            let d = decide(uri, auth);
+            assert_eq!(d.reason(), Some(reason), "{uri}");
+            assert!(d.limits.is_none() && d.retry_after().is_none(), "{uri}");
+        }
+        assert_eq!(g.limiter().tracked_states(), 0, "refusals counted nothing");
+
+        let d = decide("/api/users/bob/../user_1/tasks", Some(&good));
+        assert_eq!(d.outcome, AccessOutcome::Allowed);
+        assert_eq!(d.status(), 200);
+        assert_eq!(&*d.tier, "basic");
+        assert_eq!(
+            d.identity.as_ref().unwrap().user_id.as_deref(),
+            Some("user_1")
+        );
+        assert_eq!(d.limits.as_ref().unwrap().deciding().remaining, 1);
+        assert_eq!(
+            decide("/api/me", Some(&good)).outcome,
+            AccessOutcome::Allowed
+        );
+        let d = decide("/api/me", Some(&good));
+        assert_eq!(d.outcome, AccessOutcome::RateLimited);
+        assert_eq!((d.status(), d.reason()), (403, Some("rate_limited")));
+        assert!(d.retry_after().is_some_and(|s| s > 0));
+        assert!(d.www_authenticate().is_none());
+        assert_eq!(g.limiter().tracked_states(), 1);
+    }
+
+    #[test]
+    fn header_key_parts_count_per_header_value_and_doors_keep_those_headers() {
+        let g = gate();
+        let names =
+            g.with_access_headers(|h| h.iter().map(|n| n.as_str().to_string()).collect::<Vec<_>>());
+        assert_eq!(names, ["x-forwarded-for", "x-real-ip", "x-client-id"]);
+
+        let with = |id: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-client-id", http::HeaderValue::from_static(id));
+            h
+        };
+        let (a, b, none) = (with("a"), with("b"), HeaderMap::new());
+        let decide = |h: &HeaderMap| g.authorize_now(&query("/partner/x", None, h)).unwrap();
+        assert_eq!(decide(&a).outcome, AccessOutcome::Allowed);
+        assert_eq!(decide(&b).outcome, AccessOutcome::Allowed);
+        assert_eq!(decide(&a).outcome, AccessOutcome::RateLimited);
+        // No header is a value of its own (`~`), not a free pass.
+        assert_eq!(decide(&none).outcome, AccessOutcome::Allowed);
+        assert_eq!(decide(&none).outcome, AccessOutcome::RateLimited);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_key_id_of_a_static_key_set_is_an_invalid_token() {
+        let g = gate();
+        let none = HeaderMap::new();
+        let h = format!("Bearer {}", token("unknown_kid"));
+        let q = query("/api/me", Some(h.as_bytes()), &none);
+        let waited = g.authorize(&q).await.unwrap();
+        let at_once = g.authorize_now(&q).unwrap();
+        for d in [waited, at_once] {
+            assert_eq!(
+                d.outcome,
+                AccessOutcome::Unauthenticated(AuthError::UnknownKey)
+            );
+            assert_eq!((d.status(), d.reason()), (401, Some("invalid_token")));
+            let w = d.www_authenticate().unwrap();
+            assert!(
+                w.starts_with("Bearer ") && w.contains("invalid_token"),
+                "{w}"
+            );
+        }
+        assert_eq!(g.limiter().tracked_states(), 0);
+    }
+}
