@@ -629,3 +629,109 @@ async fn many_auth_requests_share_one_keep_alive_connection() {
     }
     s.stop().await.unwrap();
 }
+
+/// Hostile header values (any bytes a header value may carry, oversized tokens, long and
+/// malformed forwarding lists) on both paths: every answer is a decision or a problem, both
+/// paths agree, and the server keeps serving.
+#[tokio::test]
+async fn hostile_header_values_get_an_answer_never_a_crash() {
+    use rand::{Rng, SeedableRng};
+    let (fast, _) = start(config(1000, 1000, ""), true).await;
+    let (hyper, _) = start(config(1000, 1000, ""), false).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let good = token("eddsa_better_auth");
+    let pieces: [&str; 14] = [
+        "/", "..", ".", "%2F", "%2f", "%", "%zz", "%00", "?", "#", "users", "user_1", "\u{e9}", ",",
+    ];
+    for round in 0..300 {
+        // Visible ASCII, spaces and UTF-8: what a header value may carry.
+        fn random_value(rng: &mut rand::rngs::StdRng, pieces: &[&str], max: usize) -> String {
+            let n = rng.random_range(0..max);
+            (0..n)
+                .map(|_| match rng.random_range(0..10) {
+                    0 => pieces[rng.random_range(0..pieces.len())].to_string(),
+                    1 => ' '.to_string(),
+                    _ => (rng.random_range(0x21u8..0x7f) as char).to_string(),
+                })
+                .collect()
+        }
+        let mut random_value = |max: usize| random_value(&mut rng, &pieces, max);
+        let uri = match round % 4 {
+            0 => format!("/api/users/{}", random_value(12)),
+            1 => random_value(40),
+            2 => format!("/{}", random_value(20)),
+            _ => "/api/me".to_string(),
+        };
+        let auth = match round % 5 {
+            0 => format!("Bearer {good}"),
+            1 => format!("Bearer {}", random_value(60)),
+            2 => format!("Bearer {}{}", &good[..good.len() / 2], random_value(10)),
+            3 => random_value(30),
+            _ => format!("Bearer {}", "A".repeat(8000 + round)),
+        };
+        let xff = match round % 3 {
+            0 => random_value(30),
+            1 => "1.2.3.4, ".repeat(round % 40),
+            _ => "[::1]:80, 203.0.113.7".to_string(),
+        };
+        let method = ["GET", "get", "", "DELETE", "P\u{c3}ST", "x"][round % 6];
+        let mut req = format!(
+            "GET /auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: {}\r\nAuthorization: {}\r\nX-Forwarded-For: {}\r\n",
+            uri.trim(),
+            auth.trim(),
+            xff.trim()
+        );
+        if !method.is_empty() {
+            req.push_str(&format!("X-Original-Method: {method}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut answers = Vec::new();
+        for server in [&fast, &hyper] {
+            let mut c = tcp_client(server).await;
+            c.send(&req).await;
+            match c.read_response().await {
+                Some(r) => {
+                    assert!(
+                        matches!(r.status, 200 | 400 | 401 | 403),
+                        "{} for {req:?}",
+                        r.status
+                    );
+                    if r.status != 400 {
+                        assert_auth_contract(&r, None);
+                    }
+                    answers.push(Some(normalise(r)));
+                }
+                // hyper closes on a head it refuses outright; so does the fast path, which
+                // hands such heads to hyper.
+                None => answers.push(None),
+            }
+        }
+        assert_eq!(answers[0], answers[1], "{req:?}");
+    }
+    for server in [&fast, &hyper] {
+        let mut c = tcp_client(server).await;
+        assert_eq!(ask(&mut c, "/api/me", Some(&good)).await.status, 200);
+    }
+    fast.stop().await.unwrap();
+    hyper.stop().await.unwrap();
+}
+
+/// nginx is told not to send the original body (`proxy_pass_request_body off`); when one
+/// comes anyway, hyper answers (the body is not read) and the connection stays usable.
+#[tokio::test]
+async fn an_auth_request_with_a_body_is_answered_by_hyper() {
+    for fast in [true, false] {
+        let s = server(fast).await;
+        let mut c = tcp_client(&s).await;
+        c.send(
+            "POST /auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: /home\r\nContent-Length: 5\r\n\r\nhello",
+        )
+        .await;
+        let r = c.read_response().await.unwrap();
+        assert_auth_contract(&r, None);
+        assert_eq!(r.status, 200);
+        let r = ask(&mut c, "/api/me", None).await;
+        assert_eq!(r.status, 401);
+        s.stop().await.unwrap();
+    }
+}
