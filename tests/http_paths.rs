@@ -75,6 +75,11 @@ async fn fast_path_and_hyper_give_identical_answers() {
         "HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n".to_string(),
         "POST /check?key=a&tier=basic HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n".to_string(),
         "GET /check?key=e&tier=basic HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".to_string(),
+        // /auth (tests/http_auth.rs has the full set) and the admin API (off: 404).
+        "GET /auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: /x\r\n\r\n".to_string(),
+        "POST /auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: /x\r\n\r\n".to_string(),
+        get("/auth"),
+        get("/admin/revocations"),
     ];
     for req in &singles {
         let head_only = req.starts_with("HEAD");
