@@ -34,6 +34,21 @@ const DECISION_BUCKETS: [f64; 12] = [
     0.01,
 ];
 
+/// Every result of an access decision: `allowed` and each `X-Tollgate-Reason`.
+const ACCESS_RESULTS: [&str; 11] = [
+    "allowed",
+    "rate_limited",
+    "forbidden",
+    "not_owner",
+    "bad_path",
+    "missing_token",
+    "invalid_token",
+    "expired",
+    "revoked",
+    "invalid_api_key",
+    "keys_unavailable",
+];
+
 /// Which front door a connection came through (`listener` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
@@ -88,6 +103,9 @@ pub struct Metrics {
     connections_rejected: IntCounterVec,
     http_problems: IntCounterVec,
     access: IntCounterVec,
+    /// `access` resolved for each of [`ACCESS_RESULTS`], so the request path skips the
+    /// label lookup (and every series exists from the start, for alerts).
+    access_by_result: [IntCounter; ACCESS_RESULTS.len()],
     auth: AuthMetrics,
     /// Serialises scrapes so that copying the limiter's eviction count in is race-free.
     scrape: Mutex<()>,
@@ -222,22 +240,12 @@ impl Metrics {
             "Access decisions (/auth, VERIFY) by result: allowed, or the X-Tollgate-Reason of the denial.",
             &["result"],
         );
-        for r in [
-            "allowed",
-            "rate_limited",
-            "forbidden",
-            "not_owner",
-            "missing_token",
-            "invalid_token",
-            "expired",
-            "revoked",
-        ] {
-            access.with_label_values(&[r]);
-        }
+        let access_by_result = ACCESS_RESULTS.map(|r| access.with_label_values(&[r]));
         let auth = AuthMetrics::new(&registry);
         Self {
             registry,
             access,
+            access_by_result,
             auth,
             decisions,
             denials,
@@ -296,10 +304,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts an access decision by its result (`allowed` or the denial reason). The label
-    /// set is small and fixed, so the lookup stays cheap.
+    /// Counts an access decision by its result (`allowed` or the denial reason) on a
+    /// pre-resolved counter; a result outside [`ACCESS_RESULTS`] takes the label lookup.
     pub fn access(&self, result: &str) {
-        self.access.with_label_values(&[result]).inc();
+        match ACCESS_RESULTS.iter().position(|r| *r == result) {
+            Some(i) => self.access_by_result[i].inc(),
+            None => self.access.with_label_values(&[result]).inc(),
+        }
     }
 
     /// Counts an HTTP problem answer (cold path).
