@@ -650,6 +650,39 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     true
 }
 
+/// Finishes a command that may wait ([`Flow::Await`]) and writes its reply after those
+/// before it. Nearly always it is decided at once (a `VERIFY` whose key id is known); when it
+/// waits (a key-set refetch, a revocation's fsync), the replies already in `wbuf` are written
+/// first, so only the commands after it wait with it. False when the connection is finished.
+async fn finish_work<W: AsyncWrite + Unpin>(
+    work: Work<'_>,
+    conn: &mut Conn,
+    door: &DoorShared,
+    io: &mut W,
+    wbuf: &mut BytesMut,
+    phase: &mut watch::Receiver<Phase>,
+    counts: &mut BatchCounts,
+) -> bool {
+    let settling = settle(work, door);
+    tokio::pin!(settling);
+    let first = std::future::poll_fn(|cx| Poll::Ready(settling.as_mut().poll(cx))).await;
+    let settled = match first {
+        Poll::Ready(s) => s,
+        Poll::Pending => {
+            if !wbuf.is_empty() && !write_replies(io, wbuf, phase).await {
+                return false;
+            }
+            tokio::select! {
+                biased;
+                s = &mut settling => s,
+                _ = phase.wait_for(|p| *p >= Phase::Closing) => return false,
+            }
+        }
+    };
+    conn.reply_settled(settled, wbuf, counts);
+    true
+}
+
 async fn serve_connection<S>(stream: S, door: RespDoor, peer: Option<Peer>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -682,50 +715,14 @@ where
                 more_pending = true;
                 break;
             }
-            match parser.parse(&rbuf[pos..]) {
+            let flow = match parser.parse(&rbuf[pos..]) {
                 Ok(Parsed::Command { args, consumed }) => {
                     pos += consumed;
                     if args.is_empty() {
                         continue;
                     }
                     counts.commands += 1;
-                    match conn.execute(&args, shared, &mut wbuf, &mut counts) {
-                        Flow::Continue => {}
-                        Flow::Close => {
-                            close = true;
-                            break;
-                        }
-                        Flow::Await(work) => {
-                            let settling = settle(work, shared);
-                            tokio::pin!(settling);
-                            // Nearly always ready at once (a VERIFY without an unknown kid).
-                            let first =
-                                std::future::poll_fn(|cx| Poll::Ready(settling.as_mut().poll(cx)))
-                                    .await;
-                            let settled = match first {
-                                Poll::Ready(s) => s,
-                                Poll::Pending => {
-                                    // It waits (a key-set refetch, an fsync): the replies
-                                    // before it need not.
-                                    if !wbuf.is_empty()
-                                        && !write_replies(&mut io, &mut wbuf, &mut phase).await
-                                    {
-                                        shared.stats.add(conn.id, &counts);
-                                        return;
-                                    }
-                                    tokio::select! {
-                                        biased;
-                                        s = &mut settling => s,
-                                        _ = phase.wait_for(|p| *p >= Phase::Closing) => {
-                                            shared.stats.add(conn.id, &counts);
-                                            return;
-                                        }
-                                    }
-                                }
-                            };
-                            conn.reply_settled(settled, &mut wbuf, &mut counts);
-                        }
-                    }
+                    conn.execute(&args, shared, &mut wbuf, &mut counts)
                 }
                 Ok(Parsed::Incomplete) => break,
                 Err(e) => {
@@ -733,6 +730,32 @@ where
                     put_protocol_error(&mut wbuf, &e);
                     close = true;
                     break;
+                }
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Close => {
+                    close = true;
+                    break;
+                }
+                Flow::Await(work) => {
+                    // Boxed, so that the state of this rare path (a key-set fetch) is not
+                    // part of every connection's future: inline, it made that future 2.4 KB
+                    // instead of 0.6 KB, and pipelined CHECKs measurably slower.
+                    let finished = Box::pin(finish_work(
+                        work,
+                        &mut conn,
+                        shared,
+                        &mut io,
+                        &mut wbuf,
+                        &mut phase,
+                        &mut counts,
+                    ))
+                    .await;
+                    if !finished {
+                        shared.stats.add(conn.id, &counts);
+                        return;
+                    }
                 }
             }
         }
@@ -1848,6 +1871,16 @@ mod tests {
             100,
             "100 replies"
         );
+    }
+
+    /// Ten thousand connections each hold one of these; the rare paths' state (a key-set
+    /// fetch for VERIFY, a revocation) is boxed when used, not carried by every connection.
+    #[tokio::test]
+    async fn a_connections_future_stays_small() {
+        let d = door(AdminPolicy::Disabled);
+        let (_client, server) = tokio::io::duplex(64);
+        let size = std::mem::size_of_val(&serve_connection(server, d, None));
+        assert!(size <= 1024, "a connection's future is {size} bytes");
     }
 
     #[tokio::test]
