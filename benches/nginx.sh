@@ -227,6 +227,8 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
+echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
 col() { cut -d' ' -f"$2" "$work/$1.txt" | median; }
 tg_rps=$(col tg 1); ceil_rps=$(col ceil 1); fa_rps=$(col fa 1)
 ratio=$(awk -v a="$tg_rps" -v b="$ceil_rps" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
