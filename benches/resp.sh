@@ -25,7 +25,8 @@
 #
 # Settings (environment): ROUNDS (3), N_PIPELINED (2000000) and N_UNPIPELINED (400000)
 # requests per measured run (each run must finish within 30 s), CONNS (64),
-# SKIP_BUILD=1 to reuse target/release/tollgate.
+# RESP_THREADS to set tollgate's `[resp] threads` (unset: its default, one event loop of its
+# own; 0: the server's shared runtime), SKIP_BUILD=1 to reuse target/release/tollgate.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -41,7 +42,7 @@ die() { echo "benches/resp.sh: $*" >&2; exit 1; }
 for tool in redis-server redis-benchmark redis-cli python3; do
     command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install redis-server redis-tools)"
 done
-for v in "$ROUNDS" "$N_PIPELINED" "$N_UNPIPELINED" "$CONNS"; do
+for v in "$ROUNDS" "$N_PIPELINED" "$N_UNPIPELINED" "$CONNS" "${RESP_THREADS:-1}"; do
     [[ "$v" =~ ^[0-9]+$ ]] || die "settings must be whole numbers"
 done
 [ "$ROUNDS" -ge 1 ] || die "ROUNDS must be at least 1"
@@ -108,6 +109,9 @@ window = "1h"
 enabled = true
 tcp = "127.0.0.1:$tg_port"
 EOF
+if [ -n "${RESP_THREADS:-}" ]; then
+    echo "threads = $RESP_THREADS" >>"$work/tollgate.toml"
+fi
 "$bin" check-config "$work/tollgate.toml" >/dev/null
 "$bin" serve --config "$work/tollgate.toml" >"$work/tollgate.log" 2>&1 &
 tg_pid=$!
@@ -151,7 +155,7 @@ measure() {
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; redis-benchmark -c $CONNS -r $KEYSPACE, -P 16 (n=$N_PIPELINED) and -P 1 (n=$N_UNPIPELINED)" >&2
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; redis-benchmark -c $CONNS -r $KEYSPACE, -P 16 (n=$N_PIPELINED) and -P 1 (n=$N_UNPIPELINED); tollgate resp.threads=${RESP_THREADS:-default}" >&2
 for f in rd16 tg16 rd1 tg1; do : >"$work/$f.txt"; done
 for round in $(seq "$ROUNDS"); do
     for p in 16 1; do

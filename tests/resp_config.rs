@@ -39,6 +39,37 @@ fn off_by_default_and_127_0_0_1_7070_once_enabled() {
     );
     assert_eq!(on.resp.max_pending_reply_bytes, 1 << 20);
     assert_eq!(on.resp.idle_timeout().as_secs(), 300);
+    assert_eq!(
+        on.resp.threads, 1,
+        "one event loop of its own, as Redis has"
+    );
+}
+
+#[test]
+fn threads_are_0_to_64() {
+    for ok in ["0", "1", "64"] {
+        let c = Config::from_toml_str(
+            &with_resp(&format!(
+                "[resp]
+enabled = true
+threads = {ok}
+"
+            )),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.resp.threads.to_string(), ok);
+    }
+    let e = error_of(&with_resp(
+        "[resp]
+enabled = true
+threads = 65
+",
+    ));
+    assert!(
+        e.contains("t.toml:10:11: resp.threads: must be between 0 and 64, not 65"),
+        "{e}"
+    );
 }
 
 #[test]

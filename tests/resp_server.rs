@@ -523,6 +523,40 @@ async fn info_reports_counters_and_configuration() {
 }
 
 #[tokio::test]
+async fn on_the_shared_runtime_or_several_event_loops_alike() {
+    for threads in [0, 3] {
+        let s = start_with(|o| o.threads = threads);
+        let mut clients = Vec::new();
+        for target in [Target::tcp(s.tcp()), Target::unix(s.unix())] {
+            // Several connections, so that more than one event loop has some.
+            for _ in 0..4 {
+                clients.push(client(target.clone()).await);
+            }
+        }
+        for (i, c) in clients.iter().enumerate() {
+            c.ping().await.unwrap();
+            let d = c.check("user:threads", "basic", 1).await.unwrap();
+            assert_eq!(
+                d.remaining,
+                4u64.saturating_sub(i as u64),
+                "threads = {threads}"
+            );
+        }
+        let info = clients[0].command(&["INFO", "config"]).await.unwrap();
+        let text = String::from_utf8(info.as_bytes().unwrap().to_vec()).unwrap();
+        assert!(text.contains(&format!("threads:{threads}\r\n")), "{text}");
+        let TestServer { server, dir, .. } = s;
+        tokio::time::timeout(Duration::from_secs(10), server.stop())
+            .await
+            .expect("stops within 10 s");
+        for c in &clients {
+            assert!(c.ping().await.is_err(), "threads = {threads}: closed");
+        }
+        drop(dir);
+    }
+}
+
+#[tokio::test]
 async fn stop_closes_idle_connections_and_removes_the_socket_file() {
     let s = start();
     let path = s.unix();

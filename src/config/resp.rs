@@ -11,6 +11,7 @@
 //! tcp = "127.0.0.1:7070"
 //! unix_socket = "/run/tollgate/resp.sock"
 //! admin_secret_env = "TOLLGATE_ADMIN_SECRET"   # AUTH unlocks REVOKE
+//! threads = 1                                  # event-loop threads of its own (0: shared)
 //! ```
 //!
 //! Every bound a client could push on has a key here; the defaults suit tollgate's commands
@@ -59,6 +60,11 @@ pub struct RespConfig {
     /// admin secret of `[auth.admin]` when the admin API is enabled; with neither, `AUTH`
     /// answers an error and admin commands are unavailable.
     pub admin_secret_env: Option<String>,
+    /// Event-loop threads of the protocol's own: each runs a single-threaded runtime and
+    /// keeps every connection it accepts, as Redis's event loop does, so a command never
+    /// wakes a second core. 0 serves the connections on the server's shared runtime, with
+    /// the HTTP door.
+    pub threads: usize,
 }
 
 impl Default for RespConfig {
@@ -77,6 +83,7 @@ impl Default for RespConfig {
             max_command_bytes: limits.max_command_bytes,
             max_pending_reply_bytes: 1024 * 1024,
             admin_secret_env: None,
+            threads: 1,
         }
     }
 }
@@ -85,6 +92,8 @@ impl Default for RespConfig {
 pub const MIN_BULK_BYTES: usize = 8 * 1024;
 /// Fewest `max_args`: `HELLO 3 AUTH default <password> SETNAME <name>` has seven.
 pub const MIN_ARGS: usize = 8;
+/// Most event-loop threads.
+pub const MAX_THREADS: usize = 64;
 
 impl RespConfig {
     /// The TCP address, or `None` when `tcp` is empty (or unusable; validation refuses that).
@@ -226,6 +235,12 @@ impl RespConfig {
             self.max_pending_reply_bytes as u64,
             4 * 1024,
             256 * MIB,
+        );
+        v.within(
+            at.key("threads"),
+            self.threads as u64,
+            0,
+            MAX_THREADS as u64,
         );
         if let Some(name) = &self.admin_secret_env {
             let ok = !name.is_empty()

@@ -99,6 +99,8 @@ pub struct RespOptions {
     /// Connections still open this long after a shutdown began are dropped.
     pub shutdown_grace: Duration,
     pub admin: AdminPolicy,
+    /// Event-loop threads of the door's own; 0 serves it on the caller's runtime.
+    pub threads: usize,
 }
 
 impl RespOptions {
@@ -144,6 +146,7 @@ impl RespOptions {
             idle_timeout: rc.idle_timeout(),
             shutdown_grace: config.server.shutdown_grace(),
             admin,
+            threads: rc.threads,
         })
     }
 }
@@ -405,7 +408,10 @@ pub struct RespServer {
     door: RespDoor,
     tcp_addr: Option<SocketAddr>,
     unix_socket: Option<PathBuf>,
+    /// One per accept loop, or per event-loop thread: done once it stopped accepting.
     accept_loops: Vec<JoinHandle<()>>,
+    /// One per event-loop thread: fires when the thread has ended.
+    loops: Vec<tokio::sync::oneshot::Receiver<()>>,
     unix_file: Option<UnixSocketFile>,
     /// Present when this server runs on its own (`start`), absent when it follows the
     /// shutdown phases of the server it is part of (`start_with_shutdown`).
@@ -448,30 +454,39 @@ impl RespServer {
             Some(l) => Some(l.local_addr().context("the RESP listener has no address")?),
             None => None,
         };
+        let threads = options.threads;
         let door = RespDoor::new(gate, options);
-        let mut accept_loops = Vec::new();
         let mut listening = Vec::new();
-        if let Some(l) = tcp {
-            if let Some(a) = tcp_addr {
-                listening.push(format!("tcp:{a}"));
-            }
-            accept_loops.push(tokio::spawn(serve_resp(
-                l,
-                Listener::RespTcp,
-                door.clone(),
-                shutdown.clone(),
-            )));
+        if let Some(a) = tcp_addr {
+            listening.push(format!("tcp:{a}"));
         }
-        let mut unix_file = None;
-        if let Some((l, file)) = unix {
-            listening.push(format!("unix:{}", file.path().display()));
-            accept_loops.push(tokio::spawn(serve_resp(
-                l,
-                Listener::RespUnix,
-                door.clone(),
-                shutdown.clone(),
-            )));
-            unix_file = Some(file);
+        let (unix, unix_file) = match unix {
+            Some((l, file)) => {
+                listening.push(format!("unix:{}", file.path().display()));
+                (Some(l), Some(file))
+            }
+            None => (None, None),
+        };
+        let mut accept_loops = Vec::new();
+        let mut loops = Vec::new();
+        if threads == 0 {
+            // On the server's runtime, beside the HTTP door.
+            if let Some(l) = tcp {
+                let f = serve_resp(l, Listener::RespTcp, door.clone(), shutdown.clone());
+                accept_loops.push(tokio::spawn(f));
+            }
+            if let Some(l) = unix {
+                let f = serve_resp(l, Listener::RespUnix, door.clone(), shutdown.clone());
+                accept_loops.push(tokio::spawn(f));
+            }
+        } else {
+            let tcp = tcp.map(|l| l.into_std()).transpose()?;
+            let unix = unix.map(|l| l.into_std()).transpose()?;
+            for i in 0..threads {
+                let l = EventLoop::start(i, tcp.as_ref(), unix.as_ref(), &door, &shutdown)?;
+                accept_loops.push(l.accepting);
+                loops.push(l.exited);
+            }
         }
         *door.0.listening.lock() = listening;
         let unix_socket = unix_file.as_ref().map(|f| f.path().to_path_buf());
@@ -485,6 +500,7 @@ impl RespServer {
             tcp_addr,
             unix_socket,
             accept_loops,
+            loops,
             unix_file,
             controller: None,
         })
@@ -523,6 +539,11 @@ impl RespServer {
             c.advance(Phase::Closing);
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.door.all_closed()).await;
+        // The event-loop threads end once their connections have.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        for exited in self.loops.drain(..) {
+            let _ = tokio::time::timeout_at(deadline, exited).await;
+        }
     }
 
     /// For the enclosing server's supervisor: once the shutdown began, waits for the accept
@@ -543,6 +564,91 @@ impl RespServer {
                 "RESP shutdown grace period over; closing the remaining connections"
             );
         }
+    }
+}
+
+/// One event-loop thread of the door (`[resp] threads`): a single-threaded runtime that
+/// accepts on its own registration of the listeners and keeps every connection it accepts.
+///
+/// Why: on the server's shared work-stealing runtime, a command arriving for an idle
+/// connection often woke a second worker thread to steal it, and each such wake is a
+/// context switch: measured with `perf stat` under `redis-benchmark -P 1`, three times as
+/// many context switches per command as redis-server and about 10 % more CPU per command
+/// (benches/resp.sh; docs/protocol.md#performance). On a thread of its own a connection is
+/// read, decided and answered where its readiness arrives, as in Redis's event loop.
+/// Several threads share the listening sockets; whichever is free first accepts.
+struct EventLoop {
+    /// Done when the thread stopped accepting (the server drains).
+    accepting: JoinHandle<()>,
+    /// Fires when the thread has ended: its connections closed, or were dropped when the
+    /// server closed.
+    exited: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl EventLoop {
+    /// Starts event-loop thread `i` on its own clones of the listeners. Must be called in
+    /// a runtime (the accepting handle is a task there).
+    fn start(
+        i: usize,
+        tcp: Option<&std::net::TcpListener>,
+        unix: Option<&std::os::unix::net::UnixListener>,
+        door: &RespDoor,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start a RESP event loop")?;
+        // Registered with this thread's runtime here, so that a failure stops the start.
+        let (tcp, unix) = {
+            let _in_rt = rt.enter();
+            let tcp = match tcp {
+                Some(l) => Some(tokio::net::TcpListener::from_std(l.try_clone()?)?),
+                None => None,
+            };
+            let unix = match unix {
+                Some(l) => Some(tokio::net::UnixListener::from_std(l.try_clone()?)?),
+                None => None,
+            };
+            (tcp, unix)
+        };
+        let (accepting_tx, accepting_rx) = tokio::sync::oneshot::channel::<()>();
+        let (exited_tx, exited_rx) = tokio::sync::oneshot::channel::<()>();
+        let (door, shutdown) = (door.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name(format!("tollgate-resp-{i}"))
+            .spawn(move || {
+                rt.block_on(async {
+                    let tcp = async {
+                        if let Some(l) = tcp {
+                            serve_resp(l, Listener::RespTcp, door.clone(), shutdown.clone()).await
+                        }
+                    };
+                    let unix = async {
+                        if let Some(l) = unix {
+                            serve_resp(l, Listener::RespUnix, door.clone(), shutdown.clone()).await
+                        }
+                    };
+                    tokio::join!(tcp, unix);
+                    let _ = accepting_tx.send(());
+                    // Draining: connections finish what they read. Once the server closes,
+                    // whatever is still open is dropped with the runtime.
+                    tokio::select! {
+                        _ = door.all_closed() => {}
+                        _ = shutdown.closing() => {}
+                    }
+                });
+                drop(rt);
+                let _ = exited_tx.send(());
+            })
+            .context("cannot start a RESP event-loop thread")?;
+        let accepting = tokio::spawn(async move {
+            let _ = accepting_rx.await;
+        });
+        Ok(Self {
+            accepting,
+            exited: exited_rx,
+        })
     }
 }
 
@@ -1411,7 +1517,7 @@ impl Conn {
                 .collect();
             let _ = write!(
                 t,
-                "tiers:{}\r\nlimits:{}\r\nmax_bulk_bytes:{}\r\nmax_args:{}\r\nmax_inline_bytes:{}\r\nmax_command_bytes:{}\r\nmax_pending_reply_bytes:{}\r\nidle_timeout_seconds:{}\r\nadmin:{}\r\n",
+                "tiers:{}\r\nlimits:{}\r\nmax_bulk_bytes:{}\r\nmax_args:{}\r\nmax_inline_bytes:{}\r\nmax_command_bytes:{}\r\nmax_pending_reply_bytes:{}\r\nidle_timeout_seconds:{}\r\nthreads:{}\r\nadmin:{}\r\n",
                 tiers.join(","),
                 limits.join(","),
                 o.limits.max_bulk_bytes,
@@ -1420,6 +1526,7 @@ impl Conn {
                 o.limits.max_command_bytes,
                 o.max_pending_reply_bytes,
                 o.idle_timeout.as_secs(),
+                o.threads,
                 match o.admin {
                     AdminPolicy::Disabled => "disabled",
                     AdminPolicy::Secret { unix_socket_only: false, .. } => "secret",
