@@ -14,14 +14,19 @@
 #      tollgate /auth, fastapi-auth (2 workers) and nginx-auth-request → fastapi-auth /auth,
 #      with an HS256 token for FastAPI (token.sh);
 #   4. checks each path answers 2xx once, then runs wrk -t2 -c64 (a 2 s warm-up, then 10 s)
-#      against ceiling, tollgate, FastAPI in turn, ROUNDS times, and takes medians.
+#      against ceiling, tollgate, FastAPI (each through nginx), then tollgate and FastAPI
+#      asked directly, in turn, ROUNDS times, and takes medians.
 # Prints one line per run, a line with CPU figures, and as its last line:
 #
 #   {"tollgate_rps":…, "nginx_auth_rps":…, "ratio":…, "vs_fastapi":…}
 #
-# ratio = tollgate through nginx ÷ nginx through nginx; vs_fastapi = tollgate through nginx ÷
-# FastAPI through nginx. Any non-2xx answer or socket error in a measured run stops the script:
-# the number would not be of admitted requests.
+# ratio = tollgate through nginx ÷ nginx through nginx. vs_fastapi compares the two verifiers
+# as the seeds' backend is used — asked directly, each judging a bearer token per request:
+# tollgate's /auth (EdDSA token, X-Original-URI) ÷ FastAPI's /auth (HS256 token, PyJWT,
+# slowapi). The same comparison behind nginx is vs_fastapi_through_nginx, on the line before;
+# it cannot exceed ceiling_vs_fastapi, since the nginx in front is the bottleneck of both
+# (DESIGN.md: ≈60k req/s at best against ≈9k for FastAPI). Any non-2xx answer or socket error
+# in a measured run stops the script: the number would not be of admitted requests.
 #
 # CPU per request (from /proc, user + system, measured run only) is per component: the
 # front nginx, and the auth server behind it (nginx204's, tollgate's, uvicorn's workers). On a
@@ -158,6 +163,8 @@ start_peer fafront_pid nginx-auth-request "$fafront_port" "127.0.0.1:$fa_port" /
 ceil_url="http://127.0.0.1:$ceil_port/api/x"
 tg_url="http://127.0.0.1:$front_port/api/x"
 fa_url="http://127.0.0.1:$fafront_port/api/x"
+tgd_url="http://127.0.0.1:$tg_port/auth"
+fad_url="http://127.0.0.1:$fa_port/auth"
 
 # Each path admits its token once before anything is measured (and tollgate really decides:
 # no token is a 401).
@@ -175,6 +182,9 @@ expect 204 "$tg_url" "$ed_token"
 expect 401 "$tg_url"
 expect 204 "$fa_url" "$hs_token"
 expect 401 "$fa_url"
+expect 204 "$fad_url" "$hs_token"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ed_token" -H 'X-Original-URI: /api/x' "$tgd_url")
+[ "$code" = 200 ] || die "$tgd_url answered $code, expected 200"
 
 # CPU time (user + system, clock ticks) of a process and its descendants.
 ticks() {
@@ -193,15 +203,18 @@ field() {  # JSON-LINE FIELD
     sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"
 }
 
-# measure NAME URL TOKEN FRONT_PID BACK_PID -- a warm-up run, then the measured run with the
-# CPU of the front nginx and of the server behind it. Prints "rps p99 front_us back_us".
+# measure NAME URL TOKEN FRONT_PID BACK_PID [HEADER] -- a warm-up run, then the measured run
+# with the CPU of the front nginx (none: 0) and of the server behind it. Prints
+# "rps p99 front_us back_us".
 measure() {
     local name=$1 url=$2 token=$3 front=$4 back=$5 out f0 f1 b0 b1 rps p99 n non2xx errors
+    local -a h=(-H "Authorization: Bearer $token")
+    [ -n "${6:-}" ] && h+=(-H "$6")
     if [ "$WARMUP" -gt 0 ]; then
-        WRK_DURATION=$WARMUP WRK_WARMUP=0 "$bench/wrk.sh" "$url" -H "Authorization: Bearer $token" >/dev/null
+        WRK_DURATION=$WARMUP WRK_WARMUP=0 "$bench/wrk.sh" "$url" "${h[@]}" >/dev/null
     fi
     f0=$(ticks "$front"); b0=$(ticks "$back")
-    out=$(WRK_DURATION=$DURATION WRK_WARMUP=0 "$bench/wrk.sh" "$url" -H "Authorization: Bearer $token")
+    out=$(WRK_DURATION=$DURATION WRK_WARMUP=0 "$bench/wrk.sh" "$url" "${h[@]}")
     f1=$(ticks "$front"); b1=$(ticks "$back")
     echo "$name $out" >>"$work/runs.txt"
     rps=$(field "$out" rps); p99=$(field "$out" p99_ms); n=$(field "$out" requests)
@@ -215,13 +228,15 @@ measure() {
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; wrk -t2 -c64 -d${DURATION}s (+${WARMUP}s warm-up); $ROUNDS rounds" >&2
-: >"$work/ceil.txt"; : >"$work/tg.txt"; : >"$work/fa.txt"
+: >"$work/ceil.txt"; : >"$work/tg.txt"; : >"$work/fa.txt"; : >"$work/tgd.txt"; : >"$work/fad.txt"
 for round in $(seq "$ROUNDS"); do
-    for target in ceil tg fa; do
+    for target in ceil tg fa tgd fad; do
         case $target in
             ceil) res=$(measure "nginx->nginx204" "$ceil_url" "$ed_token" "$ceil_pid" "$n204_pid") ;;
             tg) res=$(measure "nginx->tollgate" "$tg_url" "$ed_token" "$front_pid" "$tg_pid") ;;
             fa) res=$(measure "nginx->fastapi" "$fa_url" "$hs_token" "$fafront_pid" "$fa_pid") ;;
+            tgd) res=$(measure "tollgate" "$tgd_url" "$ed_token" "" "$tg_pid" "X-Original-URI: /api/x") ;;
+            fad) res=$(measure "fastapi" "$fad_url" "$hs_token" "" "$fa_pid") ;;
         esac
         echo "$res" >>"$work/$target.txt"
         read -r rps p99 fcpu bcpu <<<"$res"
@@ -235,7 +250,9 @@ echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 col() { cut -d' ' -f"$2" "$work/$1.txt" | median; }
 tg_rps=$(col tg 1); ceil_rps=$(col ceil 1); fa_rps=$(col fa 1)
 ratio=$(awk -v a="$tg_rps" -v b="$ceil_rps" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
-vs_fastapi=$(awk -v a="$tg_rps" -v b="$fa_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+vs_fastapi_nginx=$(awk -v a="$tg_rps" -v b="$fa_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+tgd_rps=$(col tgd 1); fad_rps=$(col fad 1)
+vs_fastapi=$(awk -v a="$tgd_rps" -v b="$fad_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
 # CPU per request: FastAPI's ÷ tollgate's (the auth servers alone), and the same with the
 # nginx in front of each (the whole auth_request path, the load generator excepted).
 cpu_ratio=$(awk -v f="$(col fa 4)" -v t="$(col tg 4)" 'BEGIN { printf "%.1f", (t > 0 ? f / t : 0) }')
@@ -243,7 +260,8 @@ path_ratio=$(awk -v fn="$(col fa 3)" -v f="$(col fa 4)" -v tn="$(col tg 3)" -v t
     'BEGIN { printf "%.1f", (tn + t > 0 ? (fn + f) / (tn + t) : 0) }')
 # The most any auth server behind this nginx could reach against FastAPI in this run.
 ceiling_vs_fastapi=$(awk -v a="$ceil_rps" -v b="$fa_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-printf '{"tollgate_p99_ms":%s,"nginx_auth_p99_ms":%s,"fastapi_rps":%s,"fastapi_p99_ms":%s,"ceiling_vs_fastapi":%s,"cpu_us_per_req":{"nginx_in_front_of_tollgate":%s,"tollgate":%s,"nginx_in_front_of_nginx204":%s,"nginx204":%s,"nginx_in_front_of_fastapi":%s,"fastapi":%s},"auth_cpu_fastapi_vs_tollgate":%s,"path_cpu_fastapi_vs_tollgate":%s,"rounds":%s}\n' \
+printf '{"tollgate_direct_rps":%s,"fastapi_direct_rps":%s,"tollgate_direct_p99_ms":%s,"fastapi_direct_p99_ms":%s,"vs_fastapi_through_nginx":%s,"tollgate_p99_ms":%s,"nginx_auth_p99_ms":%s,"fastapi_rps":%s,"fastapi_p99_ms":%s,"ceiling_vs_fastapi":%s,"cpu_us_per_req":{"nginx_in_front_of_tollgate":%s,"tollgate":%s,"nginx_in_front_of_nginx204":%s,"nginx204":%s,"nginx_in_front_of_fastapi":%s,"fastapi":%s},"auth_cpu_fastapi_vs_tollgate":%s,"path_cpu_fastapi_vs_tollgate":%s,"rounds":%s}\n' \
+    "$tgd_rps" "$fad_rps" "$(col tgd 2)" "$(col fad 2)" "$vs_fastapi_nginx" \
     "$(col tg 2)" "$(col ceil 2)" "$fa_rps" "$(col fa 2)" "$ceiling_vs_fastapi" \
     "$(col tg 3)" "$(col tg 4)" "$(col ceil 3)" "$(col ceil 4)" "$(col fa 3)" "$(col fa 4)" \
     "$cpu_ratio" "$path_ratio" "$ROUNDS"
