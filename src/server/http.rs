@@ -123,8 +123,10 @@ pub struct HttpService {
 /// client address is resolved.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthFacts<'a> {
-    /// The `/auth` request's own method: the original method when nginx does not send
-    /// `X-Original-Method` (its auth subrequest carries the original request's method).
+    /// The `/auth` request's own method, judged when `X-Original-Method` is absent (a
+    /// direct caller). nginx's auth subrequest is always a `GET` whatever the original
+    /// method (seen with nginx 1.22), so an nginx configuration must send the header, or
+    /// method-specific rules would judge every request as a `GET`.
     pub method: &'a str,
     /// `X-Original-URI`, raw.
     pub original_uri: Option<&'a [u8]>,
