@@ -1,0 +1,151 @@
+//! `/readyz` waits for every issuer's key set: while the issuer's JWKS endpoint has not
+//! answered, tollgate is not ready (503, `keyset:<issuer>` false) and refuses that issuer's
+//! tokens with `keys_unavailable`; once the key set arrives it is ready and the same token
+//! passes.
+
+mod auth_support;
+mod http_support;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tollgate::config::Config;
+use tollgate::server::ServerBuilder;
+
+/// A JWKS endpoint that answers the fixture key set, the first time only after `release`.
+/// Reports each request on `asked` (the first one only).
+async fn held_back_jwks() -> (String, oneshot::Sender<()>, oneshot::Receiver<()>) {
+    let jwks = std::fs::read(auth_support::dir().join("jwks.json")).expect("fixture jwks");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/api/auth/jwks",
+        listener.local_addr().expect("bound")
+    );
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let (asked_tx, asked_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut release = Some(release_rx);
+        let mut asked = Some(asked_tx);
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            if let Some(a) = asked.take() {
+                let _ = a.send(());
+            }
+            if let Some(r) = release.take() {
+                let _ = r.await;
+            }
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                jwks.len()
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+            let _ = s.write_all(&jwks).await;
+        }
+    });
+    (url, release_tx, asked_rx)
+}
+
+#[tokio::test]
+async fn readyz_waits_for_every_issuer_key_set() {
+    let (url, release, asked) = held_back_jwks().await;
+    let m = auth_support::manifest();
+    let config = Config::from_toml_str(
+        &format!(
+            r#"
+[server]
+http = "127.0.0.1:0"
+
+[tiers.anonymous]
+limit = 100
+window = "1h"
+key = "ip"
+
+[tiers.basic]
+limit = 100
+window = "1h"
+
+[[routes]]
+path = "/api/**"
+auth = "required"
+
+[[auth.issuers]]
+name = "better-auth"
+issuer = "{iss}"
+audiences = ["{aud}"]
+jwks_url = "{url}"
+fetch_timeout = "30s"
+"#,
+            iss = m.issuer,
+            aud = m.audience,
+        ),
+        "test",
+    )
+    .expect("test config");
+    let server = ServerBuilder::new(config)
+        .start()
+        .await
+        .expect("server starts");
+    // The first fetch has reached the issuer and is held there.
+    tokio::time::timeout(Duration::from_secs(10), asked)
+        .await
+        .expect("tollgate fetches the key set at start")
+        .expect("the JWKS server runs");
+
+    let token = auth_support::token("eddsa_better_auth");
+    let mut c = http_support::tcp_client(&server).await;
+    let r = c.get("/readyz").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["checks"]["keyset:better-auth"], false, "{body}");
+    assert_eq!(body["checks"]["listeners"], true, "{body}");
+
+    c.send(&format!(
+        "GET /auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: /api/tasks\r\nX-Original-Method: GET\r\nAuthorization: Bearer {token}\r\n\r\n"
+    ))
+    .await;
+    let r = c.read_response().await.expect("an answer");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("x-tollgate-reason"), Some("keys_unavailable"));
+
+    release.send(()).expect("the JWKS server waits");
+    assert!(
+        server
+            .gate()
+            .authenticator()
+            .wait_ready(Duration::from_secs(10))
+            .await,
+        "the key set arrives once released"
+    );
+    // The readiness flag is set by its own task right after the set is stored.
+    let readiness = server.readiness().clone();
+    http_support::eventually("/readyz condition keyset:better-auth", || {
+        readiness.is_ready()
+    })
+    .await;
+    let r = c.get("/readyz").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["checks"]["keyset:better-auth"], true);
+
+    c.send(&format!(
+        "GET /auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: /api/tasks\r\nX-Original-Method: GET\r\nAuthorization: Bearer {token}\r\n\r\n"
+    ))
+    .await;
+    let r = c.read_response().await.expect("an answer");
+    assert_eq!(r.status, 200, "{:?}", r.headers);
+    assert!(r.header("x-user-id").is_some());
+
+    server.stop().await.expect("stops");
+}
