@@ -393,6 +393,25 @@ async fn tokens_revoked_through_the_admin_api_are_401_revoked() {
             m.contains(r#"tollgate_access_total{result="revoked"} 3"#),
             "{m}"
         );
+        // The authenticator's own figures, copied in at scrape time.
+        for line in [
+            r#"tollgate_auth_outcomes_total{reason="revoked"} 3"#,
+            "tollgate_revocations 2",
+            "tollgate_revocations_recorded_total 2",
+            "tollgate_revoked_tokens_refused_total 3",
+            r#"tollgate_keyset_ready{issuer="better-auth"} 1"#,
+        ] {
+            assert!(m.contains(line), "missing {line:?} in\n{m}");
+        }
+        // user_1's token was asked about four times: verified once, then served from the
+        // cache (a revoked token is still a hit: revocation is checked on every hit).
+        let hits: u64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("tollgate_token_cache_hits_total "))
+            .and_then(|v| v.parse().ok())
+            .expect("tollgate_token_cache_hits_total is exported");
+        assert!(hits >= 3, "{m}");
+        assert!(m.contains("tollgate_token_cache_hit_ratio 0."), "{m}");
         s.stop().await.unwrap();
     }
 }
