@@ -39,8 +39,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
 
 die() { echo "benches/resp.sh: $*" >&2; exit 1; }
-for tool in redis-server redis-benchmark redis-cli python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install redis-server redis-tools)"
+for tool in redis-server redis-benchmark redis-cli python3 /usr/bin/time; do
+    command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install redis-server redis-tools time)"
 done
 for v in "$ROUNDS" "$N_PIPELINED" "$N_UNPIPELINED" "$CONNS" "${RESP_THREADS:-1}"; do
     [[ "$v" =~ ^[0-9]+$ ]] || die "settings must be whole numbers"
@@ -134,7 +134,10 @@ ticks() {
 hz=$(getconf CLK_TCK)
 
 # One measurement: a discarded warm-up (a tenth of N), then the measured run.
-# Prints "ops_per_s p50_ms p99_ms cpu_us_per_op".
+# Prints "ops_per_s p50_ms p99_ms cpu_us_per_op generator_cpu_us_per_op": the server's CPU
+# and redis-benchmark's own (user + system, /usr/bin/time). Unpipelined, redis-benchmark
+# nearly fills one of the two cores, so its cost per reply (larger for CHECK's 5-integer
+# array than for INCR's one integer) bounds the rate of either server.
 measure() {
     local port=$1 pid=$2 pipeline=$3 n=$4 before after out
     shift 4
@@ -142,14 +145,16 @@ measure() {
         -P "$pipeline" -n $((n / 10)) --csv "$@" >/dev/null 2>>"$work/bench.log" ||
         die "warm-up failed against port $port"
     before=$(ticks "$pid")
-    out=$(timeout 30 redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONNS" -r "$KEYSPACE" \
+    out=$(/usr/bin/time -f '%U %S' -o "$work/generator.txt" \
+        timeout 30 redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONNS" -r "$KEYSPACE" \
         -P "$pipeline" -n "$n" --csv "$@" 2>>"$work/bench.log") ||
         die "redis-benchmark failed or ran over 30 s against port $port (lower N_*)"
     after=$(ticks "$pid")
     echo "$out" >>"$work/bench.log"
     # The CSV row: "name","rps","avg","min","p50","p95","p99","max".
-    awk -F'","' -v ticks=$((after - before)) -v hz="$hz" -v n="$n" '
-        NR == 2 { printf "%.0f %.3f %.3f %.2f\n", $2, $5, $7, ticks / hz * 1e6 / n }
+    gen=$(awk '{ print $1 + $2 }' "$work/generator.txt")
+    awk -F'","' -v ticks=$((after - before)) -v hz="$hz" -v n="$n" -v gen="$gen" '
+        NR == 2 { printf "%.0f %.3f %.3f %.2f %.2f\n", $2, $5, $7, ticks / hz * 1e6 / n, gen * 1e6 / n }
     ' <<<"$out"
 }
 
@@ -163,12 +168,12 @@ for round in $(seq "$ROUNDS"); do
         [ "$p" = 16 ] && n=$N_PIPELINED
         res=$(measure "$rd_port" "$rd_pid" "$p" "$n" INCR 'key:__rand_int__')
         echo "$res" >>"$work/rd$p.txt"
-        read -r ops p50 p99 cpu <<<"$res"
-        echo "round $round -P $p redis    INCR  ops_per_s=$ops p50_ms=$p50 p99_ms=$p99 cpu_us_per_op=$cpu"
+        read -r ops p50 p99 cpu gen <<<"$res"
+        echo "round $round -P $p redis    INCR  ops_per_s=$ops p50_ms=$p50 p99_ms=$p99 cpu_us_per_op=$cpu generator_cpu_us_per_op=$gen"
         res=$(measure "$tg_port" "$tg_pid" "$p" "$n" CHECK 'key:__rand_int__' basic)
         echo "$res" >>"$work/tg$p.txt"
-        read -r ops p50 p99 cpu <<<"$res"
-        echo "round $round -P $p tollgate CHECK ops_per_s=$ops p50_ms=$p50 p99_ms=$p99 cpu_us_per_op=$cpu"
+        read -r ops p50 p99 cpu gen <<<"$res"
+        echo "round $round -P $p tollgate CHECK ops_per_s=$ops p50_ms=$p50 p99_ms=$p99 cpu_us_per_op=$cpu generator_cpu_us_per_op=$gen"
     done
 done
 
@@ -187,8 +192,9 @@ rd16=$(col rd16 1)
 tg1=$(col tg1 1)
 rd1=$(col rd1 1)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
-printf '{"redis_pipelined_ops_per_s":%s,"tollgate_unpipelined_ops_per_s":%s,"redis_unpipelined_ops_per_s":%s,"tollgate_pipelined_p99_ms":%s,"redis_pipelined_p99_ms":%s,"tollgate_unpipelined_p99_ms":%s,"redis_unpipelined_p99_ms":%s,"tollgate_pipelined_cpu_us_per_op":%s,"redis_pipelined_cpu_us_per_op":%s,"tollgate_unpipelined_cpu_us_per_op":%s,"redis_unpipelined_cpu_us_per_op":%s,"checks_allowed":%s,"checks_denied":%s,"rounds":%s}\n' \
+printf '{"redis_pipelined_ops_per_s":%s,"tollgate_unpipelined_ops_per_s":%s,"redis_unpipelined_ops_per_s":%s,"tollgate_pipelined_p99_ms":%s,"redis_pipelined_p99_ms":%s,"tollgate_unpipelined_p99_ms":%s,"redis_unpipelined_p99_ms":%s,"tollgate_pipelined_cpu_us_per_op":%s,"redis_pipelined_cpu_us_per_op":%s,"tollgate_unpipelined_cpu_us_per_op":%s,"redis_unpipelined_cpu_us_per_op":%s,"tollgate_unpipelined_generator_cpu_us_per_op":%s,"redis_unpipelined_generator_cpu_us_per_op":%s,"checks_allowed":%s,"checks_denied":%s,"rounds":%s}\n' \
     "$rd16" "$tg1" "$rd1" "$(col tg16 3)" "$(col rd16 3)" "$(col tg1 3)" "$(col rd1 3)" \
-    "$(col tg16 4)" "$(col rd16 4)" "$(col tg1 4)" "$(col rd1 4)" "$allowed" "$denied" "$ROUNDS"
+    "$(col tg16 4)" "$(col rd16 4)" "$(col tg1 4)" "$(col rd1 4)" "$(col tg1 5)" "$(col rd1 5)" \
+    "$allowed" "$denied" "$ROUNDS"
 printf '{"pipelined_ratio":%s, "unpipelined_ratio":%s, "tollgate_pipelined_ops_per_s":%s}\n' \
     "$(ratio "$tg16" "$rd16")" "$(ratio "$tg1" "$rd1")" "$tg16"
