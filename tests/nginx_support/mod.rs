@@ -233,6 +233,26 @@ pub fn free_port() -> u16 {
 
 // ------------------------------------------------------------------------------ upstream
 
+/// Every value of header `name` (lower-case) in `headers`, in order.
+fn all_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// The one value of header `name`; fails when it appears more than once.
+fn one_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let all = all_values(headers, name);
+    assert!(
+        all.len() <= 1,
+        "{name} appears {} times: {all:?}",
+        all.len()
+    );
+    all.first().copied()
+}
+
 /// One request as the application received it.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -245,22 +265,12 @@ pub struct Seen {
 
 impl Seen {
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        all_values(&self.headers, name)
     }
 
     /// The one value of `name`; fails when it appears more than once.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let all = self.all(name);
-        assert!(
-            all.len() <= 1,
-            "{name} appears {} times: {all:?}",
-            all.len()
-        );
-        all.first().copied()
+        one_value(&self.headers, name)
     }
 }
 
@@ -390,22 +400,12 @@ pub struct Response {
 
 impl Response {
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        all_values(&self.headers, name)
     }
 
     /// The one value of `name`; fails when it appears more than once.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let all = self.all(name);
-        assert!(
-            all.len() <= 1,
-            "{name} appears {} times: {all:?}",
-            all.len()
-        );
-        all.first().copied()
+        one_value(&self.headers, name)
     }
 
     pub fn text(&self) -> String {
