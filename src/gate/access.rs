@@ -27,7 +27,9 @@ use smallvec::SmallVec;
 use super::{CheckError, CompiledLimit, Gate};
 use crate::auth::{AuthError, AuthInput, Identity};
 use crate::limiter::{Decision, LimitCheck};
-use crate::policy::{normalize_path, AuthRequirement, PathError, Refusal, RequestFacts};
+use crate::policy::{
+    normalize_path, AuthRequirement, KeyTemplate, PathError, Refusal, RequestFacts,
+};
 
 /// The facts of one request of the protected application, as a front door found them.
 #[derive(Debug, Clone, Copy)]
@@ -219,8 +221,11 @@ impl Gate {
         // Keys first (they borrow nothing from the checks), then the checks over them.
         let mut limits: SmallVec<[&CompiledLimit; 4]> = SmallVec::new();
         let mut keys: SmallVec<[String; 4]> = SmallVec::new();
-        let tier_key = state.policy.key_template(tier_name);
-        keys.push(tier_key.map(|t| t.render(&facts)).unwrap_or_default());
+        // Every tier has a template once compiled; the default one stands in regardless.
+        keys.push(match state.policy.key_template(tier_name) {
+            Some(t) => t.render(&facts),
+            None => KeyTemplate::default().render(&facts),
+        });
         limits.push(&tier.limit);
         for rl in m.rule.limits.iter().take(MAX_LIMITS) {
             let Some(limit) = state.limits.get(&*rl.name) else {
@@ -255,7 +260,7 @@ impl Gate {
         Ok(AccessDecision {
             outcome,
             identity,
-            tier: tier_arc.clone(),
+            tier: tier_arc,
             limits: Some(decision),
         })
     }

@@ -443,7 +443,7 @@ fn compile(config: &Config, metrics: &Metrics) -> anyhow::Result<GateState> {
         );
     }
     let policy = Policy::from_config(config).context("routes")?;
-    let access_headers = access_header_names(config, &policy);
+    let access_headers = access_header_names(&policy);
     Ok(GateState {
         config: Arc::new(config.clone()),
         tiers,
@@ -455,26 +455,10 @@ fn compile(config: &Config, metrics: &Metrics) -> anyhow::Result<GateState> {
 }
 
 /// The client-IP headers, then the headers key templates name, each once.
-fn access_header_names(config: &Config, policy: &Policy) -> Box<[HeaderName]> {
+fn access_header_names(policy: &Policy) -> Box<[HeaderName]> {
     use crate::policy::key::KeyPart;
-    let mut names: Vec<HeaderName> = config
-        .policy
-        .client_ip_headers
-        .iter()
-        .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
-        .collect();
-    let templates = config
-        .tiers
-        .keys()
-        .chain(config.limits.keys())
-        .filter_map(|name| policy.key_template(name))
-        .chain(
-            policy
-                .rules()
-                .iter()
-                .flat_map(|r| r.limits.iter().map(|l| &l.key)),
-        );
-    for t in templates {
+    let mut names: Vec<HeaderName> = policy.client_ip_resolver().headers().to_vec();
+    for t in policy.key_templates() {
         for part in t.parts() {
             if let KeyPart::Header(h) = part {
                 if !names.contains(h) {

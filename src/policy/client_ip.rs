@@ -118,6 +118,11 @@ impl ClientIpResolver {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
+    /// The client-IP headers, in the order they are tried.
+    pub fn headers(&self) -> &[HeaderName] {
+        &self.headers
+    }
+
     /// Whether the client-IP headers of a request from `peer` are believed.
     pub fn peer_is_trusted(&self, peer: Peer) -> bool {
         match peer {

@@ -296,6 +296,11 @@ impl Policy {
         self.keys.get(name)
     }
 
+    /// The key template of every tier and named limit (route limits use these too).
+    pub fn key_templates(&self) -> impl Iterator<Item = &KeyTemplate> + '_ {
+        self.keys.values()
+    }
+
     /// The rules in configuration order.
     pub fn rules(&self) -> &[RouteRule] {
         &self.rules
