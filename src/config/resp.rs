@@ -12,6 +12,7 @@
 //! unix_socket = "/run/tollgate/resp.sock"
 //! admin_secret_env = "TOLLGATE_ADMIN_SECRET"   # AUTH unlocks REVOKE
 //! threads = 1                                  # event-loop threads of its own (0: shared)
+//! idle_poll_us = 20                            # a busy loop polls this long before sleeping
 //! ```
 //!
 //! Every bound a client could push on has a key here; the defaults suit tollgate's commands
@@ -65,6 +66,10 @@ pub struct RespConfig {
     /// wakes a second core. 0 serves the connections on the server's shared runtime, with
     /// the HTTP door.
     pub threads: usize,
+    /// Microseconds an event loop that is at least half busy polls for more work before it
+    /// sleeps, which spares clients the cost of waking it (docs/protocol.md#idle-polling);
+    /// 0 never polls. Applies to the protocol's own threads (`threads` ≥ 1).
+    pub idle_poll_us: u64,
 }
 
 impl Default for RespConfig {
@@ -84,6 +89,7 @@ impl Default for RespConfig {
             max_pending_reply_bytes: 1024 * 1024,
             admin_secret_env: None,
             threads: 1,
+            idle_poll_us: 20,
         }
     }
 }
@@ -118,6 +124,14 @@ impl RespConfig {
     /// The idle timeout (5 minutes when unreadable; validation refuses that).
     pub fn idle_timeout(&self) -> Duration {
         parse_duration(&self.idle_timeout).unwrap_or(Duration::from_secs(300))
+    }
+
+    /// The idle-polling window of an event loop (zero: never poll).
+    pub fn idle_poll(&self) -> Duration {
+        Duration::from_micros(
+            self.idle_poll_us
+                .min(crate::server::idle_poll::MAX_WINDOW_US),
+        )
     }
 
     /// Permissions of the Unix socket file (`0o660` when unreadable).
@@ -241,6 +255,12 @@ impl RespConfig {
             self.threads as u64,
             0,
             MAX_THREADS as u64,
+        );
+        v.within(
+            at.key("idle_poll_us"),
+            self.idle_poll_us,
+            0,
+            crate::server::idle_poll::MAX_WINDOW_US,
         );
         if let Some(name) = &self.admin_secret_env {
             let ok = !name.is_empty()

@@ -14,6 +14,7 @@
 
 pub mod fastpath;
 pub mod http;
+pub mod idle_poll;
 pub mod listener;
 pub mod readiness;
 pub mod resp;

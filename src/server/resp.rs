@@ -45,6 +45,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::idle_poll::{self, LoopStats};
 use super::listener::{
     self, Acceptor, ConnectionSlots, IdleTimeout, Phase, Shutdown, ShutdownController,
     UnixSocketFile,
@@ -101,6 +102,9 @@ pub struct RespOptions {
     pub admin: AdminPolicy,
     /// Event-loop threads of the door's own; 0 serves it on the caller's runtime.
     pub threads: usize,
+    /// How long an event loop that is at least half busy polls for work before it sleeps
+    /// (`idle_poll`); zero never polls.
+    pub idle_poll: Duration,
 }
 
 impl RespOptions {
@@ -147,6 +151,7 @@ impl RespOptions {
             shutdown_grace: config.server.shutdown_grace(),
             admin,
             threads: rc.threads,
+            idle_poll: rc.idle_poll(),
         })
     }
 }
@@ -266,6 +271,8 @@ struct DoorShared {
     options: RespOptions,
     slots: Arc<ConnectionSlots>,
     stats: RespStats,
+    /// What the event-loop threads report (idle polling).
+    loops: Arc<LoopStats>,
     started: Instant,
     next_client_id: AtomicU64,
     /// The bound listeners, for `INFO` (filled in once bound).
@@ -314,6 +321,7 @@ impl RespDoor {
             options,
             slots,
             stats: RespStats::default(),
+            loops: Arc::new(LoopStats::default()),
             started: Instant::now(),
             next_client_id: AtomicU64::new(1),
             listening: parking_lot::Mutex::new(Vec::new()),
@@ -595,10 +603,14 @@ impl EventLoop {
         door: &RespDoor,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start a RESP event loop")?;
+        let shared = &door.0;
+        let rt = idle_poll::install(
+            tokio::runtime::Builder::new_current_thread().enable_all(),
+            shared.options.idle_poll,
+            shared.loops.clone(),
+        )
+        .build()
+        .context("cannot start a RESP event loop")?;
         // Registered with this thread's runtime here, so that a failure stops the start.
         let (tcp, unix) = {
             let _in_rt = rt.enter();
@@ -619,6 +631,7 @@ impl EventLoop {
             .name(format!("tollgate-resp-{i}"))
             .spawn(move || {
                 rt.block_on(async {
+                    tokio::spawn(idle_poll::poke());
                     let tcp = async {
                         if let Some(l) = tcp {
                             serve_resp(l, Listener::RespTcp, door.clone(), shutdown.clone()).await
@@ -867,6 +880,7 @@ where
         }
         rbuf.advance(pos);
         shared.stats.add(conn.id, &counts);
+        idle_poll::note_work();
 
         // One write for the whole batch.
         if !wbuf.is_empty() && !write_replies(&mut io, &mut wbuf, &mut phase).await {
@@ -1478,7 +1492,7 @@ impl Conn {
         section("Stats", &|t| {
             let _ = write!(
                 t,
-                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\nchecks_allowed:{}\r\nchecks_denied:{}\r\nverifies_allowed:{}\r\nverifies_refused:{}\r\nrevocations:{}\r\ncommand_errors:{}\r\nprotocol_errors:{}\r\nauth_failures:{}\r\n",
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\nchecks_allowed:{}\r\nchecks_denied:{}\r\nverifies_allowed:{}\r\nverifies_refused:{}\r\nrevocations:{}\r\ncommand_errors:{}\r\nprotocol_errors:{}\r\nauth_failures:{}\r\nevent_loop_sleeps:{}\r\nevent_loop_idle_polls:{}\r\n",
                 s.connections.load(Ordering::Relaxed),
                 s.total(|x| &x.commands),
                 s.total(|x| &x.checks_allowed),
@@ -1489,6 +1503,8 @@ impl Conn {
                 s.total(|x| &x.command_errors),
                 s.total(|x| &x.protocol_errors),
                 s.total(|x| &x.auth_failures),
+                door.loops.sleeps.load(Ordering::Relaxed),
+                door.loops.idle_polls.load(Ordering::Relaxed),
             );
         });
         section("Limiter", &|t| {

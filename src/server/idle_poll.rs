@@ -1,0 +1,352 @@
+//! Idle polling for the RESP event loops: a loop that is busy at least half the time and
+//! runs out of work polls for more, for a few microseconds, before it sleeps.
+//!
+//! Why: when an event loop sleeps in `epoll_wait`, the next command must wake it, and the
+//! wake-up is paid on the *client's* CPU — the client's kernel delivers the segment and
+//! wakes the loop's thread on another core (on a virtual machine, an inter-processor
+//! interrupt and an exit to the hypervisor). Measured with `redis-benchmark -c 64 -P 1` on a
+//! 2-core VM (docs/benchmarks.md): tollgate's loop, which needs less CPU per command than
+//! redis-server, slept about once every 5.5 commands against Redis's once every 8, and the
+//! load generator paid for each wake-up in system time. Under such load the next command
+//! arrives within microseconds: polling for it costs the loop about what sleeping and being
+//! woken would, and spares every client the wake-up. At low load a poll would mostly find
+//! nothing, so the loop sleeps at once, as before.
+//!
+//! The rule, per loop thread ([`IdlePoll`], which takes the time as an argument so that it
+//! is tested without a clock):
+//!
+//! - The loop keeps two sums: its *work* time (from finding work to running out of it) and
+//!   its *idle* time (asleep, or polling without finding anything). Both are halved whenever
+//!   together they pass [`HORIZON`] ×2, so they describe the last millisecond or two.
+//! - Each time it runs out of work, it polls once more without blocking if its work time is
+//!   at least its idle time (it is at least half busy) and it has found nothing for less
+//!   than the window (`resp.idle_poll_us`, default 20 µs). Otherwise it sleeps.
+//!
+//! So polling never takes more of a core than the work does (it is off below half load),
+//! one idle stretch costs at most one window, and a loop with nothing to do sleeps.
+//!
+//! How it hooks in: the loop is a current-thread tokio runtime. Its park hook
+//! ([`tokio::runtime::Builder::on_thread_park`]) runs when the runtime has no task to run
+//! and is about to block; to poll instead, the hook wakes a do-nothing task ([`poke`]), and
+//! the runtime then polls its I/O driver with a zero timeout rather than blocking. Connection
+//! tasks call [`note_work`] once per batch, which is how the hook tells work from an empty
+//! poll.
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// The sums of work and idle time are halved when together they pass twice this.
+pub const HORIZON: Duration = Duration::from_millis(1);
+
+/// Largest `resp.idle_poll_us`.
+pub const MAX_WINDOW_US: u64 = 1_000;
+
+/// The decision one loop makes each time it runs out of work.
+#[derive(Debug)]
+pub struct IdlePoll {
+    window: Duration,
+    /// Work and idle time in nanoseconds, decayed (see the module docs).
+    work_ns: u64,
+    idle_ns: u64,
+    /// When the loop last ran out of work, or woke.
+    last: Instant,
+    /// The work counter ([`note_work`]) when the loop last ran out of work.
+    seen_work: u64,
+    /// Since when the loop has found no work.
+    idle_since: Instant,
+    /// Asleep since `last`.
+    asleep: bool,
+}
+
+/// What the loop does when it runs out of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// Poll for events again without blocking.
+    Poll,
+    /// Block until an event arrives.
+    Sleep,
+}
+
+impl IdlePoll {
+    /// A loop that has just started: counted as idle for a whole horizon, so that it polls
+    /// only once it has been busy.
+    pub fn new(window: Duration, now: Instant) -> Self {
+        Self {
+            window,
+            work_ns: 0,
+            idle_ns: nanos(HORIZON),
+            last: now,
+            seen_work: 0,
+            idle_since: now,
+            asleep: false,
+        }
+    }
+
+    /// The loop ran out of work at `now`; `work` is its work counter ([`note_work`]).
+    pub fn out_of_work(&mut self, now: Instant, work: u64) -> Idle {
+        let span = nanos(now.saturating_duration_since(self.last));
+        self.last = now;
+        if work != self.seen_work {
+            // Work was found since the last check: that stretch was work, and the idle
+            // stretch starts now.
+            self.seen_work = work;
+            self.work_ns += span;
+            self.idle_since = now;
+        } else {
+            self.idle_ns += span;
+        }
+        if self.work_ns + self.idle_ns > 2 * nanos(HORIZON) {
+            self.work_ns /= 2;
+            self.idle_ns /= 2;
+        }
+        let busy = self.work_ns >= self.idle_ns;
+        if busy && now.saturating_duration_since(self.idle_since) < self.window {
+            Idle::Poll
+        } else {
+            self.asleep = true;
+            Idle::Sleep
+        }
+    }
+
+    /// The loop blocks although [`out_of_work`](Self::out_of_work) said to poll.
+    pub fn sleep_anyway(&mut self) {
+        self.asleep = true;
+    }
+
+    /// The loop woke at `now` (after a sleep, or after a poll).
+    pub fn woke(&mut self, now: Instant) {
+        if self.asleep {
+            self.asleep = false;
+            self.idle_ns += nanos(now.saturating_duration_since(self.last));
+            self.last = now;
+        }
+    }
+
+    /// The loop's share of time spent working, over the last millisecond or two.
+    pub fn utilisation(&self) -> f64 {
+        let total = self.work_ns + self.idle_ns;
+        if total == 0 {
+            0.0
+        } else {
+            self.work_ns as f64 / total as f64
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 4)
+}
+
+/// What the event loops of one door report (`INFO stats`).
+#[derive(Debug, Default)]
+pub struct LoopStats {
+    /// Times a loop blocked waiting for events.
+    pub sleeps: AtomicU64,
+    /// Times a loop polled again instead of blocking.
+    pub idle_polls: AtomicU64,
+}
+
+// ------------------------------------------------------------------------------------------
+// The glue to one current-thread runtime
+
+thread_local! {
+    /// Batches served on this thread.
+    static WORK: Cell<u64> = const { Cell::new(0) };
+    /// This thread's loop, once its park hook first ran.
+    static LOOP: RefCell<Option<IdlePoll>> = const { RefCell::new(None) };
+    /// The waker of this thread's [`poke`] task.
+    static POKE: RefCell<Option<Waker>> = const { RefCell::new(None) };
+}
+
+/// A connection served a batch on this thread. Cheap (a thread-local increment); harmless
+/// on threads without idle polling.
+#[inline]
+pub fn note_work() {
+    WORK.with(|w| w.set(w.get().wrapping_add(1)));
+}
+
+/// Adds idle polling with `window` to a current-thread runtime: its park and unpark hooks.
+/// The runtime must also run [`poke`] as a task. A zero window adds nothing.
+pub fn install(
+    builder: &mut tokio::runtime::Builder,
+    window: Duration,
+    stats: Arc<LoopStats>,
+) -> &mut tokio::runtime::Builder {
+    if window.is_zero() {
+        return builder;
+    }
+    builder
+        .on_thread_park(move || {
+            let now = Instant::now();
+            let work = WORK.with(Cell::get);
+            let decision = LOOP.with(|l| {
+                let mut l = l.borrow_mut();
+                let poll = l.get_or_insert_with(|| IdlePoll::new(window, now));
+                let decision = poll.out_of_work(now, work);
+                if decision == Idle::Poll && !POKE.with(|p| p.borrow().is_some()) {
+                    // The poke task has not run yet: this once, the runtime blocks.
+                    poll.sleep_anyway();
+                    return Idle::Sleep;
+                }
+                decision
+            });
+            match decision {
+                Idle::Poll => {
+                    stats.idle_polls.fetch_add(1, Ordering::Relaxed);
+                    // The runtime sees a task to run and polls with a zero timeout.
+                    POKE.with(|p| {
+                        if let Some(w) = p.borrow().as_ref() {
+                            w.wake_by_ref();
+                        }
+                    });
+                }
+                Idle::Sleep => {
+                    stats.sleeps.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+        .on_thread_unpark(|| {
+            LOOP.with(|l| {
+                if let Some(poll) = l.borrow_mut().as_mut() {
+                    poll.woke(Instant::now());
+                }
+            });
+        })
+}
+
+/// The task a park hook wakes to make the runtime poll instead of block: it only keeps its
+/// waker where the hook finds it. Runs forever; ends with its runtime.
+pub async fn poke() {
+    std::future::poll_fn(|cx| {
+        POKE.with(|p| {
+            let mut p = p.borrow_mut();
+            match p.as_ref() {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *p = Some(cx.waker().clone()),
+            }
+        });
+        Poll::<()>::Pending
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US: Duration = Duration::from_micros(1);
+
+    /// A loop that works `work` then is idle `gap`, `n` times, sleeping whenever told to;
+    /// returns the last decision and the number of sleeps.
+    fn drive(
+        p: &mut IdlePoll,
+        t: &mut Instant,
+        counter: &mut u64,
+        work: Duration,
+        gap: Duration,
+        n: usize,
+    ) -> (Idle, usize) {
+        let mut last = Idle::Sleep;
+        let mut sleeps = 0;
+        for _ in 0..n {
+            *t += work;
+            *counter += 1;
+            last = p.out_of_work(*t, *counter);
+            // Poll (in steps of 1 µs) or sleep until the gap is over.
+            let end = *t + gap;
+            while last == Idle::Poll && *t + US < end {
+                *t += US;
+                last = p.out_of_work(*t, *counter);
+            }
+            if last == Idle::Sleep {
+                sleeps += 1;
+            }
+            *t = end;
+            p.woke(*t);
+        }
+        (last, sleeps)
+    }
+
+    #[test]
+    fn a_fresh_loop_sleeps() {
+        let t = Instant::now();
+        let mut p = IdlePoll::new(20 * US, t);
+        assert_eq!(p.out_of_work(t + US, 1), Idle::Sleep);
+    }
+
+    #[test]
+    fn a_busy_loop_polls_through_short_gaps() {
+        let mut t = Instant::now();
+        let mut p = IdlePoll::new(20 * US, t);
+        let mut c = 0;
+        // 8 µs of work, 3 µs gaps: ~73 % busy. It starts sleeping, then polls.
+        drive(&mut p, &mut t, &mut c, 8 * US, 3 * US, 500);
+        let (_, sleeps) = drive(&mut p, &mut t, &mut c, 8 * US, 3 * US, 500);
+        assert_eq!(sleeps, 0, "utilisation {}", p.utilisation());
+        assert!(p.utilisation() > 0.6);
+    }
+
+    #[test]
+    fn a_loop_under_half_busy_sleeps_every_time() {
+        let mut t = Instant::now();
+        let mut p = IdlePoll::new(20 * US, t);
+        let mut c = 0;
+        // 5 µs of work, 10 µs gaps: a third busy. Gaps shorter than the window, still no poll.
+        let (_, sleeps) = drive(&mut p, &mut t, &mut c, 5 * US, 10 * US, 1000);
+        assert_eq!(sleeps, 1000);
+        assert!(p.utilisation() < 0.5);
+    }
+
+    #[test]
+    fn an_idle_stretch_polls_at_most_one_window() {
+        let mut t = Instant::now();
+        let mut p = IdlePoll::new(20 * US, t);
+        let mut c = 0;
+        drive(&mut p, &mut t, &mut c, 8 * US, 2 * US, 1000);
+        // Now the work stops: polls for under 20 µs, then sleeps.
+        t += 8 * US;
+        c += 1;
+        let start = t;
+        while p.out_of_work(t, c) == Idle::Poll {
+            t += US;
+            assert!(t - start <= 20 * US);
+        }
+        assert!(t - start >= 19 * US);
+    }
+
+    #[test]
+    fn polling_time_counts_as_idle_and_turns_polling_off() {
+        let mut t = Instant::now();
+        let mut p = IdlePoll::new(20 * US, t);
+        let mut c = 0;
+        drive(&mut p, &mut t, &mut c, 8 * US, 2 * US, 1000);
+        assert!(p.utilisation() > 0.7);
+        // The load falls: 2 µs of work every 19 µs, each gap polled through (under the
+        // window). The polled time is idle time, so the loop soon stops polling.
+        let (last, sleeps) = drive(&mut p, &mut t, &mut c, 2 * US, 19 * US, 1000);
+        assert_eq!(last, Idle::Sleep);
+        assert!(sleeps > 900, "{sleeps}");
+        assert!(p.utilisation() < 0.5);
+    }
+
+    #[test]
+    fn a_long_sleep_is_idle_time() {
+        let mut t = Instant::now();
+        let mut p = IdlePoll::new(20 * US, t);
+        let mut c = 0;
+        drive(&mut p, &mut t, &mut c, 8 * US, 2 * US, 1000);
+        t += 8 * US;
+        c += 1;
+        while p.out_of_work(t, c) == Idle::Poll {
+            t += US;
+        }
+        t += Duration::from_millis(50);
+        p.woke(t);
+        // One request after a long sleep: not busy, so no polling.
+        t += 8 * US;
+        assert_eq!(p.out_of_work(t, c + 1), Idle::Sleep);
+    }
+}
