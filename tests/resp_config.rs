@@ -73,6 +73,32 @@ threads = 65
 }
 
 #[test]
+fn idle_poll_is_0_to_1000_microseconds_and_follows_the_cpu_quota_when_unset() {
+    use std::time::Duration;
+    let set = |us: &str| {
+        Config::from_toml_str(
+            &with_resp(&format!("[resp]\nenabled = true\nidle_poll_us = {us}\n")),
+            "t.toml",
+        )
+    };
+    let off = set("0").unwrap();
+    assert_eq!(off.resp.idle_poll(Some(64.0)), Duration::ZERO);
+    let long = set("1000").unwrap();
+    // Set explicitly, the quota does not matter.
+    assert_eq!(long.resp.idle_poll(Some(0.5)), Duration::from_micros(1000));
+    let e = error_of(&with_resp("[resp]\nenabled = true\nidle_poll_us = 1001\n"));
+    assert!(
+        e.contains("t.toml:10:16: resp.idle_poll_us: must be between 0 and 1000, not 1001"),
+        "{e}"
+    );
+    // Unset: 20 µs, unless the CPU quota is under one core per loop plus one.
+    let unset = Config::from_toml_str(&with_resp("[resp]\nenabled = true\n"), "t.toml").unwrap();
+    assert_eq!(unset.resp.idle_poll(None), Duration::from_micros(20));
+    assert_eq!(unset.resp.idle_poll(Some(4.0)), Duration::from_micros(20));
+    assert_eq!(unset.resp.idle_poll(Some(1.0)), Duration::ZERO);
+}
+
+#[test]
 fn each_problem_is_reported_at_its_key() {
     let text = with_resp(
         "[resp]\nenabled = true\ntcp = \"localhost\"\nmax_bulk_bytes = 10\nmax_args = 2\nidle_timeout = \"0s\"\nunix_socket_mode = \"999\"\nadmin_secret_env = \"1BAD\"\n",

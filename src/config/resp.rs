@@ -68,8 +68,9 @@ pub struct RespConfig {
     pub threads: usize,
     /// Microseconds an event loop that is at least half busy polls for more work before it
     /// sleeps, which spares clients the cost of waking it (docs/protocol.md#idle-polling);
-    /// 0 never polls. Applies to the protocol's own threads (`threads` ≥ 1).
-    pub idle_poll_us: u64,
+    /// 0 never polls. Unset: 20, or 0 when the process's CPU quota is under `threads` + 1
+    /// cores. Applies to the protocol's own threads (`threads` ≥ 1).
+    pub idle_poll_us: Option<u64>,
 }
 
 impl Default for RespConfig {
@@ -89,7 +90,7 @@ impl Default for RespConfig {
             max_pending_reply_bytes: 1024 * 1024,
             admin_secret_env: None,
             threads: 1,
-            idle_poll_us: 20,
+            idle_poll_us: None,
         }
     }
 }
@@ -126,12 +127,14 @@ impl RespConfig {
         parse_duration(&self.idle_timeout).unwrap_or(Duration::from_secs(300))
     }
 
-    /// The idle-polling window of an event loop (zero: never poll).
-    pub fn idle_poll(&self) -> Duration {
-        Duration::from_micros(
-            self.idle_poll_us
-                .min(crate::server::idle_poll::MAX_WINDOW_US),
-        )
+    /// The idle-polling window of an event loop (zero: never poll); `quota_cores` is the
+    /// process's CPU quota, which decides the window when `idle_poll_us` is unset.
+    pub fn idle_poll(&self, quota_cores: Option<f64>) -> Duration {
+        use crate::server::idle_poll::{default_window, MAX_WINDOW_US};
+        match self.idle_poll_us {
+            Some(us) => Duration::from_micros(us.min(MAX_WINDOW_US)),
+            None => default_window(self.threads, quota_cores),
+        }
     }
 
     /// Permissions of the Unix socket file (`0o660` when unreadable).
@@ -256,12 +259,14 @@ impl RespConfig {
             0,
             MAX_THREADS as u64,
         );
-        v.within(
-            at.key("idle_poll_us"),
-            self.idle_poll_us,
-            0,
-            crate::server::idle_poll::MAX_WINDOW_US,
-        );
+        if let Some(us) = self.idle_poll_us {
+            v.within(
+                at.key("idle_poll_us"),
+                us,
+                0,
+                crate::server::idle_poll::MAX_WINDOW_US,
+            );
+        }
         if let Some(name) = &self.admin_secret_env {
             let ok = !name.is_empty()
                 && !name.starts_with(|c: char| c.is_ascii_digit())

@@ -44,6 +44,68 @@ pub const HORIZON: Duration = Duration::from_millis(1);
 /// Largest `resp.idle_poll_us`.
 pub const MAX_WINDOW_US: u64 = 1_000;
 
+/// The window when `resp.idle_poll_us` is not set and the CPU allows it ([`default_window`]).
+pub const DEFAULT_WINDOW: Duration = Duration::from_micros(20);
+
+/// The window when `resp.idle_poll_us` is not set: [`DEFAULT_WINDOW`], unless the process's
+/// CPU quota (`quota_cores`, from its cgroup) is below one core per event loop plus one for
+/// the rest of the server. Under a quota, time spent polling is quota not left for work:
+/// the kernel would throttle the process later, when a command is waiting.
+pub fn default_window(loops: usize, quota_cores: Option<f64>) -> Duration {
+    match quota_cores {
+        Some(q) if q < loops as f64 + 1.0 => Duration::ZERO,
+        _ => DEFAULT_WINDOW,
+    }
+}
+
+/// This process's CPU quota in cores, from its cgroup (v2 `cpu.max`, or v1
+/// `cpu.cfs_quota_us` / `cpu.cfs_period_us`); `None` when unlimited or unreadable.
+pub fn cpu_quota_cores() -> Option<f64> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    // cgroup v2: the process's own group ("0::/path"), then the namespace's root.
+    let own = read("/proc/self/cgroup").and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
+    });
+    let mut v2 = Vec::new();
+    if let Some(path) = own.filter(|p| p != "/") {
+        v2.push(format!("/sys/fs/cgroup{path}/cpu.max"));
+    }
+    v2.push("/sys/fs/cgroup/cpu.max".to_string());
+    for p in v2 {
+        if let Some(t) = read(&p) {
+            return parse_cpu_max(&t);
+        }
+    }
+    for dir in ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"] {
+        if let (Some(q), Some(p)) = (
+            read(&format!("{dir}/cpu.cfs_quota_us")),
+            read(&format!("{dir}/cpu.cfs_period_us")),
+        ) {
+            return parse_cfs(&q, &p);
+        }
+    }
+    None
+}
+
+/// cgroup v2 `cpu.max`: "max 100000" (unlimited) or "50000 100000" (half a core).
+pub fn parse_cpu_max(text: &str) -> Option<f64> {
+    let mut it = text.split_whitespace();
+    let quota = it.next()?;
+    let period: f64 = it.next().map_or(Some(100_000.0), |p| p.parse().ok())?;
+    if quota == "max" || period <= 0.0 {
+        return None;
+    }
+    Some(quota.parse::<f64>().ok()? / period)
+}
+
+/// cgroup v1: `cpu.cfs_quota_us` ("-1": unlimited) over `cpu.cfs_period_us`.
+pub fn parse_cfs(quota: &str, period: &str) -> Option<f64> {
+    let quota: f64 = quota.trim().parse().ok()?;
+    let period: f64 = period.trim().parse().ok()?;
+    (quota > 0.0 && period > 0.0).then(|| quota / period)
+}
+
 /// The decision one loop makes each time it runs out of work.
 #[derive(Debug)]
 pub struct IdlePoll {
@@ -268,6 +330,79 @@ mod tests {
             p.woke(*t);
         }
         (last, sleeps)
+    }
+
+    /// Busy-waits `d`: work that keeps the loop's thread running.
+    fn work_for(d: Duration) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// A real runtime with the hooks: fed commands that keep it busy with short gaps, it
+    /// polls; left alone, it sleeps.
+    #[test]
+    fn a_runtime_polls_under_load_and_sleeps_when_idle() {
+        let stats = Arc::new(LoopStats::default());
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        builder.enable_all();
+        let rt = install(&mut builder, Duration::from_micros(200), stats.clone())
+            .build()
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
+        // The client: one command at a time, the next a few microseconds after the answer;
+        // then a pause, then one last command (`true`).
+        let client = std::thread::spawn(move || {
+            for _ in 0..5_000 {
+                tx.send(false).unwrap();
+                ack_rx.recv().unwrap();
+                work_for(Duration::from_micros(2));
+            }
+            ack_rx.recv_timeout(Duration::from_millis(10)).unwrap_err();
+            tx.send(true).unwrap();
+        });
+        let (polls_under_load, sleeps_before_pause, sleeps_after_pause) = rt.block_on(async {
+            tokio::spawn(poke());
+            let mut sleeps_before_pause = 0;
+            while let Some(last) = rx.recv().await {
+                note_work();
+                if last {
+                    break;
+                }
+                // The command's work: the loop is busy most of the time.
+                work_for(Duration::from_micros(20));
+                sleeps_before_pause = stats.sleeps.load(Ordering::Relaxed);
+                ack_tx.send(()).unwrap();
+            }
+            (
+                stats.idle_polls.load(Ordering::Relaxed),
+                sleeps_before_pause,
+                stats.sleeps.load(Ordering::Relaxed),
+            )
+        });
+        client.join().unwrap();
+        assert!(polls_under_load > 0, "the busy loop never polled");
+        assert!(
+            sleeps_after_pause > sleeps_before_pause,
+            "the loop did not sleep through a 10 ms pause"
+        );
+    }
+
+    #[test]
+    fn cpu_quotas() {
+        assert_eq!(parse_cpu_max("max 100000\n"), None);
+        assert_eq!(parse_cpu_max("50000 100000\n"), Some(0.5));
+        assert_eq!(parse_cpu_max("400000 100000"), Some(4.0));
+        assert_eq!(parse_cpu_max("garbage"), None);
+        assert_eq!(parse_cfs("-1\n", "100000\n"), None);
+        assert_eq!(parse_cfs("150000\n", "100000\n"), Some(1.5));
+        // One loop needs two cores of quota: one for it, one for the rest.
+        assert_eq!(default_window(1, None), DEFAULT_WINDOW);
+        assert_eq!(default_window(1, Some(2.0)), DEFAULT_WINDOW);
+        assert_eq!(default_window(1, Some(1.5)), Duration::ZERO);
+        assert_eq!(default_window(2, Some(2.5)), Duration::ZERO);
     }
 
     #[test]

@@ -151,7 +151,11 @@ impl RespOptions {
             shutdown_grace: config.server.shutdown_grace(),
             admin,
             threads: rc.threads,
-            idle_poll: rc.idle_poll(),
+            idle_poll: rc.idle_poll(if rc.idle_poll_us.is_none() {
+                idle_poll::cpu_quota_cores()
+            } else {
+                None
+            }),
         })
     }
 }
@@ -501,6 +505,11 @@ impl RespServer {
         tracing::info!(
             tcp = tcp_addr.map(|a| a.to_string()),
             unix_socket = unix_socket.as_ref().map(|p| p.display().to_string()),
+            idle_poll_us = if threads == 0 {
+                0
+            } else {
+                door.0.options.idle_poll.as_micros() as u64
+            },
             "RESP protocol listening"
         );
         Ok(Self {
