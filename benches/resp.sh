@@ -26,7 +26,9 @@
 # Settings (environment): ROUNDS (3), N_PIPELINED (2000000) and N_UNPIPELINED (400000)
 # requests per measured run (each run must finish within 30 s), CONNS (64),
 # RESP_THREADS to set tollgate's `[resp] threads` (unset: its default, one event loop of its
-# own; 0: the server's shared runtime), SKIP_BUILD=1 to reuse target/release/tollgate.
+# own; 0: the server's shared runtime), IDLE_POLL_US to set `[resp] idle_poll_us` (unset: its
+# default; 0: the loop never polls before sleeping), SKIP_BUILD=1 to reuse
+# target/release/tollgate.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -42,7 +44,7 @@ die() { echo "benches/resp.sh: $*" >&2; exit 1; }
 for tool in redis-server redis-benchmark redis-cli python3 /usr/bin/time; do
     command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install redis-server redis-tools time)"
 done
-for v in "$ROUNDS" "$N_PIPELINED" "$N_UNPIPELINED" "$CONNS" "${RESP_THREADS:-1}"; do
+for v in "$ROUNDS" "$N_PIPELINED" "$N_UNPIPELINED" "$CONNS" "${RESP_THREADS:-1}" "${IDLE_POLL_US:-0}"; do
     [[ "$v" =~ ^[0-9]+$ ]] || die "settings must be whole numbers"
 done
 [ "$ROUNDS" -ge 1 ] || die "ROUNDS must be at least 1"
@@ -112,6 +114,9 @@ EOF
 if [ -n "${RESP_THREADS:-}" ]; then
     echo "threads = $RESP_THREADS" >>"$work/tollgate.toml"
 fi
+if [ -n "${IDLE_POLL_US:-}" ]; then
+    echo "idle_poll_us = $IDLE_POLL_US" >>"$work/tollgate.toml"
+fi
 "$bin" check-config "$work/tollgate.toml" >/dev/null
 "$bin" serve --config "$work/tollgate.toml" >"$work/tollgate.log" 2>&1 &
 tg_pid=$!
@@ -160,7 +165,7 @@ measure() {
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; redis-benchmark -c $CONNS -r $KEYSPACE, -P 16 (n=$N_PIPELINED) and -P 1 (n=$N_UNPIPELINED); tollgate resp.threads=${RESP_THREADS:-default}" >&2
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; redis-benchmark -c $CONNS -r $KEYSPACE, -P 16 (n=$N_PIPELINED) and -P 1 (n=$N_UNPIPELINED); tollgate resp.threads=${RESP_THREADS:-default} resp.idle_poll_us=${IDLE_POLL_US:-default}" >&2
 for f in rd16 tg16 rd1 tg1; do : >"$work/$f.txt"; done
 for round in $(seq "$ROUNDS"); do
     for p in 16 1; do
@@ -183,6 +188,8 @@ stats=$(redis-cli -p "$tg_port" INFO stats | tr -d '\r')
 allowed=$(awk -F: '/^checks_allowed:/ { print $2 }' <<<"$stats")
 denied=$(awk -F: '/^checks_denied:/ { print $2 }' <<<"$stats")
 errors=$(awk -F: '/^command_errors:/ { print $2 }' <<<"$stats")
+sleeps=$(awk -F: '/^event_loop_sleeps:/ { print $2 }' <<<"$stats")
+polls=$(awk -F: '/^event_loop_idle_polls:/ { print $2 }' <<<"$stats")
 [ "${denied:-1}" = 0 ] && [ "${errors:-1}" = 0 ] ||
     die "tollgate denied $denied and refused $errors commands: the runs did not measure admitted checks"
 
@@ -192,9 +199,9 @@ rd16=$(col rd16 1)
 tg1=$(col tg1 1)
 rd1=$(col rd1 1)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
-printf '{"redis_pipelined_ops_per_s":%s,"tollgate_unpipelined_ops_per_s":%s,"redis_unpipelined_ops_per_s":%s,"tollgate_pipelined_p99_ms":%s,"redis_pipelined_p99_ms":%s,"tollgate_unpipelined_p99_ms":%s,"redis_unpipelined_p99_ms":%s,"tollgate_pipelined_cpu_us_per_op":%s,"redis_pipelined_cpu_us_per_op":%s,"tollgate_unpipelined_cpu_us_per_op":%s,"redis_unpipelined_cpu_us_per_op":%s,"tollgate_unpipelined_generator_cpu_us_per_op":%s,"redis_unpipelined_generator_cpu_us_per_op":%s,"checks_allowed":%s,"checks_denied":%s,"rounds":%s}\n' \
+printf '{"redis_pipelined_ops_per_s":%s,"tollgate_unpipelined_ops_per_s":%s,"redis_unpipelined_ops_per_s":%s,"tollgate_pipelined_p99_ms":%s,"redis_pipelined_p99_ms":%s,"tollgate_unpipelined_p99_ms":%s,"redis_unpipelined_p99_ms":%s,"tollgate_pipelined_cpu_us_per_op":%s,"redis_pipelined_cpu_us_per_op":%s,"tollgate_unpipelined_cpu_us_per_op":%s,"redis_unpipelined_cpu_us_per_op":%s,"tollgate_unpipelined_generator_cpu_us_per_op":%s,"redis_unpipelined_generator_cpu_us_per_op":%s,"checks_allowed":%s,"checks_denied":%s,"event_loop_sleeps":%s,"event_loop_idle_polls":%s,"rounds":%s}\n' \
     "$rd16" "$tg1" "$rd1" "$(col tg16 3)" "$(col rd16 3)" "$(col tg1 3)" "$(col rd1 3)" \
     "$(col tg16 4)" "$(col rd16 4)" "$(col tg1 4)" "$(col rd1 4)" "$(col tg1 5)" "$(col rd1 5)" \
-    "$allowed" "$denied" "$ROUNDS"
+    "$allowed" "$denied" "${sleeps:-0}" "${polls:-0}" "$ROUNDS"
 printf '{"pipelined_ratio":%s, "unpipelined_ratio":%s, "tollgate_pipelined_ops_per_s":%s}\n' \
     "$(ratio "$tg16" "$rd16")" "$(ratio "$tg1" "$rd1")" "$tg16"

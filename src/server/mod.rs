@@ -10,7 +10,8 @@
 //!
 //! Files: [`http`] is the HTTP door (routing, parsing, rendering), [`fastpath`] its
 //! hand-written HTTP/1.1 fast path for plain GETs, [`listener`] the sockets and connection
-//! handling every door shares, [`readiness`] the conditions `/readyz` reports.
+//! handling every door shares, [`readiness`] the conditions `/readyz` reports, [`resp`] the
+//! RESP door and [`idle_poll`] how its event loops poll for work before they sleep.
 
 pub mod fastpath;
 pub mod http;
