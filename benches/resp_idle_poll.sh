@@ -58,6 +58,9 @@ http = "127.0.0.1:$http"
 level = "warn"
 [limiter]
 max_states = 2000000
+[tiers.anonymous]
+limit = 100
+window = "1h"
 [tiers.basic]
 limit = 4000000000
 window = "1h"
@@ -66,6 +69,7 @@ enabled = true
 tcp = "127.0.0.1:$port"
 idle_poll_us = $us
 CONF
+    "$bin" check-config "$work/$name.toml" >/dev/null
     "$bin" serve --config "$work/$name.toml" >"$work/$name.log" 2>&1 &
     pids+=("$!")
     echo "$!" >"$work/$name.pid"

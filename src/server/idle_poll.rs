@@ -231,15 +231,13 @@ pub fn note_work() {
 }
 
 /// Adds idle polling with `window` to a current-thread runtime: its park and unpark hooks.
-/// The runtime must also run [`poke`] as a task. A zero window adds nothing.
+/// The runtime must also run [`poke`] as a task. With a zero window the loop always sleeps,
+/// and the hooks only count its sleeps.
 pub fn install(
     builder: &mut tokio::runtime::Builder,
     window: Duration,
     stats: Arc<LoopStats>,
 ) -> &mut tokio::runtime::Builder {
-    if window.is_zero() {
-        return builder;
-    }
     builder
         .on_thread_park(move || {
             let now = Instant::now();
