@@ -345,15 +345,21 @@ mod tests {
         let stats = Arc::new(LoopStats::default());
         let mut builder = tokio::runtime::Builder::new_current_thread();
         builder.enable_all();
-        let rt = install(&mut builder, Duration::from_micros(200), stats.clone())
-            .build()
-            .unwrap();
+        // The longest window, and commands of 50 µs: the loop stays well over half busy even
+        // when the client's thread is slow to run on a loaded machine.
+        let rt = install(
+            &mut builder,
+            Duration::from_micros(MAX_WINDOW_US),
+            stats.clone(),
+        )
+        .build()
+        .unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
         let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
         // The client: one command at a time, the next a few microseconds after the answer;
         // then a pause, then one last command (`true`).
         let client = std::thread::spawn(move || {
-            for _ in 0..5_000 {
+            for _ in 0..3_000 {
                 tx.send(false).unwrap();
                 ack_rx.recv().unwrap();
                 work_for(Duration::from_micros(2));
@@ -370,7 +376,7 @@ mod tests {
                     break;
                 }
                 // The command's work: the loop is busy most of the time.
-                work_for(Duration::from_micros(20));
+                work_for(Duration::from_micros(50));
                 sleeps_before_pause = stats.sleeps.load(Ordering::Relaxed);
                 ack_tx.send(()).unwrap();
             }
