@@ -107,6 +107,8 @@ pub struct Metrics {
     /// label lookup (and every series exists from the start, for alerts).
     access_by_result: [IntCounter; ACCESS_RESULTS.len()],
     auth: AuthMetrics,
+    resp_loop_sleeps: IntCounter,
+    resp_loop_idle_polls: IntCounter,
     /// Serialises scrapes so that copying the limiter's eviction count in is race-free.
     scrape: Mutex<()>,
 }
@@ -242,11 +244,23 @@ impl Metrics {
         );
         let access_by_result = ACCESS_RESULTS.map(|r| access.with_label_values(&[r]));
         let auth = AuthMetrics::new(&registry);
+        let resp_loop_sleeps = counter(
+            &registry,
+            "tollgate_resp_event_loop_sleeps_total",
+            "Times a RESP event loop blocked waiting for events.",
+        );
+        let resp_loop_idle_polls = counter(
+            &registry,
+            "tollgate_resp_event_loop_idle_polls_total",
+            "Times a RESP event loop polled for events again instead of blocking (resp.idle_poll_us).",
+        );
         Self {
             registry,
             access,
             access_by_result,
             auth,
+            resp_loop_sleeps,
+            resp_loop_idle_polls,
             decisions,
             denials,
             check_errors,
@@ -325,6 +339,14 @@ impl Metrics {
             open: self.connections_open.with_label_values(&l),
             accepted: self.connections_accepted.with_label_values(&l),
             rejected: self.connections_rejected.with_label_values(&l),
+        }
+    }
+
+    /// The counters the RESP event loops keep (they count into these directly).
+    pub fn event_loop_stats(&self) -> crate::server::idle_poll::LoopStats {
+        crate::server::idle_poll::LoopStats {
+            sleeps: self.resp_loop_sleeps.clone(),
+            idle_polls: self.resp_loop_idle_polls.clone(),
         }
     }
 
@@ -545,8 +567,13 @@ mod tests {
         m.abuse_counter("basic").inc();
         m.config_reload(true);
         m.connections(Listener::HttpTcp).open.inc();
+        let loops = m.event_loop_stats();
+        loops.sleeps.inc_by(5);
+        loops.idle_polls.inc_by(11);
         let text = String::from_utf8(m.render(7, 3, None)).unwrap();
         for needle in [
+            "tollgate_resp_event_loop_sleeps_total 5",
+            "tollgate_resp_event_loop_idle_polls_total 11",
             "tollgate_decisions_total{outcome=\"allowed\",tier=\"basic\"} 1",
             "tollgate_decisions_total{outcome=\"denied\",tier=\"basic\"} 2",
             "tollgate_denials_total{limit=\"basic\"} 1",

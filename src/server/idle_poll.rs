@@ -28,15 +28,18 @@
 //! How it hooks in: the loop is a current-thread tokio runtime. Its park hook
 //! ([`tokio::runtime::Builder::on_thread_park`]) runs when the runtime has no task to run
 //! and is about to block; to poll instead, the hook wakes a do-nothing task ([`poke`]), and
-//! the runtime then polls its I/O driver with a zero timeout rather than blocking. Connection
+//! the runtime, which looks for work again after the hook, polls its I/O driver with a zero
+//! timeout rather than blocking (the test `a_runtime_polls_under_load_and_sleeps_when_idle`
+//! fails if a tokio upgrade changes that). Connection
 //! tasks call [`note_work`] once per batch, which is how the hook tells work from an empty
 //! poll.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
+
+use prometheus::IntCounter;
 
 /// The sums of work and idle time are halved when together they pass twice this.
 pub const HORIZON: Duration = Duration::from_millis(1);
@@ -202,13 +205,15 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 4)
 }
 
-/// What the event loops of one door report (`INFO stats`).
-#[derive(Debug, Default)]
+/// What the event loops of one door report (`INFO stats`, and `/metrics` as
+/// `tollgate_resp_event_loop_sleeps_total` and `…_idle_polls_total`:
+/// [`crate::metrics::Metrics::event_loop_stats`]).
+#[derive(Debug, Clone)]
 pub struct LoopStats {
     /// Times a loop blocked waiting for events.
-    pub sleeps: AtomicU64,
+    pub sleeps: IntCounter,
     /// Times a loop polled again instead of blocking.
-    pub idle_polls: AtomicU64,
+    pub idle_polls: IntCounter,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -255,7 +260,7 @@ pub fn install(
             });
             match decision {
                 Idle::Poll => {
-                    stats.idle_polls.fetch_add(1, Ordering::Relaxed);
+                    stats.idle_polls.inc();
                     // The runtime sees a task to run and polls with a zero timeout.
                     POKE.with(|p| {
                         if let Some(w) = p.borrow().as_ref() {
@@ -264,7 +269,7 @@ pub fn install(
                     });
                 }
                 Idle::Sleep => {
-                    stats.sleeps.fetch_add(1, Ordering::Relaxed);
+                    stats.sleeps.inc();
                 }
             }
         })
@@ -342,7 +347,7 @@ mod tests {
     /// polls; left alone, it sleeps.
     #[test]
     fn a_runtime_polls_under_load_and_sleeps_when_idle() {
-        let stats = Arc::new(LoopStats::default());
+        let stats = Arc::new(crate::metrics::Metrics::new().event_loop_stats());
         let mut builder = tokio::runtime::Builder::new_current_thread();
         builder.enable_all();
         // The longest window, and commands of 50 µs: the loop stays well over half busy even
@@ -377,13 +382,13 @@ mod tests {
                 }
                 // The command's work: the loop is busy most of the time.
                 work_for(Duration::from_micros(50));
-                sleeps_before_pause = stats.sleeps.load(Ordering::Relaxed);
+                sleeps_before_pause = stats.sleeps.get();
                 ack_tx.send(()).unwrap();
             }
             (
-                stats.idle_polls.load(Ordering::Relaxed),
+                stats.idle_polls.get(),
                 sleeps_before_pause,
-                stats.sleeps.load(Ordering::Relaxed),
+                stats.sleeps.get(),
             )
         });
         client.join().unwrap();

@@ -320,12 +320,13 @@ impl RespDoor {
     /// A door deciding with `gate`, under `options`' bounds.
     pub fn new(gate: Arc<Gate>, options: RespOptions) -> Self {
         let slots = Arc::new(ConnectionSlots::new(options.max_connections));
+        let loops = Arc::new(gate.metrics().event_loop_stats());
         Self(Arc::new(DoorShared {
             gate,
             options,
             slots,
             stats: RespStats::default(),
-            loops: Arc::new(LoopStats::default()),
+            loops,
             started: Instant::now(),
             next_client_id: AtomicU64::new(1),
             listening: parking_lot::Mutex::new(Vec::new()),
@@ -1512,8 +1513,8 @@ impl Conn {
                 s.total(|x| &x.command_errors),
                 s.total(|x| &x.protocol_errors),
                 s.total(|x| &x.auth_failures),
-                door.loops.sleeps.load(Ordering::Relaxed),
-                door.loops.idle_polls.load(Ordering::Relaxed),
+                door.loops.sleeps.get(),
+                door.loops.idle_polls.get(),
             );
         });
         section("Limiter", &|t| {
