@@ -516,10 +516,29 @@ async fn info_reports_counters_and_configuration() {
     ] {
         assert!(text.contains(needle), "{needle:?} not in\n{text}");
     }
+    // The event loop waited for each command: it slept, and INFO and /metrics say so.
+    let field = |name: &str| -> u64 {
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} not in\n{text}"));
+        line.trim().parse().unwrap()
+    };
+    let sleeps = field("event_loop_sleeps:");
+    assert!(sleeps > 0, "{text}");
+    field("event_loop_idle_polls:");
     // The gate's metrics count RESP decisions like HTTP ones.
     let metrics = String::from_utf8(s.gate.render_metrics()).unwrap();
     assert!(metrics.contains("tollgate_decisions_total{outcome=\"denied\",tier=\"basic\"} 1"));
     assert!(metrics.contains("listener=\"resp_tcp\""));
+    let metric_sleeps: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tollgate_resp_event_loop_sleeps_total "))
+        .expect("the event-loop sleeps metric")
+        .parse()
+        .unwrap();
+    assert!(metric_sleeps >= sleeps, "{metric_sleeps} < {sleeps}");
+    assert!(metrics.contains("tollgate_resp_event_loop_idle_polls_total "));
 }
 
 #[tokio::test]
