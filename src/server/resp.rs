@@ -1543,7 +1543,7 @@ impl Conn {
                 .collect();
             let _ = write!(
                 t,
-                "tiers:{}\r\nlimits:{}\r\nmax_bulk_bytes:{}\r\nmax_args:{}\r\nmax_inline_bytes:{}\r\nmax_command_bytes:{}\r\nmax_pending_reply_bytes:{}\r\nidle_timeout_seconds:{}\r\nthreads:{}\r\nadmin:{}\r\n",
+                "tiers:{}\r\nlimits:{}\r\nmax_bulk_bytes:{}\r\nmax_args:{}\r\nmax_inline_bytes:{}\r\nmax_command_bytes:{}\r\nmax_pending_reply_bytes:{}\r\nidle_timeout_seconds:{}\r\nthreads:{}\r\nidle_poll_us:{}\r\nadmin:{}\r\n",
                 tiers.join(","),
                 limits.join(","),
                 o.limits.max_bulk_bytes,
@@ -1553,6 +1553,8 @@ impl Conn {
                 o.max_pending_reply_bytes,
                 o.idle_timeout.as_secs(),
                 o.threads,
+                // Polling applies to the door's own event loops only.
+                if o.threads == 0 { 0 } else { o.idle_poll.as_micros() },
                 match o.admin {
                     AdminPolicy::Disabled => "disabled",
                     AdminPolicy::Secret { unix_socket_only: false, .. } => "secret",
