@@ -31,8 +31,10 @@
 //! - [`server`]: the front doors, one file each — [`server::http`] (`/check`, `/auth`,
 //!   health, readiness, metrics, the admin API), [`server::fastpath`] (the hand-written
 //!   HTTP/1.1 path for the plain requests of the hot paths), [`server::resp`] (the RESP
-//!   door: `CHECK`, `VERIFY`, `REVOKE`…) — and what they share: [`server::listener`] (TCP and
-//!   Unix listeners, connection cap, timeouts, graceful drain) and [`server::readiness`].
+//!   door: `CHECK`, `VERIFY`, `REVOKE`…, on event loops of its own that poll briefly before
+//!   sleeping when busy: [`server::idle_poll`]) — and what they share: [`server::listener`]
+//!   (TCP and Unix listeners, connection cap, timeouts, graceful drain) and
+//!   [`server::readiness`].
 //! - [`resp`]: RESP2/RESP3 framing, the request parser and the reply encoder.
 //! - [`client`]: an async, pipelining Rust client for the RESP protocol.
 //! - [`metrics`]: the Prometheus registry and every exported series.
