@@ -319,7 +319,7 @@ impl Metrics {
     }
 
     /// Counts an access decision by its result (`allowed` or the denial reason) on a
-    /// pre-resolved counter; a result outside [`ACCESS_RESULTS`] takes the label lookup.
+    /// pre-resolved counter; a result outside `ACCESS_RESULTS` takes the label lookup.
     pub fn access(&self, result: &str) {
         match ACCESS_RESULTS.iter().position(|r| *r == result) {
             Some(i) => self.access_by_result[i].inc(),

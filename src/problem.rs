@@ -201,7 +201,7 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// Quotes a client-supplied value for a `detail`, truncated to [`MAX_QUOTED_CHARS`]
+/// Quotes a client-supplied value for a `detail`, truncated to `MAX_QUOTED_CHARS`
 /// characters, with `…` marking the cut.
 pub fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len().min(MAX_QUOTED_CHARS * 4) + 4);

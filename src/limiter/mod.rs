@@ -1,9 +1,9 @@
 //! The rate-limiting engine: sliding-window counters (and exact sliding logs) per
 //! (limit, key), held in a sharded, capped map.
 //!
-//! - [`window`]: the sliding-window counter state (24 bytes) and its arithmetic.
-//! - [`log`]: the exact sliding log for small limits.
-//! - [`shard`]: one shard of the map: its tables, idle drop and oldest-first eviction.
+//! - `window`: the sliding-window counter state (24 bytes) and its arithmetic.
+//! - `log`: the exact sliding log for small limits.
+//! - `shard`: one shard of the map: its tables, idle drop and oldest-first eviction.
 //! - this file: the public API, the keyed state hash, and [`Limiter::check`], which locks
 //!   the shards a request touches (sorted, so concurrent multi-limit checks cannot
 //!   deadlock), decides every limit, and only then writes — all or nothing.

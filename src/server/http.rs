@@ -423,7 +423,7 @@ impl HttpShared {
         })
     }
 
-    /// An access decision as a [`Reply`] (for hyper): the same fields [`write_auth`] writes,
+    /// An access decision as a [`Reply`] (for hyper): the same fields [`Self::write_auth`] writes,
     /// and an empty body.
     pub fn auth_reply(&self, d: &AccessDecision) -> Reply {
         let mut buf = Vec::with_capacity(256);
