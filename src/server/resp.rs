@@ -103,7 +103,7 @@ pub struct RespOptions {
     /// Event-loop threads of the door's own; 0 serves it on the caller's runtime.
     pub threads: usize,
     /// How long an event loop that is at least half busy polls for work before it sleeps
-    /// (`idle_poll`); zero never polls.
+    /// (`resp.idle_poll_us`, [`idle_poll`]); zero never polls.
     pub idle_poll: Duration,
 }
 
@@ -151,11 +151,7 @@ impl RespOptions {
             shutdown_grace: config.server.shutdown_grace(),
             admin,
             threads: rc.threads,
-            idle_poll: rc.idle_poll(if rc.idle_poll_us.is_none() {
-                idle_poll::cpu_quota_cores()
-            } else {
-                None
-            }),
+            idle_poll: rc.idle_poll(idle_poll::cpu_quota_cores()),
         })
     }
 }
