@@ -29,6 +29,8 @@ CONNS=${CONNS:-64}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
+# shellcheck source=support/common.sh
+source "$root/benches/support/common.sh"
 
 die() { echo "benches/http.sh: $*" >&2; exit 1; }
 for tool in wrk nginx curl; do
@@ -48,23 +50,7 @@ bin="$root/target/release/tollgate"
 
 work=$(mktemp -d /tmp/tollgate-http-bench.XXXXXX)
 pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        # Bounded wait for each process we started; then SIGKILL that PID only.
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# A port nothing listens on: bind port 0 and let the kernel choose.
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+trap stop_started EXIT
 
 # Waits until URL answers any HTTP status (bounded: 10 s).
 wait_http() {
@@ -187,8 +173,6 @@ measure() {
     ' <<<"$out"
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; wrk -t$THREADS -c$CONNS -d${DURATION}s (+${WARMUP}s warm-up)" >&2
 : >"$work/nginx.txt"
 : >"$work/tollgate.txt"
@@ -210,18 +194,18 @@ for round in $(seq "$ROUNDS"); do
     fi
 done
 
-ng_rps=$(cut -d' ' -f1 "$work/nginx.txt" | median)
-tg_rps=$(cut -d' ' -f1 "$work/tollgate.txt" | median)
-tg_p99=$(cut -d' ' -f2 "$work/tollgate.txt" | median)
-ng_p99=$(cut -d' ' -f2 "$work/nginx.txt" | median)
-tg_cpu=$(cut -d' ' -f3 "$work/tollgate.txt" | median)
-ng_cpu=$(cut -d' ' -f3 "$work/nginx.txt" | median)
+ng_rps=$(col nginx 1)
+tg_rps=$(col tollgate 1)
+tg_p99=$(col tollgate 2)
+ng_p99=$(col nginx 2)
+tg_cpu=$(col tollgate 3)
+ng_cpu=$(col nginx 3)
 ratio=$(awk -v a="$tg_rps" -v b="$ng_rps" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
 hyper=""
 if [ "${WITH_HYPER:-0}" = 1 ]; then
     hyper=$(printf ',"hyper_only_rps":%s,"hyper_only_p99_ms":%s,"hyper_only_cpu_us_per_req":%s' \
-        "$(cut -d' ' -f1 "$work/hyper.txt" | median)" "$(cut -d' ' -f2 "$work/hyper.txt" | median)" \
-        "$(cut -d' ' -f3 "$work/hyper.txt" | median)")
+        "$(col hyper 1)" "$(col hyper 2)" \
+        "$(col hyper 3)")
 fi
 printf '{"nginx_p99_ms":%s,"tollgate_cpu_us_per_req":%s,"nginx_cpu_us_per_req":%s,"rounds":%s%s}\n' \
     "$ng_p99" "$tg_cpu" "$ng_cpu" "$ROUNDS" "$hyper"

@@ -45,6 +45,8 @@ WARMUP=${WRK_WARMUP:-2}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
+# shellcheck source=support/common.sh
+source "$root/benches/support/common.sh"
 bench="${BENCH_KIT:-$root/../shared/bench}"
 
 die() { echo "benches/nginx.sh: $*" >&2; exit 1; }
@@ -85,10 +87,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # start_peer VAR NAME PORT [ARGS...] -- starts a peer and sets VAR to its PID. (Not in a
 # command substitution: that subshell would lose the record of what to stop.)
@@ -225,8 +223,6 @@ measure() {
         'BEGIN { printf "%s %s %.1f %.1f\n", rps, p99, f / hz * 1e6 / n, b / hz * 1e6 / n }'
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; wrk -t2 -c64 -d${DURATION}s (+${WARMUP}s warm-up); $ROUNDS rounds" >&2
 : >"$work/ceil.txt"; : >"$work/tg.txt"; : >"$work/fa.txt"; : >"$work/tgd.txt"; : >"$work/fad.txt"
 for round in $(seq "$ROUNDS"); do
@@ -247,7 +243,6 @@ done
 
 echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-col() { cut -d' ' -f"$2" "$work/$1.txt" | median; }
 tg_rps=$(col tg 1); ceil_rps=$(col ceil 1); fa_rps=$(col fa 1)
 ratio=$(awk -v a="$tg_rps" -v b="$ceil_rps" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
 vs_fastapi_nginx=$(awk -v a="$tg_rps" -v b="$fa_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')

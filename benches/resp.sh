@@ -39,6 +39,8 @@ KEYSPACE=1000000
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
+# shellcheck source=support/common.sh
+source "$root/benches/support/common.sh"
 
 die() { echo "benches/resp.sh: $*" >&2; exit 1; }
 for tool in redis-server redis-benchmark redis-cli python3 /usr/bin/time; do
@@ -57,23 +59,7 @@ bin="$root/target/release/tollgate"
 
 work=$(mktemp -d /tmp/tollgate-resp-bench.XXXXXX)
 pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        # Bounded wait for each process we started; then SIGKILL that PID only.
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# A port nothing listens on: bind port 0 and let the kernel choose.
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+trap stop_started EXIT
 
 # Waits until the RESP server on PORT answers PING (bounded: 15 s).
 wait_pong() {
@@ -132,10 +118,6 @@ rd_pid=$!
 pids+=("$rd_pid")
 wait_pong "$rd_port"
 
-# CPU time (user + system, in clock ticks) of one process, all its threads.
-ticks() {
-    sed 's/^.*) //' /proc/"$1"/stat | awk '{print $12 + $13}'
-}
 hz=$(getconf CLK_TCK)
 
 # One measurement: a discarded warm-up (a tenth of N), then the measured run.
@@ -149,12 +131,12 @@ measure() {
     timeout 30 redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONNS" -r "$KEYSPACE" \
         -P "$pipeline" -n $((n / 10)) --csv "$@" >/dev/null 2>>"$work/bench.log" ||
         die "warm-up failed against port $port"
-    before=$(ticks "$pid")
+    before=$(process_ticks "$pid")
     out=$(/usr/bin/time -f '%U %S' -o "$work/generator.txt" \
         timeout 30 redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONNS" -r "$KEYSPACE" \
         -P "$pipeline" -n "$n" --csv "$@" 2>>"$work/bench.log") ||
         die "redis-benchmark failed or ran over 30 s against port $port (lower N_*)"
-    after=$(ticks "$pid")
+    after=$(process_ticks "$pid")
     echo "$out" >>"$work/bench.log"
     # The CSV row: "name","rps","avg","min","p50","p95","p99","max".
     gen=$(awk '{ print $1 + $2 }' "$work/generator.txt")
@@ -162,8 +144,6 @@ measure() {
         NR == 2 { printf "%.0f %.3f %.3f %.2f %.2f\n", $2, $5, $7, ticks / hz * 1e6 / n, gen * 1e6 / n }
     ' <<<"$out"
 }
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; redis-benchmark -c $CONNS -r $KEYSPACE, -P 16 (n=$N_PIPELINED) and -P 1 (n=$N_UNPIPELINED); tollgate resp.threads=${RESP_THREADS:-default} resp.idle_poll_us=${IDLE_POLL_US:-default}" >&2
 for f in rd16 tg16 rd1 tg1; do : >"$work/$f.txt"; done
@@ -193,7 +173,6 @@ polls=$(awk -F: '/^event_loop_idle_polls:/ { print $2 }' <<<"$stats")
 [ "${denied:-1}" = 0 ] && [ "${errors:-1}" = 0 ] ||
     die "tollgate denied $denied and refused $errors commands: the runs did not measure admitted checks"
 
-col() { cut -d' ' -f"$2" "$work/$1.txt" | median; }
 tg16=$(col tg16 1)
 rd16=$(col rd16 1)
 tg1=$(col tg1 1)

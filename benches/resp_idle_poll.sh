@@ -20,6 +20,8 @@ ROUNDS=${ROUNDS:-3}
 N=${N:-200000}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
+# shellcheck source=support/common.sh
+source "$root/benches/support/common.sh"
 die() { echo "benches/resp_idle_poll.sh: $*" >&2; exit 1; }
 for tool in redis-benchmark redis-cli python3; do
     command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install redis-tools)"
@@ -33,18 +35,7 @@ bin="$root/target/release/tollgate"
 
 work=$(mktemp -d /tmp/tollgate-idle-poll-bench.XXXXXX)
 pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+trap stop_started EXIT
 
 # start NAME IDLE_POLL_US: a tollgate whose RESP port is in $work/NAME.port, PID in NAME.pid.
 start() {
@@ -83,7 +74,6 @@ CONF
 start polling 20
 start sleeping 0
 
-ticks() { sed 's/^.*) //' /proc/"$1"/stat | awk '{print $12 + $13}'; }
 hz=$(getconf CLK_TCK)
 
 # measure NAME CONNS: prints "ops_per_s p50_ms cpu_us_per_op core_share".
@@ -93,17 +83,16 @@ measure() {
     pid=$(cat "$work/$name.pid")
     timeout 60 redis-benchmark -p "$port" -c "$c" -r 1000000 -P 1 -n $((N / 10)) --csv \
         CHECK 'key:__rand_int__' basic >/dev/null 2>>"$work/bench.log" || die "warm-up failed"
-    before=$(ticks "$pid")
+    before=$(process_ticks "$pid")
     t0=$(date +%s.%N)
     out=$(timeout 60 redis-benchmark -p "$port" -c "$c" -r 1000000 -P 1 -n "$N" --csv \
         CHECK 'key:__rand_int__' basic 2>>"$work/bench.log") || die "redis-benchmark failed or ran over 60 s"
     t1=$(date +%s.%N)
-    after=$(ticks "$pid")
+    after=$(process_ticks "$pid")
     awk -F'","' -v ticks=$((after - before)) -v hz="$hz" -v n="$N" -v wall="$(echo "$t1 - $t0" | bc -l)" '
         NR == 2 { printf "%.0f %.3f %.2f %.2f\n", $2, $5, ticks / hz * 1e6 / n, ticks / hz / wall }
     ' <<<"$out"
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; redis-benchmark -P 1 -r 1000000 -n $N; CHECK key:__rand_int__ basic" >&2
 conns=(1 4 16 64)
@@ -117,7 +106,6 @@ for round in $(seq "$ROUNDS"); do
         done
     done
 done
-col() { cut -d' ' -f"$2" "$work/$1.txt" | median; }
 json="{"
 for c in "${conns[@]}"; do
     for name in sleeping polling; do
