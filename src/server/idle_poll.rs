@@ -247,31 +247,22 @@ pub fn install(
         .on_thread_park(move || {
             let now = Instant::now();
             let work = WORK.with(Cell::get);
-            let decision = LOOP.with(|l| {
+            LOOP.with(|l| {
                 let mut l = l.borrow_mut();
                 let poll = l.get_or_insert_with(|| IdlePoll::new(window, now));
-                let decision = poll.out_of_work(now, work);
-                if decision == Idle::Poll && !POKE.with(|p| p.borrow().is_some()) {
+                if poll.out_of_work(now, work) == Idle::Poll {
+                    // Waking the poke task gives the runtime a task to run: it polls with a
+                    // zero timeout instead of blocking.
+                    let poked = POKE.with(|p| p.borrow().as_ref().map(Waker::wake_by_ref));
+                    if poked.is_some() {
+                        stats.idle_polls.inc();
+                        return;
+                    }
                     // The poke task has not run yet: this once, the runtime blocks.
                     poll.sleep_anyway();
-                    return Idle::Sleep;
                 }
-                decision
+                stats.sleeps.inc();
             });
-            match decision {
-                Idle::Poll => {
-                    stats.idle_polls.inc();
-                    // The runtime sees a task to run and polls with a zero timeout.
-                    POKE.with(|p| {
-                        if let Some(w) = p.borrow().as_ref() {
-                            w.wake_by_ref();
-                        }
-                    });
-                }
-                Idle::Sleep => {
-                    stats.sleeps.inc();
-                }
-            }
         })
         .on_thread_unpark(|| {
             LOOP.with(|l| {
@@ -304,35 +295,64 @@ mod tests {
 
     const US: Duration = Duration::from_micros(1);
 
-    /// A loop that works `work` then is idle `gap`, `n` times, sleeping whenever told to;
-    /// returns the last decision and the number of sleeps.
-    fn drive(
-        p: &mut IdlePoll,
-        t: &mut Instant,
-        counter: &mut u64,
-        work: Duration,
-        gap: Duration,
-        n: usize,
-    ) -> (Idle, usize) {
-        let mut last = Idle::Sleep;
-        let mut sleeps = 0;
-        for _ in 0..n {
-            *t += work;
-            *counter += 1;
-            last = p.out_of_work(*t, *counter);
-            // Poll (in steps of 1 µs) or sleep until the gap is over.
-            let end = *t + gap;
-            while last == Idle::Poll && *t + US < end {
-                *t += US;
-                last = p.out_of_work(*t, *counter);
+    /// A loop driven through simulated time: window 20 µs, polls in steps of 1 µs.
+    struct Sim {
+        p: IdlePoll,
+        t: Instant,
+        work: u64,
+    }
+
+    impl Sim {
+        fn new() -> Self {
+            let t = Instant::now();
+            Self {
+                p: IdlePoll::new(20 * US, t),
+                t,
+                work: 0,
             }
-            if last == Idle::Sleep {
-                sleeps += 1;
-            }
-            *t = end;
-            p.woke(*t);
         }
-        (last, sleeps)
+
+        /// Works `work` then is idle `gap`, `n` times, polling or sleeping as told; returns
+        /// the last decision and the number of sleeps.
+        fn run(&mut self, work: Duration, gap: Duration, n: usize) -> (Idle, usize) {
+            let mut last = Idle::Sleep;
+            let mut sleeps = 0;
+            for _ in 0..n {
+                self.t += work;
+                self.work += 1;
+                last = self.p.out_of_work(self.t, self.work);
+                let end = self.t + gap;
+                while last == Idle::Poll && self.t + US < end {
+                    self.t += US;
+                    last = self.p.out_of_work(self.t, self.work);
+                }
+                if last == Idle::Sleep {
+                    sleeps += 1;
+                }
+                self.t = end;
+                self.p.woke(self.t);
+            }
+            (last, sleeps)
+        }
+
+        /// 8 µs of work, 2 µs gaps, 1,000 times: a loop 80 % busy, polling.
+        fn busy() -> Self {
+            let mut sim = Self::new();
+            sim.run(8 * US, 2 * US, 1000);
+            sim
+        }
+
+        /// One last batch, then no more work: polls until told to sleep. Returns how long
+        /// it polled.
+        fn last_batch(&mut self) -> Duration {
+            self.t += 8 * US;
+            self.work += 1;
+            let start = self.t;
+            while self.p.out_of_work(self.t, self.work) == Idle::Poll {
+                self.t += US;
+            }
+            self.t - start
+        }
     }
 
     /// Busy-waits `d`: work that keeps the loop's thread running.
@@ -416,81 +436,58 @@ mod tests {
 
     #[test]
     fn a_fresh_loop_sleeps() {
-        let t = Instant::now();
-        let mut p = IdlePoll::new(20 * US, t);
-        assert_eq!(p.out_of_work(t + US, 1), Idle::Sleep);
+        let mut sim = Sim::new();
+        assert_eq!(sim.p.out_of_work(sim.t + US, 1), Idle::Sleep);
     }
 
     #[test]
     fn a_busy_loop_polls_through_short_gaps() {
-        let mut t = Instant::now();
-        let mut p = IdlePoll::new(20 * US, t);
-        let mut c = 0;
+        let mut sim = Sim::new();
         // 8 µs of work, 3 µs gaps: ~73 % busy. It starts sleeping, then polls.
-        drive(&mut p, &mut t, &mut c, 8 * US, 3 * US, 500);
-        let (_, sleeps) = drive(&mut p, &mut t, &mut c, 8 * US, 3 * US, 500);
-        assert_eq!(sleeps, 0, "utilisation {}", p.utilisation());
-        assert!(p.utilisation() > 0.6);
+        sim.run(8 * US, 3 * US, 500);
+        let (_, sleeps) = sim.run(8 * US, 3 * US, 500);
+        assert_eq!(sleeps, 0, "utilisation {}", sim.p.utilisation());
+        assert!(sim.p.utilisation() > 0.6);
     }
 
     #[test]
     fn a_loop_under_half_busy_sleeps_every_time() {
-        let mut t = Instant::now();
-        let mut p = IdlePoll::new(20 * US, t);
-        let mut c = 0;
+        let mut sim = Sim::new();
         // 5 µs of work, 10 µs gaps: a third busy. Gaps shorter than the window, still no poll.
-        let (_, sleeps) = drive(&mut p, &mut t, &mut c, 5 * US, 10 * US, 1000);
+        let (_, sleeps) = sim.run(5 * US, 10 * US, 1000);
         assert_eq!(sleeps, 1000);
-        assert!(p.utilisation() < 0.5);
+        assert!(sim.p.utilisation() < 0.5);
     }
 
     #[test]
     fn an_idle_stretch_polls_at_most_one_window() {
-        let mut t = Instant::now();
-        let mut p = IdlePoll::new(20 * US, t);
-        let mut c = 0;
-        drive(&mut p, &mut t, &mut c, 8 * US, 2 * US, 1000);
-        // Now the work stops: polls for under 20 µs, then sleeps.
-        t += 8 * US;
-        c += 1;
-        let start = t;
-        while p.out_of_work(t, c) == Idle::Poll {
-            t += US;
-            assert!(t - start <= 20 * US);
-        }
-        assert!(t - start >= 19 * US);
+        let mut sim = Sim::busy();
+        // The work stops: polls for under 20 µs, then sleeps.
+        let polled = sim.last_batch();
+        assert!(polled <= 20 * US, "{polled:?}");
+        assert!(polled >= 19 * US, "{polled:?}");
     }
 
     #[test]
     fn polling_time_counts_as_idle_and_turns_polling_off() {
-        let mut t = Instant::now();
-        let mut p = IdlePoll::new(20 * US, t);
-        let mut c = 0;
-        drive(&mut p, &mut t, &mut c, 8 * US, 2 * US, 1000);
-        assert!(p.utilisation() > 0.7);
+        let mut sim = Sim::busy();
+        assert!(sim.p.utilisation() > 0.7);
         // The load falls: 2 µs of work every 19 µs, each gap polled through (under the
         // window). The polled time is idle time, so the loop soon stops polling.
-        let (last, sleeps) = drive(&mut p, &mut t, &mut c, 2 * US, 19 * US, 1000);
+        let (last, sleeps) = sim.run(2 * US, 19 * US, 1000);
         assert_eq!(last, Idle::Sleep);
         assert!(sleeps > 900, "{sleeps}");
-        assert!(p.utilisation() < 0.5);
+        assert!(sim.p.utilisation() < 0.5);
     }
 
     #[test]
     fn a_long_sleep_is_idle_time() {
-        let mut t = Instant::now();
-        let mut p = IdlePoll::new(20 * US, t);
-        let mut c = 0;
-        drive(&mut p, &mut t, &mut c, 8 * US, 2 * US, 1000);
-        t += 8 * US;
-        c += 1;
-        while p.out_of_work(t, c) == Idle::Poll {
-            t += US;
-        }
-        t += Duration::from_millis(50);
-        p.woke(t);
+        let mut sim = Sim::busy();
+        sim.last_batch();
+        sim.t += Duration::from_millis(50);
+        sim.p.woke(sim.t);
         // One request after a long sleep: not busy, so no polling.
-        t += 8 * US;
-        assert_eq!(p.out_of_work(t, c + 1), Idle::Sleep);
+        sim.t += 8 * US;
+        assert_eq!(sim.p.out_of_work(sim.t, sim.work + 1), Idle::Sleep);
     }
 }
