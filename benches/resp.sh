@@ -61,54 +61,14 @@ work=$(mktemp -d /tmp/tollgate-resp-bench.XXXXXX)
 pids=()
 trap stop_started EXIT
 
-# Waits until the RESP server on PORT answers PING (bounded: 15 s).
-wait_pong() {
-    for _ in $(seq 150); do
-        [ "$(redis-cli -p "$1" PING 2>/dev/null || true)" = PONG ] && return 0
-        sleep 0.1
-    done
-    die "nothing answers PING on 127.0.0.1:$1"
-}
 
-# --- tollgate
-tg_http=$(free_port)
-tg_port=$(free_port)
-cat >"$work/tollgate.toml" <<EOF
-[server]
-http = "127.0.0.1:$tg_http"
-
-[log]
-level = "warn"
-
-[limiter]
-# 1,000,000 random keys: room for all of them, so no run measures eviction.
-max_states = 2000000
-
-[tiers.anonymous]
-limit = 100
-window = "1h"
-
-# Never reached in a run: every CHECK is an admitted, counted decision.
-[tiers.basic]
-limit = 4000000000
-window = "1h"
-
-[resp]
-enabled = true
-tcp = "127.0.0.1:$tg_port"
-EOF
-if [ -n "${RESP_THREADS:-}" ]; then
-    echo "threads = $RESP_THREADS" >>"$work/tollgate.toml"
-fi
-if [ -n "${IDLE_POLL_US:-}" ]; then
-    echo "idle_poll_us = $IDLE_POLL_US" >>"$work/tollgate.toml"
-fi
-"$bin" check-config "$work/tollgate.toml" >/dev/null
-"$bin" serve --config "$work/tollgate.toml" >"$work/tollgate.log" 2>&1 &
-tg_pid=$!
-pids+=("$tg_pid")
-wait_pong "$tg_port"
-[ "$(redis-cli -p "$tg_port" CHECK key:0 basic | head -1)" = 1 ] || die "tollgate does not admit CHECK key:0 basic"
+# --- tollgate, with its [resp] settings from the environment
+extra=()
+[ -n "${RESP_THREADS:-}" ] && extra+=("threads = $RESP_THREADS")
+[ -n "${IDLE_POLL_US:-}" ] && extra+=("idle_poll_us = $IDLE_POLL_US")
+start_resp_tollgate tollgate "${extra[@]}"
+tg_port=$(cat "$work/tollgate.port")
+tg_pid=$(cat "$work/tollgate.pid")
 
 # --- redis-server: no persistence, loopback only, in the foreground so $! is its PID.
 rd_port=$(free_port)

@@ -37,42 +37,8 @@ work=$(mktemp -d /tmp/tollgate-idle-poll-bench.XXXXXX)
 pids=()
 trap stop_started EXIT
 
-# start NAME IDLE_POLL_US: a tollgate whose RESP port is in $work/NAME.port, PID in NAME.pid.
-start() {
-    local name=$1 us=$2 port http
-    port=$(free_port)
-    http=$(free_port)
-    cat >"$work/$name.toml" <<CONF
-[server]
-http = "127.0.0.1:$http"
-[log]
-level = "warn"
-[limiter]
-max_states = 2000000
-[tiers.anonymous]
-limit = 100
-window = "1h"
-[tiers.basic]
-limit = 4000000000
-window = "1h"
-[resp]
-enabled = true
-tcp = "127.0.0.1:$port"
-idle_poll_us = $us
-CONF
-    "$bin" check-config "$work/$name.toml" >/dev/null
-    "$bin" serve --config "$work/$name.toml" >"$work/$name.log" 2>&1 &
-    pids+=("$!")
-    echo "$!" >"$work/$name.pid"
-    echo "$port" >"$work/$name.port"
-    for _ in $(seq 150); do
-        [ "$(redis-cli -p "$port" PING 2>/dev/null || true)" = PONG ] && return 0
-        sleep 0.1
-    done
-    die "tollgate ($name) does not answer PING on port $port"
-}
-start polling 20
-start sleeping 0
+start_resp_tollgate polling "idle_poll_us = 20"
+start_resp_tollgate sleeping "idle_poll_us = 0"
 
 hz=$(getconf CLK_TCK)
 

@@ -33,3 +33,58 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 
 # The median of column COL of $work/NAME.txt (space-separated): col NAME COL.
 col() { cut -d' ' -f"$2" "$work/$1.txt" | median; }
+
+# wait_pong PORT: waits until the RESP server on 127.0.0.1:PORT answers PING (bounded: 15 s).
+wait_pong() {
+    for _ in $(seq 150); do
+        [ "$(redis-cli -p "$1" PING 2>/dev/null || true)" = PONG ] && return 0
+        sleep 0.1
+    done
+    die "nothing answers PING on 127.0.0.1:$1"
+}
+
+# start_resp_tollgate NAME [LINE…]: starts $bin for the RESP benchmarks, LINEs added to its
+# [resp] section, and waits until it answers an admitted `CHECK key:0 basic`. The `basic`
+# tier's limit (4,000,000,000 an hour) is never reached in a run, so every CHECK is a real
+# admitted decision that counts a hit; the limiter may track 2,000,000 states, so 1,000,000
+# random keys never evict. Writes its port to $work/NAME.port and its PID to $work/NAME.pid,
+# and adds the PID to `pids`. (Not in a command substitution: that subshell would lose `pids`.)
+start_resp_tollgate() {
+    local name=$1 port http line
+    shift
+    port=$(free_port)
+    http=$(free_port)
+    cat >"$work/$name.toml" <<CONF
+[server]
+http = "127.0.0.1:$http"
+
+[log]
+level = "warn"
+
+[limiter]
+max_states = 2000000
+
+[tiers.anonymous]
+limit = 100
+window = "1h"
+
+[tiers.basic]
+limit = 4000000000
+window = "1h"
+
+[resp]
+enabled = true
+tcp = "127.0.0.1:$port"
+CONF
+    for line in "$@"; do
+        echo "$line" >>"$work/$name.toml"
+    done
+    "$bin" check-config "$work/$name.toml" >/dev/null
+    "$bin" serve --config "$work/$name.toml" >"$work/$name.log" 2>&1 &
+    pids+=("$!")
+    echo "$!" >"$work/$name.pid"
+    echo "$port" >"$work/$name.port"
+    wait_pong "$port"
+    [ "$(redis-cli -p "$port" CHECK key:0 basic | head -1)" = 1 ] ||
+        die "tollgate ($name) does not admit CHECK key:0 basic"
+}
