@@ -51,7 +51,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// so that ten thousand idle connections do not each keep their high-water mark.
 const KEEP_BUFFER: usize = 64 * 1024;
 
-/// The state of one connection.
+/// The state of one connection, which commands read and change (`HELLO`, `AUTH`, `CLIENT`,
+/// `RESET`).
 pub(super) struct Conn {
     pub(super) id: u64,
     pub(super) protocol: Protocol,
