@@ -368,7 +368,9 @@ fn client_ip_and_anonymous_keys() {
 fn config_errors_name_the_rule() {
     let bad = |routes: &str| {
         let text = format!("[tiers.anonymous]\nlimit = 1\nwindow = \"1h\"\n{routes}");
-        Config::from_toml_str(&text, "bad").unwrap_err().to_string()
+        tollgate::gate::compile::from_toml_str(&text, "bad")
+            .unwrap_err()
+            .to_string()
     };
     let e = bad("[[routes]]\npath = \"/u/{id}\"\nowner = \"user_id\"\n");
     assert!(e.contains("no {user_id} parameter"), "{e}");
