@@ -513,6 +513,50 @@ impl<'c> Validation<'c> {
         }
     }
 
+    /// Checks a Unix socket's `unix_socket` path and `unix_socket_mode` under `at`; returns
+    /// whether a usable path is set.
+    pub fn unix_socket(&mut self, at: &ConfigPath, path: Option<&Path>, mode: &str) -> bool {
+        if parse_file_mode(mode).is_none() {
+            self.invalid(
+                at.key("unix_socket_mode"),
+                format!("{mode:?} is not an octal file mode such as \"0660\""),
+            );
+        }
+        // sun_path holds 108 bytes on Linux, the terminating NUL included.
+        match path.map(|p| p.as_os_str().len()) {
+            None => false,
+            Some(0) => {
+                self.invalid(
+                    at.key("unix_socket"),
+                    "is empty; leave it out to listen on TCP only",
+                );
+                false
+            }
+            Some(len) if len > 107 => {
+                self.invalid(
+                    at.key("unix_socket"),
+                    format!("is {len} bytes long; a Unix socket path has at most 107"),
+                );
+                false
+            }
+            Some(_) => true,
+        }
+    }
+
+    /// Checks that `name` can name an environment variable (letters, digits, `_`, not
+    /// starting with a digit).
+    pub fn env_var_name(&mut self, path: ConfigPath, name: &str) {
+        let ok = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            self.invalid(
+                path,
+                format!("{name:?} is not an environment variable name (letters, digits, '_')"),
+            );
+        }
+    }
+
     /// Checks `lo ≤ value ≤ hi` for a count.
     pub fn within(&mut self, path: ConfigPath, value: u64, lo: u64, hi: u64) {
         if value < lo || value > hi {
@@ -741,30 +785,7 @@ impl ServerConfig {
                 ),
             );
         }
-        if let Some(path) = &self.unix_socket {
-            // sun_path holds 108 bytes on Linux, the terminating NUL included.
-            let len = path.as_os_str().len();
-            if len == 0 {
-                v.invalid(
-                    at.key("unix_socket"),
-                    "is empty; leave it out to listen on TCP only",
-                );
-            } else if len > 107 {
-                v.invalid(
-                    at.key("unix_socket"),
-                    format!("is {len} bytes long; a Unix socket path has at most 107"),
-                );
-            }
-        }
-        if parse_file_mode(&self.unix_socket_mode).is_none() {
-            v.invalid(
-                at.key("unix_socket_mode"),
-                format!(
-                    "{:?} is not an octal file mode such as \"0660\"",
-                    self.unix_socket_mode
-                ),
-            );
-        }
+        v.unix_socket(at, self.unix_socket.as_deref(), &self.unix_socket_mode);
         // hyper needs a read buffer of at least 8 KiB.
         v.within(
             at.key("max_header_bytes"),
@@ -813,15 +834,7 @@ impl LimiterConfig {
         );
         v.within(at.key("shards"), self.shards as u64, 0, 1 << 16);
         if let Some(name) = &self.hash_key_env {
-            let ok = !name.is_empty()
-                && !name.starts_with(|c: char| c.is_ascii_digit())
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !ok {
-                v.invalid(
-                    at.key("hash_key_env"),
-                    format!("{name:?} is not an environment variable name (letters, digits, '_')"),
-                );
-            }
+            v.env_var_name(at.key("hash_key_env"), name);
         }
     }
 }

@@ -157,32 +157,11 @@ impl RespConfig {
                 );
             }
         }
-        if let Some(path) = &self.unix_socket {
-            let len = path.as_os_str().len();
-            if len == 0 {
-                v.invalid(
-                    at.key("unix_socket"),
-                    "is empty; leave it out to listen on TCP only",
-                );
-            } else if len > 107 {
-                v.invalid(
-                    at.key("unix_socket"),
-                    format!("is {len} bytes long; a Unix socket path has at most 107"),
-                );
-            } else if server_unix.as_deref() == Some(path.as_path()) {
-                v.invalid(
-                    at.key("unix_socket"),
-                    "is also server.unix_socket; give RESP its own socket file",
-                );
-            }
-        }
-        if parse_file_mode(&self.unix_socket_mode).is_none() {
+        let path = self.unix_socket.as_deref();
+        if v.unix_socket(at, path, &self.unix_socket_mode) && server_unix.as_deref() == path {
             v.invalid(
-                at.key("unix_socket_mode"),
-                format!(
-                    "{:?} is not an octal file mode such as \"0660\"",
-                    self.unix_socket_mode
-                ),
+                at.key("unix_socket"),
+                "is also server.unix_socket; give RESP its own socket file",
             );
         }
         v.within(
@@ -243,15 +222,7 @@ impl RespConfig {
             v.within(at.key("idle_poll_us"), us, 0, MAX_IDLE_POLL_US);
         }
         if let Some(name) = &self.admin_secret_env {
-            let ok = !name.is_empty()
-                && !name.starts_with(|c: char| c.is_ascii_digit())
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !ok {
-                v.invalid(
-                    at.key("admin_secret_env"),
-                    format!("{name:?} is not an environment variable name (letters, digits, '_')"),
-                );
-            }
+            v.env_var_name(at.key("admin_secret_env"), name);
         }
     }
 }

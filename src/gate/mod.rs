@@ -557,27 +557,16 @@ mod tests {
 
     fn config(tiers: &[(&str, u64, &str)], limits: &[(&str, u64, &str)]) -> Config {
         let mut c = Config::default();
-        for (n, l, w) in tiers {
-            c.tiers.insert(
-                n.to_string(),
-                LimitConfig {
+        for (map, entries) in [(&mut c.tiers, tiers), (&mut c.limits, limits)] {
+            for (n, l, w) in entries {
+                let limit = LimitConfig {
                     limit: *l,
                     window: w.to_string(),
                     algorithm: Algorithm::SlidingWindow,
                     key: None,
-                },
-            );
-        }
-        for (n, l, w) in limits {
-            c.limits.insert(
-                n.to_string(),
-                LimitConfig {
-                    limit: *l,
-                    window: w.to_string(),
-                    algorithm: Algorithm::SlidingWindow,
-                    key: None,
-                },
-            );
+                };
+                map.insert(n.to_string(), limit);
+            }
         }
         c
     }
