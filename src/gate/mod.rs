@@ -1,7 +1,8 @@
 //! The decision core: turns request facts into a decision. Every front door calls it.
 //!
 //! The gate owns three things:
-//! - the compiled limits (tiers and named limits as [`LimitSpec`]s), behind an [`ArcSwap`] so
+//! - the compiled configuration (tiers and named limits as [`LimitSpec`]s, and the route
+//!   policy; compiled in one place, [`compile`]), behind an [`ArcSwap`] so
 //!   that a reload swaps them atomically while requests keep deciding on either the old or the
 //!   new set, never a mix;
 //! - the [`Limiter`], one for the life of the process: a reload does not replace it, and since
