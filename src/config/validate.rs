@@ -23,7 +23,7 @@ pub struct Validation<'c> {
     problems: Vec<Problem>,
 }
 
-/// One problem found in a configuration, tied to the key path it is about; a [`Source`]
+/// One problem found in a configuration, tied to the key path it is about; a [`Source`](super::Source)
 /// places it in the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
