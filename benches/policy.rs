@@ -5,14 +5,13 @@
 //! compared with is the CPU an `auth_request` round trip costs nginx itself (≈25 µs per
 //! request on these machines, DESIGN.md).
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
-use tollgate::config::{LimitConfig, RouteConfig};
 use tollgate::policy::{
-    normalize_path, IdentityRef, KeyTemplate, Peer, Policy, PolicySettings, RequestFacts,
+    normalize_path, IdentityRef, KeySpec, KeyTemplate, Peer, Policy, PolicySpec, RequestFacts,
+    RouteSpec,
 };
 
 const RESOURCES: [&str; 8] = [
@@ -22,17 +21,16 @@ const RESOURCES: [&str; 8] = [
 /// 48 rules shaped like an application's: per resource a collection prefix, an item, a
 /// method-specific item rule with a limit, and a per-user owner subtree; plus fixed routes.
 fn policy() -> Policy {
-    let route =
-        |path: String, methods: &[&str], owner: Option<&str>, limits: &[&str]| RouteConfig {
-            path,
-            methods: methods.iter().map(|s| s.to_string()).collect(),
-            auth: None,
-            roles: vec![],
-            permissions: vec![],
-            owner: owner.map(Into::into),
-            bypass_roles: owner.map(|_| vec!["admin".to_string()]),
-            limits: limits.iter().map(|s| s.to_string()).collect(),
-        };
+    let route = |path: String, methods: &[&str], owner: Option<&str>, limits: &[&str]| RouteSpec {
+        path,
+        methods: methods.iter().map(|s| s.to_string()).collect(),
+        auth: None,
+        roles: vec![],
+        permissions: vec![],
+        owner: owner.map(Into::into),
+        bypass_roles: owner.map(|_| vec!["admin".to_string()]),
+        limits: limits.iter().map(|s| s.to_string()).collect(),
+    };
     let mut routes = Vec::new();
     for r in RESOURCES {
         routes.push(route(format!("/api/{r}/**"), &[], None, &[]));
@@ -69,15 +67,16 @@ fn policy() -> Policy {
     routes.push(route("/static/*/**".into(), &["GET"], None, &[]));
     routes.push(route("/api/search".into(), &["GET", "POST"], None, &[]));
     assert_eq!(routes.len(), 48);
-    let limit = |key: &str| LimitConfig {
-        limit: 10,
-        window: "1m".into(),
-        algorithm: Default::default(),
-        key: Some(key.into()),
+    let key = |name: &str, template: &str| KeySpec {
+        name: name.into(),
+        template: Some(template.into()),
     };
-    let limits = BTreeMap::from([("writes".to_string(), limit("user:method"))]);
-    let tiers = BTreeMap::from([("basic".to_string(), limit("user"))]);
-    Policy::compile(&routes, &limits, &tiers, &PolicySettings::default()).unwrap()
+    Policy::compile(&PolicySpec {
+        routes,
+        keys: vec![key("basic", "user"), key("writes", "user:method")],
+        ..PolicySpec::default()
+    })
+    .unwrap()
 }
 
 fn bench(c: &mut Criterion) {

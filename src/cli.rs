@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, EMBEDDED_DEFAULT, EMBEDDED_ORIGIN};
+use crate::gate::compile;
 
 /// Invalid configuration, or a failure while running.
 pub const EXIT_FAILURE: u8 = 1;
@@ -91,10 +92,10 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn check_config(file: PathBuf) -> ExitCode {
-    match Config::load(&file) {
-        Ok(config) => {
+    match compile::load(&file) {
+        Ok(compiled) => {
             println!("{}: ok", file.display());
-            println!("{}", config.summary());
+            println!("{}", compiled.config.summary());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -106,7 +107,9 @@ fn check_config(file: PathBuf) -> ExitCode {
 
 fn serve(config_path: Option<PathBuf>) -> ExitCode {
     let loaded = match &config_path {
-        Some(path) => Config::load(path),
+        Some(path) => {
+            compile::load(path).map(|compiled| std::sync::Arc::unwrap_or_clone(compiled.config))
+        }
         None => Ok(Config::embedded()),
     };
     // Logging is configured by the file, so a bad file is reported on plain stderr.

@@ -16,16 +16,18 @@
 //!   [`limiter::Limiter::check`] decides all the limits of a request at once, and a denial
 //!   consumes nothing.
 //! - [`config`]: the TOML schema, the embedded default, validation with file:line:column
-//!   errors, the typed views (durations, key templates, [`limiter::LimitSpec`]s).
+//!   errors, the typed views (durations, addresses, file modes). Data: it imports no other
+//!   module; [`gate::compile`] turns it into what runs.
 //! - [`auth`]: who is calling — JWT verification against issuers' key sets, the
 //!   verified-token cache ([`auth::TokenCache`]), durable revocation
 //!   ([`auth::RevocationStore`]), API keys — behind [`auth::Authenticator`].
 //! - [`policy`]: what a route demands — path normalisation, the most specific route rule,
 //!   roles, permissions and owner-only paths, limit key templates, the client IP behind
-//!   trusted proxies. Pure, no I/O.
+//!   trusted proxies; compiled from its own [`policy::PolicySpec`]. Pure, no I/O.
 //! - [`gate`]: the decision core. [`gate::Gate::check`] answers the rate-limit question
 //!   (`/check`, `CHECK`); [`gate::Gate::authorize`] (in `gate/access.rs`) answers the access
-//!   question (`/auth`, `VERIFY`) from an [`gate::AccessQuery`]. It holds the compiled
+//!   question (`/auth`, `VERIFY`) from an [`gate::AccessQuery`]. [`gate::compile`] is the one
+//!   place a configuration is compiled into limits and policy. It holds the compiled
 //!   configuration behind an atomic swap for reloads, the limiter, the authenticator and the
 //!   metrics.
 //! - [`server`]: the front doors — [`server::http`] (`/check`, `/auth`, health, readiness,

@@ -17,6 +17,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{reload, EnvFilter, Layer as _, Registry};
 
+use crate::config::log::check_filter;
 use crate::config::{LogConfig, LogFormat};
 
 /// Environment variable that overrides `[log] level` (same syntax).
@@ -31,33 +32,6 @@ struct Installed {
 }
 
 static INSTALLED: OnceLock<Installed> = OnceLock::new();
-
-/// Checks a filter as `[log] level` or `TOLLGATE_LOG` may hold it: a level name, or
-/// `tracing` directives (`info,tollgate::auth=debug`).
-///
-/// A bare word is taken as a level, because `EnvFilter` would read `infoo` as "everything
-/// from a module named infoo" and silently log nothing.
-pub fn check_filter(text: &str) -> Result<(), String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("is empty (use e.g. \"info\" or \"info,tollgate::auth=debug\")".into());
-    }
-    let bare_word = !t.contains(['=', ',', '[', ':']);
-    if bare_word {
-        const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
-        if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(t)) {
-            return Err(format!(
-                "{t:?} is not a level (use error, warn, info, debug, trace or off, or \
-                 directives such as \"info,tollgate::auth=debug\")"
-            ));
-        }
-        return Ok(());
-    }
-    EnvFilter::builder()
-        .parse(t)
-        .map(|_| ())
-        .map_err(|e| format!("{t:?} is not a log filter: {e}"))
-}
 
 fn filter(text: &str) -> Result<EnvFilter, String> {
     check_filter(text)?;
@@ -144,32 +118,5 @@ pub fn apply(config: &LogConfig) {
         }
         // Validation refused such a file before it got here; keep the old level regardless.
         Err(e) => tracing::warn!("log.level: {e}; keeping the previous level"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn levels_and_directives_are_accepted() {
-        for ok in [
-            "info",
-            "DEBUG",
-            "off",
-            " warn ",
-            "info,tollgate::auth=debug",
-            "tollgate=trace",
-            "warn,hyper=off",
-        ] {
-            check_filter(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
-        }
-    }
-
-    #[test]
-    fn typos_are_refused_rather_than_logging_nothing() {
-        for bad in ["", "infoo", "verbose", "tollgate=loud"] {
-            assert!(check_filter(bad).is_err(), "{bad}");
-        }
     }
 }

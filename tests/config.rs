@@ -1,15 +1,18 @@
-//! Configuration loading through the public API: the embedded default holds the seeds' tiers,
-//! limits and routes; every kind of mistake is reported at the right line and column; the
-//! typed accessors read what the file says.
+//! Configuration loading through the public API (`gate::compile`, what `check-config`,
+//! `serve` and SIGHUP use): the embedded default holds the seeds' tiers, limits and routes;
+//! every kind of mistake, found by the configuration's own validation or by the policy's,
+//! is reported at the right line and column; the typed accessors read what the file says.
 
 use std::io::Write as _;
 use std::time::Duration;
 
 use tollgate::config::{
-    parse_duration, Config, ConfigError, ErrorKind, KeyPart, LogFormat, EMBEDDED_DEFAULT,
+    parse_duration, Algorithm, Config, ConfigError, ErrorKind, LogFormat, EMBEDDED_DEFAULT,
     EMBEDDED_ORIGIN,
 };
-use tollgate::limiter::{Algorithm, LimitSpec};
+use tollgate::gate::compile::{self, Compiled};
+use tollgate::limiter::{self, LimitSpec};
+use tollgate::policy::key::KeyPart;
 
 /// A valid configuration to which each test adds one mistake.
 const BASE: &str = r#"
@@ -36,7 +39,17 @@ limits = ["auth"]
 "#;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::from_toml_str(text, "t.toml")
+    compile::from_toml_str(text, "t.toml").map(|c| std::sync::Arc::unwrap_or_clone(c.config))
+}
+
+/// The embedded default, compiled.
+fn embedded() -> Compiled {
+    compile::compile(&Config::embedded()).unwrap()
+}
+
+/// The compiled spec named `name`.
+fn spec(specs: &[LimitSpec], name: &str) -> Option<LimitSpec> {
+    specs.iter().find(|s| &*s.name == name).cloned()
 }
 
 fn fails(text: &str) -> ConfigError {
@@ -91,14 +104,15 @@ fn assert_issue(text: &str, needle: &str, path: &str, says: &str) -> ConfigError
 
 #[test]
 fn embedded_default_has_the_seeds_tiers() {
-    let c = Config::embedded();
+    let compiled = embedded();
+    let c = &compiled.config;
     let tier = |name: &str| {
         let t = &c.tiers[name];
         (
             t.limit,
             t.window(),
             t.algorithm,
-            t.key_template().to_string(),
+            compiled.policy.key_template(name).unwrap().to_string(),
         )
     };
     let hour = Duration::from_secs(3600);
@@ -120,32 +134,34 @@ fn embedded_default_has_the_seeds_tiers() {
     );
     assert_eq!(c.tiers.len(), 4);
     assert_eq!(
-        c.tier_spec("premium"),
+        spec(&compiled.tiers, "premium"),
         Some(LimitSpec {
             name: "premium".into(),
             limit: 2000,
             window: hour,
-            algorithm: Algorithm::SlidingWindow,
+            algorithm: limiter::Algorithm::SlidingWindow,
         })
     );
-    assert_eq!(c.tier_spec("gold"), None);
+    assert_eq!(spec(&compiled.tiers, "gold"), None);
 }
 
 #[test]
 fn embedded_default_has_the_seeds_route_limits() {
-    let c = Config::embedded();
-    let auth = c.limit_spec("auth").unwrap();
+    let compiled = embedded();
+    let c = &compiled.config;
+    let auth = spec(&compiled.limits, "auth").unwrap();
     assert_eq!(
         (auth.limit, auth.window, auth.algorithm),
-        (5, Duration::from_secs(300), Algorithm::SlidingLog)
+        (5, Duration::from_secs(300), limiter::Algorithm::SlidingLog)
     );
-    assert_eq!(c.limits["auth"].key_template().parts(), [KeyPart::Ip]);
-    let upload = c.limit_spec("upload").unwrap();
+    let key = |name: &str| compiled.policy.key_template(name).unwrap().parts().to_vec();
+    assert_eq!(key("auth"), [KeyPart::Ip]);
+    let upload = spec(&compiled.limits, "upload").unwrap();
     assert_eq!(
         (upload.limit, upload.window),
         (10, Duration::from_secs(3600))
     );
-    assert_eq!(c.limits["upload"].key_template().parts(), [KeyPart::User]);
+    assert_eq!(key("upload"), [KeyPart::User]);
 
     let route = |path: &str| {
         c.routes
@@ -524,7 +540,7 @@ fn load_names_the_file_in_every_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tollgate.toml");
     std::fs::write(&path, "[tiers.basic]\nlimit = 5\nwindow = \"15x\"\n[tiers.anonymous]\nlimit = 1\nwindow = \"1s\"\n").unwrap();
-    let e = Config::load(&path).unwrap_err();
+    let e = compile::load(&path).unwrap_err();
     assert!(
         e.to_string()
             .starts_with(&format!("{}:3:10: tiers.basic.window:", path.display())),
@@ -532,7 +548,7 @@ fn load_names_the_file_in_every_error() {
     );
 
     let missing = dir.path().join("absent.toml");
-    let e = Config::load(&missing).unwrap_err();
+    let e = compile::load(&missing).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Read);
     assert_eq!(e.line(), None);
     assert!(e
@@ -544,7 +560,7 @@ fn load_names_the_file_in_every_error() {
         .unwrap()
         .write_all(b"[tiers]\n\xff\xfe")
         .unwrap();
-    let e = Config::load(&binary).unwrap_err();
+    let e = compile::load(&binary).unwrap_err();
     assert!(
         e.to_string()
             .contains("not UTF-8 text (invalid byte at line 2, column 1)"),
@@ -557,8 +573,9 @@ fn load_reads_a_good_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tollgate.toml");
     std::fs::write(&path, EMBEDDED_DEFAULT).unwrap();
-    let c = Config::load(&path).unwrap();
+    let c = compile::load(&path).unwrap();
     assert_eq!(c.tiers.len(), 4);
+    assert_eq!(Config::load(&path).unwrap().tiers.len(), 4);
 }
 
 #[test]

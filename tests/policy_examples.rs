@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderValue};
 use tollgate::config::Config;
+use tollgate::gate::compile::compile;
 use tollgate::policy::{normalize_path, IdentityRef, Peer, Policy, RequestFacts};
 
 /// What `/auth` would answer, reduced to what the policy decides.
@@ -104,7 +105,7 @@ fn allowed(route: &str, limits: &[(&str, &str)]) -> Outcome {
 
 #[test]
 fn embedded_default_routes() {
-    let policy = Policy::from_config(&Config::embedded()).unwrap();
+    let policy = compile(&Config::embedded()).unwrap().policy;
     // Sign-in: per client IP (the real one, behind the trusted local nginx).
     assert_eq!(
         decide(
@@ -181,7 +182,7 @@ auth = "none"
 
 fn owner_policy() -> Policy {
     let config = Config::from_toml_str(OWNER_CONFIG, "owner-test").unwrap();
-    Policy::from_config(&config).unwrap()
+    compile(&config).unwrap().policy
 }
 
 #[test]
@@ -342,7 +343,7 @@ fn client_ip_and_anonymous_keys() {
         "ip-test",
     )
     .unwrap();
-    let p = Policy::from_config(&config).unwrap();
+    let p = compile(&config).unwrap().policy;
     // A trusted proxy names the client; anonymous `user` keys are per address.
     let mut req = request("POST", "/login").via_nginx_for("203.0.113.9");
     req.peer = Peer::Ip("10.1.2.3".parse().unwrap());
@@ -367,7 +368,9 @@ fn client_ip_and_anonymous_keys() {
 fn config_errors_name_the_rule() {
     let bad = |routes: &str| {
         let text = format!("[tiers.anonymous]\nlimit = 1\nwindow = \"1h\"\n{routes}");
-        Config::from_toml_str(&text, "bad").unwrap_err().to_string()
+        tollgate::gate::compile::from_toml_str(&text, "bad")
+            .unwrap_err()
+            .to_string()
     };
     let e = bad("[[routes]]\npath = \"/u/{id}\"\nowner = \"user_id\"\n");
     assert!(e.contains("no {user_id} parameter"), "{e}");

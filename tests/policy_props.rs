@@ -1,15 +1,13 @@
 //! Property tests of the route policy: path normalisation against a stack model, matching
 //! against a brute-force oracle, key rendering bounds and injectivity, client-IP safety.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
-use tollgate::config::RouteConfig;
 use tollgate::policy::key::{KeyTemplate, RequestFacts, MAX_RENDERED_KEY_BYTES};
 use tollgate::policy::path::{normalize_path, PathError};
-use tollgate::policy::{ClientIpResolver, Peer, Policy, PolicySettings};
+use tollgate::policy::{ClientIpResolver, Peer, Policy, PolicySpec, RouteSpec};
 
 // ---------------------------------------------------------------------------------------
 // Normalisation
@@ -269,9 +267,9 @@ fn gen_rule() -> impl Strategy<Value = GenRule> {
 }
 
 fn compile(rules: &[GenRule]) -> Option<Policy> {
-    let routes: Vec<RouteConfig> = rules
+    let routes: Vec<RouteSpec> = rules
         .iter()
-        .map(|r| RouteConfig {
+        .map(|r| RouteSpec {
             path: r.pattern(),
             methods: r.methods.iter().map(|m| m.to_string()).collect(),
             auth: None,
@@ -283,12 +281,10 @@ fn compile(rules: &[GenRule]) -> Option<Policy> {
         })
         .collect();
     // Rule sets with a shadowed rule are refused by validation; those are skipped.
-    Policy::compile(
-        &routes,
-        &BTreeMap::new(),
-        &BTreeMap::new(),
-        &PolicySettings::default(),
-    )
+    Policy::compile(&PolicySpec {
+        routes,
+        ..PolicySpec::default()
+    })
     .ok()
 }
 

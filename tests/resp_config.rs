@@ -2,6 +2,8 @@
 //! is found.
 
 use tollgate::config::Config;
+use tollgate::resp::RequestLimits;
+use tollgate::server::resp::idle_poll::configured_window;
 use tollgate::server::resp::{AdminPolicy, RespOptions};
 
 /// A valid base (one tier) followed by `resp`.
@@ -28,7 +30,23 @@ fn off_by_default_and_127_0_0_1_7070_once_enabled() {
     assert_eq!(c.resp.unix_socket, None);
     let on = Config::from_toml_str(&with_resp("[resp]\nenabled = true\n"), "t.toml").unwrap();
     assert_eq!(on.resp.tcp_addr(), Some("127.0.0.1:7070".parse().unwrap()));
-    let limits = on.resp.request_limits();
+    let limits = RespOptions::from_config(&on, &|_| None).unwrap().limits;
+    // The configuration restates the parser's defaults (it may not depend on the parser).
+    let d = RequestLimits::default();
+    assert_eq!(
+        (
+            limits.max_bulk_bytes,
+            limits.max_args,
+            limits.max_inline_bytes,
+            limits.max_command_bytes
+        ),
+        (
+            d.max_bulk_bytes,
+            d.max_args,
+            d.max_inline_bytes,
+            d.max_command_bytes
+        )
+    );
     assert_eq!(
         (
             limits.max_bulk_bytes,
@@ -82,10 +100,13 @@ fn idle_poll_is_0_to_1000_microseconds_and_follows_the_cpu_quota_when_unset() {
         )
     };
     let off = set("0").unwrap();
-    assert_eq!(off.resp.idle_poll(Some(64.0)), Duration::ZERO);
+    assert_eq!(configured_window(&off.resp, Some(64.0)), Duration::ZERO);
     let long = set("1000").unwrap();
     // Set explicitly, the quota does not matter.
-    assert_eq!(long.resp.idle_poll(Some(0.5)), Duration::from_micros(1000));
+    assert_eq!(
+        configured_window(&long.resp, Some(0.5)),
+        Duration::from_micros(1000)
+    );
     let e = error_of(&with_resp("[resp]\nenabled = true\nidle_poll_us = 1001\n"));
     assert!(
         e.contains("t.toml:10:16: resp.idle_poll_us: must be between 0 and 1000, not 1001"),
@@ -93,9 +114,15 @@ fn idle_poll_is_0_to_1000_microseconds_and_follows_the_cpu_quota_when_unset() {
     );
     // Unset: 20 µs, unless the CPU quota is under one core per loop plus one.
     let unset = Config::from_toml_str(&with_resp("[resp]\nenabled = true\n"), "t.toml").unwrap();
-    assert_eq!(unset.resp.idle_poll(None), Duration::from_micros(20));
-    assert_eq!(unset.resp.idle_poll(Some(4.0)), Duration::from_micros(20));
-    assert_eq!(unset.resp.idle_poll(Some(1.0)), Duration::ZERO);
+    assert_eq!(
+        configured_window(&unset.resp, None),
+        Duration::from_micros(20)
+    );
+    assert_eq!(
+        configured_window(&unset.resp, Some(4.0)),
+        Duration::from_micros(20)
+    );
+    assert_eq!(configured_window(&unset.resp, Some(1.0)), Duration::ZERO);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use tollgate::config::Config;
+use tollgate::gate::compile;
 use tollgate::policy::{normalize_path, IdentityRef, Policy, Refusal};
 
 const METHODS: [&str; 8] = [
@@ -56,8 +56,9 @@ roles = ["admin"]
 fn policy() -> &'static Policy {
     static POLICY: OnceLock<Policy> = OnceLock::new();
     POLICY.get_or_init(|| {
-        let config = Config::from_toml_str(RULES, "fuzz policy").expect("the fuzz rules are valid");
-        Policy::from_config(&config).expect("a validated configuration compiles")
+        compile::from_toml_str(RULES, "fuzz policy")
+            .expect("the fuzz rules are valid")
+            .policy
     })
 }
 

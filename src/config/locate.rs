@@ -21,7 +21,7 @@ pub(crate) struct SourceMap<'a> {
 
 /// Whether an issue is about a key's value (`limit = 0`) or the key itself (a tier name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Target {
+pub enum Target {
     Value,
     Key,
 }

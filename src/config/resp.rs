@@ -24,8 +24,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{parse_duration, ConfigPath, Validation};
-use crate::resp::RequestLimits;
+use super::{parse_duration, parse_file_mode, ConfigPath, Validation};
 
 /// The default TCP address once the protocol is enabled.
 pub const DEFAULT_RESP_TCP: &str = "127.0.0.1:7070";
@@ -75,7 +74,6 @@ pub struct RespConfig {
 
 impl Default for RespConfig {
     fn default() -> Self {
-        let limits = RequestLimits::default();
         Self {
             enabled: false,
             tcp: DEFAULT_RESP_TCP.into(),
@@ -83,10 +81,10 @@ impl Default for RespConfig {
             unix_socket_mode: "0660".into(),
             max_connections: 10_000,
             idle_timeout: "5m".into(),
-            max_bulk_bytes: limits.max_bulk_bytes,
-            max_args: limits.max_args,
-            max_inline_bytes: limits.max_inline_bytes,
-            max_command_bytes: limits.max_command_bytes,
+            max_bulk_bytes: 64 * 1024,
+            max_args: 64,
+            max_inline_bytes: 64 * 1024,
+            max_command_bytes: 256 * 1024,
             max_pending_reply_bytes: 1024 * 1024,
             admin_secret_env: None,
             threads: 1,
@@ -101,6 +99,8 @@ pub const MIN_BULK_BYTES: usize = 8 * 1024;
 pub const MIN_ARGS: usize = 8;
 /// Most event-loop threads.
 pub const MAX_THREADS: usize = 64;
+/// Largest `idle_poll_us`.
+pub const MAX_IDLE_POLL_US: u64 = 1_000;
 
 impl RespConfig {
     /// The TCP address, or `None` when `tcp` is empty (or unusable; validation refuses that).
@@ -112,34 +112,14 @@ impl RespConfig {
         }
     }
 
-    /// The per-command bounds as the parser takes them.
-    pub fn request_limits(&self) -> RequestLimits {
-        RequestLimits {
-            max_bulk_bytes: self.max_bulk_bytes,
-            max_args: self.max_args,
-            max_inline_bytes: self.max_inline_bytes,
-            max_command_bytes: self.max_command_bytes,
-        }
-    }
-
     /// The idle timeout (5 minutes when unreadable; validation refuses that).
     pub fn idle_timeout(&self) -> Duration {
         parse_duration(&self.idle_timeout).unwrap_or(Duration::from_secs(300))
     }
 
-    /// The idle-polling window of an event loop (zero: never poll); `quota_cores` is the
-    /// process's CPU quota, which decides the window when `idle_poll_us` is unset.
-    pub fn idle_poll(&self, quota_cores: Option<f64>) -> Duration {
-        use crate::server::idle_poll::{default_window, MAX_WINDOW_US};
-        match self.idle_poll_us {
-            Some(us) => Duration::from_micros(us.min(MAX_WINDOW_US)),
-            None => default_window(self.threads, quota_cores),
-        }
-    }
-
     /// Permissions of the Unix socket file (`0o660` when unreadable).
     pub fn unix_socket_mode(&self) -> u32 {
-        parse_octal_mode(&self.unix_socket_mode).unwrap_or(0o660)
+        parse_file_mode(&self.unix_socket_mode).unwrap_or(0o660)
     }
 
     /// Checks the section, each problem at its key. Listener checks apply only when enabled,
@@ -177,32 +157,11 @@ impl RespConfig {
                 );
             }
         }
-        if let Some(path) = &self.unix_socket {
-            let len = path.as_os_str().len();
-            if len == 0 {
-                v.invalid(
-                    at.key("unix_socket"),
-                    "is empty; leave it out to listen on TCP only",
-                );
-            } else if len > 107 {
-                v.invalid(
-                    at.key("unix_socket"),
-                    format!("is {len} bytes long; a Unix socket path has at most 107"),
-                );
-            } else if server_unix.as_deref() == Some(path.as_path()) {
-                v.invalid(
-                    at.key("unix_socket"),
-                    "is also server.unix_socket; give RESP its own socket file",
-                );
-            }
-        }
-        if parse_octal_mode(&self.unix_socket_mode).is_none() {
+        let path = self.unix_socket.as_deref();
+        if v.unix_socket(at, path, &self.unix_socket_mode) && server_unix.as_deref() == path {
             v.invalid(
-                at.key("unix_socket_mode"),
-                format!(
-                    "{:?} is not an octal file mode such as \"0660\"",
-                    self.unix_socket_mode
-                ),
+                at.key("unix_socket"),
+                "is also server.unix_socket; give RESP its own socket file",
             );
         }
         v.within(
@@ -260,32 +219,10 @@ impl RespConfig {
             MAX_THREADS as u64,
         );
         if let Some(us) = self.idle_poll_us {
-            v.within(
-                at.key("idle_poll_us"),
-                us,
-                0,
-                crate::server::idle_poll::MAX_WINDOW_US,
-            );
+            v.within(at.key("idle_poll_us"), us, 0, MAX_IDLE_POLL_US);
         }
         if let Some(name) = &self.admin_secret_env {
-            let ok = !name.is_empty()
-                && !name.starts_with(|c: char| c.is_ascii_digit())
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !ok {
-                v.invalid(
-                    at.key("admin_secret_env"),
-                    format!("{name:?} is not an environment variable name (letters, digits, '_')"),
-                );
-            }
+            v.env_var_name(at.key("admin_secret_env"), name);
         }
     }
-}
-
-/// An octal file mode such as `0660` or `660`, at most `0777`.
-fn parse_octal_mode(text: &str) -> Option<u32> {
-    let t = text.trim();
-    if t.is_empty() || t.len() > 4 || !t.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return None;
-    }
-    u32::from_str_radix(t, 8).ok().filter(|m| *m <= 0o777)
 }

@@ -1,7 +1,8 @@
 //! The decision core: turns request facts into a decision. Every front door calls it.
 //!
 //! The gate owns three things:
-//! - the compiled limits (tiers and named limits as [`LimitSpec`]s), behind an [`ArcSwap`] so
+//! - the compiled configuration (tiers and named limits as [`LimitSpec`]s, and the route
+//!   policy; compiled in one place, [`compile`]), behind an [`ArcSwap`] so
 //!   that a reload swaps them atomically while requests keep deciding on either the old or the
 //!   new set, never a mix;
 //! - the [`Limiter`], one for the life of the process: a reload does not replace it, and since
@@ -16,6 +17,7 @@
 //! [`Gate::authorize`] (file `access.rs`), on an [`AccessQuery`].
 
 mod access;
+pub mod compile;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,13 +32,12 @@ use prometheus::{Histogram, IntCounter};
 use http::{HeaderMap, HeaderName};
 
 pub use access::{AccessDecision, AccessOutcome, AccessQuery};
+pub use compile::Compiled;
 
 use crate::auth::Authenticator;
 use crate::clock::Clock;
-use crate::config::{parse_duration, Config, LimitConfig};
-use crate::limiter::{
-    Algorithm, Decision, LimitCheck, LimitSpec, Limiter, LimiterOptions, SLIDING_LOG_MAX,
-};
+use crate::config::Config;
+use crate::limiter::{Decision, LimitCheck, LimitSpec, Limiter, LimiterOptions};
 use crate::metrics::{DecisionCounters, Metrics};
 use crate::policy::{Peer, Policy};
 
@@ -182,7 +183,7 @@ impl Gate {
         auth: Arc<Authenticator>,
     ) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
-        let state = compile(config, &metrics)?;
+        let state = GateState::new(compile::compile(config)?, &metrics);
         let options = LimiterOptions {
             max_states: config.limiter.max_states,
             shards: config.limiter.shards,
@@ -275,21 +276,28 @@ impl Gate {
         decision
     }
 
-    /// Replaces the tiers and limits with those of `new_config` (already validated). Counters
-    /// of unchanged limits are kept. On error nothing changes and the failure is counted.
+    /// Replaces the tiers, limits and policy with those of `new_config` (compiled here, see
+    /// [`compile::compile`]). Counters of unchanged limits are kept. On error nothing changes
+    /// and the failure is counted.
     pub fn reload(&self, new_config: &Config) -> anyhow::Result<ReloadSummary> {
-        let new_state = match compile(new_config, &self.metrics) {
-            Ok(s) => s,
+        match compile::compile(new_config) {
+            Ok(compiled) => Ok(self.reload_compiled(compiled)),
             Err(e) => {
                 self.metrics.config_reload(false);
-                return Err(e);
+                Err(e.into())
             }
-        };
+        }
+    }
+
+    /// Swaps in a configuration compiled by [`compile::load`] (SIGHUP) or
+    /// [`compile::compile`]. Counters of unchanged limits are kept.
+    pub fn reload_compiled(&self, compiled: Compiled) -> ReloadSummary {
+        let new_state = GateState::new(compiled, &self.metrics);
         let old = self.state.load_full();
         let summary = summarise(&old, &new_state);
         self.state.store(Arc::new(new_state));
         self.metrics.config_reload(true);
-        Ok(summary)
+        summary
     }
 
     /// Counts a reload that failed before reaching [`Gate::reload`] (e.g. the file did not
@@ -413,45 +421,39 @@ fn validate<'s>(
     Ok((tier, named))
 }
 
-/// Turns the configuration's tiers and limits into specs with their metric handles.
-fn compile(config: &Config, metrics: &Metrics) -> anyhow::Result<GateState> {
-    let mut tiers = HashMap::with_hasher(ahash::RandomState::new());
-    for (name, lc) in &config.tiers {
-        let spec = limit_spec(name, lc).with_context(|| format!("tiers.{name}"))?;
-        tiers.insert(
-            name.as_str().into(),
-            CompiledTier {
-                limit: CompiledLimit {
-                    denials: metrics.denial_counter(name),
-                    abuse: metrics.abuse_counter(name),
-                    spec,
+impl GateState {
+    /// A compiled configuration with the metric handles of its tiers and limits.
+    fn new(compiled: Compiled, metrics: &Metrics) -> Self {
+        let limit = |spec: LimitSpec| CompiledLimit {
+            denials: metrics.denial_counter(&spec.name),
+            abuse: metrics.abuse_counter(&spec.name),
+            spec,
+        };
+        let mut tiers = HashMap::with_hasher(ahash::RandomState::new());
+        for spec in compiled.tiers {
+            let decisions = metrics.decision_counters(&spec.name);
+            tiers.insert(
+                Box::from(&*spec.name),
+                CompiledTier {
+                    limit: limit(spec),
+                    decisions,
                 },
-                decisions: metrics.decision_counters(name),
-            },
-        );
+            );
+        }
+        let mut limits = HashMap::with_hasher(ahash::RandomState::new());
+        for spec in compiled.limits {
+            limits.insert(Box::from(&*spec.name), limit(spec));
+        }
+        let access_headers = access_header_names(&compiled.policy);
+        Self {
+            max_hits: compiled.config.server.max_hits,
+            config: compiled.config,
+            tiers,
+            limits,
+            policy: compiled.policy,
+            access_headers,
+        }
     }
-    let mut limits = HashMap::with_hasher(ahash::RandomState::new());
-    for (name, lc) in &config.limits {
-        let spec = limit_spec(name, lc).with_context(|| format!("limits.{name}"))?;
-        limits.insert(
-            name.as_str().into(),
-            CompiledLimit {
-                denials: metrics.denial_counter(name),
-                abuse: metrics.abuse_counter(name),
-                spec,
-            },
-        );
-    }
-    let policy = Policy::from_config(config).context("routes")?;
-    let access_headers = access_header_names(&policy);
-    Ok(GateState {
-        config: Arc::new(config.clone()),
-        tiers,
-        limits,
-        max_hits: config.server.max_hits,
-        policy,
-        access_headers,
-    })
 }
 
 /// The client-IP headers, then the headers key templates name, each once.
@@ -468,29 +470,6 @@ fn access_header_names(policy: &Policy) -> Box<[HeaderName]> {
         }
     }
     names.into()
-}
-
-/// One limit of the configuration as the engine's [`LimitSpec`] (the same spec
-/// [`LimitConfig::spec`] builds, so every component fingerprints a limit alike). Checks what
-/// the engine relies on even when the configuration skipped validation.
-fn limit_spec(name: &str, lc: &LimitConfig) -> anyhow::Result<LimitSpec> {
-    let window = parse_duration(&lc.window).map_err(|e| anyhow::anyhow!("window: {e}"))?;
-    if window.as_secs() == 0 || window.subsec_nanos() != 0 {
-        bail!(
-            "window {:?}: windows are whole seconds, at least 1s",
-            lc.window
-        );
-    }
-    if lc.limit == 0 {
-        bail!("limit must be at least 1");
-    }
-    if lc.algorithm == Algorithm::SlidingLog && lc.limit > SLIDING_LOG_MAX {
-        bail!(
-            "a sliding_log limit keeps one timestamp per hit and may be at most {SLIDING_LOG_MAX}, not {}",
-            lc.limit
-        );
-    }
-    Ok(lc.spec(name))
 }
 
 /// The limiter's key-hash key: derived from the secret in the environment variable named by
@@ -575,30 +554,20 @@ fn summarise(old: &GateState, new: &GateState) -> ReloadSummary {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::config::{Algorithm, LimitConfig};
 
     fn config(tiers: &[(&str, u64, &str)], limits: &[(&str, u64, &str)]) -> Config {
         let mut c = Config::default();
-        for (n, l, w) in tiers {
-            c.tiers.insert(
-                n.to_string(),
-                LimitConfig {
+        for (map, entries) in [(&mut c.tiers, tiers), (&mut c.limits, limits)] {
+            for (n, l, w) in entries {
+                let limit = LimitConfig {
                     limit: *l,
                     window: w.to_string(),
                     algorithm: Algorithm::SlidingWindow,
                     key: None,
-                },
-            );
-        }
-        for (n, l, w) in limits {
-            c.limits.insert(
-                n.to_string(),
-                LimitConfig {
-                    limit: *l,
-                    window: w.to_string(),
-                    algorithm: Algorithm::SlidingWindow,
-                    key: None,
-                },
-            );
+                };
+                map.insert(n.to_string(), limit);
+            }
         }
         c
     }

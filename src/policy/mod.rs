@@ -2,15 +2,19 @@
 //! limits apply and how their keys are built, and who the client is.
 //!
 //! Pure and synchronous: no I/O, no clock, no dependency on `auth` (the identity is seen
-//! through [`IdentityView`]). Compiled once per configuration into a [`Policy`]; per request
-//! the `/auth` endpoint does:
+//! through [`IdentityView`]), no dependency on the configuration (a [`Policy`] is compiled from
+//! a [`PolicySpec`], its own description of rules, key templates and client-IP settings; the
+//! gate builds one from the configuration). Compiled once per configuration; per request the
+//! `/auth` endpoint does:
 //!
 //! ```
-//! # use tollgate::policy::{Policy, IdentityRef, Refusal, path::normalize_path};
-//! # use tollgate::config::RouteConfig;
-//! # let routes: Vec<RouteConfig> = toml::from_str::<std::collections::BTreeMap<String, Vec<RouteConfig>>>(
-//! #     "routes = [{ path = \"/api/users/{user_id}/**\", owner = \"user_id\" }]").unwrap()["routes"].clone();
-//! # let policy = Policy::compile(&routes, &Default::default(), &Default::default(), &Default::default()).unwrap();
+//! # use tollgate::policy::{Policy, PolicySpec, RouteSpec, IdentityRef, Refusal, path::normalize_path};
+//! let owner_rule = RouteSpec {
+//!     path: "/api/users/{user_id}/**".into(),
+//!     owner: Some("user_id".into()),
+//!     ..RouteSpec::default()
+//! };
+//! let policy = Policy::compile(&PolicySpec { routes: vec![owner_rule], ..PolicySpec::default() }).unwrap();
 //! let path = normalize_path(b"/api/users/alice/../bob/tasks?page=2").unwrap(); // Err → 400
 //! let m = policy.evaluate("GET", &path);
 //! assert_eq!(m.param("user_id"), Some("bob"));
@@ -20,23 +24,20 @@
 //!
 //! Submodules: [`path`] (normalisation), [`pattern`] (patterns and specificity), [`rule`]
 //! (compiled rules and authorisation), [`key`] (limit key templates), [`client_ip`]
-//! (trusted proxies). docs/policy.md is the user-facing description.
+//! (trusted proxies), [`spec`] (what a policy is compiled from, and its errors). docs/policy.md is the user-facing description.
 
 pub mod client_ip;
 pub mod key;
 pub mod path;
 pub mod pattern;
 pub mod rule;
+pub mod spec;
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use http::HeaderMap;
-
-use crate::config::policy::PolicyConfigError;
-use crate::config::routes::{validate_routes, RoutesError};
-use crate::config::{Config, LimitConfig, RouteConfig};
 
 pub use client_ip::{ClientIpResolver, Peer};
 pub use key::{KeyTemplate, KeyTemplateError, RequestFacts};
@@ -45,55 +46,7 @@ pub use pattern::PathPattern;
 pub use rule::{
     AuthRequirement, IdentityRef, IdentityView, MethodSet, Refusal, RouteLimit, RouteRule,
 };
-
-/// Why a configuration cannot be compiled into a [`Policy`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyError {
-    #[error(transparent)]
-    Settings(#[from] PolicyConfigError),
-    #[error(transparent)]
-    Routes(#[from] RoutesError),
-    #[error("[{section}.{name}] key = {template:?}: {error}")]
-    KeyTemplate {
-        section: &'static str,
-        name: String,
-        template: String,
-        #[source]
-        error: KeyTemplateError,
-    },
-}
-
-/// The policy settings that are not per route, validated (the `[policy]` section,
-/// `config::policy::PolicyConfig`, converts into this).
-#[derive(Debug, Clone)]
-pub struct PolicySettings {
-    /// Trusted proxies and client-IP headers.
-    pub client_ip: ClientIpResolver,
-    /// Auth of unmatched paths and of rules that set no `auth` and have no requirements.
-    pub default_auth: AuthRequirement,
-    /// Bypass roles of owner rules that set no `bypass_roles`.
-    pub owner_bypass_roles: Vec<String>,
-    /// IPv6 prefix length used by `ip` key parts (clamped to 128).
-    pub ipv6_key_prefix: u8,
-}
-
-impl Default for PolicySettings {
-    /// Loopback is a trusted proxy (as is a Unix-socket peer), `X-Forwarded-For` then
-    /// `X-Real-IP`; `optional` auth by default; no bypass roles; IPv6 keyed per /64.
-    fn default() -> Self {
-        Self {
-            client_ip: ClientIpResolver::new(
-                &client_ip::DEFAULT_TRUSTED_PROXIES,
-                true,
-                &client_ip::DEFAULT_CLIENT_IP_HEADERS,
-            )
-            .expect("the default trusted proxies and headers are valid"),
-            default_auth: AuthRequirement::Optional,
-            owner_bypass_roles: Vec::new(),
-            ipv6_key_prefix: key::DEFAULT_IPV6_KEY_PREFIX,
-        }
-    }
-}
+pub use spec::{KeySpec, PolicyError, PolicySpec, RouteSpec, SpecError};
 
 /// The compiled route policy.
 #[derive(Debug, Clone)]
@@ -152,60 +105,51 @@ impl<'p, 'r> Match<'p, 'r> {
 }
 
 impl Policy {
-    /// Compiles the policy of a loaded configuration (`[[routes]]`, `[limits]`, `[tiers]`,
-    /// `[policy]`). On a configuration that passed `Config::validate` this cannot fail.
-    pub fn from_config(config: &Config) -> Result<Self, PolicyError> {
-        Self::compile(
-            &config.routes,
-            &config.limits,
-            &config.tiers,
-            &config.policy.to_settings()?,
-        )
-    }
-
-    /// Compiles the policy from the configuration's `[[routes]]`, `[limits]`, `[tiers]` and
-    /// `[policy]` settings. Validates the routes and key templates first, so it doubles as
-    /// the configuration check.
-    pub fn compile(
-        routes: &[RouteConfig],
-        limits: &BTreeMap<String, LimitConfig>,
-        tiers: &BTreeMap<String, LimitConfig>,
-        settings: &PolicySettings,
-    ) -> Result<Self, PolicyError> {
-        validate_routes(routes, limits)?;
+    /// Compiles a policy from its description. Every rule, key template and setting is
+    /// checked first, and every problem found is reported (each rule's first); a rule that
+    /// could never apply because an earlier one shadows it is refused too.
+    pub fn compile(spec: &PolicySpec) -> Result<Self, PolicyError> {
+        let mut errors = Vec::new();
+        let settings = spec.settings(&mut errors);
         let default_auth = settings.default_auth;
-        let client_ip = settings.client_ip.clone();
 
-        let mut keys = HashMap::with_capacity(limits.len() + tiers.len());
-        for (section, map) in [("tiers", tiers), ("limits", limits)] {
-            for (name, limit) in map {
-                let template = match &limit.key {
-                    Some(t) => KeyTemplate::parse(t).map_err(|error| PolicyError::KeyTemplate {
-                        section,
-                        name: name.clone(),
-                        template: t.clone(),
-                        error,
-                    })?,
-                    None => KeyTemplate::default(),
-                };
-                keys.insert(
-                    name.as_str().into(),
-                    template.with_ipv6_prefix(settings.ipv6_key_prefix),
-                );
+        let mut keys = HashMap::with_capacity(spec.keys.len());
+        for (index, key) in spec.keys.iter().enumerate() {
+            match spec.key_template(index) {
+                Ok(template) => {
+                    keys.insert(
+                        key.name.as_str().into(),
+                        template.with_ipv6_prefix(settings.ipv6_key_prefix),
+                    );
+                }
+                Err(e) => errors.push(e),
             }
         }
 
         let boxed =
             |v: &[String]| -> Box<[Box<str>]> { v.iter().map(|s| s.as_str().into()).collect() };
-        let mut rules = Vec::with_capacity(routes.len());
-        for (index, route) in routes.iter().enumerate() {
-            // validate_routes has accepted every rule, so these conversions succeed; errors
-            // are still propagated rather than unwrapped.
-            let at = |error| RoutesError {
-                number: index + 1,
+        let mut rules: Vec<RouteRule> = Vec::with_capacity(spec.routes.len());
+        let mut rules_ok = true;
+        for (index, route) in spec.routes.iter().enumerate() {
+            let at = |error| SpecError::Route {
+                index,
                 path: route.path.clone(),
                 error,
             };
+            let (pattern, methods, auth) = match route.parse(default_auth) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    rules_ok = false;
+                    errors.push(at(e));
+                    continue;
+                }
+            };
+            if rules_ok {
+                let earlier = rules.iter().map(|r| (&r.pattern, &r.methods));
+                if let Some(j) = spec::shadowed_by(earlier, &pattern, &methods) {
+                    errors.push(at(spec::RouteError::Shadowed { earlier: j + 1 }));
+                }
+            }
             let route_limits = route
                 .limits
                 .iter()
@@ -216,9 +160,9 @@ impl Policy {
                 .collect();
             rules.push(RouteRule {
                 index,
-                pattern: route.pattern().map_err(at)?,
-                methods: route.method_set().map_err(at)?,
-                auth: route.effective_auth(default_auth).map_err(at)?,
+                pattern,
+                methods,
+                auth,
                 roles: boxed(&route.roles),
                 permissions: boxed(&route.permissions),
                 owner: route.owner.as_deref().map(Into::into),
@@ -226,11 +170,15 @@ impl Policy {
                     route
                         .bypass_roles
                         .as_deref()
-                        .unwrap_or(&settings.owner_bypass_roles),
+                        .unwrap_or(&spec.owner_bypass_roles),
                 ),
                 limits: route_limits,
             });
         }
+        if !errors.is_empty() {
+            return Err(PolicyError(errors));
+        }
+        let client_ip = settings.client_ip;
 
         let mut order: Vec<u32> = (0..rules.len() as u32).collect();
         // Stable sort: equal keys keep configuration order, the last tie-break.
@@ -326,29 +274,20 @@ mod tests {
     fn policy(routes_toml: &str) -> Policy {
         #[derive(serde::Deserialize)]
         struct W {
-            routes: Vec<RouteConfig>,
+            routes: Vec<RouteSpec>,
         }
         let routes = toml::from_str::<W>(routes_toml).unwrap().routes;
-        let limits = ["auth", "upload"]
-            .iter()
-            .map(|n| {
-                (
-                    (*n).to_owned(),
-                    LimitConfig {
-                        limit: 5,
-                        window: "5m".into(),
-                        algorithm: Default::default(),
-                        key: Some(if *n == "auth" { "ip" } else { "user" }.into()),
-                    },
-                )
+        let keys = [("auth", "ip"), ("upload", "user")]
+            .map(|(name, key)| KeySpec {
+                name: name.into(),
+                template: Some(key.into()),
             })
-            .collect();
-        Policy::compile(
-            &routes,
-            &limits,
-            &BTreeMap::new(),
-            &PolicySettings::default(),
-        )
+            .to_vec();
+        Policy::compile(&PolicySpec {
+            routes,
+            keys,
+            ..PolicySpec::default()
+        })
         .unwrap()
     }
 

@@ -20,9 +20,6 @@ pub mod listener;
 pub mod readiness;
 pub mod resp;
 
-// `config::resp` reads the idle-polling bounds from here until it holds them itself.
-pub(crate) use resp::idle_poll;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -152,9 +149,9 @@ impl ServerBuilder {
         } = self;
         config.validate()?;
         let sc = &config.server;
-        let header_read_timeout = duration("server.header_read_timeout", &sc.header_read_timeout)?;
-        let idle_timeout = duration("server.idle_timeout", &sc.idle_timeout)?;
-        let shutdown_grace = duration("server.shutdown_grace", &sc.shutdown_grace)?;
+        let header_read_timeout = sc.header_read_timeout();
+        let idle_timeout = sc.idle_timeout();
+        let shutdown_grace = sc.shutdown_grace();
 
         let auth = Authenticator::from_config_with(&config.auth, clock.clone(), &*env, None)
             .map_err(|e| anyhow::anyhow!("[auth]: {e}"))
@@ -197,7 +194,7 @@ impl ServerBuilder {
             .local_addr()
             .context("the HTTP listener has no address")?;
         let unix = match &sc.unix_socket {
-            Some(path) => Some(listener::bind_unix(path, &sc.unix_socket_mode)?),
+            Some(path) => Some(listener::bind_unix(path, sc.unix_socket_mode())?),
             None => None,
         };
 
@@ -388,14 +385,13 @@ impl ServerHandle {
         let path = self.config_path.as_deref().context(
             "no configuration file to reload: tollgate runs on the embedded default (start it with --config FILE)",
         )?;
-        let config = match Config::load(path) {
-            Ok(c) => c,
+        match crate::gate::compile::load(path) {
+            Ok(compiled) => Ok(self.gate.reload_compiled(compiled)),
             Err(e) => {
                 self.gate.reload_failed();
-                return Err(e.into());
+                Err(e.into())
             }
-        };
-        self.gate.reload(&config)
+        }
     }
 
     /// Begins a graceful shutdown and returns at once: listeners close, `/readyz` turns
@@ -538,9 +534,4 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
             _ = int.recv() => controller.advance(Phase::Closing),
         }
     }
-}
-
-/// A `[server]` duration (`5s`, `500ms`, `1m`…).
-fn duration(name: &str, text: &str) -> anyhow::Result<Duration> {
-    crate::config::parse_duration(text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
 }

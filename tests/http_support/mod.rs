@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use tollgate::clock::ManualClock;
+use tollgate::config::Algorithm;
 use tollgate::config::{Config, LimitConfig};
-use tollgate::limiter::Algorithm;
 use tollgate::server::{ServerBuilder, ServerHandle};
 
 /// Upper bound for anything a test waits on: generous, so a loaded CI machine does not flake,

@@ -18,9 +18,9 @@ use tokio::net::TcpStream;
 use tollgate::clock::ManualClock;
 use tollgate::config::auth::IssuerConfig;
 use tollgate::config::routes::RouteConfig;
+use tollgate::config::Algorithm;
 use tollgate::config::{Config, LimitConfig};
 use tollgate::gate::Gate;
-use tollgate::limiter::Algorithm;
 use tollgate::server::resp::{RespOptions, RespServer};
 
 /// 2030-01-01T00:00:00Z, on a window boundary of every usual window.

@@ -45,7 +45,7 @@ use prometheus::IntCounter;
 pub const HORIZON: Duration = Duration::from_millis(1);
 
 /// Largest `resp.idle_poll_us`.
-pub const MAX_WINDOW_US: u64 = 1_000;
+pub const MAX_WINDOW_US: u64 = crate::config::resp::MAX_IDLE_POLL_US;
 
 /// The window when `resp.idle_poll_us` is not set and the CPU allows it ([`default_window`]).
 pub const DEFAULT_WINDOW: Duration = Duration::from_micros(20);
@@ -58,6 +58,16 @@ pub fn default_window(loops: usize, quota_cores: Option<f64>) -> Duration {
     match quota_cores {
         Some(q) if q < loops as f64 + 1.0 => Duration::ZERO,
         _ => DEFAULT_WINDOW,
+    }
+}
+
+/// The window `[resp]` asks for (zero: never poll): `idle_poll_us` when set (at most
+/// [`MAX_WINDOW_US`]), else [`default_window`] for its threads and `quota_cores`, the
+/// process's CPU quota.
+pub fn configured_window(resp: &crate::config::RespConfig, quota_cores: Option<f64>) -> Duration {
+    match resp.idle_poll_us {
+        Some(us) => Duration::from_micros(us.min(MAX_WINDOW_US)),
+        None => default_window(resp.threads, quota_cores),
     }
 }
 

@@ -34,9 +34,9 @@ pub enum AdminPolicy {
 pub struct RespOptions {
     /// TCP address to listen on; `None` for no TCP listener.
     pub tcp: Option<String>,
-    /// Unix socket to listen on, and its file mode (octal text).
+    /// Unix socket to listen on, and its file mode.
     pub unix_socket: Option<PathBuf>,
-    pub unix_socket_mode: String,
+    pub unix_socket_mode: u32,
     pub limits: RequestLimits,
     pub max_pending_reply_bytes: usize,
     pub max_connections: usize,
@@ -87,15 +87,20 @@ impl RespOptions {
         Ok(Self {
             tcp: rc.tcp_addr().map(|a| a.to_string()),
             unix_socket: rc.unix_socket.clone(),
-            unix_socket_mode: rc.unix_socket_mode.clone(),
-            limits: rc.request_limits(),
+            unix_socket_mode: rc.unix_socket_mode(),
+            limits: RequestLimits {
+                max_bulk_bytes: rc.max_bulk_bytes,
+                max_args: rc.max_args,
+                max_inline_bytes: rc.max_inline_bytes,
+                max_command_bytes: rc.max_command_bytes,
+            },
             max_pending_reply_bytes: rc.max_pending_reply_bytes,
             max_connections: rc.max_connections,
             idle_timeout: rc.idle_timeout(),
             shutdown_grace: config.server.shutdown_grace(),
             admin,
             threads: rc.threads,
-            idle_poll: rc.idle_poll(idle_poll::cpu_quota_cores()),
+            idle_poll: idle_poll::configured_window(rc, idle_poll::cpu_quota_cores()),
         })
     }
 }

@@ -139,7 +139,7 @@ impl RespServer {
         };
         let unix = match &options.unix_socket {
             Some(path) => Some(
-                listener::bind_unix(path, &options.unix_socket_mode).context("resp.unix_socket")?,
+                listener::bind_unix(path, options.unix_socket_mode).context("resp.unix_socket")?,
             ),
             None => None,
         };
