@@ -20,9 +20,10 @@
 //!
 //! Submodules: [`path`] (normalisation), [`pattern`] (patterns and specificity), [`rule`]
 //! (compiled rules and authorisation), [`key`] (limit key templates), [`client_ip`]
-//! (trusted proxies). docs/policy.md is the user-facing description.
+//! (trusted proxies), [`headers`] (the header lookup every door provides). docs/policy.md is the user-facing description.
 
 pub mod client_ip;
+pub mod headers;
 pub mod key;
 pub mod path;
 pub mod pattern;
@@ -32,13 +33,12 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use http::HeaderMap;
-
 use crate::config::policy::PolicyConfigError;
 use crate::config::routes::{validate_routes, RoutesError};
 use crate::config::{Config, LimitConfig, RouteConfig};
 
 pub use client_ip::{ClientIpResolver, Peer};
+pub use headers::{NoHeaders, RequestHeaders};
 pub use key::{KeyTemplate, KeyTemplateError, RequestFacts};
 pub use path::{normalize_path, NormalizedPath, PathError};
 pub use pattern::PathPattern;
@@ -282,7 +282,7 @@ impl Policy {
     }
 
     /// The client address of a request from `peer` (see [`client_ip`]).
-    pub fn client_ip(&self, peer: Peer, headers: &HeaderMap) -> Option<IpAddr> {
+    pub fn client_ip(&self, peer: Peer, headers: &dyn RequestHeaders) -> Option<IpAddr> {
         self.client_ip.resolve(peer, headers)
     }
 

@@ -28,7 +28,6 @@
 //! shares (`listener`). [`RespServer`] binds the `[resp]` listeners and serves them;
 //! [`serve_resp`] is the accept loop for one listener of any kind.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -50,10 +49,12 @@ use super::listener::{
     self, Acceptor, ConnectionSlots, IdleTimeout, Phase, Shutdown, ShutdownController,
     UnixSocketFile,
 };
-use crate::auth::revocation::MAX_ID_BYTES;
-use crate::auth::{AdminAccess, AdminSecret, AuthInput, RevocationError, RevokeRequest};
+use crate::auth::AuthInput;
 use crate::config::Config;
-use crate::gate::{AccessDecision, AccessOutcome, AccessQuery, CheckError, CheckQuery, Gate};
+use crate::gate::{
+    grammar, retry_after, AccessDecision, AccessOutcome, AccessQuery, AdminCaller, AdminCredential,
+    AdminProof, AdminRefusal, CheckError, CheckQuery, Gate, RevokeError, RevokeRequest, Revoked,
+};
 use crate::metrics::Listener;
 use crate::policy::Peer;
 use crate::resp::frame::{self, Frame, Protocol};
@@ -68,21 +69,6 @@ const KEEP_BUFFER: usize = 64 * 1024;
 
 /// Longest client name kept (`CLIENT SETNAME`, `HELLO … SETNAME`).
 const MAX_CLIENT_NAME: usize = 128;
-
-/// Who may run the admin commands (`REVOKE`).
-#[derive(Debug)]
-pub enum AdminPolicy {
-    /// No admin secret is configured: admin commands are refused.
-    Disabled,
-    /// After `AUTH <secret>`; when `unix_socket_only`, only on the Unix socket.
-    Secret {
-        secret: Arc<AdminSecret>,
-        unix_socket_only: bool,
-    },
-    /// `[auth.admin] unix_socket_only` without a secret: anyone who can open the Unix socket
-    /// (its file permissions are the access control), nobody over TCP.
-    UnixSocket,
-}
 
 /// Everything a RESP listener needs besides the gate. [`RespOptions::from_config`] reads it
 /// from `[resp]` (and `[auth.admin]`); tests adjust the fields.
@@ -99,7 +85,6 @@ pub struct RespOptions {
     pub idle_timeout: Duration,
     /// Connections still open this long after a shutdown began are dropped.
     pub shutdown_grace: Duration,
-    pub admin: AdminPolicy,
     /// Event-loop threads of the door's own; 0 serves it on the caller's runtime.
     pub threads: usize,
     /// How long an event loop that is at least half busy polls for work before it sleeps
@@ -108,38 +93,9 @@ pub struct RespOptions {
 }
 
 impl RespOptions {
-    /// Reads `[resp]`, and `[auth.admin]` for the admin secret when `resp.admin_secret_env`
-    /// is unset; `env` looks environment variables up (`|k| std::env::var(k).ok()`).
-    pub fn from_config(
-        config: &Config,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<Self> {
+    /// Reads `[resp]` (who may run admin commands is the gate's: `[auth.admin]`).
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let rc = &config.resp;
-        let admin = match &rc.admin_secret_env {
-            Some(var) => {
-                let value =
-                    env(var).with_context(|| format!("resp.admin_secret_env: {var} is not set"))?;
-                let secret = AdminSecret::new(value.as_bytes())
-                    .map_err(|e| anyhow::anyhow!("resp.admin_secret_env: {var}: {e}"))?;
-                AdminPolicy::Secret {
-                    secret: Arc::new(secret),
-                    unix_socket_only: false,
-                }
-            }
-            None => match AdminAccess::from_config(&config.auth.admin, env)
-                .map_err(anyhow::Error::msg)?
-            {
-                AdminAccess::Disabled => AdminPolicy::Disabled,
-                AdminAccess::Enabled {
-                    secret: Some(secret),
-                    unix_socket_only,
-                } => AdminPolicy::Secret {
-                    secret,
-                    unix_socket_only,
-                },
-                AdminAccess::Enabled { secret: None, .. } => AdminPolicy::UnixSocket,
-            },
-        };
         Ok(Self {
             tcp: rc.tcp_addr().map(|a| a.to_string()),
             unix_socket: rc.unix_socket.clone(),
@@ -149,7 +105,6 @@ impl RespOptions {
             max_connections: rc.max_connections,
             idle_timeout: rc.idle_timeout(),
             shutdown_grace: config.server.shutdown_grace(),
-            admin,
             threads: rc.threads,
             idle_poll: rc.idle_poll(idle_poll::cpu_quota_cores()),
         })
@@ -695,8 +650,8 @@ enum Work<'a> {
 
 /// The arguments of a `VERIFY`, parsed.
 struct VerifyArgs<'a> {
-    /// The bearer token; empty for none (anonymous).
-    token: Cow<'a, str>,
+    /// The credentials: the token argument as received.
+    credentials: AuthInput<'a>,
     method: &'a str,
     uri: &'a [u8],
     /// The client address the decision is made for (see [`Conn::verify`]).
@@ -706,8 +661,7 @@ struct VerifyArgs<'a> {
 /// What a [`Work`] came to.
 enum Settled {
     Verify(Result<AccessDecision, CheckError>),
-    /// The request and the store's answer; `Err(())` when the blocking task failed.
-    Revoke(RevokeRequest, Result<Result<bool, RevocationError>, ()>),
+    Revoke(Result<Revoked, RevokeError>),
 }
 
 /// Does the waiting part of a command. Borrows nothing of the connection, so the loop can
@@ -715,30 +669,18 @@ enum Settled {
 async fn settle(work: Work<'_>, door: &DoorShared) -> Settled {
     match work {
         Work::Verify(v) => {
-            let credentials = if v.token.is_empty() {
-                AuthInput::default()
-            } else {
-                AuthInput::bearer(&v.token)
-            };
             let query = AccessQuery {
                 method: v.method,
                 uri: v.uri,
-                credentials,
+                credentials: v.credentials,
                 client_ip: v.client_ip,
                 headers: None,
             };
             Settled::Verify(door.gate.authorize(&query).await)
         }
-        Work::Revoke(request) => {
-            // Blocking file I/O with an fsync: on the blocking pool, not the reactor. The
-            // connection waits for it (its later replies stay in order); others do not.
-            let store = Arc::clone(door.gate.authenticator().revocations());
-            let r = request.clone();
-            let result = tokio::task::spawn_blocking(move || r.apply(&store))
-                .await
-                .map_err(|_| ());
-            Settled::Revoke(request, result)
-        }
+        // The gate writes on the blocking pool (an fsync); the connection waits for it (its
+        // later replies stay in order), others do not.
+        Work::Revoke(request) => Settled::Revoke(door.gate.revoke(&request).await),
     }
 }
 
@@ -746,8 +688,8 @@ async fn settle(work: Work<'_>, door: &DoorShared) -> Settled {
 struct Conn {
     id: u64,
     protocol: Protocol,
-    /// `AUTH` with the admin secret succeeded.
-    admin: bool,
+    /// `AUTH` with the admin secret succeeded: the gate's proof of it.
+    admin: Option<AdminProof>,
     via_unix: bool,
     /// The other end: `Unix`, an IP, or `None` when unknown (never trusted).
     peer: Option<Peer>,
@@ -819,7 +761,7 @@ where
     let mut conn = Conn {
         id: shared.next_client_id.fetch_add(1, Ordering::Relaxed),
         protocol: Protocol::Resp2,
-        admin: false,
+        admin: None,
         via_unix: peer == Some(Peer::Unix),
         peer,
         name: None,
@@ -1034,7 +976,7 @@ impl Conn {
         } else if is(name, "RESET") {
             if args.len() == 1 {
                 self.protocol = Protocol::Resp2;
-                self.admin = false;
+                self.admin = None;
                 self.name = None;
                 out.extend_from_slice(b"+RESET\r\n");
             } else {
@@ -1099,9 +1041,9 @@ impl Conn {
                 let Some(v) = value else {
                     return err(out, ERR_SYNTAX, counts);
                 };
-                match int_arg(v) {
-                    Some(n) if n >= 0 => hits = Some(n as u64),
-                    _ => return err(out, "ERR HITS must be an integer of at least 0", counts),
+                match grammar::hits(v) {
+                    Some(n) => hits = Some(n),
+                    None => return err(out, "ERR HITS must be an integer of at least 0", counts),
                 }
                 i += 2;
             } else if is(opt, "LIMIT") && limit.is_none() {
@@ -1130,11 +1072,7 @@ impl Conn {
             Ok(decision) => {
                 let o = decision.deciding();
                 let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-                let retry = if decision.allowed {
-                    -1
-                } else {
-                    clamp(o.retry_after_secs.unwrap_or(o.reset_secs))
-                };
+                let retry = retry_after(&decision).map_or(-1, clamp);
                 if decision.allowed {
                     counts.checks_allowed += 1;
                 } else {
@@ -1166,18 +1104,16 @@ impl Conn {
 
     /// Checks an `AUTH`/`HELLO AUTH` user and password; unlocks admin commands when right.
     fn authenticate(&mut self, user: Option<&[u8]>, password: &[u8], door: &DoorShared) -> bool {
-        let AdminPolicy::Secret { secret, .. } = &door.options.admin else {
-            return false;
-        };
-        // Compare the password even for a wrong user name, so timing does not tell them
+        // Check the password even for a wrong user name, so timing does not tell them
         // apart.
-        let password_ok = secret.verify(password);
+        let proof = door.gate.admin().prove(password);
         let user_ok = user.map_or(true, |u| u == b"default");
-        if password_ok && user_ok {
-            self.admin = true;
-            true
-        } else {
-            false
+        match proof {
+            Ok(proof) if user_ok => {
+                self.admin = Some(proof);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -1193,7 +1129,7 @@ impl Conn {
             3 => (Some(args[1]), args[2]),
             _ => return wrong_arity(out, "auth", counts),
         };
-        if !matches!(door.options.admin, AdminPolicy::Secret { .. }) {
+        if !door.gate.admin().has_secret() {
             return err(
                 out,
                 "ERR AUTH <password> called without any password configured for the default user. \
@@ -1300,7 +1236,7 @@ impl Conn {
             return None;
         }
         let (token, method, uri, ip) = (args[1], args[2], args[3], args[4]);
-        let Some(method) = http_method(method) else {
+        let Some(method) = grammar::method(method) else {
             err(
                 out,
                 "ERR the method must be an HTTP method token (GET, POST…)",
@@ -1319,13 +1255,12 @@ impl Conn {
             );
             return None;
         };
-        let client_ip = match self.peer {
-            Some(peer) if door.gate.trusts_proxy(peer) => Some(claimed.to_canonical()),
-            Some(Peer::Ip(own)) => Some(own.to_canonical()),
-            Some(Peer::Unix) | None => None,
-        };
+        // An unknown peer is trusted with nothing, not even an address of its own.
+        let client_ip = self
+            .peer
+            .and_then(|peer| door.gate.claimed_client_ip(peer, claimed));
         Some(VerifyArgs {
-            token: bearer_arg(token),
+            credentials: token_arg(token),
             method,
             uri,
             client_ip,
@@ -1346,35 +1281,11 @@ impl Conn {
             // A configuration that names a tier or limit the gate does not know: the
             // gate's message, as CHECK shows it.
             Settled::Verify(Err(e)) => err(out, &format!("ERR {e}"), counts),
-            Settled::Revoke(_, Ok(Ok(_))) => {
+            Settled::Revoke(Ok(_)) => {
                 counts.revocations += 1;
                 out.extend_from_slice(b"+OK\r\n");
             }
-            Settled::Revoke(request, Ok(Err(e))) => {
-                let (kind, time) = match request {
-                    RevokeRequest::Jti { .. } => ("jti", "exp"),
-                    RevokeRequest::Subject { .. } => ("sub", "before"),
-                };
-                let msg = match e {
-                    RevocationError::BadId => {
-                        format!("ERR the {kind} must be 1 to {MAX_ID_BYTES} bytes")
-                    }
-                    RevocationError::BadTime => format!("ERR {time} is out of range"),
-                    RevocationError::Full(n) => {
-                        format!("ERR the revocation store is full ({n} entries)")
-                    }
-                    // In force in this process, but not on disk: say so, so the caller
-                    // retries rather than believing it will survive a restart.
-                    RevocationError::Io(e) => format!(
-                        "ERR the revocation is in force but was not saved to the log ({e}); retry"
-                    ),
-                    RevocationError::Corrupt { .. } => {
-                        "ERR the revocation log is unreadable".to_string()
-                    }
-                };
-                err(out, &msg, counts);
-            }
-            Settled::Revoke(_, Err(())) => err(out, "ERR the revocation was not recorded", counts),
+            Settled::Revoke(Err(e)) => err(out, &format!("ERR {e}"), counts),
         }
     }
 
@@ -1391,24 +1302,23 @@ impl Conn {
             wrong_arity(out, "revoke", counts);
             return None;
         }
-        let refusal = match &door.options.admin {
-            AdminPolicy::Disabled => Some(
-                "ERR REVOKE is disabled: no admin secret is configured \
-                 (resp.admin_secret_env or [auth.admin])",
-            ),
-            AdminPolicy::Secret {
-                unix_socket_only, ..
-            } => {
-                if *unix_socket_only && !self.via_unix {
-                    Some("NOPERM admin commands are only allowed on the Unix socket")
-                } else if !self.admin {
-                    Some("NOAUTH Authentication required.")
-                } else {
-                    None
-                }
+        let caller = AdminCaller {
+            via_unix_socket: self.via_unix,
+            credential: self
+                .admin
+                .map_or(AdminCredential::None, AdminCredential::Proven),
+        };
+        let refusal = match door.gate.admin().admit(&caller) {
+            Ok(()) => None,
+            Err(AdminRefusal::Disabled) => {
+                Some("ERR REVOKE is disabled: no admin access is configured ([auth.admin])")
             }
-            AdminPolicy::UnixSocket => (!self.via_unix)
-                .then_some("NOPERM admin commands are only allowed on the Unix socket"),
+            Err(AdminRefusal::UnixSocketOnly | AdminRefusal::NoSecretConfigured) => {
+                Some("NOPERM admin commands are only allowed on the Unix socket")
+            }
+            Err(AdminRefusal::SecretRequired | AdminRefusal::SecretInvalid) => {
+                Some("NOAUTH Authentication required.")
+            }
         };
         if let Some(msg) = refusal {
             err(out, msg, counts);
@@ -1417,7 +1327,7 @@ impl Conn {
         let (kind, time) = if is(args[1], "JTI") {
             ("jti", "exp")
         } else if is(args[1], "SUB") {
-            ("sub", "before")
+            ("subject", "before")
         } else {
             err(
                 out,
@@ -1426,14 +1336,13 @@ impl Conn {
             );
             return None;
         };
-        let id = match std::str::from_utf8(args[2]) {
-            Ok(id) if !id.is_empty() && id.len() <= MAX_ID_BYTES => id.to_owned(),
-            _ => {
-                let msg = format!("ERR the {kind} must be 1 to {MAX_ID_BYTES} bytes of UTF-8 text");
-                err(out, &msg, counts);
-                return None;
-            }
+        // Its length is the gate's rule (the same answer as over HTTP).
+        let Ok(id) = std::str::from_utf8(args[2]) else {
+            let msg = format!("ERR the {kind} must be UTF-8 text");
+            err(out, &msg, counts);
+            return None;
         };
+        let id = id.to_owned();
         let Some(at) = int_arg(args[3]) else {
             let msg = format!("ERR {time} must be an integer (seconds since the epoch)");
             err(out, &msg, counts);
@@ -1551,12 +1460,7 @@ impl Conn {
                 o.threads,
                 // Polling applies to the door's own event loops only.
                 if o.threads == 0 { 0 } else { o.idle_poll.as_micros() },
-                match o.admin {
-                    AdminPolicy::Disabled => "disabled",
-                    AdminPolicy::Secret { unix_socket_only: false, .. } => "secret",
-                    AdminPolicy::Secret { unix_socket_only: true, .. } => "secret,unix_socket_only",
-                    AdminPolicy::UnixSocket => "unix_socket_only",
-                },
+                door.gate.admin().describe(),
             );
         });
         frame::put_bulk(out, text.as_bytes());
@@ -1624,29 +1528,14 @@ impl Conn {
     }
 }
 
-/// The method argument of `VERIFY`: an HTTP method token (RFC 9110 `tchar`s), 1 to 32
-/// bytes.
-fn http_method(arg: &[u8]) -> Option<&str> {
-    const TCHAR: &[u8] = b"!#$%&'*+-.^_`|~";
-    let ok = !arg.is_empty()
-        && arg.len() <= 32
-        && arg
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || TCHAR.contains(b));
-    // Only ASCII passed, so this never fails.
-    ok.then(|| std::str::from_utf8(arg).ok()).flatten()
-}
-
 /// The token argument of `VERIFY`: the bare token, or a whole `Authorization` value
-/// (`Bearer <token>`, the scheme in any case) with the scheme dropped; empty for none.
-/// Bytes that are not UTF-8 cannot be a JWT: they are passed on replaced (U+FFFD), so the
-/// gate refuses them as an invalid token instead of the door inventing an answer.
-fn bearer_arg(arg: &[u8]) -> Cow<'_, str> {
-    let arg = match arg.get(..7) {
-        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => arg[7..].trim_ascii(),
-        _ => arg,
-    };
-    String::from_utf8_lossy(arg)
+/// (`Bearer <token>`, the scheme in any case); empty for none. Handed to the gate as
+/// received: reading it (and refusing one that is not UTF-8) is the gate's rule.
+fn token_arg(arg: &[u8]) -> AuthInput<'_> {
+    match arg.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => AuthInput::authorization(arg),
+        _ => AuthInput::bearer_bytes(arg),
+    }
 }
 
 /// `VERIFY`'s reply: `[status, reason, user_id, role, tier, remaining, retry_after]`.
@@ -1674,11 +1563,7 @@ fn put_verify_reply(out: &mut BytesMut, d: &AccessDecision, protocol: Protocol) 
     put_opt(out, (!d.tier.is_empty()).then_some(d.tier.as_bytes()));
     let deciding = d.limits.as_ref().map(|l| l.deciding());
     frame::put_integer(out, deciding.map_or(-1, |o| clamp(o.remaining)));
-    let retry = match (&d.outcome, deciding) {
-        (AccessOutcome::RateLimited, Some(o)) => clamp(o.retry_after_secs.unwrap_or(o.reset_secs)),
-        _ => -1,
-    };
-    frame::put_integer(out, retry);
+    frame::put_integer(out, d.retry_after().map_or(-1, clamp));
 }
 
 /// Redis's rule for client names (no spaces or newlines), plus a length bound.
@@ -1699,7 +1584,24 @@ mod tests {
     use crate::config::LimitConfig;
     use crate::limiter::Algorithm;
 
-    fn door(admin: AdminPolicy) -> RespDoor {
+    /// Admin access of a test door: none, or [`SECRET`] on every socket or on the Unix
+    /// socket only (`[auth.admin]`).
+    #[derive(Clone, Copy)]
+    enum Admin {
+        Disabled,
+        Secret,
+        SecretUnixSocketOnly,
+    }
+
+    fn admin_config(c: &mut Config, admin: Admin) {
+        c.auth.admin = crate::config::auth::AdminConfig {
+            enabled: !matches!(admin, Admin::Disabled),
+            secret_env: (!matches!(admin, Admin::Disabled)).then(|| "ADMIN".into()),
+            unix_socket_only: matches!(admin, Admin::SecretUnixSocketOnly),
+        };
+    }
+
+    fn door(admin: Admin) -> RespDoor {
         let mut c = Config::default();
         c.tiers.insert(
             "basic".into(),
@@ -1710,9 +1612,11 @@ mod tests {
                 key: None,
             },
         );
-        let gate = Arc::new(Gate::new(&c, Arc::new(ManualClock::new(1_000_000))).unwrap());
-        let mut options = RespOptions::from_config(&c, &|_| None).unwrap();
-        options.admin = admin;
+        admin_config(&mut c, admin);
+        let env = |v: &str| (v == "ADMIN").then(|| SECRET.to_string());
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let gate = Arc::new(Gate::with_env(&c, clock, &env).unwrap());
+        let options = RespOptions::from_config(&c).unwrap();
         RespDoor::new(gate, options)
     }
 
@@ -1755,7 +1659,7 @@ mod tests {
         Conn {
             id: 7,
             protocol: Protocol::Resp2,
-            admin: false,
+            admin: None,
             via_unix: peer == Some(Peer::Unix),
             peer,
             name: None,
@@ -1764,7 +1668,7 @@ mod tests {
 
     #[test]
     fn check_replies_and_errors() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let mut c = conn(false);
         // The integers of an all-integer array reply.
         let ints = |reply: &str| -> Vec<i64> {
@@ -1811,7 +1715,7 @@ mod tests {
 
     #[test]
     fn small_commands() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let mut c = conn(false);
         assert_eq!(run(&mut c, &d, "PING"), "+PONG\r\n");
         assert_eq!(run(&mut c, &d, "ping hi"), "$2\r\nhi\r\n");
@@ -1835,7 +1739,7 @@ mod tests {
 
     #[test]
     fn hello_switches_protocol() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let mut c = conn(false);
         let r3 = run(&mut c, &d, "HELLO 3");
         assert!(
@@ -1866,16 +1770,9 @@ mod tests {
 
     const SECRET: &str = "resp-admin-secret-0123456789abcdef";
 
-    fn secret(unix_socket_only: bool) -> AdminPolicy {
-        AdminPolicy::Secret {
-            secret: Arc::new(AdminSecret::new(SECRET.as_bytes()).unwrap()),
-            unix_socket_only,
-        }
-    }
-
     #[test]
     fn auth_gates_admin_commands() {
-        let d = door(secret(false));
+        let d = door(Admin::Secret);
         let mut c = conn(false);
         assert_eq!(
             run(&mut c, &d, "REVOKE JTI j 100"),
@@ -1905,16 +1802,16 @@ mod tests {
             &format!("HELLO 3 AUTH default {SECRET} SETNAME x"),
         );
         assert!(r.starts_with("%7"), "{r}");
-        assert!(c.admin);
+        assert!(c.admin.is_some());
 
-        let uds_only = door(secret(true));
+        let uds_only = door(Admin::SecretUnixSocketOnly);
         let mut tcp = conn(false);
         run(&mut tcp, &uds_only, &format!("AUTH {SECRET}"));
         assert!(run(&mut tcp, &uds_only, "REVOKE SUB u 1").starts_with("-NOPERM"));
         let mut unix = conn(true);
         assert!(run(&mut unix, &uds_only, "REVOKE SUB u 1").starts_with("-NOAUTH"));
 
-        let off = door(AdminPolicy::Disabled);
+        let off = door(Admin::Disabled);
         let mut c = conn(true);
         assert!(run(&mut c, &off, "AUTH x").starts_with("-ERR AUTH <password> called without"));
         assert!(run(&mut c, &off, "REVOKE SUB u 1").starts_with("-ERR REVOKE is disabled"));
@@ -1986,7 +1883,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pipelined_batch_is_answered_with_one_write() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let mut input = Vec::new();
         for i in 0..100 {
             input.extend_from_slice(
@@ -2008,7 +1905,7 @@ mod tests {
     /// fetch for VERIFY, a revocation) is boxed when used, not carried by every connection.
     #[tokio::test]
     async fn a_connections_future_stays_small() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let (_client, server) = tokio::io::duplex(64);
         let size = std::mem::size_of_val(&serve_connection(server, d, None));
         assert!(size <= 1024, "a connection's future is {size} bytes");
@@ -2016,7 +1913,7 @@ mod tests {
 
     #[tokio::test]
     async fn pending_replies_are_flushed_at_the_bound() {
-        let mut d = door(AdminPolicy::Disabled);
+        let mut d = door(Admin::Disabled);
         Arc::get_mut(&mut d.0)
             .unwrap()
             .options
@@ -2046,7 +1943,7 @@ mod tests {
 
     #[tokio::test]
     async fn draining_closes_a_connection_waiting_for_its_next_command() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let conn = tokio::spawn(serve_connection(server, d.clone(), None));
         client.write_all(b"PING\r\nPING\r\n").await.unwrap();
@@ -2073,7 +1970,7 @@ mod tests {
 
     #[tokio::test]
     async fn closing_drops_a_connection_whose_client_does_not_read() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         // A 64-byte pipe whose client writes and never reads: the server's write blocks
         // once 64 bytes of replies are waiting.
         let (client, server) = tokio::io::duplex(64);
@@ -2164,14 +2061,16 @@ mod tests {
             tier: "premium".into(),
         }];
         c.auth.revocation.path = log.map(Path::to_path_buf);
+        admin_config(&mut c, Admin::Secret);
         let hs_secret = std::fs::read_to_string(dir.join("hs256_secret.txt")).unwrap();
-        let env = move |v: &str| (v == "HS").then(|| hs_secret.clone());
+        let env = move |v: &str| match v {
+            "HS" => Some(hs_secret.clone()),
+            "ADMIN" => Some(SECRET.to_string()),
+            _ => None,
+        };
         let clock = Arc::new(ManualClock::new((generated_at + 60) * 1000));
-        let auth = crate::auth::Authenticator::from_config_with(&c.auth, clock.clone(), &env, None)
-            .unwrap();
-        let gate = Arc::new(Gate::with_authenticator(&c, clock, Arc::new(auth)).unwrap());
-        let mut options = RespOptions::from_config(&c, &|_| None).unwrap();
-        options.admin = secret(false);
+        let gate = Arc::new(Gate::with_env(&c, clock, &env).unwrap());
+        let options = RespOptions::from_config(&c).unwrap();
         RespDoor::new(gate, options)
     }
 
@@ -2469,14 +2368,19 @@ mod tests {
         );
         assert_eq!(d.0.gate.authenticator().revocations().len(), 2);
         // Values the store refuses.
-        let long = "j".repeat(MAX_ID_BYTES + 1);
+        let max = crate::auth::MAX_REVOCATION_ID_BYTES;
+        let long = "j".repeat(max + 1);
         assert_eq!(
             run(&mut c, &d, &format!("REVOKE JTI {long} 1")),
-            format!("-ERR the jti must be 1 to {MAX_ID_BYTES} bytes of UTF-8 text\r\n")
+            format!("-ERR the jti must be 1 to {max} bytes\r\n")
+        );
+        assert_eq!(
+            run_args(&mut c, &d, &[b"REVOKE", b"SUB", b"\xff", b"1"]),
+            "-ERR the subject must be UTF-8 text\r\n"
         );
         assert_eq!(
             run(&mut c, &d, "REVOKE SUB u 99999999999999999"),
-            "-ERR before is out of range\r\n"
+            "-ERR before is out of range: a time in seconds since the epoch\r\n"
         );
         let info = run(&mut c, &d, "INFO stats");
         assert!(info.contains("revocations:3\r\n"), "{info}");

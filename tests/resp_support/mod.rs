@@ -52,7 +52,8 @@ pub fn config(dir: &tempfile::TempDir) -> Config {
     c.resp.enabled = true;
     c.resp.tcp = "127.0.0.1:0".into();
     c.resp.unix_socket = Some(dir.path().join("resp.sock"));
-    c.resp.admin_secret_env = Some("RESP_TEST_ADMIN".into());
+    c.auth.admin.enabled = true;
+    c.auth.admin.secret_env = Some("RESP_TEST_ADMIN".into());
     c.validate().expect("the test configuration validates");
     c
 }
@@ -86,9 +87,9 @@ pub fn start_with(tweak: impl FnOnce(&mut RespOptions)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let config = config(&dir);
     let clock = Arc::new(ManualClock::new(T0_MILLIS));
-    let gate = Arc::new(Gate::new(&config, clock.clone()).unwrap());
     let env = |k: &str| (k == "RESP_TEST_ADMIN").then(|| ADMIN_SECRET.to_string());
-    let mut options = RespOptions::from_config(&config, &env).unwrap();
+    let gate = Arc::new(Gate::with_env(&config, clock.clone(), &env).unwrap());
+    let mut options = RespOptions::from_config(&config).unwrap();
     tweak(&mut options);
     let server = RespServer::start(gate.clone(), options).expect("RESP server starts");
     TestServer {
@@ -140,9 +141,9 @@ pub fn start_auth_with(issuer: IssuerConfig, tweak: impl FnOnce(&mut Config)) ->
     let clock = auth_support::clock();
     let auth = Arc::new(auth_support::build(&config.auth, clock.clone()));
     auth.start();
-    let gate = Arc::new(Gate::with_authenticator(&config, clock.clone(), auth).unwrap());
     let env = |k: &str| (k == "RESP_TEST_ADMIN").then(|| ADMIN_SECRET.to_string());
-    let options = RespOptions::from_config(&config, &env).unwrap();
+    let gate = Arc::new(Gate::with_authenticator(&config, clock.clone(), auth, &env).unwrap());
+    let options = RespOptions::from_config(&config).unwrap();
     let server = RespServer::start(gate.clone(), options).expect("RESP server starts");
     TestServer {
         server,
