@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tollgate::clock::ManualClock;
 use tollgate::config::auth::IssuerConfig;
 use tollgate::config::routes::RouteConfig;
-use tollgate::config::{Config, LimitConfig};
+use tollgate::config::{AuthConfig, Config, LimitConfig};
 use tollgate::gate::Gate;
 use tollgate::limiter::Algorithm;
 use tollgate::server::resp::{RespOptions, RespServer};
@@ -120,7 +120,10 @@ pub fn auth_config(dir: &tempfile::TempDir, issuer: IssuerConfig) -> Config {
         bypass_roles: None,
         limits: Vec::new(),
     }];
-    c.auth = auth_support::config(issuer);
+    c.auth = AuthConfig {
+        admin: c.auth.admin.clone(),
+        ..auth_support::config(issuer)
+    };
     c.auth.revocation.path = Some(dir.path().join("revocations.log"));
     c
 }
