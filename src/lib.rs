@@ -28,13 +28,13 @@
 //!   question (`/auth`, `VERIFY`) from an [`gate::AccessQuery`]. It holds the compiled
 //!   configuration behind an atomic swap for reloads, the limiter, the authenticator and the
 //!   metrics.
-//! - [`server`]: the front doors, one file each — [`server::http`] (`/check`, `/auth`,
-//!   health, readiness, metrics, the admin API), [`server::fastpath`] (the hand-written
-//!   HTTP/1.1 path for the plain requests of the hot paths), [`server::resp`] (the RESP
-//!   door: `CHECK`, `VERIFY`, `REVOKE`…, on event loops of its own that poll briefly before
-//!   sleeping when busy: [`server::idle_poll`]) — and what they share: [`server::listener`]
-//!   (TCP and Unix listeners, connection cap, timeouts, graceful drain) and
-//!   [`server::readiness`].
+//! - [`server`]: the front doors — [`server::http`] (`/check`, `/auth`, health, readiness,
+//!   metrics, the admin API), [`server::fastpath`] (the hand-written HTTP/1.1 path for the
+//!   plain requests of the hot paths), [`server::resp`] (the RESP door, a folder: its
+//!   connection loop, one file per command — `CHECK`, `VERIFY`, `REVOKE`… — and event loops
+//!   of its own that poll briefly before sleeping when busy: [`server::resp::idle_poll`]) —
+//!   and what they share: [`server::listener`] (TCP and Unix listeners, connection cap,
+//!   timeouts, graceful drain) and [`server::readiness`].
 //! - [`resp`]: RESP2/RESP3 framing, the request parser and the reply encoder.
 //! - [`client`]: an async, pipelining Rust client for the RESP protocol.
 //! - [`metrics`]: the Prometheus registry and every exported series.

@@ -343,8 +343,8 @@ impl Metrics {
     }
 
     /// The counters the RESP event loops keep (they count into these directly).
-    pub fn event_loop_stats(&self) -> crate::server::idle_poll::LoopStats {
-        crate::server::idle_poll::LoopStats {
+    pub fn event_loop_stats(&self) -> crate::server::resp::idle_poll::LoopStats {
+        crate::server::resp::idle_poll::LoopStats {
             sleeps: self.resp_loop_sleeps.clone(),
             idle_polls: self.resp_loop_idle_polls.clone(),
         }

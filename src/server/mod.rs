@@ -11,14 +11,17 @@
 //! Files: [`http`] is the HTTP door (routing, parsing, rendering), [`fastpath`] its
 //! hand-written HTTP/1.1 fast path for plain GETs, [`listener`] the sockets and connection
 //! handling every door shares, [`readiness`] the conditions `/readyz` reports, [`resp`] the
-//! RESP door and [`idle_poll`] how its event loops poll for work before they sleep.
+//! RESP door (a folder: its connection loop, one file per command, and its event loops,
+//! which poll for work before they sleep: [`resp::idle_poll`]).
 
 pub mod fastpath;
 pub mod http;
-pub mod idle_poll;
 pub mod listener;
 pub mod readiness;
 pub mod resp;
+
+// `config::resp` reads the idle-polling bounds from here until it holds them itself.
+pub(crate) use resp::idle_poll;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

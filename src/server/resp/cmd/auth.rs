@@ -1,0 +1,116 @@
+//! `AUTH [user] <password>`: unlocks the admin commands (`REVOKE`) on this connection when
+//! the password is the admin secret (and the user, when given, is `default`, as Redis names
+//! it). `HELLO … AUTH user pass` authenticates the same way ([`authenticate`]).
+
+use bytes::BytesMut;
+
+use super::{err, wrong_arity};
+use crate::resp::Args;
+use crate::server::resp::connection::Conn;
+use crate::server::resp::door::DoorShared;
+use crate::server::resp::stats::BatchCounts;
+
+/// Redis's reply to a wrong user or password (`AUTH`, `HELLO … AUTH`).
+pub(super) const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// Checks an `AUTH`/`HELLO AUTH` user and password; unlocks admin commands when right.
+pub(super) fn authenticate(
+    conn: &mut Conn,
+    user: Option<&[u8]>,
+    password: &[u8],
+    door: &DoorShared,
+) -> bool {
+    // The gate checks the password even for a wrong user name, so timing does not tell
+    // them apart.
+    let proof = door.gate.admin().prove(password);
+    let user_ok = user.map_or(true, |u| u == b"default");
+    match proof {
+        Ok(proof) if user_ok => {
+            conn.admin = Some(proof);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `AUTH [user] <password>`.
+pub(super) fn apply(
+    conn: &mut Conn,
+    args: &Args<'_>,
+    door: &DoorShared,
+    out: &mut BytesMut,
+    counts: &mut BatchCounts,
+) {
+    let (user, password) = match args.len() {
+        2 => (None, args[1]),
+        3 => (Some(args[1]), args[2]),
+        _ => return wrong_arity(out, "auth", counts),
+    };
+    if !door.gate.admin().has_secret() {
+        return err(
+            out,
+            "ERR AUTH <password> called without any password configured for the default user. \
+             Are you sure your configuration is correct?",
+            counts,
+        );
+    }
+    if authenticate(conn, user, password, door) {
+        out.extend_from_slice(b"+OK\r\n");
+    } else {
+        counts.auth_failures += 1;
+        err(out, WRONGPASS, counts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::server::resp::testing::Admin;
+    use crate::server::resp::testing::{conn, door, run, SECRET};
+
+    #[test]
+    fn auth_gates_admin_commands() {
+        let d = door(Admin::Secret);
+        let mut c = conn(false);
+        assert_eq!(
+            run(&mut c, &d, "REVOKE JTI j 100"),
+            "-NOAUTH Authentication required.\r\n"
+        );
+        assert!(run(&mut c, &d, "AUTH wrong").starts_with("-WRONGPASS"));
+        assert!(run(&mut c, &d, &format!("AUTH admin {SECRET}")).starts_with("-WRONGPASS"));
+        assert_eq!(
+            run(&mut c, &d, &format!("AUTH default {SECRET}")),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            run(&mut c, &d, "REVOKE JTI j soon"),
+            "-ERR exp must be an integer (seconds since the epoch)\r\n"
+        );
+        assert_eq!(
+            run(&mut c, &d, "REVOKE KID j 1"),
+            "-ERR REVOKE takes JTI <jti> <exp> or SUB <sub> <before>\r\n"
+        );
+        assert_eq!(run(&mut c, &d, "REVOKE SUB u 100"), "+OK\r\n");
+        assert_eq!(run(&mut c, &d, "RESET"), "+RESET\r\n");
+        assert!(run(&mut c, &d, "REVOKE SUB u 1").starts_with("-NOAUTH"));
+        // HELLO AUTH authenticates too.
+        let r = run(
+            &mut c,
+            &d,
+            &format!("HELLO 3 AUTH default {SECRET} SETNAME x"),
+        );
+        assert!(r.starts_with("%7"), "{r}");
+        assert!(c.admin.is_some());
+
+        let uds_only = door(Admin::SecretUnixSocketOnly);
+        let mut tcp = conn(false);
+        run(&mut tcp, &uds_only, &format!("AUTH {SECRET}"));
+        assert!(run(&mut tcp, &uds_only, "REVOKE SUB u 1").starts_with("-NOPERM"));
+        let mut unix = conn(true);
+        assert!(run(&mut unix, &uds_only, "REVOKE SUB u 1").starts_with("-NOAUTH"));
+
+        let off = door(Admin::Disabled);
+        let mut c = conn(true);
+        assert!(run(&mut c, &off, "AUTH x").starts_with("-ERR AUTH <password> called without"));
+        assert!(run(&mut c, &off, "REVOKE SUB u 1").starts_with("-ERR REVOKE is disabled"));
+    }
+}

@@ -1,0 +1,50 @@
+//! [`RespOptions`]: everything a RESP listener needs besides the gate, read from `[resp]`.
+//! (Who may run the admin commands is the gate's decision: `gate::AdminAccess`.)
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::idle_poll;
+use crate::config::Config;
+use crate::resp::RequestLimits;
+
+/// Everything a RESP listener needs besides the gate. [`RespOptions::from_config`] reads it
+/// from `[resp]`; tests adjust the fields.
+#[derive(Debug)]
+pub struct RespOptions {
+    /// TCP address to listen on; `None` for no TCP listener.
+    pub tcp: Option<String>,
+    /// Unix socket to listen on, and its file mode (octal text).
+    pub unix_socket: Option<PathBuf>,
+    pub unix_socket_mode: String,
+    pub limits: RequestLimits,
+    pub max_pending_reply_bytes: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    /// Connections still open this long after a shutdown began are dropped.
+    pub shutdown_grace: Duration,
+    /// Event-loop threads of the door's own; 0 serves it on the caller's runtime.
+    pub threads: usize,
+    /// How long an event loop that is at least half busy polls for work before it sleeps
+    /// (`resp.idle_poll_us`, [`idle_poll`]); zero never polls.
+    pub idle_poll: Duration,
+}
+
+impl RespOptions {
+    /// Reads `[resp]`.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let rc = &config.resp;
+        Ok(Self {
+            tcp: rc.tcp_addr().map(|a| a.to_string()),
+            unix_socket: rc.unix_socket.clone(),
+            unix_socket_mode: rc.unix_socket_mode.clone(),
+            limits: rc.request_limits(),
+            max_pending_reply_bytes: rc.max_pending_reply_bytes,
+            max_connections: rc.max_connections,
+            idle_timeout: rc.idle_timeout(),
+            shutdown_grace: config.server.shutdown_grace(),
+            threads: rc.threads,
+            idle_poll: rc.idle_poll(idle_poll::cpu_quota_cores()),
+        })
+    }
+}
