@@ -272,7 +272,7 @@ fn encode_verify(
 }
 
 /// What to revoke ([`Client::revoke`]): the same two forms as `POST /admin/revoke`.
-pub use crate::auth::RevokeRequest;
+pub use crate::gate::RevokeRequest;
 
 /// One `CHECK` with every option.
 #[derive(Debug, Clone, Copy)]

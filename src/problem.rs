@@ -3,8 +3,9 @@
 //! Every HTTP answer that is not a decision — bad parameters, an unknown path, a wrong method,
 //! a URI that is too long — carries an `application/problem+json` body built here, so that a
 //! client always learns *what* was wrong in a machine-readable `type` and a human `detail`.
-//! The RESP door renders the same [`ProblemType`]s as `-ERR` lines, which keeps the two doors'
-//! error vocabulary identical.
+//! The RESP door answers `-ERR` lines of its own wording; what the two doors share is the
+//! gate's errors underneath ([`CheckError`], the revocation and admin refusals), so the same
+//! input is refused alike on both.
 
 use std::fmt::Write as _;
 

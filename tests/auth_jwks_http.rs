@@ -513,3 +513,117 @@ async fn a_key_removed_from_the_set_stops_its_cached_tokens() {
     assert_eq!(auth(&a, &es).await.unwrap(), "user_es256");
     assert_eq!(a.cache().len(), 1);
 }
+
+/// The value of one series in a Prometheus text exposition (0 when absent).
+fn series(text: &str, name_and_labels: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// A request whose token names a key id the issuer's set lacks is authenticated once: it
+/// waits for the one refetch, the token is verified from its one parse, and every counter
+/// sees one request — the access decision, the credential check, and the refetch or its
+/// suppression.
+#[tokio::test]
+async fn an_unknown_kid_is_authenticated_once_and_counted_once() {
+    use tollgate::gate::{AccessOutcome, AccessQuery, Gate};
+
+    let (addr, served) = serve("jwks.json").await;
+    let clock = s::clock();
+    let text = format!(
+        "[tiers.anonymous]\nlimit = 100\nwindow = \"1h\"\n[tiers.basic]\nlimit = 100\nwindow = \"1h\"\n\
+         [[routes]]\npath = \"/api/**\"\nauth = \"required\"\n\
+         [[auth.issuers]]\nname = \"better-auth\"\nissuer = \"{iss}\"\naudiences = [\"{aud}\"]\n\
+         jwks_url = \"http://{addr}/api/auth/jwks\"\n",
+        iss = s::manifest().issuer,
+        aud = s::manifest().audience,
+    );
+    let config = tollgate::config::Config::from_toml_str(&text, "test.toml").unwrap();
+    let auth = Arc::new(s::build(&config.auth, clock.clone()));
+    auth.start();
+    assert!(auth.wait_ready(Duration::from_secs(10)).await);
+    let gate = Gate::with_authenticator(&config, clock.clone(), auth, &s::env).unwrap();
+    let rotated = s::header(&s::token("eddsa_rotated_key"));
+    let query = AccessQuery {
+        method: "GET",
+        uri: b"/api/me",
+        credentials: s::input(&rotated),
+        client_ip: None,
+        headers: None,
+    };
+
+    // Past the first fetch's cooldown: the first request refetches (the issuer still has
+    // the old set), the next five find the kid in the negative cache.
+    clock.advance_millis(31_000);
+    for _ in 0..6 {
+        let d = gate.authorize(&query).await.unwrap();
+        assert_eq!(d.reason(), Some("invalid_token"));
+    }
+    assert_eq!(served.count(), 2, "one refetch for six requests");
+    let m = String::from_utf8(gate.render_metrics()).unwrap();
+    assert_eq!(
+        series(&m, r#"tollgate_access_total{result="invalid_token"}"#),
+        6
+    );
+    assert_eq!(
+        series(
+            &m,
+            r#"tollgate_auth_outcomes_total{reason="invalid_token"}"#
+        ),
+        6
+    );
+    assert_eq!(
+        series(&m, r#"tollgate_auth_outcomes_total{reason="ok"}"#),
+        0
+    );
+    let issuer = r#"{issuer="better-auth"}"#;
+    assert_eq!(
+        series(
+            &m,
+            &format!("tollgate_keyset_unknown_kid_refetches_total{issuer}")
+        ),
+        1
+    );
+    assert_eq!(
+        series(
+            &m,
+            &format!("tollgate_keyset_unknown_kid_suppressed_total{issuer}")
+        ),
+        5,
+        "every request that did not refetch is a suppression"
+    );
+
+    // The issuer rotates: after the cooldown, one request waits for the refetch and is
+    // admitted, counted once as allowed and once as a good credential.
+    *served.body.lock() = std::fs::read(s::dir().join("jwks_rotated.json")).unwrap();
+    clock.advance_millis(31_000);
+    let d = gate.authorize(&query).await.unwrap();
+    assert_eq!(d.outcome, AccessOutcome::Allowed);
+    assert_eq!(served.count(), 3);
+    let m = String::from_utf8(gate.render_metrics()).unwrap();
+    assert_eq!(series(&m, r#"tollgate_access_total{result="allowed"}"#), 1);
+    assert_eq!(
+        series(&m, r#"tollgate_auth_outcomes_total{reason="ok"}"#),
+        1
+    );
+    assert_eq!(
+        series(
+            &m,
+            r#"tollgate_auth_outcomes_total{reason="invalid_token"}"#
+        ),
+        6
+    );
+    assert_eq!(
+        series(
+            &m,
+            &format!("tollgate_keyset_unknown_kid_refetches_total{issuer}")
+        ),
+        2
+    );
+    assert_eq!(
+        gate.limiter().tracked_states(),
+        1,
+        "counted against one limit once"
+    );
+}

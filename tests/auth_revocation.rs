@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auth_support as s;
-use tollgate::auth::{AuthError, Authenticator, Revocation, RevocationStore, RevokeRequest};
+use tollgate::auth::{AuthError, Authenticator, Revocation, RevocationStore};
 use tollgate::clock::SystemClock;
+use tollgate::gate::RevokeRequest;
 
 const FAR_FUTURE: i64 = 4_102_444_800;
 

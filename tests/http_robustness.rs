@@ -19,7 +19,6 @@ fn shared() -> HttpShared {
         gate: Arc::new(Gate::new(&cfg, clock).unwrap()),
         readiness: Default::default(),
         max_uri_bytes: 4096,
-        admin: tollgate::auth::AdminAccess::Disabled,
     }
 }
 

@@ -1,10 +1,14 @@
-//! The `[resp]` section: defaults, validation with file positions, and how the admin secret
-//! is found.
+//! The `[resp]` section: defaults, validation with file positions, and the one admin secret (which
+//! `resp.admin_secret_env`, deprecated, still names).
 
+use std::sync::Arc;
+
+use tollgate::clock::ManualClock;
 use tollgate::config::Config;
+use tollgate::gate::{AdminAccess, AdminCaller, AdminCredential, AdminRefusal, Gate};
 use tollgate::resp::RequestLimits;
 use tollgate::server::resp::idle_poll::configured_window;
-use tollgate::server::resp::{AdminPolicy, RespOptions};
+use tollgate::server::resp::RespOptions;
 
 /// A valid base (one tier) followed by `resp`.
 fn with_resp(resp: &str) -> String {
@@ -30,7 +34,7 @@ fn off_by_default_and_127_0_0_1_7070_once_enabled() {
     assert_eq!(c.resp.unix_socket, None);
     let on = Config::from_toml_str(&with_resp("[resp]\nenabled = true\n"), "t.toml").unwrap();
     assert_eq!(on.resp.tcp_addr(), Some("127.0.0.1:7070".parse().unwrap()));
-    let limits = RespOptions::from_config(&on, &|_| None).unwrap().limits;
+    let limits = RespOptions::from_config(&on).unwrap().limits;
     // The configuration restates the parser's defaults (it may not depend on the parser).
     let d = RequestLimits::default();
     assert_eq!(
@@ -171,7 +175,7 @@ fn listeners_must_exist_and_not_collide_with_http() {
 }
 
 #[test]
-fn the_admin_secret_comes_from_resp_or_the_admin_api() {
+fn one_admin_secret_for_every_door_and_resp_admin_secret_env_is_its_deprecated_alias() {
     const SECRET: &str = "admin-secret-0123456789abcdef-0123456789";
     let env = |k: &str| match k {
         "RESP_SECRET" | "ADMIN_SECRET" => Some(SECRET.to_string()),
@@ -179,47 +183,56 @@ fn the_admin_secret_comes_from_resp_or_the_admin_api() {
         _ => None,
     };
     let load = |resp: &str| Config::from_toml_str(&with_resp(resp), "t.toml").unwrap();
+    let gate = |c: &Config| Gate::with_env(c, Arc::new(ManualClock::new(0)), &env);
+    let admitted = |a: &AdminAccess, via_unix_socket: bool, secret: &str| {
+        let h = format!("Bearer {secret}");
+        a.admit(&AdminCaller {
+            via_unix_socket,
+            credential: AdminCredential::Authorization(h.as_bytes()),
+        })
+    };
 
-    let none = RespOptions::from_config(&load("[resp]\nenabled = true\n"), &env).unwrap();
-    assert!(matches!(none.admin, AdminPolicy::Disabled));
+    let none = gate(&load("[resp]\nenabled = true\n")).unwrap();
+    assert!(matches!(none.admin(), AdminAccess::Disabled));
 
-    let own = RespOptions::from_config(
-        &load("[resp]\nenabled = true\nadmin_secret_env = \"RESP_SECRET\"\n"),
-        &env,
-    )
+    // The deprecated RESP setting enables the one admin access, with its secret, on every
+    // door and every socket.
+    let own = gate(&load(
+        "[resp]\nenabled = true\nadmin_secret_env = \"RESP_SECRET\"\n",
+    ))
     .unwrap();
-    match own.admin {
-        AdminPolicy::Secret {
-            secret,
-            unix_socket_only,
-        } => {
-            assert!(secret.verify(SECRET.as_bytes()) && !secret.verify(b"guess"));
-            assert!(!unix_socket_only);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(own.admin().describe(), "secret");
+    assert_eq!(admitted(own.admin(), false, SECRET), Ok(()));
+    assert_eq!(
+        admitted(own.admin(), false, "guess"),
+        Err(AdminRefusal::SecretInvalid)
+    );
+    assert!(own.admin().prove(SECRET.as_bytes()).is_ok());
 
-    let from_admin = RespOptions::from_config(
-        &load("[auth.admin]\nenabled = true\nsecret_env = \"ADMIN_SECRET\"\nunix_socket_only = true\n\n[resp]\nenabled = true\n"),
-        &env,
-    )
+    let from_admin = gate(&load(
+        "[auth.admin]\nenabled = true\nsecret_env = \"ADMIN_SECRET\"\nunix_socket_only = true\n\n[resp]\nenabled = true\n",
+    ))
     .unwrap();
-    assert!(matches!(
-        from_admin.admin,
-        AdminPolicy::Secret {
-            unix_socket_only: true,
-            ..
-        }
-    ));
+    assert_eq!(from_admin.admin().describe(), "secret,unix_socket_only");
+    assert_eq!(
+        admitted(from_admin.admin(), false, SECRET),
+        Err(AdminRefusal::UnixSocketOnly)
+    );
+    assert_eq!(admitted(from_admin.admin(), true, SECRET), Ok(()));
 
     for (resp, why) in [
-        ("[resp]\nadmin_secret_env = \"UNSET\"\n", "UNSET is not set"),
+        ("[resp]\nadmin_secret_env = \"UNSET\"\n", "UNSET"),
         (
             "[resp]\nadmin_secret_env = \"SHORT\"\n",
             "at least 32 bytes",
         ),
     ] {
-        let e = RespOptions::from_config(&load(resp), &env).unwrap_err();
-        assert!(format!("{e:#}").contains(why), "{e:#}");
+        let e = gate(&load(resp)).err().expect("refused");
+        let e = format!("{e:#}");
+        assert!(
+            e.contains(why) && e.contains("not set") == (why == "UNSET"),
+            "{e}"
+        );
+        assert!(!e.contains(SECRET), "{e}");
     }
 }

@@ -776,7 +776,10 @@ async fn revoke_is_admin_only_durable_and_refuses_the_token_at_once() {
         .await
         .unwrap();
         match a.revoke_sub("user_1", 1 << 50).await {
-            Err(ClientError::Server(m)) => assert_eq!(m, "ERR before is out of range"),
+            Err(ClientError::Server(m)) => assert_eq!(
+                m,
+                "ERR before is out of range: a time in seconds since the epoch"
+            ),
             other => panic!("{other:?}"),
         }
     }

@@ -538,6 +538,15 @@ impl IssuerKeys {
         r.negative.lock().get(kid).is_some_and(|until| *until > now)
     }
 
+    /// Counts an unknown-kid refetch that was not made because the kid was looked up in
+    /// vain moments ago (the negative cache), as [`Self::resolve_unknown_kid`] counts those
+    /// it suppresses itself.
+    pub fn count_suppressed_refetch(&self) {
+        self.stats
+            .kid_refetches_suppressed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Fetches the set now and installs it on success. Returns the response's `max-age`.
     /// On failure the previous set stays.
     pub async fn fetch_now(&self) -> Result<Option<Duration>, String> {

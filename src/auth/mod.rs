@@ -16,8 +16,7 @@
 //!
 //! Files: [`verify`] (JWS parsing, algorithms, claim rules), [`jwks`] (key sets, remote
 //! refresh), [`cache`] ([`TokenCache`]), [`revocation`] ([`RevocationStore`]), [`api_key`],
-//! [`identity`] (claims → [`Identity`], role → tier), [`admin`] (admin-API access and
-//! request body), `error` ([`AuthError`]).
+//! [`identity`] (claims → [`Identity`], role → tier), [`admin`] (the admin secret), `error` ([`AuthError`]).
 //!
 //! Tokens, secrets and key ids are never logged.
 
@@ -37,13 +36,16 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-pub use admin::{AdminAccess, AdminSecret, RevokeRequest};
+pub use admin::AdminSecret;
 pub use api_key::ApiKeys;
 pub use cache::{CacheStats, TokenCache};
 pub use error::AuthError;
 pub use identity::{Identity, IdentityKind, IdentityRules, TokenClaims};
 pub use jwks::{IssuerKeys, KeySet, KeySetStats};
-pub use revocation::{Revocation, RevocationError, RevocationOptions, RevocationStore};
+pub use revocation::{
+    Revocation, RevocationError, RevocationOptions, RevocationStore,
+    MAX_ID_BYTES as MAX_REVOCATION_ID_BYTES,
+};
 pub use verify::{Alg, AlgSet, MAX_TOKEN_BYTES};
 
 use crate::clock::Clock;
@@ -52,21 +54,27 @@ use crate::config::AuthConfig;
 use cache::Lookup;
 use verify::ClaimRules;
 
-/// The credentials of one request, as the front door found them.
+/// The credentials of one request, as the front door found them: raw bytes, so that every
+/// door hands over exactly what it received and the one reading below decides what they are.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AuthInput<'a> {
     /// The `Authorization` header value (`Bearer <token>`; other schemes are ignored).
     pub authorization: Option<&'a [u8]>,
     /// The API key header value.
     pub api_key: Option<&'a [u8]>,
-    /// A token passed on its own, without a header (the RESP `AUTH <token>` command).
-    /// Takes precedence over `authorization`.
-    pub token: Option<&'a str>,
+    /// A token passed on its own, without a header (the RESP `VERIFY` and `AUTH`
+    /// commands). Takes precedence over `authorization`.
+    pub token: Option<&'a [u8]>,
 }
 
 impl<'a> AuthInput<'a> {
     /// A bare token.
     pub fn bearer(token: &'a str) -> Self {
+        Self::bearer_bytes(token.as_bytes())
+    }
+
+    /// A bare token as received, not yet known to be text.
+    pub fn bearer_bytes(token: &'a [u8]) -> Self {
         Self {
             token: Some(token),
             ..Self::default()
@@ -82,39 +90,42 @@ impl<'a> AuthInput<'a> {
     }
 }
 
-/// Extracts the token of an `Authorization: Bearer <token>` value (scheme case-insensitive,
-/// RFC 6750 §2.1). `None` for other schemes or an empty token.
-pub fn bearer_token(header: &[u8]) -> Option<&str> {
+/// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive, RFC 6750
+/// §2.1), as bytes. `None` for other schemes or an empty token: those carry no bearer token.
+/// Whether the bytes are text is [`read_token`]'s question, not this one's, so a token that
+/// is not UTF-8 is an invalid token, never "no token".
+pub fn bearer_token(header: &[u8]) -> Option<&[u8]> {
     let h = header.trim_ascii_start();
     if h.len() < 7 || !h[..6].eq_ignore_ascii_case(b"bearer") || h[6] != b' ' {
         return None;
     }
     let t = h[7..].trim_ascii();
-    if t.is_empty() {
-        return None;
-    }
-    std::str::from_utf8(t).ok()
+    (!t.is_empty()).then_some(t)
 }
 
-/// The bearer token of an input, `None` when there is none (no header, or another scheme).
-/// Oversize tokens are refused here, before any other look at them.
-fn token_of<'a>(input: &AuthInput<'a>) -> Option<Result<&'a str, AuthError>> {
-    if let Some(t) = input.token {
-        if t.len() > MAX_TOKEN_BYTES {
-            return Some(Err(AuthError::TokenTooLarge));
+/// Reads the bearer token of an input, the one rule every door shares: `None` when there is
+/// none (no header, another scheme, an empty token); oversize tokens are refused before any
+/// other look at them; bytes that are not UTF-8 cannot be a JWS and are an invalid token
+/// (`Malformed`), on every door alike.
+pub fn read_token<'a>(input: &AuthInput<'a>) -> Option<Result<&'a str, AuthError>> {
+    let raw = match input.token {
+        Some(t) => t,
+        None => {
+            let header = input.authorization?;
+            // Size first: a 100 KiB header is refused without being scanned.
+            if header.len() > MAX_TOKEN_BYTES + 64 {
+                return Some(Err(AuthError::TokenTooLarge));
+            }
+            bearer_token(header)?
         }
-        return Some(Ok(t));
+    };
+    if raw.is_empty() {
+        return None;
     }
-    let raw = input.authorization?;
-    // Size first: a 100 KiB header is refused without being scanned.
-    if raw.len() > MAX_TOKEN_BYTES + 64 {
+    if raw.len() > MAX_TOKEN_BYTES {
         return Some(Err(AuthError::TokenTooLarge));
     }
-    let t = bearer_token(raw)?;
-    if t.len() > MAX_TOKEN_BYTES {
-        return Some(Err(AuthError::TokenTooLarge));
-    }
-    Some(Ok(t))
+    Some(std::str::from_utf8(raw).map_err(|_| AuthError::Malformed("the token is not UTF-8 text")))
 }
 
 /// Counters of authentication outcomes, by reason, exported by the metrics module.
@@ -202,13 +213,37 @@ struct Issuer {
     keys: Arc<IssuerKeys>,
 }
 
-enum Attempt {
+enum Attempt<'t> {
     Done(Result<Arc<Identity>, AuthError>),
     /// The token's kid is not in the issuer's current set (and not known-unknown).
-    UnknownKid {
-        issuer: usize,
-        kid: String,
-    },
+    UnknownKid(PendingVerification<'t>),
+}
+
+/// What [`Authenticator::begin`] found.
+pub enum Authentication<'t> {
+    /// The outcome, already counted.
+    Done(Result<Arc<Identity>, AuthError>),
+    /// The token names a key id its issuer's key set lacks: a refetch may bring it.
+    AwaitingKeys(PendingVerification<'t>),
+}
+
+/// A token parsed and matched to its issuer, whose key id the issuer's key set lacks. It is
+/// finished by [`Authenticator::finish`] (after one refetch) or [`Authenticator::give_up`],
+/// without being parsed again.
+pub struct PendingVerification<'t> {
+    issuer: usize,
+    kid: String,
+    parsed: verify::ParsedToken<'t>,
+    fingerprint: cache::Fingerprint,
+}
+
+impl std::fmt::Debug for PendingVerification<'_> {
+    /// Names the issuer only: the token and its key id are never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingVerification")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything authentication needs, built once from `[auth]`.
@@ -439,51 +474,80 @@ impl Authenticator {
     }
 
     /// Authenticates a request. A bearer token wins over an API key when both are sent.
-    /// On a token whose `kid` is unknown, this may wait for one key-set refetch (bounded by
-    /// the fetch timeout, at most once per cooldown per issuer).
+    /// On a token whose `kid` is unknown, this waits for one key-set refetch (bounded by
+    /// the fetch timeout, at most once per cooldown per issuer) and then finishes the same
+    /// verification: the token is parsed once and the outcome counted once.
     pub async fn authenticate(&self, input: &AuthInput<'_>) -> Result<Arc<Identity>, AuthError> {
-        let r = match token_of(input) {
-            Some(Ok(token)) => match self.attempt(token) {
-                Attempt::Done(r) => r,
-                Attempt::UnknownKid { issuer, kid } => {
-                    let keys = &self.issuers[issuer].keys;
-                    if keys.resolve_unknown_kid(&kid).await {
-                        match self.attempt(token) {
-                            Attempt::Done(r) => r,
-                            Attempt::UnknownKid { .. } => Err(AuthError::UnknownKey),
-                        }
-                    } else {
-                        Err(AuthError::UnknownKey)
-                    }
-                }
-            },
-            Some(Err(e)) => Err(e),
-            None => self.api_key_or_missing(input),
-        };
-        self.outcomes.count(&r);
-        r
+        match self.begin(input) {
+            Authentication::Done(r) => r,
+            Authentication::AwaitingKeys(pending) => self.finish(pending).await,
+        }
     }
 
     /// Authenticates without ever waiting: a token with an unknown `kid` fails at once
     /// (`UnknownKey`) and, inside a Tokio runtime, starts the refetch in the background so a
     /// retry can succeed. For callers that cannot await, and for benchmarks.
     pub fn authenticate_now(&self, input: &AuthInput<'_>) -> Result<Arc<Identity>, AuthError> {
-        let r = match token_of(input) {
+        match self.begin(input) {
+            Authentication::Done(r) => r,
+            Authentication::AwaitingKeys(pending) => self.give_up(pending),
+        }
+    }
+
+    /// The first, never-waiting part of [`Self::authenticate`]: either the outcome (counted
+    /// in the outcome metrics) or a verification that needs its issuer's key set refetched,
+    /// to be completed by [`Self::finish`] (which waits) or [`Self::give_up`] (which does not).
+    pub fn begin<'t>(&self, input: &AuthInput<'t>) -> Authentication<'t> {
+        let r = match read_token(input) {
             Some(Ok(token)) => match self.attempt(token) {
                 Attempt::Done(r) => r,
-                Attempt::UnknownKid { issuer, kid } => {
-                    let keys = Arc::clone(&self.issuers[issuer].keys);
-                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                        rt.spawn(async move {
-                            keys.resolve_unknown_kid(&kid).await;
-                        });
-                    }
-                    Err(AuthError::UnknownKey)
-                }
+                Attempt::UnknownKid(pending) => return Authentication::AwaitingKeys(pending),
             },
             Some(Err(e)) => Err(e),
             None => self.api_key_or_missing(input),
         };
+        self.outcomes.count(&r);
+        Authentication::Done(r)
+    }
+
+    /// Completes a verification that waited for its key: one refetch of the issuer's key
+    /// set (shared with concurrent callers, at most once per cooldown), then the signature
+    /// and claims of the token already parsed. Counts the outcome.
+    pub async fn finish(
+        &self,
+        pending: PendingVerification<'_>,
+    ) -> Result<Arc<Identity>, AuthError> {
+        let keys = &self.issuers[pending.issuer].keys;
+        let r = if keys.resolve_unknown_kid(&pending.kid).await {
+            let now = self.clock.now_millis() as i64;
+            match self.verify_parsed(pending.issuer, &pending.parsed, now) {
+                Ok((id, valid_until, tag)) => {
+                    self.cache
+                        .insert(pending.fingerprint, Arc::clone(&id), valid_until, now, tag);
+                    self.unless_revoked(id)
+                }
+                Err(Failure::Invalid(e)) => Err(e),
+                // Refetched, and the kid is still missing (or the set changed under us).
+                Err(Failure::UnknownKid(..)) => Err(AuthError::UnknownKey),
+            }
+        } else {
+            Err(AuthError::UnknownKey)
+        };
+        self.outcomes.count(&r);
+        r
+    }
+
+    /// Refuses a verification that would have to wait (`UnknownKey`), starting the refetch
+    /// in the background when inside a Tokio runtime so that a retry can pass. Counts it.
+    pub fn give_up(&self, pending: PendingVerification<'_>) -> Result<Arc<Identity>, AuthError> {
+        let keys = Arc::clone(&self.issuers[pending.issuer].keys);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let kid = pending.kid;
+            rt.spawn(async move {
+                keys.resolve_unknown_kid(&kid).await;
+            });
+        }
+        let r = Err(AuthError::UnknownKey);
         self.outcomes.count(&r);
         r
     }
@@ -505,7 +569,7 @@ impl Authenticator {
         }
     }
 
-    fn attempt(&self, token: &str) -> Attempt {
+    fn attempt<'t>(&self, token: &'t str) -> Attempt<'t> {
         if token.len() > MAX_TOKEN_BYTES {
             return Attempt::Done(Err(AuthError::TokenTooLarge));
         }
@@ -521,14 +585,27 @@ impl Authenticator {
             Lookup::Expired => return Attempt::Done(Err(AuthError::Expired)),
             Lookup::Miss => {}
         }
-        match self.verify_uncached(token, now) {
+        let parsed = match verify::parse_token(token) {
+            Ok(p) => p,
+            Err(e) => return Attempt::Done(Err(e)),
+        };
+        let issuer = match self.issuer_of(&parsed) {
+            Ok(i) => i,
+            Err(e) => return Attempt::Done(Err(e)),
+        };
+        match self.verify_parsed(issuer, &parsed, now) {
             Ok((id, valid_until, tag)) => {
                 self.cache
                     .insert(fp, Arc::clone(&id), valid_until, now, tag);
                 Attempt::Done(self.unless_revoked(id))
             }
             Err(Failure::Invalid(e)) => Attempt::Done(Err(e)),
-            Err(Failure::UnknownKid(issuer, kid)) => Attempt::UnknownKid { issuer, kid },
+            Err(Failure::UnknownKid(issuer, kid)) => Attempt::UnknownKid(PendingVerification {
+                issuer,
+                kid,
+                parsed,
+                fingerprint: fp,
+            }),
         }
     }
 
@@ -551,18 +628,22 @@ impl Authenticator {
         }
     }
 
-    /// Full verification of a token not in the cache.
-    fn verify_uncached(
-        &self,
-        token: &str,
-        now_ms: i64,
-    ) -> Result<(Arc<Identity>, i64, u64), Failure> {
-        let p = verify::parse_token(token)?;
-        let idx = match verify::issuer_claim(&p.claims)? {
+    /// The configured issuer a parsed token names by `iss` (or the one without `iss`).
+    fn issuer_of(&self, p: &verify::ParsedToken<'_>) -> Result<usize, AuthError> {
+        match verify::issuer_claim(&p.claims)? {
             Some(iss) => self.by_iss.get(iss).copied(),
             None => self.without_iss,
         }
-        .ok_or(AuthError::UnknownIssuer)?;
+        .ok_or(AuthError::UnknownIssuer)
+    }
+
+    /// Full verification of a parsed token not in the cache, against issuer `idx`.
+    fn verify_parsed(
+        &self,
+        idx: usize,
+        p: &verify::ParsedToken<'_>,
+        now_ms: i64,
+    ) -> Result<(Arc<Identity>, i64, u64), Failure> {
         let issuer = &self.issuers[idx];
         if !issuer.algs.contains(p.alg) {
             return Err(AuthError::AlgorithmNotAllowed.into());
@@ -573,8 +654,13 @@ impl Authenticator {
         let candidates = match set.candidates(p.kid.as_deref(), p.alg) {
             Some(c) => c,
             None => {
-                let kid = p.kid.unwrap_or_default();
-                if !issuer.keys.is_remote() || issuer.keys.is_known_unknown(&kid) {
+                let kid = p.kid.clone().unwrap_or_default();
+                if !issuer.keys.is_remote() {
+                    return Err(AuthError::UnknownKey.into());
+                }
+                if issuer.keys.is_known_unknown(&kid) {
+                    // Looked up in vain moments ago: no refetch, and that is a suppression.
+                    issuer.keys.count_suppressed_refetch();
                     return Err(AuthError::UnknownKey.into());
                 }
                 return Err(Failure::UnknownKid(idx, kid));
@@ -683,39 +769,54 @@ mod tests {
 
     #[test]
     fn bearer_header_parsing() {
-        assert_eq!(bearer_token(b"Bearer abc.def.ghi"), Some("abc.def.ghi"));
-        assert_eq!(bearer_token(b"bearer   abc "), Some("abc"));
-        assert_eq!(bearer_token(b"BEARER x"), Some("x"));
+        assert_eq!(
+            bearer_token(b"Bearer abc.def.ghi"),
+            Some(&b"abc.def.ghi"[..])
+        );
+        assert_eq!(bearer_token(b"bearer   abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"BEARER x"), Some(&b"x"[..]));
         assert_eq!(bearer_token(b"Bearer "), None);
         assert_eq!(bearer_token(b"Bearerabc"), None);
         assert_eq!(bearer_token(b"Basic dXNlcjpwYXNz"), None);
+        // Not text, but a bearer token all the same: reading it is read_token's business.
         assert_eq!(
             bearer_token(&[b'B', b'e', b'a', b'r', b'e', b'r', b' ', 0xff]),
-            None
+            Some(&[0xff][..])
         );
     }
 
     #[test]
-    fn token_of_refuses_huge_headers_without_scanning() {
+    fn read_token_refuses_huge_headers_without_scanning() {
         let big = vec![b'a'; 100 * 1024];
         let input = AuthInput::authorization(&big);
-        assert_eq!(token_of(&input), Some(Err(AuthError::TokenTooLarge)));
+        assert_eq!(read_token(&input), Some(Err(AuthError::TokenTooLarge)));
         let mut b = b"Bearer ".to_vec();
         b.extend(std::iter::repeat_n(b'a', MAX_TOKEN_BYTES + 1));
         let input = AuthInput::authorization(&b);
-        assert_eq!(token_of(&input), Some(Err(AuthError::TokenTooLarge)));
+        assert_eq!(read_token(&input), Some(Err(AuthError::TokenTooLarge)));
         let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
         assert_eq!(
-            token_of(&AuthInput::bearer(&huge)),
+            read_token(&AuthInput::bearer(&huge)),
             Some(Err(AuthError::TokenTooLarge))
         );
-        assert_eq!(token_of(&AuthInput::bearer("a.b.c")), Some(Ok("a.b.c")));
-        assert_eq!(token_of(&AuthInput::authorization(b"Basic xyz")), None);
+        assert_eq!(read_token(&AuthInput::bearer("a.b.c")), Some(Ok("a.b.c")));
+        assert_eq!(read_token(&AuthInput::authorization(b"Basic xyz")), None);
         // A token without the Bearer scheme is not taken from the header.
-        assert_eq!(token_of(&AuthInput::authorization(b"a.b.c")), None);
+        assert_eq!(read_token(&AuthInput::authorization(b"a.b.c")), None);
         assert_eq!(
-            token_of(&AuthInput::authorization(b"Bearer a.b.c")),
+            read_token(&AuthInput::authorization(b"Bearer a.b.c")),
             Some(Ok("a.b.c"))
         );
+        // A token that is not UTF-8 is an invalid token, in a header or on its own; an
+        // empty one is no token.
+        let not_text = [b'B', b'e', b'a', b'r', b'e', b'r', b' ', b'a', 0xff];
+        for input in [
+            AuthInput::authorization(&not_text),
+            AuthInput::bearer_bytes(&not_text[7..]),
+        ] {
+            let r = read_token(&input).unwrap().unwrap_err();
+            assert_eq!(r.reason(), "invalid_token");
+        }
+        assert_eq!(read_token(&AuthInput::bearer_bytes(b"")), None);
     }
 }

@@ -21,14 +21,13 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::HeaderMap;
 use smallvec::SmallVec;
 
 use super::{CheckError, CompiledLimit, Gate};
-use crate::auth::{AuthError, AuthInput, Identity};
+use crate::auth::{AuthError, AuthInput, Authentication, Identity, PendingVerification};
 use crate::limiter::{Decision, LimitCheck};
 use crate::policy::{
-    normalize_path, AuthRequirement, KeyTemplate, PathError, Refusal, RequestFacts,
+    normalize_path, AuthRequirement, KeyTemplate, PathError, Refusal, RequestFacts, RequestHeaders,
 };
 
 /// The facts of one request of the protected application, as a front door found them.
@@ -44,7 +43,7 @@ pub struct AccessQuery<'a> {
     /// ([`Gate::client_ip`]); `None` for a Unix-socket peer without a trusted header.
     pub client_ip: Option<IpAddr>,
     /// The request headers, for `header=<name>` key parts; `None` where a door has none.
-    pub headers: Option<&'a HeaderMap>,
+    pub headers: Option<&'a dyn RequestHeaders>,
 }
 
 /// How an access decision came out.
@@ -119,10 +118,11 @@ impl AccessDecision {
         ))
     }
 
-    /// Seconds the client should wait before retrying, when rate-limited.
+    /// Seconds the client should wait before retrying, when rate-limited (the one rule of
+    /// [`super::retry_after`]: at least one second).
     pub fn retry_after(&self) -> Option<u64> {
         match (&self.outcome, &self.limits) {
-            (AccessOutcome::RateLimited, Some(d)) => d.deciding().retry_after_secs,
+            (AccessOutcome::RateLimited, Some(d)) => super::retry_after(d),
             _ => None,
         }
     }
@@ -144,18 +144,25 @@ impl Gate {
     /// Decides whether the request described by `q` may proceed (see the module docs for the
     /// order of the steps). Counts the outcome in `tollgate_access_total`.
     ///
-    /// Awaits only when a token names a key id its issuer's key set does not hold: then the
-    /// key set is refetched (at most once per cooldown, shared by concurrent requests) and
-    /// the request judged again, so a key rotation at the issuer does not turn its first
-    /// requests into 401s. Every other request is decided without yielding.
+    /// Awaits only when a token names a key id its issuer's key set does not hold: then it
+    /// waits for one refetch of that key set (bounded by the fetch timeout, at most once per
+    /// cooldown, shared by concurrent requests) and finishes verifying the token it already
+    /// parsed, so a key rotation at the issuer does not turn its first requests into 401s.
+    /// The request is authenticated once, counted once, and nothing is spent against a
+    /// limit before its identity is known. Every other request is decided without yielding.
     pub async fn authorize(&self, q: &AccessQuery<'_>) -> Result<AccessDecision, CheckError> {
-        let mut d = self.decide_access(q)?;
-        if d.outcome == AccessOutcome::Unauthenticated(AuthError::UnknownKey) {
-            // Waits for the refetch (or learns it is suppressed); a decision on the
-            // refreshed set follows. Nothing was counted against a limit the first time.
-            let _ = self.auth.authenticate(&q.credentials).await;
-            d = self.decide_access(q)?;
-        }
+        let d = match self.decide_access(q, Credentials::Verify) {
+            Step::Decided(d) => d,
+            Step::AwaitingKeys(pending) => {
+                let verified = self.auth.finish(pending).await;
+                // The path and rule are looked up again (pure and cheap); verification,
+                // counting and metrics happen once.
+                match self.decide_access(q, Credentials::Verified(verified)) {
+                    Step::Decided(d) => d,
+                    Step::AwaitingKeys(pending) => self.decide_given(q, self.auth.give_up(pending)),
+                }
+            }
+        }?;
         self.metrics.access(d.reason().unwrap_or("allowed"));
         Ok(d)
     }
@@ -164,26 +171,61 @@ impl Gate {
     /// once (`invalid_token`) while its issuer's key set is refetched in the background, so
     /// a retry can pass. For doors that cannot yield mid-batch, and for benchmarks.
     pub fn authorize_now(&self, q: &AccessQuery<'_>) -> Result<AccessDecision, CheckError> {
-        let d = self.decide_access(q)?;
+        let d = match self.decide_access(q, Credentials::VerifyNow) {
+            Step::Decided(d) => d,
+            Step::AwaitingKeys(pending) => self.decide_given(q, self.auth.give_up(pending)),
+        }?;
         self.metrics.access(d.reason().unwrap_or("allowed"));
         Ok(d)
     }
 
-    fn decide_access(&self, q: &AccessQuery<'_>) -> Result<AccessDecision, CheckError> {
+    /// Decides with credentials verified elsewhere (never waits).
+    fn decide_given(
+        &self,
+        q: &AccessQuery<'_>,
+        verified: Result<Arc<Identity>, AuthError>,
+    ) -> Result<AccessDecision, CheckError> {
+        match self.decide_access(q, Credentials::Verified(verified)) {
+            Step::Decided(d) => d,
+            // Unreachable: verified credentials are not verified again.
+            Step::AwaitingKeys(_) => Ok(AccessDecision::early(
+                AccessOutcome::Unauthenticated(AuthError::UnknownKey),
+                None,
+            )),
+        }
+    }
+
+    /// The decision itself. Stops early, before anything is counted, only when the
+    /// credentials must wait for their key set ([`Credentials::Verify`]).
+    fn decide_access<'q>(&self, q: &AccessQuery<'q>, credentials: Credentials) -> Step<'q> {
         let path = match normalize_path(q.uri) {
             Ok(p) => p,
-            Err(e) => return Ok(AccessDecision::early(AccessOutcome::BadPath(e), None)),
+            Err(e) => return Step::done(AccessDecision::early(AccessOutcome::BadPath(e), None)),
         };
         let state = self.state.load();
         let m = state.policy.evaluate(q.method, &path);
 
         let looks_at_credentials = m.rule.auth != AuthRequirement::None;
         let identity = if looks_at_credentials {
-            match self.auth.authenticate_now(&q.credentials) {
+            let verified = match credentials {
+                Credentials::Verified(r) => r,
+                Credentials::Verify | Credentials::VerifyNow => {
+                    match self.auth.begin(&q.credentials) {
+                        Authentication::Done(r) => r,
+                        Authentication::AwaitingKeys(p) => {
+                            if matches!(credentials, Credentials::Verify) {
+                                return Step::AwaitingKeys(p);
+                            }
+                            self.auth.give_up(p)
+                        }
+                    }
+                }
+            };
+            match verified {
                 Ok(id) => Some(id),
                 Err(AuthError::MissingToken) => None,
                 Err(e) => {
-                    return Ok(AccessDecision::early(
+                    return Step::done(AccessDecision::early(
                         AccessOutcome::Unauthenticated(e),
                         None,
                     ))
@@ -194,7 +236,7 @@ impl Gate {
         };
 
         if let Err(r) = m.authorize(identity.as_deref()) {
-            return Ok(AccessDecision::early(AccessOutcome::Refused(r), identity));
+            return Step::done(AccessDecision::early(AccessOutcome::Refused(r), identity));
         }
 
         // Owned, because the identity it comes from moves into the decision.
@@ -205,10 +247,9 @@ impl Gate {
                 .unwrap_or(self.auth.anonymous_tier()),
         );
         let tier_name = &*tier_arc;
-        let tier = state
-            .tiers
-            .get(tier_name)
-            .ok_or_else(|| CheckError::UnknownTier(tier_name.to_owned()))?;
+        let Some(tier) = state.tiers.get(tier_name) else {
+            return Step::Decided(Err(CheckError::UnknownTier(tier_name.to_owned())));
+        };
 
         let facts = RequestFacts {
             client_ip: q.client_ip,
@@ -229,7 +270,7 @@ impl Gate {
         limits.push(&tier.limit);
         for rl in m.rule.limits.iter().take(MAX_LIMITS) {
             let Some(limit) = state.limits.get(&*rl.name) else {
-                return Err(CheckError::UnknownLimit(rl.name.to_string()));
+                return Step::Decided(Err(CheckError::UnknownLimit(rl.name.to_string())));
             };
             let key = rl.key.render(&facts);
             // The same limit and key twice would count the request twice.
@@ -257,12 +298,35 @@ impl Gate {
         } else {
             AccessOutcome::RateLimited
         };
-        Ok(AccessDecision {
+        Step::done(AccessDecision {
             outcome,
             identity,
             tier: tier_arc,
             limits: Some(decision),
         })
+    }
+}
+
+/// How [`Gate::decide_access`] comes by the caller's identity.
+enum Credentials {
+    /// Verify them; stop with [`Step::AwaitingKeys`] if their key must be refetched.
+    Verify,
+    /// Verify them; refuse at once (`UnknownKey`) if their key must be refetched.
+    VerifyNow,
+    /// Already verified (after the refetch): use this outcome.
+    Verified(Result<Arc<Identity>, AuthError>),
+}
+
+/// Where [`Gate::decide_access`] stopped.
+enum Step<'q> {
+    Decided(Result<AccessDecision, CheckError>),
+    /// Nothing decided or counted yet: the token's key must be refetched first.
+    AwaitingKeys(PendingVerification<'q>),
+}
+
+impl Step<'_> {
+    fn done(d: AccessDecision) -> Self {
+        Step::Decided(Ok(d))
     }
 }
 
@@ -275,6 +339,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::config::Config;
+    use http::HeaderMap;
 
     const HS_ENV: &str = "GATE_TEST_HS256_SECRET";
 
@@ -343,7 +408,7 @@ hs256_secret_env = "{HS_ENV}"
         let auth =
             crate::auth::Authenticator::from_config_with(&config.auth, clock.clone(), &env, None)
                 .unwrap();
-        Gate::with_authenticator(&config, clock, Arc::new(auth)).unwrap()
+        Gate::with_authenticator(&config, clock, Arc::new(auth), &|_| None).unwrap()
     }
 
     fn query<'a>(

@@ -17,7 +17,11 @@
 //! [`Gate::authorize`] (file `access.rs`), on an [`AccessQuery`].
 
 mod access;
+mod admin;
 pub mod compile;
+pub mod grammar;
+mod retry_after;
+mod revoke;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,17 +33,20 @@ use anyhow::{bail, Context as _};
 use arc_swap::ArcSwap;
 use prometheus::{Histogram, IntCounter};
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 pub use access::{AccessDecision, AccessOutcome, AccessQuery};
+pub use admin::{AdminAccess, AdminCaller, AdminCredential, AdminProof, AdminRefusal};
 pub use compile::Compiled;
+pub use retry_after::retry_after;
+pub use revoke::{RevokeError, RevokeRequest, Revoked};
 
 use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::limiter::{Decision, LimitCheck, LimitSpec, Limiter, LimiterOptions};
 use crate::metrics::{DecisionCounters, Metrics};
-use crate::policy::{Peer, Policy};
+use crate::policy::{Peer, Policy, RequestHeaders};
 
 /// The facts of a `/check` (HTTP) or `CHECK` (RESP) request.
 #[derive(Debug, Clone, Copy)]
@@ -161,27 +168,47 @@ pub struct Gate {
     /// (a change to `[auth]` needs a restart).
     auth: Arc<Authenticator>,
     state: ArcSwap<GateState>,
+    /// Who may run admin operations, on every door (`[auth.admin]`; needs a restart).
+    admin: AdminAccess,
     metrics: Arc<Metrics>,
     /// Cloned out of `metrics` so the hot path does not chase the Arc.
     decision_seconds: Histogram,
 }
 
 impl Gate {
-    /// Builds the core from a validated configuration.
     /// Builds the core from a validated configuration, with the authenticator of its
-    /// `[auth]` section (secrets from the process environment).
+    /// `[auth]` section; secrets come from the process environment.
     pub fn new(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let auth = Authenticator::from_config(&config.auth, clock.clone())
-            .map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
-        Self::with_authenticator(config, clock, Arc::new(auth))
+        Self::with_env(config, clock, &|v| std::env::var(v).ok())
     }
 
-    /// [`Gate::new`] with an authenticator built elsewhere (tests inject secrets and stores).
+    /// [`Gate::new`] with the environment lookup injected (`env` names a variable and
+    /// answers its value): every secret the gate reads comes through it.
+    pub fn with_env(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let auth = Authenticator::from_config_with(&config.auth, clock.clone(), env, None)
+            .map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
+        Self::with_authenticator(config, clock, Arc::new(auth), env)
+    }
+
+    /// [`Gate::with_env`] with an authenticator built elsewhere (tests inject stores).
     pub fn with_authenticator(
         config: &Config,
         clock: Arc<dyn Clock>,
         auth: Arc<Authenticator>,
+        env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Self> {
+        let admin = AdminAccess::from_config(config, env)
+            .map_err(|e| anyhow::anyhow!("[auth.admin]: {e}"))?;
+        if config.resp.admin_secret_env.is_some() {
+            tracing::warn!(
+                "resp.admin_secret_env is deprecated and will be removed: set [auth.admin] \
+                 enabled = true and secret_env instead (one admin secret serves every door)"
+            );
+        }
         let metrics = Arc::new(Metrics::new());
         let state = GateState::new(compile::compile(config)?, &metrics);
         let options = LimiterOptions {
@@ -195,6 +222,7 @@ impl Gate {
             limiter,
             auth,
             state: ArcSwap::from_pointee(state),
+            admin,
             decision_seconds: metrics.decision_seconds().clone(),
             metrics,
         })
@@ -344,8 +372,24 @@ impl Gate {
 
     /// The client address of a request from `peer` carrying `headers`: from the configured
     /// client-IP headers only when `peer` is a trusted proxy, else the socket address.
-    pub fn client_ip(&self, peer: Peer, headers: &HeaderMap) -> Option<IpAddr> {
+    pub fn client_ip(&self, peer: Peer, headers: &dyn RequestHeaders) -> Option<IpAddr> {
         self.state.load().policy.client_ip(peer, headers)
+    }
+
+    /// The client address of a request whose caller states it as an argument (RESP
+    /// `VERIFY`): believed only from a trusted proxy, as [`Gate::client_ip`] believes the
+    /// client-IP headers; otherwise the peer's own address (none for a Unix socket).
+    pub fn claimed_client_ip(&self, peer: Peer, claimed: IpAddr) -> Option<IpAddr> {
+        self.state
+            .load()
+            .policy
+            .client_ip_resolver()
+            .resolve_claimed(peer, claimed)
+    }
+
+    /// Who may run admin operations.
+    pub fn admin(&self) -> &AdminAccess {
+        &self.admin
     }
 
     /// Calls `f` with the names of the request headers an access decision reads besides the
@@ -354,15 +398,6 @@ impl Gate {
     /// path) keeps these, so that [`Gate::authorize`] decides as it would on all of them.
     pub fn with_access_headers<R>(&self, f: impl FnOnce(&[HeaderName]) -> R) -> R {
         f(&self.state.load().access_headers)
-    }
-
-    /// Whether `peer` is a trusted proxy, whose word on the client address is taken.
-    pub fn trusts_proxy(&self, peer: Peer) -> bool {
-        self.state
-            .load()
-            .policy
-            .client_ip_resolver()
-            .peer_is_trusted(peer)
     }
 
     /// The engine.

@@ -24,7 +24,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
+
+use super::headers::RequestHeaders;
 use ipnet::IpNet;
 
 /// Most `X-Forwarded-For` entries examined; a longer chain is treated as malformed.
@@ -123,6 +125,20 @@ impl ClientIpResolver {
         &self.headers
     }
 
+    /// The client address of a request whose caller states it in an argument rather than a
+    /// header (RESP `VERIFY <…> <client-ip>`): the same rule as [`Self::resolve`] — the
+    /// claim is believed only from a trusted proxy, else the socket peer's own address
+    /// stands (none for an untrusted Unix-socket peer).
+    pub fn resolve_claimed(&self, peer: Peer, claimed: IpAddr) -> Option<IpAddr> {
+        if self.peer_is_trusted(peer) {
+            return Some(claimed.to_canonical());
+        }
+        match peer {
+            Peer::Ip(ip) => Some(ip.to_canonical()),
+            Peer::Unix => None,
+        }
+    }
+
     /// Whether the client-IP headers of a request from `peer` are believed.
     pub fn peer_is_trusted(&self, peer: Peer) -> bool {
         match peer {
@@ -132,7 +148,7 @@ impl ClientIpResolver {
     }
 
     /// The client address for a request from `peer` carrying `headers`. Never panics.
-    pub fn resolve(&self, peer: Peer, headers: &HeaderMap) -> Option<IpAddr> {
+    pub fn resolve(&self, peer: Peer, headers: &dyn RequestHeaders) -> Option<IpAddr> {
         let from_socket = match peer {
             Peer::Ip(ip) => Some(ip.to_canonical()),
             Peer::Unix => None,
@@ -141,13 +157,14 @@ impl ClientIpResolver {
             return from_socket;
         }
         for name in self.headers.iter() {
-            if !headers.contains_key(name) {
+            let values = headers.header_values(name);
+            if values.is_empty() {
                 continue;
             }
             let found = if name == "x-forwarded-for" {
-                self.walk_forwarded_for(headers, name)
+                self.walk_forwarded_for(&values)
             } else {
-                single_address(headers, name)
+                single_address(&values)
             };
             // The first header present decides; a malformed one means the socket peer.
             return found.or(from_socket);
@@ -156,11 +173,11 @@ impl ClientIpResolver {
     }
 
     /// Walks `X-Forwarded-For` from the right; `None` when malformed.
-    fn walk_forwarded_for(&self, headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
+    fn walk_forwarded_for(&self, values: &[&[u8]]) -> Option<IpAddr> {
         let mut hops = 0usize;
         let mut leftmost = None;
-        for value in headers.get_all(name).iter().rev() {
-            let value = std::str::from_utf8(value.as_bytes()).ok()?;
+        for value in values.iter().rev() {
+            let value = std::str::from_utf8(value).ok()?;
             for entry in value.rsplit(',') {
                 let entry = entry.trim_matches([' ', '\t']);
                 if entry.is_empty() {
@@ -182,14 +199,12 @@ impl ClientIpResolver {
     }
 }
 
-fn single_address(headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
-    let mut values = headers.get_all(name).iter();
-    let value = values.next()?;
-    if values.next().is_some() {
+fn single_address(values: &[&[u8]]) -> Option<IpAddr> {
+    let [value] = values else {
         // Two copies of a one-address header: someone added one; believe neither.
         return None;
-    }
-    let s = std::str::from_utf8(value.as_bytes()).ok()?;
+    };
+    let s = std::str::from_utf8(value).ok()?;
     parse_forwarded_entry(s.trim_matches([' ', '\t']))
 }
 
@@ -225,7 +240,7 @@ fn parse_network(s: &str) -> Result<IpNet, ClientIpConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     fn resolver() -> ClientIpResolver {
         ClientIpResolver::new(

@@ -20,7 +20,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use http::HeaderMap;
+use super::headers::RequestHeaders;
 use http::HeaderName;
 use ipnet::Ipv6Net;
 
@@ -98,7 +98,7 @@ pub struct RequestFacts<'a> {
     pub method: &'a str,
     pub tier: &'a str,
     /// The request headers, for `header=<name>` parts.
-    pub headers: Option<&'a HeaderMap>,
+    pub headers: Option<&'a dyn RequestHeaders>,
 }
 
 /// The default template when a limit configures none: `user` (which is the client address
@@ -189,8 +189,8 @@ impl KeyTemplate {
                 KeyPart::Route => push_value(facts.route.as_bytes(), out),
                 KeyPart::Method => push_method(facts.method.as_bytes(), out),
                 KeyPart::Tier => push_value(facts.tier.as_bytes(), out),
-                KeyPart::Header(name) => match facts.headers.and_then(|h| h.get(name)) {
-                    Some(v) => push_value(v.as_bytes(), out),
+                KeyPart::Header(name) => match facts.headers.and_then(|h| h.header(name)) {
+                    Some(v) => push_value(v, out),
                     None => out.push(ABSENT),
                 },
             }
@@ -304,12 +304,12 @@ fn push_method(method: &[u8], out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     fn facts<'a>(
         ip: Option<&str>,
         user: Option<&'a str>,
-        headers: Option<&'a HeaderMap>,
+        headers: Option<&'a dyn RequestHeaders>,
     ) -> RequestFacts<'a> {
         RequestFacts {
             client_ip: ip.map(|s| s.parse().unwrap()),

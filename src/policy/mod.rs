@@ -24,9 +24,11 @@
 //!
 //! Submodules: [`path`] (normalisation), [`pattern`] (patterns and specificity), [`rule`]
 //! (compiled rules and authorisation), [`key`] (limit key templates), [`client_ip`]
-//! (trusted proxies), [`spec`] (what a policy is compiled from, and its errors). docs/policy.md is the user-facing description.
+//! (trusted proxies), [`spec`] (what a policy is compiled from, and its errors), [`headers`]
+//! (the header lookup every door provides). docs/policy.md is the user-facing description.
 
 pub mod client_ip;
+pub mod headers;
 pub mod key;
 pub mod path;
 pub mod pattern;
@@ -37,9 +39,8 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use http::HeaderMap;
-
 pub use client_ip::{ClientIpResolver, Peer};
+pub use headers::{NoHeaders, RequestHeaders};
 pub use key::{KeyTemplate, KeyTemplateError, RequestFacts};
 pub use path::{normalize_path, NormalizedPath, PathError};
 pub use pattern::PathPattern;
@@ -230,7 +231,7 @@ impl Policy {
     }
 
     /// The client address of a request from `peer` (see [`client_ip`]).
-    pub fn client_ip(&self, peer: Peer, headers: &HeaderMap) -> Option<IpAddr> {
+    pub fn client_ip(&self, peer: Peer, headers: &dyn RequestHeaders) -> Option<IpAddr> {
         self.client_ip.resolve(peer, headers)
     }
 

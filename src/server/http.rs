@@ -33,8 +33,11 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use smallvec::SmallVec;
 
 use super::readiness::Readiness;
-use crate::auth::{AdminAccess, AuthInput, RevocationError, RevokeRequest};
-use crate::gate::{AccessDecision, AccessOutcome, AccessQuery, CheckQuery, Gate};
+use crate::auth::AuthInput;
+use crate::gate::{
+    grammar, retry_after, AccessDecision, AccessOutcome, AccessQuery, AdminCaller, AdminCredential,
+    AdminRefusal, CheckQuery, Gate, RevokeError, RevokeRequest, Revoked,
+};
 use crate::limiter::Decision;
 use crate::policy::Peer;
 use crate::problem::{quote, Problem, ProblemType};
@@ -69,8 +72,6 @@ pub const ADMIN_PREFIX: &str = "/admin/";
 pub const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
 /// An admin request body must arrive within this; otherwise 408.
 pub const ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest `X-Original-Method` accepted (the standard methods are at most 7 bytes).
-const MAX_METHOD_BYTES: usize = 32;
 
 /// The response type of every endpoint: the bodies are small and complete.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -107,9 +108,6 @@ pub struct HttpShared {
     pub readiness: Readiness,
     /// Longest request target accepted (`server.max_uri_bytes`); longer gets 414.
     pub max_uri_bytes: usize,
-    /// Who may use the admin API (`[auth.admin]`); [`AdminAccess::Disabled`] serves it to
-    /// nobody (404).
-    pub admin: AdminAccess,
 }
 
 /// The hyper service of one connection: the shared state and the connection's socket peer.
@@ -245,6 +243,12 @@ where
 }
 
 /// An admin endpoint a caller was let through to.
+/// A caller who presents nothing, to ask whether admin access exists at all.
+const NOBODY: AdminCaller<'static> = AdminCaller {
+    via_unix_socket: true,
+    credential: AdminCredential::None,
+};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AdminEndpoint {
     Revoke,
@@ -341,7 +345,7 @@ impl HttpShared {
             None => 1,
             // `parse` accepts a leading '+', which a query string cannot carry undecoded
             // ('+' is a space); a decoded "%2B5" is still a number, so it stays accepted.
-            Some(h) => h.parse::<u64>().map_err(|_| {
+            Some(h) => grammar::hits(h.as_bytes()).ok_or_else(|| {
                 self.refuse(Problem::new(
                     ProblemType::InvalidHits,
                     format!(
@@ -390,7 +394,7 @@ impl HttpShared {
         };
         let method = match facts.original_method {
             None => facts.method,
-            Some(m) => match method_token(m) {
+            Some(m) => match grammar::method(m) {
                 Some(m) => m,
                 None => {
                     return Err(self.refuse(Problem::new(
@@ -488,11 +492,7 @@ impl HttpShared {
         if let Err(p) = self.check_target_len(target_len(uri)) {
             return Err(Box::new(problem_reply(&p, None)));
         }
-        let AdminAccess::Enabled {
-            secret,
-            unix_socket_only,
-        } = &self.admin
-        else {
+        if self.gate.admin().admit(&NOBODY).err() == Some(AdminRefusal::Disabled) {
             let p = self.refuse(Problem::new(
                 ProblemType::NotFound,
                 format!(
@@ -501,7 +501,7 @@ impl HttpShared {
                 ),
             ));
             return Err(Box::new(problem_reply(&p, None)));
-        };
+        }
         let (endpoint, allow, allowed) = match uri.path() {
             "/admin/revoke" => (AdminEndpoint::Revoke, ALLOW_POST, method == Method::POST),
             "/admin/revocations" => (
@@ -523,25 +523,26 @@ impl HttpShared {
         if !allowed {
             return Err(Box::new(self.method_not_allowed(method, uri.path(), allow)));
         }
-        let via_unix = peer == Peer::Unix;
-        if *unix_socket_only && !via_unix {
-            let p = self.refuse(Problem::new(
-                ProblemType::Forbidden,
-                "the admin API is served on the HTTP Unix socket only (auth.admin.unix_socket_only)",
-            ));
-            return Err(Box::new(problem_reply(&p, None)));
-        }
-        if !self.admin.allows(via_unix, authorization) {
-            if secret.is_none() {
-                // Without a secret only the Unix socket is let in (checked above); kept
-                // for completeness.
-                let p = self.refuse(Problem::new(
-                    ProblemType::Forbidden,
-                    "the admin API is served on the HTTP Unix socket only",
-                ));
+        let caller = AdminCaller {
+            via_unix_socket: peer == Peer::Unix,
+            credential: authorization.map_or(AdminCredential::None, AdminCredential::Authorization),
+        };
+        match self.gate.admin().admit(&caller) {
+            Ok(()) => {}
+            Err(
+                refusal @ (AdminRefusal::Disabled
+                | AdminRefusal::UnixSocketOnly
+                | AdminRefusal::NoSecretConfigured),
+            ) => {
+                let p = self.refuse(Problem::new(ProblemType::Forbidden, refusal.to_string()));
                 return Err(Box::new(problem_reply(&p, None)));
             }
-            return Err(Box::new(self.admin_unauthorized(authorization.is_some())));
+            Err(AdminRefusal::SecretRequired) => {
+                return Err(Box::new(self.admin_unauthorized(false)))
+            }
+            Err(AdminRefusal::SecretInvalid) => {
+                return Err(Box::new(self.admin_unauthorized(true)))
+            }
         }
         Ok(endpoint)
     }
@@ -582,36 +583,11 @@ impl HttpShared {
                 return problem_reply(&p, None);
             }
         };
-        let store = self.gate.authenticator().revocations().clone();
-        let durable = store.is_durable();
-        let job = req.clone();
-        let outcome = tokio::task::spawn_blocking(move || job.apply(&store)).await;
-        let recorded = match outcome {
-            Ok(Ok(recorded)) => recorded,
-            Ok(Err(e)) => return self.revocation_failed(&e),
-            Err(e) => {
-                tracing::error!(error = %e, "admin: the revocation task failed");
-                let p = self.refuse(Problem::new(
-                    ProblemType::Internal,
-                    "the revocation could not be recorded; retry",
-                ));
-                return problem_reply(&p, None);
-            }
+        let Revoked { recorded, durable } = match self.gate.revoke(&req).await {
+            Ok(r) => r,
+            Err(e) => return self.revocation_failed(&e),
         };
-        let revocation = match &req {
-            RevokeRequest::Jti { jti, exp } => serde_json::json!({ "jti": jti, "exp": exp }),
-            RevokeRequest::Subject { sub, before } => {
-                serde_json::json!({ "sub": sub, "before": before })
-            }
-        };
-        tracing::info!(
-            kind = match &req {
-                RevokeRequest::Jti { .. } => "jti",
-                RevokeRequest::Subject { .. } => "subject",
-            },
-            recorded,
-            "admin: revocation"
-        );
+        let revocation = req.to_json();
         let body = serde_json::json!({
             "recorded": recorded,
             "durable": durable,
@@ -626,45 +602,27 @@ impl HttpShared {
         json_reply(status, body.to_string().into())
     }
 
-    fn revocation_failed(&self, e: &RevocationError) -> Reply {
-        let p = match e {
-            RevocationError::BadId | RevocationError::BadTime => {
-                Problem::new(ProblemType::InvalidBody, e.to_string())
-            }
-            RevocationError::Full(_) => Problem::new(ProblemType::StoreFull, e.to_string()),
-            other => {
-                tracing::error!(error = %other, "admin: writing a revocation failed");
-                Problem::new(
-                    ProblemType::Internal,
-                    "the revocation is in force in this process, but writing it to the \
-                     revocation log failed, so it may not survive a restart; retry",
-                )
-            }
+    fn revocation_failed(&self, e: &RevokeError) -> Reply {
+        let kind = match e {
+            RevokeError::BadId { .. } | RevokeError::BadTime { .. } => ProblemType::InvalidBody,
+            RevokeError::Full(_) => ProblemType::StoreFull,
+            RevokeError::NotSaved | RevokeError::Failed => ProblemType::Internal,
         };
-        problem_reply(&self.refuse(p), None)
+        problem_reply(&self.refuse(Problem::new(kind, e.to_string())), None)
     }
 
-    /// `GET /admin/revocations`: every live revocation.
     async fn revocations(&self) -> Reply {
-        let store = self.gate.authenticator().revocations().clone();
-        let listed = tokio::task::spawn_blocking(move || {
-            let list = store.list();
-            serde_json::json!({
-                "count": list.len(),
-                "durable": store.is_durable(),
-                "revocations": list,
-            })
-            .to_string()
-        })
-        .await;
-        match listed {
-            Ok(body) => json_reply(StatusCode::OK, body.into()),
+        match self.gate.revocations().await {
+            Ok((list, durable)) => {
+                let body = serde_json::json!({
+                    "count": list.len(),
+                    "durable": durable,
+                    "revocations": list,
+                });
+                json_reply(StatusCode::OK, body.to_string().into())
+            }
             Err(e) => {
-                tracing::error!(error = %e, "admin: listing revocations failed");
-                let p = self.refuse(Problem::new(
-                    ProblemType::Internal,
-                    "the revocations could not be listed",
-                ));
+                let p = self.refuse(Problem::new(ProblemType::Internal, e.to_string()));
                 problem_reply(&p, None)
             }
         }
@@ -775,16 +733,6 @@ where
     }
 }
 
-/// `X-Original-Method` as a method: an HTTP token (RFC 9110 §5.6.2) of at most
-/// [`MAX_METHOD_BYTES`] bytes.
-fn method_token(m: &[u8]) -> Option<&str> {
-    let is_tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
-    if m.is_empty() || m.len() > MAX_METHOD_BYTES || !m.iter().all(is_tchar) {
-        return None;
-    }
-    std::str::from_utf8(m).ok()
-}
-
 /// Header fields written by [`auth_fields`]: name and the span of the value in the buffer.
 type FieldSpans = SmallVec<[(HeaderName, usize, usize); 12]>;
 
@@ -883,8 +831,10 @@ fn auth_fields(
             if !d.tier.is_empty() {
                 put_field(out, sp, &X_TIER, |o| o.extend_from_slice(d.tier.as_bytes()));
             }
+            if let Some(secs) = d.retry_after() {
+                put_field(out, sp, &RETRY_AFTER, |o| put_u64(o, secs));
+            }
             if let Some(l) = &d.limits {
-                put_field(out, sp, &RETRY_AFTER, |o| put_u64(o, retry_after_secs(l)));
                 ratelimit_headers(out, sp, l);
             }
             Ok(StatusCode::FORBIDDEN)
@@ -1063,8 +1013,8 @@ fn decision_reply(d: &Decision) -> Reply {
     mark(&buf, 3);
     put_u64(&mut buf, o.reset_secs);
     mark(&buf, 4);
-    if !d.allowed {
-        put_u64(&mut buf, retry_after_secs(d));
+    if let Some(secs) = retry_after(d) {
+        put_u64(&mut buf, secs);
     }
     mark(&buf, 5);
 
@@ -1118,9 +1068,9 @@ fn decision_body(buf: &mut Vec<u8>, d: &Decision) {
     put_u64(buf, o.reset_secs);
     buf.extend_from_slice(br#","policy":"#);
     put_json_str(buf, &o.name);
-    if !d.allowed {
+    if let Some(secs) = retry_after(d) {
         buf.extend_from_slice(br#","retry_after":"#);
-        put_u64(buf, retry_after_secs(d));
+        put_u64(buf, secs);
     }
     buf.push(b'}');
 }
@@ -1154,9 +1104,9 @@ pub fn write_decision(
     put_u64(out, o.remaining);
     out.extend_from_slice(b"\r\nx-ratelimit-reset: ");
     put_u64(out, o.reset_secs);
-    if !d.allowed {
+    if let Some(secs) = retry_after(d) {
         out.extend_from_slice(b"\r\nretry-after: ");
-        put_u64(out, retry_after_secs(d));
+        put_u64(out, secs);
     }
     finish_head(out, scratch.len(), date, close);
     out.extend_from_slice(scratch);
@@ -1202,13 +1152,6 @@ fn finish_head_with(out: &mut Vec<u8>, content_length: Option<usize>, date: &[u8
     out.extend_from_slice(b"\r\ndate: ");
     out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n\r\n");
-}
-
-/// Seconds a denied client should wait. A denial always advises at least one second: `0`
-/// would invite an immediate retry that the same limit denies again.
-fn retry_after_secs(d: &Decision) -> u64 {
-    let o = d.deciding();
-    o.retry_after_secs.unwrap_or(o.reset_secs).max(1)
 }
 
 enum FieldKind {

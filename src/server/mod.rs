@@ -30,9 +30,10 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 use tokio::task::JoinHandle;
 
-use crate::auth::{AdminAccess, Authenticator};
+use crate::auth::Authenticator;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::gate::AdminAccess;
 use crate::gate::{Gate, ReloadSummary};
 use crate::metrics::Listener;
 
@@ -96,7 +97,7 @@ impl ServerBuilder {
     }
 
     /// Where the secrets the configuration names by environment variable are read from:
-    /// HS256 issuer secrets, the admin secret (`auth.admin.secret_env`) and the RESP door's.
+    /// HS256 issuer secrets and the admin secret (`auth.admin.secret_env`).
     /// Default: the process environment. Tests pass their own, so they need not change the
     /// environment of a multi-threaded process.
     pub fn env(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
@@ -157,13 +158,11 @@ impl ServerBuilder {
             .map_err(|e| anyhow::anyhow!("[auth]: {e}"))
             .context("invalid configuration")?;
         let gate = Arc::new(
-            Gate::with_authenticator(&config, clock, Arc::new(auth))
+            Gate::with_authenticator(&config, clock, Arc::new(auth), &*env)
                 .context("invalid configuration")?,
         );
-        let admin = AdminAccess::from_config(&config.auth.admin, &*env)
-            .map_err(|e| anyhow::anyhow!("[auth.admin]: {e}"))?;
         if matches!(
-            admin,
+            gate.admin(),
             AdminAccess::Enabled {
                 unix_socket_only: true,
                 ..
@@ -221,7 +220,6 @@ impl ServerBuilder {
             gate: gate.clone(),
             readiness: readiness.clone(),
             max_uri_bytes: sc.max_uri_bytes,
-            admin,
         });
         let slots = Arc::new(ConnectionSlots::new(sc.max_connections));
         let controller = Arc::new(ShutdownController::new());
@@ -252,7 +250,7 @@ impl ServerBuilder {
         // The RESP door, when `[resp] enabled`: its own listeners and connection cap, the same
         // gate and the same shutdown phases.
         let resp_server = if config.resp.enabled {
-            let options = resp::RespOptions::from_config(&config, &|k| env(k))?;
+            let options = resp::RespOptions::from_config(&config)?;
             Some(resp::RespServer::start_with_shutdown(
                 gate.clone(),
                 options,

@@ -19,7 +19,7 @@ use tollgate::clock::ManualClock;
 use tollgate::config::auth::IssuerConfig;
 use tollgate::config::routes::RouteConfig;
 use tollgate::config::Algorithm;
-use tollgate::config::{Config, LimitConfig};
+use tollgate::config::{AuthConfig, Config, LimitConfig};
 use tollgate::gate::Gate;
 use tollgate::server::resp::{RespOptions, RespServer};
 
@@ -52,7 +52,8 @@ pub fn config(dir: &tempfile::TempDir) -> Config {
     c.resp.enabled = true;
     c.resp.tcp = "127.0.0.1:0".into();
     c.resp.unix_socket = Some(dir.path().join("resp.sock"));
-    c.resp.admin_secret_env = Some("RESP_TEST_ADMIN".into());
+    c.auth.admin.enabled = true;
+    c.auth.admin.secret_env = Some("RESP_TEST_ADMIN".into());
     c.validate().expect("the test configuration validates");
     c
 }
@@ -86,9 +87,9 @@ pub fn start_with(tweak: impl FnOnce(&mut RespOptions)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let config = config(&dir);
     let clock = Arc::new(ManualClock::new(T0_MILLIS));
-    let gate = Arc::new(Gate::new(&config, clock.clone()).unwrap());
     let env = |k: &str| (k == "RESP_TEST_ADMIN").then(|| ADMIN_SECRET.to_string());
-    let mut options = RespOptions::from_config(&config, &env).unwrap();
+    let gate = Arc::new(Gate::with_env(&config, clock.clone(), &env).unwrap());
+    let mut options = RespOptions::from_config(&config).unwrap();
     tweak(&mut options);
     let server = RespServer::start(gate.clone(), options).expect("RESP server starts");
     TestServer {
@@ -119,7 +120,10 @@ pub fn auth_config(dir: &tempfile::TempDir, issuer: IssuerConfig) -> Config {
         bypass_roles: None,
         limits: Vec::new(),
     }];
-    c.auth = auth_support::config(issuer);
+    c.auth = AuthConfig {
+        admin: c.auth.admin.clone(),
+        ..auth_support::config(issuer)
+    };
     c.auth.revocation.path = Some(dir.path().join("revocations.log"));
     c
 }
@@ -140,9 +144,9 @@ pub fn start_auth_with(issuer: IssuerConfig, tweak: impl FnOnce(&mut Config)) ->
     let clock = auth_support::clock();
     let auth = Arc::new(auth_support::build(&config.auth, clock.clone()));
     auth.start();
-    let gate = Arc::new(Gate::with_authenticator(&config, clock.clone(), auth).unwrap());
     let env = |k: &str| (k == "RESP_TEST_ADMIN").then(|| ADMIN_SECRET.to_string());
-    let options = RespOptions::from_config(&config, &env).unwrap();
+    let gate = Arc::new(Gate::with_authenticator(&config, clock.clone(), auth, &env).unwrap());
+    let options = RespOptions::from_config(&config).unwrap();
     let server = RespServer::start(gate.clone(), options).expect("RESP server starts");
     TestServer {
         server,

@@ -39,6 +39,7 @@ use super::cmd::{self, Flow, Work};
 use super::door::{DoorShared, RespDoor};
 use super::idle_poll;
 use super::stats::BatchCounts;
+use crate::gate::AdminProof;
 use crate::policy::Peer;
 use crate::resp::frame::{self, Protocol};
 use crate::resp::{ParseError, Parsed, RequestParser};
@@ -56,8 +57,8 @@ const KEEP_BUFFER: usize = 64 * 1024;
 pub(super) struct Conn {
     pub(super) id: u64,
     pub(super) protocol: Protocol,
-    /// `AUTH` with the admin secret succeeded.
-    pub(super) admin: bool,
+    /// `AUTH` with the admin secret succeeded: the gate's proof of it.
+    pub(super) admin: Option<AdminProof>,
     pub(super) via_unix: bool,
     /// The other end: `Unix`, an IP, or `None` when unknown (never trusted).
     pub(super) peer: Option<Peer>,
@@ -129,7 +130,7 @@ where
     let mut conn = Conn {
         id: shared.next_client_id.fetch_add(1, Ordering::Relaxed),
         protocol: Protocol::Resp2,
-        admin: false,
+        admin: None,
         via_unix: peer == Some(Peer::Unix),
         peer,
         name: None,
@@ -241,8 +242,8 @@ mod tests {
 
     use super::*;
     use crate::resp::frame::Frame;
+    use crate::server::resp::testing::Admin;
     use crate::server::resp::testing::{auth_door, door, token, SECRET};
-    use crate::server::resp::AdminPolicy;
 
     /// A stream that records the size of every write the server makes.
     struct CountingStream {
@@ -310,7 +311,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pipelined_batch_is_answered_with_one_write() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let mut input = Vec::new();
         for i in 0..100 {
             input.extend_from_slice(
@@ -332,7 +333,7 @@ mod tests {
     /// fetch for VERIFY, a revocation) is boxed when used, not carried by every connection.
     #[tokio::test]
     async fn a_connections_future_stays_small() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let (_client, server) = tokio::io::duplex(64);
         let size = std::mem::size_of_val(&serve_connection(server, d, None));
         assert!(size <= 1024, "a connection's future is {size} bytes");
@@ -340,7 +341,7 @@ mod tests {
 
     #[tokio::test]
     async fn pending_replies_are_flushed_at_the_bound() {
-        let mut d = door(AdminPolicy::Disabled);
+        let mut d = door(Admin::Disabled);
         Arc::get_mut(&mut d.0)
             .unwrap()
             .options
@@ -370,7 +371,7 @@ mod tests {
 
     #[tokio::test]
     async fn draining_closes_a_connection_waiting_for_its_next_command() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let conn = tokio::spawn(serve_connection(server, d.clone(), None));
         client.write_all(b"PING\r\nPING\r\n").await.unwrap();
@@ -397,7 +398,7 @@ mod tests {
 
     #[tokio::test]
     async fn closing_drops_a_connection_whose_client_does_not_read() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         // A 64-byte pipe whose client writes and never reads: the server's write blocks
         // once 64 bytes of replies are waiting.
         let (client, server) = tokio::io::duplex(64);

@@ -12,7 +12,7 @@
 //! |---|---|
 //! | `mod.rs` | this map, and the door's public names |
 //! | `server.rs` | [`RespServer`]: binds the `[resp]` listeners, serves them, drains and stops; [`serve_resp`], the accept loop for one listener; [`PeerAddress`] |
-//! | `options.rs` | [`RespOptions`], read from `[resp]`; [`AdminPolicy`], who may run admin commands |
+//! | `options.rs` | [`RespOptions`], read from `[resp]` |
 //! | `door.rs` | [`RespDoor`]: what every connection shares (gate, options, counters, connection cap), and the fan-out of shutdown phases to each connection |
 //! | `stats.rs` | the sharded counters `INFO stats` reports, and one batch's counts |
 //! | `event_loop.rs` | the door's own event-loop threads (`[resp] threads`) |
@@ -55,5 +55,5 @@ mod stats;
 mod testing;
 
 pub use door::RespDoor;
-pub use options::{AdminPolicy, RespOptions};
+pub use options::RespOptions;
 pub use server::{serve_resp, PeerAddress, RespServer};

@@ -1,35 +1,15 @@
-//! [`RespOptions`]: everything a RESP listener needs besides the gate, read from `[resp]`;
-//! and [`AdminPolicy`], who may run the admin commands, read from `resp.admin_secret_env` or
-//! `[auth.admin]`.
+//! [`RespOptions`]: everything a RESP listener needs besides the gate, read from `[resp]`.
+//! (Who may run the admin commands is the gate's decision: `gate::AdminAccess`.)
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
-
 use super::idle_poll;
-use crate::auth::{AdminAccess, AdminSecret};
 use crate::config::Config;
 use crate::resp::RequestLimits;
 
-/// Who may run the admin commands (`REVOKE`).
-#[derive(Debug)]
-pub enum AdminPolicy {
-    /// No admin secret is configured: admin commands are refused.
-    Disabled,
-    /// After `AUTH <secret>`; when `unix_socket_only`, only on the Unix socket.
-    Secret {
-        secret: Arc<AdminSecret>,
-        unix_socket_only: bool,
-    },
-    /// `[auth.admin] unix_socket_only` without a secret: anyone who can open the Unix socket
-    /// (its file permissions are the access control), nobody over TCP.
-    UnixSocket,
-}
-
 /// Everything a RESP listener needs besides the gate. [`RespOptions::from_config`] reads it
-/// from `[resp]` (and `[auth.admin]`); tests adjust the fields.
+/// from `[resp]`; tests adjust the fields.
 #[derive(Debug)]
 pub struct RespOptions {
     /// TCP address to listen on; `None` for no TCP listener.
@@ -43,7 +23,6 @@ pub struct RespOptions {
     pub idle_timeout: Duration,
     /// Connections still open this long after a shutdown began are dropped.
     pub shutdown_grace: Duration,
-    pub admin: AdminPolicy,
     /// Event-loop threads of the door's own; 0 serves it on the caller's runtime.
     pub threads: usize,
     /// How long an event loop that is at least half busy polls for work before it sleeps
@@ -52,38 +31,9 @@ pub struct RespOptions {
 }
 
 impl RespOptions {
-    /// Reads `[resp]`, and `[auth.admin]` for the admin secret when `resp.admin_secret_env`
-    /// is unset; `env` looks environment variables up (`|k| std::env::var(k).ok()`).
-    pub fn from_config(
-        config: &Config,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<Self> {
+    /// Reads `[resp]`.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let rc = &config.resp;
-        let admin = match &rc.admin_secret_env {
-            Some(var) => {
-                let value =
-                    env(var).with_context(|| format!("resp.admin_secret_env: {var} is not set"))?;
-                let secret = AdminSecret::new(value.as_bytes())
-                    .map_err(|e| anyhow::anyhow!("resp.admin_secret_env: {var}: {e}"))?;
-                AdminPolicy::Secret {
-                    secret: Arc::new(secret),
-                    unix_socket_only: false,
-                }
-            }
-            None => match AdminAccess::from_config(&config.auth.admin, env)
-                .map_err(anyhow::Error::msg)?
-            {
-                AdminAccess::Disabled => AdminPolicy::Disabled,
-                AdminAccess::Enabled {
-                    secret: Some(secret),
-                    unix_socket_only,
-                } => AdminPolicy::Secret {
-                    secret,
-                    unix_socket_only,
-                },
-                AdminAccess::Enabled { secret: None, .. } => AdminPolicy::UnixSocket,
-            },
-        };
         Ok(Self {
             tcp: rc.tcp_addr().map(|a| a.to_string()),
             unix_socket: rc.unix_socket.clone(),
@@ -98,7 +48,6 @@ impl RespOptions {
             max_connections: rc.max_connections,
             idle_timeout: rc.idle_timeout(),
             shutdown_grace: config.server.shutdown_grace(),
-            admin,
             threads: rc.threads,
             idle_poll: idle_poll::configured_window(rc, idle_poll::cpu_quota_cores()),
         })

@@ -91,7 +91,7 @@ impl PeerAddress for tokio::net::UnixStream {
 /// config.resp.enabled = true;
 /// config.resp.tcp = "127.0.0.1:0".into(); // any free port
 /// let gate = Arc::new(Gate::new(&config, Arc::new(SystemClock))?);
-/// let options = RespOptions::from_config(&config, &|k| std::env::var(k).ok())?;
+/// let options = RespOptions::from_config(&config)?;
 /// let server = RespServer::start(gate, options)?;
 /// println!("RESP on {}", server.tcp_addr().unwrap());
 /// server.stop().await;

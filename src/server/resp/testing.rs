@@ -11,9 +11,8 @@ use bytes::BytesMut;
 use super::cmd::{self, Flow};
 use super::connection::Conn;
 use super::door::RespDoor;
-use super::options::{AdminPolicy, RespOptions};
+use super::options::RespOptions;
 use super::stats::BatchCounts;
-use crate::auth::AdminSecret;
 use crate::clock::ManualClock;
 use crate::config::Algorithm;
 use crate::config::{Config, LimitConfig};
@@ -22,7 +21,24 @@ use crate::policy::Peer;
 use crate::resp::frame::{Frame, Protocol};
 use crate::resp::Args;
 
-pub(super) fn door(admin: AdminPolicy) -> RespDoor {
+/// Admin access of a test door (`[auth.admin]`): none, or [`SECRET`] on every socket or on
+/// the Unix socket only.
+#[derive(Clone, Copy)]
+pub(super) enum Admin {
+    Disabled,
+    Secret,
+    SecretUnixSocketOnly,
+}
+
+fn admin_config(c: &mut Config, admin: Admin) {
+    c.auth.admin = crate::config::auth::AdminConfig {
+        enabled: !matches!(admin, Admin::Disabled),
+        secret_env: (!matches!(admin, Admin::Disabled)).then(|| "ADMIN".into()),
+        unix_socket_only: matches!(admin, Admin::SecretUnixSocketOnly),
+    };
+}
+
+pub(super) fn door(admin: Admin) -> RespDoor {
     let mut c = Config::default();
     c.tiers.insert(
         "basic".into(),
@@ -33,9 +49,11 @@ pub(super) fn door(admin: AdminPolicy) -> RespDoor {
             key: None,
         },
     );
-    let gate = Arc::new(Gate::new(&c, Arc::new(ManualClock::new(1_000_000))).unwrap());
-    let mut options = RespOptions::from_config(&c, &|_| None).unwrap();
-    options.admin = admin;
+    admin_config(&mut c, admin);
+    let env = |v: &str| (v == "ADMIN").then(|| SECRET.to_string());
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let gate = Arc::new(Gate::with_env(&c, clock, &env).unwrap());
+    let options = RespOptions::from_config(&c).unwrap();
     RespDoor::new(gate, options)
 }
 
@@ -78,7 +96,7 @@ pub(super) fn conn_from(peer: Option<Peer>) -> Conn {
     Conn {
         id: 7,
         protocol: Protocol::Resp2,
-        admin: false,
+        admin: None,
         via_unix: peer == Some(Peer::Unix),
         peer,
         name: None,
@@ -86,13 +104,6 @@ pub(super) fn conn_from(peer: Option<Peer>) -> Conn {
 }
 
 pub(super) const SECRET: &str = "resp-admin-secret-0123456789abcdef";
-
-pub(super) fn secret(unix_socket_only: bool) -> AdminPolicy {
-    AdminPolicy::Secret {
-        secret: Arc::new(AdminSecret::new(SECRET.as_bytes()).unwrap()),
-        unix_socket_only,
-    }
-}
 
 pub(super) fn fixtures() -> serde_json::Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tokens/tokens.json");
@@ -152,14 +163,16 @@ pub(super) fn auth_door(log: Option<&Path>) -> RespDoor {
         tier: "premium".into(),
     }];
     c.auth.revocation.path = log.map(Path::to_path_buf);
+    admin_config(&mut c, Admin::Secret);
     let hs_secret = std::fs::read_to_string(dir.join("hs256_secret.txt")).unwrap();
-    let env = move |v: &str| (v == "HS").then(|| hs_secret.clone());
+    let env = move |v: &str| match v {
+        "HS" => Some(hs_secret.clone()),
+        "ADMIN" => Some(SECRET.to_string()),
+        _ => None,
+    };
     let clock = Arc::new(ManualClock::new((generated_at + 60) * 1000));
-    let auth =
-        crate::auth::Authenticator::from_config_with(&c.auth, clock.clone(), &env, None).unwrap();
-    let gate = Arc::new(Gate::with_authenticator(&c, clock, Arc::new(auth)).unwrap());
-    let mut options = RespOptions::from_config(&c, &|_| None).unwrap();
-    options.admin = secret(false);
+    let gate = Arc::new(Gate::with_env(&c, clock, &env).unwrap());
+    let options = RespOptions::from_config(&c).unwrap();
     RespDoor::new(gate, options)
 }
 

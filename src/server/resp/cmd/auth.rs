@@ -8,7 +8,6 @@ use super::{err, wrong_arity};
 use crate::resp::Args;
 use crate::server::resp::connection::Conn;
 use crate::server::resp::door::DoorShared;
-use crate::server::resp::options::AdminPolicy;
 use crate::server::resp::stats::BatchCounts;
 
 /// Redis's reply to a wrong user or password (`AUTH`, `HELLO … AUTH`).
@@ -21,18 +20,16 @@ pub(super) fn authenticate(
     password: &[u8],
     door: &DoorShared,
 ) -> bool {
-    let AdminPolicy::Secret { secret, .. } = &door.options.admin else {
-        return false;
-    };
-    // Compare the password even for a wrong user name, so timing does not tell them
-    // apart.
-    let password_ok = secret.verify(password);
+    // The gate checks the password even for a wrong user name, so timing does not tell
+    // them apart.
+    let proof = door.gate.admin().prove(password);
     let user_ok = user.map_or(true, |u| u == b"default");
-    if password_ok && user_ok {
-        conn.admin = true;
-        true
-    } else {
-        false
+    match proof {
+        Ok(proof) if user_ok => {
+            conn.admin = Some(proof);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -49,7 +46,7 @@ pub(super) fn apply(
         3 => (Some(args[1]), args[2]),
         _ => return wrong_arity(out, "auth", counts),
     };
-    if !matches!(door.options.admin, AdminPolicy::Secret { .. }) {
+    if !door.gate.admin().has_secret() {
         return err(
             out,
             "ERR AUTH <password> called without any password configured for the default user. \
@@ -67,12 +64,12 @@ pub(super) fn apply(
 
 #[cfg(test)]
 mod tests {
-    use crate::server::resp::testing::{conn, door, run, secret, SECRET};
-    use crate::server::resp::AdminPolicy;
+    use crate::server::resp::testing::Admin;
+    use crate::server::resp::testing::{conn, door, run, SECRET};
 
     #[test]
     fn auth_gates_admin_commands() {
-        let d = door(secret(false));
+        let d = door(Admin::Secret);
         let mut c = conn(false);
         assert_eq!(
             run(&mut c, &d, "REVOKE JTI j 100"),
@@ -102,16 +99,16 @@ mod tests {
             &format!("HELLO 3 AUTH default {SECRET} SETNAME x"),
         );
         assert!(r.starts_with("%7"), "{r}");
-        assert!(c.admin);
+        assert!(c.admin.is_some());
 
-        let uds_only = door(secret(true));
+        let uds_only = door(Admin::SecretUnixSocketOnly);
         let mut tcp = conn(false);
         run(&mut tcp, &uds_only, &format!("AUTH {SECRET}"));
         assert!(run(&mut tcp, &uds_only, "REVOKE SUB u 1").starts_with("-NOPERM"));
         let mut unix = conn(true);
         assert!(run(&mut unix, &uds_only, "REVOKE SUB u 1").starts_with("-NOAUTH"));
 
-        let off = door(AdminPolicy::Disabled);
+        let off = door(Admin::Disabled);
         let mut c = conn(true);
         assert!(run(&mut c, &off, "AUTH x").starts_with("-ERR AUTH <password> called without"));
         assert!(run(&mut c, &off, "REVOKE SUB u 1").starts_with("-ERR REVOKE is disabled"));

@@ -4,8 +4,8 @@
 
 use bytes::BytesMut;
 
-use super::{err, int_arg, is, wrong_arity};
-use crate::gate::{CheckError, CheckQuery};
+use super::{err, is, wrong_arity};
+use crate::gate::{grammar, retry_after, CheckError, CheckQuery};
 use crate::resp::frame;
 use crate::resp::Args;
 use crate::server::resp::door::DoorShared;
@@ -41,9 +41,9 @@ pub(super) fn apply(
             let Some(v) = value else {
                 return err(out, ERR_SYNTAX, counts);
             };
-            match int_arg(v) {
-                Some(n) if n >= 0 => hits = Some(n as u64),
-                _ => return err(out, "ERR HITS must be an integer of at least 0", counts),
+            match grammar::hits(v) {
+                Some(n) => hits = Some(n),
+                None => return err(out, "ERR HITS must be an integer of at least 0", counts),
             }
             i += 2;
         } else if is(opt, "LIMIT") && limit.is_none() {
@@ -72,11 +72,7 @@ pub(super) fn apply(
         Ok(decision) => {
             let o = decision.deciding();
             let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            let retry = if decision.allowed {
-                -1
-            } else {
-                clamp(o.retry_after_secs.unwrap_or(o.reset_secs))
-            };
+            let retry = retry_after(&decision).map_or(-1, clamp);
             if decision.allowed {
                 counts.checks_allowed += 1;
             } else {
@@ -108,12 +104,12 @@ pub(super) fn apply(
 
 #[cfg(test)]
 mod tests {
+    use crate::server::resp::testing::Admin;
     use crate::server::resp::testing::{conn, door, run};
-    use crate::server::resp::AdminPolicy;
 
     #[test]
     fn check_replies_and_errors() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let mut c = conn(false);
         // The integers of an all-integer array reply.
         let ints = |reply: &str| -> Vec<i64> {

@@ -62,12 +62,12 @@ pub(super) fn check_client_name(name: &[u8]) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
+    use crate::server::resp::testing::Admin;
     use crate::server::resp::testing::{conn, door, run};
-    use crate::server::resp::AdminPolicy;
 
     #[test]
     fn client_setname_and_getname() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let mut c = conn(false);
         assert_eq!(run(&mut c, &d, "CLIENT SETNAME app"), "+OK\r\n");
         assert_eq!(run(&mut c, &d, "CLIENT GETNAME"), "$3\r\napp\r\n");

@@ -39,12 +39,12 @@ pub(super) fn apply(conn: &Conn, args: &Args<'_>, out: &mut BytesMut, counts: &m
 
 #[cfg(test)]
 mod tests {
+    use crate::server::resp::testing::Admin;
     use crate::server::resp::testing::{conn, door, run};
-    use crate::server::resp::AdminPolicy;
 
     #[test]
     fn command_docs_and_count() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let mut c = conn(false);
         assert_eq!(run(&mut c, &d, "COMMAND DOCS"), "*0\r\n");
         assert_eq!(run(&mut c, &d, "COMMAND COUNT"), ":14\r\n");

@@ -27,12 +27,12 @@ pub(super) fn apply(conn: &Conn, args: &Args<'_>, out: &mut BytesMut, counts: &m
 
 #[cfg(test)]
 mod tests {
+    use crate::server::resp::testing::Admin;
     use crate::server::resp::testing::{conn, door, run};
-    use crate::server::resp::AdminPolicy;
 
     #[test]
     fn config_get_reads_as_empty() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let mut c = conn(false);
         assert_eq!(run(&mut c, &d, "CONFIG GET save"), "*0\r\n");
     }

@@ -18,12 +18,12 @@ pub(super) fn apply(args: &Args<'_>, out: &mut BytesMut, counts: &mut BatchCount
 
 #[cfg(test)]
 mod tests {
+    use crate::server::resp::testing::Admin;
     use crate::server::resp::testing::{conn, door, run};
-    use crate::server::resp::AdminPolicy;
 
     #[test]
     fn echo_answers_its_message() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let mut c = conn(false);
         assert_eq!(run(&mut c, &d, "ECHO x"), "$1\r\nx\r\n");
     }

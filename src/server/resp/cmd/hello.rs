@@ -86,12 +86,12 @@ pub(super) fn apply(
 #[cfg(test)]
 mod tests {
     use crate::resp::frame::Protocol;
+    use crate::server::resp::testing::Admin;
     use crate::server::resp::testing::{conn, door, run};
-    use crate::server::resp::AdminPolicy;
 
     #[test]
     fn hello_switches_protocol() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let mut c = conn(false);
         let r3 = run(&mut c, &d, "HELLO 3");
         assert!(

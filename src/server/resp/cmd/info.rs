@@ -10,7 +10,6 @@ use bytes::BytesMut;
 use crate::resp::frame;
 use crate::resp::Args;
 use crate::server::resp::door::DoorShared;
-use crate::server::resp::options::AdminPolicy;
 
 /// `INFO [section…]`: a bulk string in Redis's INFO format.
 pub(super) fn apply(args: &Args<'_>, door: &DoorShared, out: &mut BytesMut) {
@@ -108,12 +107,7 @@ pub(super) fn apply(args: &Args<'_>, door: &DoorShared, out: &mut BytesMut) {
             o.threads,
             // Polling applies to the door's own event loops only.
             if o.threads == 0 { 0 } else { o.idle_poll.as_micros() },
-            match o.admin {
-                AdminPolicy::Disabled => "disabled",
-                AdminPolicy::Secret { unix_socket_only: false, .. } => "secret",
-                AdminPolicy::Secret { unix_socket_only: true, .. } => "secret,unix_socket_only",
-                AdminPolicy::UnixSocket => "unix_socket_only",
-            },
+            door.gate.admin().describe(),
         );
     });
     frame::put_bulk(out, text.as_bytes());
@@ -121,12 +115,12 @@ pub(super) fn apply(args: &Args<'_>, door: &DoorShared, out: &mut BytesMut) {
 
 #[cfg(test)]
 mod tests {
+    use crate::server::resp::testing::Admin;
     use crate::server::resp::testing::{conn, door, run};
-    use crate::server::resp::AdminPolicy;
 
     #[test]
     fn info_reports_sections() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let mut c = conn(false);
         let info = run(&mut c, &d, "INFO");
         assert!(info.contains("tiers:basic=3/3600s"), "{info}");

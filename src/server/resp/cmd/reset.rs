@@ -17,7 +17,7 @@ pub(super) fn apply(
 ) {
     if args.len() == 1 {
         conn.protocol = Protocol::Resp2;
-        conn.admin = false;
+        conn.admin = None;
         conn.name = None;
         out.extend_from_slice(b"+RESET\r\n");
     } else {

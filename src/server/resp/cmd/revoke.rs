@@ -1,22 +1,21 @@
 //! `REVOKE JTI <jti> <exp>` / `REVOKE SUB <sub> <before>`: revokes one token, or every
-//! token of a subject issued before a time. An admin command: refused unless the connection
-//! may run admin commands ([`AdminPolicy`]).
+//! token of a subject issued before a time. An admin command: the gate admits the
+//! connection or not ([`crate::gate::AdminAccess`]), and records the revocation
+//! ([`crate::gate::Gate::revoke`]); this file parses the arguments and words the answers.
 //!
 //! The arguments and access are checked at once ([`apply`]); the write to the revocation
 //! log waits for an fsync on the blocking pool, so the connection loop [`settle`]s it and
 //! [`reply`] answers `+OK` only once the revocation is durable.
 
-use std::sync::Arc;
-
 use bytes::BytesMut;
 
 use super::{err, int_arg, is, wrong_arity, Flow, Settled, Work};
-use crate::auth::revocation::MAX_ID_BYTES;
-use crate::auth::{RevocationError, RevokeRequest};
+use crate::gate::{
+    AdminCaller, AdminCredential, AdminRefusal, RevokeError, RevokeRequest, Revoked,
+};
 use crate::resp::Args;
 use crate::server::resp::connection::Conn;
 use crate::server::resp::door::DoorShared;
-use crate::server::resp::options::AdminPolicy;
 use crate::server::resp::stats::BatchCounts;
 
 /// `REVOKE`: checks its access and arguments and hands the store write to the loop as
@@ -47,24 +46,22 @@ fn parse(
         wrong_arity(out, "revoke", counts);
         return None;
     }
-    let refusal = match &door.options.admin {
-        AdminPolicy::Disabled => Some(
-            "ERR REVOKE is disabled: no admin secret is configured \
-             (resp.admin_secret_env or [auth.admin])",
-        ),
-        AdminPolicy::Secret {
-            unix_socket_only, ..
-        } => {
-            if *unix_socket_only && !conn.via_unix {
-                Some("NOPERM admin commands are only allowed on the Unix socket")
-            } else if !conn.admin {
-                Some("NOAUTH Authentication required.")
-            } else {
-                None
-            }
+    let caller = AdminCaller {
+        via_unix_socket: conn.via_unix,
+        credential: conn
+            .admin
+            .map_or(AdminCredential::None, AdminCredential::Proven),
+    };
+    let refusal = match door.gate.admin().admit(&caller) {
+        Ok(()) => None,
+        Err(AdminRefusal::Disabled) => {
+            Some("ERR REVOKE is disabled: no admin access is configured ([auth.admin])")
         }
-        AdminPolicy::UnixSocket => {
-            (!conn.via_unix).then_some("NOPERM admin commands are only allowed on the Unix socket")
+        Err(AdminRefusal::UnixSocketOnly | AdminRefusal::NoSecretConfigured) => {
+            Some("NOPERM admin commands are only allowed on the Unix socket")
+        }
+        Err(AdminRefusal::SecretRequired | AdminRefusal::SecretInvalid) => {
+            Some("NOAUTH Authentication required.")
         }
     };
     if let Some(msg) = refusal {
@@ -74,7 +71,7 @@ fn parse(
     let (kind, time) = if is(args[1], "JTI") {
         ("jti", "exp")
     } else if is(args[1], "SUB") {
-        ("sub", "before")
+        ("subject", "before")
     } else {
         err(
             out,
@@ -83,14 +80,13 @@ fn parse(
         );
         return None;
     };
-    let id = match std::str::from_utf8(args[2]) {
-        Ok(id) if !id.is_empty() && id.len() <= MAX_ID_BYTES => id.to_owned(),
-        _ => {
-            let msg = format!("ERR the {kind} must be 1 to {MAX_ID_BYTES} bytes of UTF-8 text");
-            err(out, &msg, counts);
-            return None;
-        }
+    // Its length is the gate's rule (the same answer as over HTTP).
+    let Ok(id) = std::str::from_utf8(args[2]) else {
+        let msg = format!("ERR the {kind} must be UTF-8 text");
+        err(out, &msg, counts);
+        return None;
     };
+    let id = id.to_owned();
     let Some(at) = int_arg(args[3]) else {
         let msg = format!("ERR {time} must be an integer (seconds since the epoch)");
         err(out, &msg, counts);
@@ -106,63 +102,32 @@ fn parse(
     })
 }
 
-/// Records the revocation in the store and its log.
+/// Records the revocation (the gate writes it on the blocking pool, with an fsync; the
+/// connection waits for it, so its later replies stay in order; others do not).
 pub(super) async fn settle(request: RevokeRequest, door: &DoorShared) -> Settled {
-    // Blocking file I/O with an fsync: on the blocking pool, not the reactor. The
-    // connection waits for it (its later replies stay in order); others do not.
-    let store = Arc::clone(door.gate.authenticator().revocations());
-    let r = request.clone();
-    let result = tokio::task::spawn_blocking(move || r.apply(&store))
-        .await
-        .map_err(|_| ());
-    Settled::Revoke(request, result)
+    Settled::Revoke(door.gate.revoke(&request).await)
 }
 
-/// Writes the answer of a settled `REVOKE`: `+OK` once it is durable.
+/// Writes the answer of a settled `REVOKE`: `+OK` once it is durable, else the gate's
+/// message (the `detail` `POST /admin/revoke` answers).
 pub(super) fn reply(
-    request: RevokeRequest,
-    result: Result<Result<bool, RevocationError>, ()>,
+    result: Result<Revoked, RevokeError>,
     out: &mut BytesMut,
     counts: &mut BatchCounts,
 ) {
     match result {
-        Ok(Ok(_)) => {
+        Ok(_) => {
             counts.revocations += 1;
             out.extend_from_slice(b"+OK\r\n");
         }
-        Ok(Err(e)) => {
-            let (kind, time) = match request {
-                RevokeRequest::Jti { .. } => ("jti", "exp"),
-                RevokeRequest::Subject { .. } => ("sub", "before"),
-            };
-            let msg = match e {
-                RevocationError::BadId => {
-                    format!("ERR the {kind} must be 1 to {MAX_ID_BYTES} bytes")
-                }
-                RevocationError::BadTime => format!("ERR {time} is out of range"),
-                RevocationError::Full(n) => {
-                    format!("ERR the revocation store is full ({n} entries)")
-                }
-                // In force in this process, but not on disk: say so, so the caller
-                // retries rather than believing it will survive a restart.
-                RevocationError::Io(e) => format!(
-                    "ERR the revocation is in force but was not saved to the log ({e}); retry"
-                ),
-                RevocationError::Corrupt { .. } => {
-                    "ERR the revocation log is unreadable".to_string()
-                }
-            };
-            err(out, &msg, counts);
-        }
-        Err(()) => err(out, "ERR the revocation was not recorded", counts),
+        Err(e) => err(out, &format!("ERR {e}"), counts),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::auth::revocation::MAX_ID_BYTES;
     use crate::server::resp::testing::{
-        auth_door, conn, fixtures, run, some, token, verdict, verify, SECRET,
+        auth_door, conn, fixtures, run, run_args, some, token, verdict, verify, SECRET,
     };
 
     #[test]
@@ -213,14 +178,19 @@ mod tests {
         );
         assert_eq!(d.0.gate.authenticator().revocations().len(), 2);
         // Values the store refuses.
-        let long = "j".repeat(MAX_ID_BYTES + 1);
+        let max = crate::auth::MAX_REVOCATION_ID_BYTES;
+        let long = "j".repeat(max + 1);
         assert_eq!(
             run(&mut c, &d, &format!("REVOKE JTI {long} 1")),
-            format!("-ERR the jti must be 1 to {MAX_ID_BYTES} bytes of UTF-8 text\r\n")
+            format!("-ERR the jti must be 1 to {max} bytes\r\n")
+        );
+        assert_eq!(
+            run_args(&mut c, &d, &[b"REVOKE", b"SUB", b"\xff", b"1"]),
+            "-ERR the subject must be UTF-8 text\r\n"
         );
         assert_eq!(
             run(&mut c, &d, "REVOKE SUB u 99999999999999999"),
-            "-ERR before is out of range\r\n"
+            "-ERR before is out of range: a time in seconds since the epoch\r\n"
         );
         let info = run(&mut c, &d, "INFO stats");
         assert!(info.contains("revocations:3\r\n"), "{info}");

@@ -23,12 +23,12 @@ pub(super) fn apply(args: &Args<'_>, out: &mut BytesMut, counts: &mut BatchCount
 
 #[cfg(test)]
 mod tests {
+    use crate::server::resp::testing::Admin;
     use crate::server::resp::testing::{conn, door, run};
-    use crate::server::resp::AdminPolicy;
 
     #[test]
     fn select_accepts_database_0() {
-        let d = door(AdminPolicy::Disabled);
+        let d = door(Admin::Disabled);
         let mut c = conn(false);
         assert_eq!(run(&mut c, &d, "SELECT 0"), "+OK\r\n");
     }

@@ -6,15 +6,13 @@
 //! decision may wait for a key-set refetch (a token naming an unknown key id), so the
 //! connection loop [`settle`]s it and [`reply`] writes the answer in its place.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
 use bytes::BytesMut;
 
 use super::{err, wrong_arity, Flow, Settled, Work};
 use crate::auth::AuthInput;
-use crate::gate::{AccessDecision, AccessOutcome, AccessQuery, CheckError};
-use crate::policy::Peer;
+use crate::gate::{grammar, AccessDecision, AccessOutcome, AccessQuery, CheckError};
 use crate::resp::frame::{self, Protocol};
 use crate::resp::Args;
 use crate::server::resp::connection::Conn;
@@ -23,8 +21,8 @@ use crate::server::resp::stats::BatchCounts;
 
 /// The arguments of a `VERIFY`, parsed.
 pub(in crate::server::resp) struct VerifyArgs<'a> {
-    /// The bearer token; empty for none (anonymous).
-    token: Cow<'a, str>,
+    /// The credentials: the token argument as received.
+    credentials: AuthInput<'a>,
     method: &'a str,
     uri: &'a [u8],
     /// The client address the decision is made for (see [`parse`]).
@@ -49,11 +47,11 @@ pub(super) fn apply<'a>(
 /// client address; the decision itself is [`settle`]d by the loop.
 ///
 /// The client-IP argument is believed only when this connection's peer is a trusted
-/// proxy (`[policy]` trusted proxies; loopback and the Unix socket by default), as the
-/// HTTP door believes `X-Forwarded-For` only from one. From any other peer the peer's
-/// own address is used, so a client cannot pick the IP its limits are counted by. The
-/// argument must be an IP address either way, so a caller's mistake shows wherever it
-/// connects from.
+/// proxy (`[policy]` trusted proxies; loopback and the Unix socket by default): the
+/// gate's rule ([`crate::gate::Gate::claimed_client_ip`]), the one that believes
+/// `X-Forwarded-For` only from one over HTTP. From any other peer the peer's own address
+/// is used, so a client cannot pick the IP its limits are counted by. The argument must
+/// be an IP address either way, so a caller's mistake shows wherever it connects from.
 fn parse<'a>(
     conn: &Conn,
     args: &Args<'a>,
@@ -66,7 +64,7 @@ fn parse<'a>(
         return None;
     }
     let (token, method, uri, ip) = (args[1], args[2], args[3], args[4]);
-    let Some(method) = http_method(method) else {
+    let Some(method) = grammar::method(method) else {
         err(
             out,
             "ERR the method must be an HTTP method token (GET, POST…)",
@@ -85,13 +83,12 @@ fn parse<'a>(
         );
         return None;
     };
-    let client_ip = match conn.peer {
-        Some(peer) if door.gate.trusts_proxy(peer) => Some(claimed.to_canonical()),
-        Some(Peer::Ip(own)) => Some(own.to_canonical()),
-        Some(Peer::Unix) | None => None,
-    };
+    // An unknown peer is trusted with nothing, not even an address of its own.
+    let client_ip = conn
+        .peer
+        .and_then(|peer| door.gate.claimed_client_ip(peer, claimed));
     Some(VerifyArgs {
-        token: bearer_arg(token),
+        credentials: token_arg(token),
         method,
         uri,
         client_ip,
@@ -100,15 +97,10 @@ fn parse<'a>(
 
 /// The access decision for a `VERIFY`; waits only for a key-set refetch.
 pub(super) async fn settle(v: VerifyArgs<'_>, door: &DoorShared) -> Settled {
-    let credentials = if v.token.is_empty() {
-        AuthInput::default()
-    } else {
-        AuthInput::bearer(&v.token)
-    };
     let query = AccessQuery {
         method: v.method,
         uri: v.uri,
-        credentials,
+        credentials: v.credentials,
         client_ip: v.client_ip,
         headers: None,
     };
@@ -137,29 +129,15 @@ pub(super) fn reply(
     }
 }
 
-/// The method argument of `VERIFY`: an HTTP method token (RFC 9110 `tchar`s), 1 to 32
-/// bytes.
-fn http_method(arg: &[u8]) -> Option<&str> {
-    const TCHAR: &[u8] = b"!#$%&'*+-.^_`|~";
-    let ok = !arg.is_empty()
-        && arg.len() <= 32
-        && arg
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || TCHAR.contains(b));
-    // Only ASCII passed, so this never fails.
-    ok.then(|| std::str::from_utf8(arg).ok()).flatten()
-}
-
 /// The token argument of `VERIFY`: the bare token, or a whole `Authorization` value
-/// (`Bearer <token>`, the scheme in any case) with the scheme dropped; empty for none.
-/// Bytes that are not UTF-8 cannot be a JWT: they are passed on replaced (U+FFFD), so the
-/// gate refuses them as an invalid token instead of the door inventing an answer.
-fn bearer_arg(arg: &[u8]) -> Cow<'_, str> {
-    let arg = match arg.get(..7) {
-        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => arg[7..].trim_ascii(),
-        _ => arg,
-    };
-    String::from_utf8_lossy(arg)
+/// (`Bearer <token>`, the scheme in any case); empty for none. Handed to the gate as
+/// received: reading it (and refusing one that is not UTF-8) is the gate's rule, the same
+/// as for an `Authorization` header over HTTP.
+fn token_arg(arg: &[u8]) -> AuthInput<'_> {
+    match arg.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => AuthInput::authorization(arg),
+        _ => AuthInput::bearer_bytes(arg),
+    }
 }
 
 /// `VERIFY`'s reply: `[status, reason, user_id, role, tier, remaining, retry_after]`.
@@ -187,11 +165,7 @@ fn put_verify_reply(out: &mut BytesMut, d: &AccessDecision, protocol: Protocol) 
     put_opt(out, (!d.tier.is_empty()).then_some(d.tier.as_bytes()));
     let deciding = d.limits.as_ref().map(|l| l.deciding());
     frame::put_integer(out, deciding.map_or(-1, |o| clamp(o.remaining)));
-    let retry = match (&d.outcome, deciding) {
-        (AccessOutcome::RateLimited, Some(o)) => clamp(o.retry_after_secs.unwrap_or(o.reset_secs)),
-        _ => -1,
-    };
-    frame::put_integer(out, retry);
+    frame::put_integer(out, d.retry_after().map_or(-1, clamp));
 }
 
 #[cfg(test)]
