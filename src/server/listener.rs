@@ -298,23 +298,21 @@ impl<S> IdleTimeout<S> {
         }
     }
 
-    /// The outcome of a write to the inner stream: bytes written are progress; not ready is
-    /// a chance for the idle timeout to fire.
-    fn wrote(
+    /// The outcome of a read or write of the inner stream: bytes moved (`progressed`) are
+    /// progress; not ready is a chance for the idle timeout to fire.
+    fn after<T>(
         &mut self,
         cx: &mut Context<'_>,
-        written: Poll<io::Result<usize>>,
-    ) -> Poll<io::Result<usize>> {
-        match written {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.last_progress = Instant::now();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.poll_expired(cx).map(Err),
+        polled: Poll<io::Result<T>>,
+        progressed: bool,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_pending() {
+            return self.poll_expired(cx).map(Err);
         }
+        if progressed {
+            self.last_progress = Instant::now();
+        }
+        polled
     }
 }
 
@@ -326,16 +324,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    this.last_progress = Instant::now();
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.poll_expired(cx).map(Err),
-        }
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let progressed = matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before;
+        this.after(cx, read, progressed)
     }
 }
 
@@ -347,7 +338,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.wrote(cx, written)
+        let progressed = matches!(written, Poll::Ready(Ok(n)) if n > 0);
+        this.after(cx, written, progressed)
     }
 
     fn poll_write_vectored(
@@ -357,7 +349,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.wrote(cx, written)
+        let progressed = matches!(written, Poll::Ready(Ok(n)) if n > 0);
+        this.after(cx, written, progressed)
     }
 
     fn is_write_vectored(&self) -> bool {
