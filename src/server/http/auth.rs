@@ -6,7 +6,7 @@
 //!
 //! Every answer is header-only (`Content-Length: 0`): nginx only returns its keep-alive
 //! connection to the pool after an auth answer without a body. Its fields are written by
-//! [`auth_fields`] alone, for both transports.
+//! `auth_fields` alone, for both transports.
 
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::{HeaderMap, Request, StatusCode};
@@ -192,7 +192,7 @@ impl HttpShared {
         })
     }
 
-    /// An access decision as a [`Reply`] (for hyper): the fields [`auth_fields`] writes, and
+    /// An access decision as a [`Reply`] (for hyper): the fields `auth_fields` writes, and
     /// an empty body.
     pub fn auth_reply(&self, d: &AccessDecision) -> Reply {
         let mut refused = None;

@@ -3,8 +3,8 @@
 //! (allowed) or 429 (denied) with a JSON body and the `RateLimit`, `RateLimit-Policy`,
 //! `X-RateLimit-*` and (when denied) `Retry-After` fields.
 //!
-//! The answer's fields are written by [`decision_fields`] alone, for both transports:
-//! [`decision_reply`] for hyper, [`write_decision`] for the fast path.
+//! The answer's fields are written by `decision_fields` alone, for both transports:
+//! `decision_reply` for hyper, `write_decision` for the fast path.
 
 use http::StatusCode;
 
@@ -79,7 +79,7 @@ pub(super) fn decision_reply(d: &Decision) -> Reply {
 }
 
 /// Writes a complete HTTP/1.1 answer to a decision straight into `out` (the fast path), the
-/// same bytes [`decision_reply`] gives hyper. `scratch` holds the body while its length is
+/// same bytes `decision_reply` gives hyper. `scratch` holds the body while its length is
 /// written; both buffers are the connection's, reused, so nothing is allocated.
 pub(super) fn write_decision(
     out: &mut Vec<u8>,

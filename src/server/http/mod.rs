@@ -32,7 +32,7 @@
 //!
 //! 1. Write its handler in the file of its group (or a new file): a method on [`HttpShared`]
 //!    that returns a [`Reply`] — its fields written through a
-//!    [`FieldWriter`](render::FieldWriter), problems through [`HttpShared::refuse`] (which
+//!    [`FieldWriter`](render::FieldWriter), problems through `HttpShared::refuse` (which
 //!    counts them) and [`render::problem_reply`] — with its tests beside it.
 //! 2. Route it in [`HttpShared::reply`] (an answer from the path and the method alone) or,
 //!    when it needs headers or a body, in `HttpService::call`, as `/auth` and the admin API

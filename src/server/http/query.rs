@@ -1,5 +1,5 @@
 //! Query-string decoding for `/check`: `application/x-www-form-urlencoded` pairs into the
-//! [`CheckParams`] the endpoint reads, percent-decoded, each known parameter at most once.
+//! `CheckParams` the endpoint reads, percent-decoded, each known parameter at most once.
 
 use std::borrow::Cow;
 
