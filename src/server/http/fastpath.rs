@@ -13,10 +13,11 @@
 //! HTTP/1.1 in origin form, with no body (`Content-Length` absent or `0`, no
 //! `Transfer-Encoding`), no `Expect` and no `Upgrade`, whose method is `GET` — or, for
 //! `/auth`, any method but `CONNECT` (nginx's auth subrequest carries the original method).
-//! `/check` and `/auth` are decided and written straight into the output buffer; for `/auth`
-//! only the headers the gate reads are copied out of the read buffer. Any other GET goes
-//! through the same router as hyper ([`super::HttpShared::reply`]) and is serialised
-//! here. Pipelined requests are answered in order, with one write per batch.
+//! `/check` and `/auth` are decided and written straight into the output buffer, by the same
+//! field writers hyper's answers are built with ([`super::render`]); for `/auth` only the
+//! headers the gate reads are copied out of the read buffer. Any other GET goes through the
+//! same router as hyper ([`super::HttpShared::reply`]) and its [`Reply`](super::Reply) is
+//! written here. Pipelined requests are answered in order, with one write per batch.
 //!
 //! What it hands to hyper: everything else — other methods, HTTP/1.0, bodies, the admin API,
 //! malformed or oversized heads, too many headers — together with the bytes already read.
