@@ -288,8 +288,8 @@ pub struct CheckRequest<'a> {
 
 impl CheckRequest<'_> {
     fn encode(&self, out: &mut BytesMut) {
-        let mut hits = [0u8; 20];
-        let hits = format_u64(self.hits, &mut hits);
+        let mut hits = itoa::Buffer::new();
+        let hits = hits.format(self.hits).as_bytes();
         let n = 3
             + if self.hits != 1 { 2 } else { 0 }
             + if self.limit.is_some() { 2 } else { 0 }
@@ -308,18 +308,6 @@ impl CheckRequest<'_> {
         }
         if self.with_name {
             frame::put_bulk(out, b"WITHNAME");
-        }
-    }
-}
-
-fn format_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return &buf[i..];
         }
     }
 }

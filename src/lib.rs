@@ -30,13 +30,14 @@
 //!   place a configuration is compiled into limits and policy. It holds the compiled
 //!   configuration behind an atomic swap for reloads, the limiter, the authenticator and the
 //!   metrics.
-//! - [`server`]: the front doors — [`server::http`] (`/check`, `/auth`, health, readiness,
-//!   metrics, the admin API), [`server::fastpath`] (the hand-written HTTP/1.1 path for the
-//!   plain requests of the hot paths), [`server::resp`] (the RESP door, a folder: its
-//!   connection loop, one file per command — `CHECK`, `VERIFY`, `REVOKE`… — and event loops
-//!   of its own that poll briefly before sleeping when busy: [`server::resp::idle_poll`]) —
-//!   and what they share: [`server::listener`] (TCP and Unix listeners, connection cap,
-//!   timeouts, graceful drain) and [`server::readiness`].
+//! - [`server`]: the front doors, one folder each — [`server::http`] (`/check`, `/auth`,
+//!   health, readiness, metrics, the admin API, one file per endpoint group, and
+//!   [`server::http::fastpath`], the hand-written HTTP/1.1 path for the plain requests of the
+//!   hot paths), [`server::resp`] (the RESP door: its connection loop, one file per command —
+//!   `CHECK`, `VERIFY`, `REVOKE`… — and event loops of its own that poll briefly before
+//!   sleeping when busy: [`server::resp::idle_poll`]) — and what they share:
+//!   [`server::listener`] (TCP and Unix listeners, connection cap, timeouts, graceful drain;
+//!   no protocol) and [`server::readiness`].
 //! - [`resp`]: RESP2/RESP3 framing, the request parser and the reply encoder.
 //! - [`client`]: an async, pipelining Rust client for the RESP protocol.
 //! - [`metrics`]: the Prometheus registry and every exported series.
@@ -46,7 +47,7 @@
 //!
 //! # How a request flows
 //!
-//! **nginx `auth_request` → `/auth`.** The HTTP door ([`server::fastpath`] for a plain
+//! **nginx `auth_request` → `/auth`.** The HTTP door ([`server::http::fastpath`] for a plain
 //! request, hyper otherwise) collects the facts — credentials, `X-Original-URI` and
 //! `X-Original-Method`, the client IP resolved through the trusted proxies — into an
 //! [`gate::AccessQuery`], and [`gate::Gate::authorize`]:

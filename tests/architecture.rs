@@ -47,13 +47,21 @@ const RULES: &[Rule] = &[
         reach: Reach::Only(&["clock"]),
         why: "limiter/ knows only the clock",
     },
-    // TODO(lead): enable once the listener ↔ fast path circle is gone (src/server/listener.rs
-    // still calls super::http and super::fastpath on this branch).
-    // Rule {
-    //     files: "server/listener.rs",
-    //     reach: Reach::Not(&["server::http", "server::fastpath"]),
-    //     why: "the listener is shared by every door and knows no HTTP",
-    // },
+    Rule {
+        files: "server/listener.rs",
+        reach: Reach::Not(&["server::http", "server::resp"]),
+        why: "the listener is shared by every door and knows no protocol",
+    },
+    Rule {
+        files: "gate/",
+        reach: Reach::Not(&["server", "cli", "client"]),
+        why: "layers point one way: doors call the gate, never the reverse",
+    },
+    Rule {
+        files: "auth/",
+        reach: Reach::Not(&["gate", "server", "cli", "client"]),
+        why: "auth/ is called by the gate and knows no door",
+    },
 ];
 
 /// One reference that breaks a rule.

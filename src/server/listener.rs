@@ -2,8 +2,10 @@
 //! accepting under a connection cap, the idle timeout, and the shutdown phases that let
 //! in-flight requests finish.
 //!
-//! Nothing here knows HTTP except [`serve_http`]; the RESP door reuses [`accept_loop`],
-//! [`ConnectionSlots`], [`Shutdown`] and [`IdleTimeout`] with its own connection handler.
+//! Nothing here knows a protocol: a door hands [`accept_loop`] (or, when it needs the socket
+//! peer, [`accept_loop_with_peer`]) its connection handler, a closure that is given each
+//! accepted stream, and serves it with [`Shutdown`] and [`IdleTimeout`]. The HTTP door's
+//! handler is [`super::http::serve_connection`]; the RESP door has its own.
 
 use std::future::Future;
 use std::io;
@@ -15,15 +17,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use bytes::Bytes;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-use super::http::HttpService;
 use crate::metrics::ConnectionMetrics;
 use crate::policy::Peer;
 
@@ -256,129 +254,6 @@ impl Drop for OpenGuard {
     }
 }
 
-/// Per-server settings of HTTP connections.
-pub struct HttpConnSettings {
-    pub http1: http1::Builder,
-    pub idle_timeout: Duration,
-    /// For the fast path (hyper has its own copy in `http1`).
-    pub header_read_timeout: Duration,
-    /// For the fast path (hyper has its own copy in `http1`).
-    pub max_header_bytes: usize,
-    /// Serve plain GETs with [`super::fastpath`] (else every request goes through hyper).
-    pub fast_path: bool,
-}
-
-/// Serves one HTTP/1.1 connection: through the fast path when enabled, else through hyper.
-pub async fn serve_http<S>(
-    stream: S,
-    service: HttpService,
-    settings: Arc<HttpConnSettings>,
-    shutdown: Shutdown,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    if settings.fast_path {
-        super::fastpath::serve_fast(stream, service, settings, shutdown).await;
-    } else {
-        let io = IdleTimeout::new(stream, settings.idle_timeout);
-        serve_hyper(io, service, settings, shutdown).await;
-    }
-}
-
-/// Serves an HTTP/1.1 connection with hyper until the client closes it, a timeout fires, or
-/// the server drains (then the in-flight request finishes and the connection closes) or
-/// closes. `io` already carries the idle timeout.
-pub async fn serve_hyper<I>(
-    io: I,
-    service: HttpService,
-    settings: Arc<HttpConnSettings>,
-    shutdown: Shutdown,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let conn = settings.http1.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let draining = shutdown.clone().draining();
-    let closing = shutdown.closing();
-    tokio::pin!(draining, closing);
-    let mut drained = false;
-    let result = loop {
-        tokio::select! {
-            res = conn.as_mut() => break res,
-            _ = &mut draining, if !drained => {
-                drained = true;
-                // Finishes the request being served (if any) with `Connection: close`, then
-                // closes; an idle connection closes at once.
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = &mut closing, if drained => break Ok(()),
-        }
-    };
-    if let Err(e) = result {
-        // Clients closing mid-request, timeouts and malformed requests are routine.
-        tracing::debug!(error = %e, "http connection ended with an error");
-    }
-}
-
-/// A stream whose first reads return `prefix`: bytes already read from it by someone else
-/// (the fast path) before handing it over.
-pub struct Rewind<S> {
-    prefix: Bytes,
-    inner: S,
-}
-
-impl<S> Rewind<S> {
-    pub fn new(prefix: Bytes, inner: S) -> Self {
-        Self { prefix, inner }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
 /// Wraps a stream so that it fails with `TimedOut` once neither a read nor a write has made
 /// progress for `timeout`: idle keep-alive connections, clients that stop reading their
 /// answers, and half-sent requests all end up here.
@@ -422,6 +297,23 @@ impl<S> IdleTimeout<S> {
             self.sleep.as_mut().reset(deadline);
         }
     }
+
+    /// The outcome of a read or write of the inner stream: bytes moved (`progressed`) are
+    /// progress; not ready is a chance for the idle timeout to fire.
+    fn after<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+        progressed: bool,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_pending() {
+            return self.poll_expired(cx).map(Err);
+        }
+        if progressed {
+            self.last_progress = Instant::now();
+        }
+        polled
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
@@ -432,16 +324,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    this.last_progress = Instant::now();
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.poll_expired(cx).map(Err),
-        }
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let progressed = matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before;
+        this.after(cx, read, progressed)
     }
 }
 
@@ -452,16 +337,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.last_progress = Instant::now();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.poll_expired(cx).map(Err),
-        }
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        let progressed = matches!(written, Poll::Ready(Ok(n)) if n > 0);
+        this.after(cx, written, progressed)
     }
 
     fn poll_write_vectored(
@@ -470,16 +348,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.last_progress = Instant::now();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.poll_expired(cx).map(Err),
-        }
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        let progressed = matches!(written, Poll::Ready(Ok(n)) if n > 0);
+        this.after(cx, written, progressed)
     }
 
     fn is_write_vectored(&self) -> bool {

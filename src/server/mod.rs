@@ -8,13 +8,12 @@
 //! `server.shutdown_grace` → close what is left). [`run`] is what `tollgate serve` calls: the
 //! same, driven by signals (SIGTERM/SIGINT shut down, SIGHUP reloads).
 //!
-//! Files: [`http`] is the HTTP door (routing, parsing, rendering), [`fastpath`] its
-//! hand-written HTTP/1.1 fast path for plain GETs, [`listener`] the sockets and connection
-//! handling every door shares, [`readiness`] the conditions `/readyz` reports, [`resp`] the
-//! RESP door (a folder: its connection loop, one file per command, and its event loops,
-//! which poll for work before they sleep: [`resp::idle_poll`]).
+//! Files: [`http`] is the HTTP door (a folder: routing, the fast path, one file per endpoint
+//! group, rendering), [`listener`] the sockets and connection handling every door shares
+//! (it knows no protocol), [`readiness`] the conditions `/readyz` reports, [`resp`] the RESP
+//! door (a folder: its connection loop, one file per command, and its event loops, which
+//! poll for work before they sleep: [`resp::idle_poll`]).
 
-pub mod fastpath;
 pub mod http;
 pub mod listener;
 pub mod readiness;
@@ -26,8 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioTimer;
 use tokio::task::JoinHandle;
 
 use crate::auth::Authenticator;
@@ -40,15 +37,12 @@ use crate::metrics::Listener;
 pub use listener::{ConnectionSlots, Phase, Shutdown};
 pub use readiness::{Readiness, ReadinessFlag};
 
-use self::http::{HttpService, HttpShared};
-use self::listener::{HttpConnSettings, ShutdownController, UnixSocketFile};
+use self::http::{HttpConnSettings, HttpService, HttpShared};
+use self::listener::{ShutdownController, UnixSocketFile};
 
 /// How often idle limiter states are dropped. Idle means both windows passed, so for the
 /// usual windows (minutes to hours) a few seconds of delay changes nothing but memory.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
-
-/// hyper refuses a read buffer smaller than this.
-const MIN_HEADER_BUFFER: usize = 8 * 1024;
 
 /// Starts a server: `ServerBuilder::new(config).start().await` binds and serves on the
 /// current tokio runtime.
@@ -197,25 +191,12 @@ impl ServerBuilder {
             None => None,
         };
 
-        let mut http1 = http1::Builder::new();
-        http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout)
-            // The head's size is checked exactly once it is complete; the read buffer (which
-            // bounds what a client can make tollgate hold) has room for a maximal head plus
-            // a pipelined request or two behind it.
-            .max_header_size(sc.max_header_bytes)
-            .max_buf_size(sc.max_header_bytes.saturating_mul(2).max(MIN_HEADER_BUFFER))
-            // Not `pipeline_flush`: with it, hyper 1.12 closes without sending the automatic
-            // 431/414/400 answer to a malformed request (measured in tests/http.rs).
-            .keep_alive(true);
-        let settings = Arc::new(HttpConnSettings {
-            http1,
-            idle_timeout,
+        let settings = Arc::new(HttpConnSettings::new(
             header_read_timeout,
-            max_header_bytes: sc.max_header_bytes,
-            fast_path: http_fast_path,
-        });
+            idle_timeout,
+            sc.max_header_bytes,
+            http_fast_path,
+        ));
         let shared = Arc::new(HttpShared {
             gate: gate.clone(),
             readiness: readiness.clone(),
@@ -327,7 +308,7 @@ fn spawn_http_accept<A: listener::Acceptor>(
         controller.subscribe(),
         move |stream, peer, shutdown| {
             let service = HttpService::new(shared.clone(), peer);
-            listener::serve_http(stream, service, settings.clone(), shutdown)
+            http::serve_connection(stream, service, settings.clone(), shutdown)
         },
     ))
 }

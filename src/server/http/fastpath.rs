@@ -13,10 +13,11 @@
 //! HTTP/1.1 in origin form, with no body (`Content-Length` absent or `0`, no
 //! `Transfer-Encoding`), no `Expect` and no `Upgrade`, whose method is `GET` — or, for
 //! `/auth`, any method but `CONNECT` (nginx's auth subrequest carries the original method).
-//! `/check` and `/auth` are decided and written straight into the output buffer; for `/auth`
-//! only the headers the gate reads are copied out of the read buffer. Any other GET goes
-//! through the same router as hyper ([`super::http::HttpShared::reply`]) and is serialised
-//! here. Pipelined requests are answered in order, with one write per batch.
+//! `/check` and `/auth` are decided and written straight into the output buffer, by the same
+//! field writers hyper's answers are built with ([`super::render`]); for `/auth` only the
+//! headers the gate reads are copied out of the read buffer. Any other GET goes through the
+//! same router as hyper ([`super::HttpShared::reply`]) and its [`Reply`](super::Reply) is
+//! written here. Pipelined requests are answered in order, with one write per batch.
 //!
 //! What it hands to hyper: everything else — other methods, HTTP/1.0, bodies, the admin API,
 //! malformed or oversized heads, too many headers — together with the bytes already read.
@@ -34,15 +35,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
-use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Uri};
+use http::{Method, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::http::{
-    problem_reply, write_decision, write_reply, AuthFacts, HttpService, ADMIN_PREFIX, AUTH_PATH,
-};
-use super::listener::{serve_hyper, HttpConnSettings, IdleTimeout, Phase, Rewind, Shutdown};
+use super::check::write_decision;
+use super::connection::{serve_hyper, HttpConnSettings, Rewind};
+use super::render::write_problem;
+use super::{HttpService, ADMIN_PREFIX, AUTH_PATH};
+use crate::server::listener::{IdleTimeout, Phase, Shutdown};
 
 /// Headers a fast-path request may carry; more goes to hyper (which allows 100).
 const MAX_HEADERS: usize = 32;
@@ -189,19 +190,18 @@ async fn answer(
             return Answered::HandOff;
         };
         if let Err(p) = shared.check_target_len(target.len()) {
-            write_reply(&mut bufs.out, &problem_reply(&p, None), date, close);
+            write_problem(&mut bufs.out, &p, date, close);
             return Answered::Yes;
         }
-        auth(
-            service,
-            head,
-            method,
-            &bufs.spans,
-            &mut bufs.out,
-            date,
-            close,
-        )
-        .await;
+        let fields = bufs.spans.iter().map(|span| {
+            (
+                &head[span.name.0..span.name.1],
+                &head[span.value.0..span.value.1],
+            )
+        });
+        service
+            .auth_from_head(method, fields, &mut bufs.out, date, close)
+            .await;
         return Answered::Yes;
     }
     if target.starts_with(ADMIN_PREFIX) {
@@ -222,86 +222,19 @@ async fn answer(
                 Ok(decision) => {
                     write_decision(&mut bufs.out, &mut bufs.scratch, &decision, date, close)
                 }
-                Err(problem) => {
-                    write_reply(&mut bufs.out, &problem_reply(&problem, None), date, close)
-                }
+                Err(problem) => write_problem(&mut bufs.out, &problem, date, close),
             }
         }
         _ => {
             let Ok(uri) = target.parse::<Uri>() else {
                 return Answered::HandOff;
             };
-            write_reply(
-                &mut bufs.out,
-                &shared.reply(&Method::GET, &uri),
-                date,
-                close,
-            );
+            shared
+                .reply(&Method::GET, &uri)
+                .write(&mut bufs.out, date, close);
         }
     }
     Answered::Yes
-}
-
-/// `/auth` on the fast path: picks the credentials, `X-Original-URI`, `X-Original-Method`
-/// and the headers the gate reads out of the head, and writes the answer into `out`. Only
-/// the headers the gate reads ([`crate::gate::Gate::with_access_headers`]: client-IP and
-/// key-template headers) go into a `HeaderMap`, so a request without them builds nothing.
-async fn auth(
-    service: &HttpService,
-    head: &[u8],
-    method: &str,
-    spans: &[HeaderSpan],
-    out: &mut Vec<u8>,
-    date: &[u8],
-    close: bool,
-) {
-    let shared = service.shared();
-    let gate = &shared.gate;
-    let api_key_header = gate.authenticator().api_key_header().as_str().as_bytes();
-    let mut facts = AuthFacts {
-        method,
-        original_uri: None,
-        original_method: None,
-        authorization: None,
-        api_key: None,
-    };
-    let mut headers = HeaderMap::new();
-    gate.with_access_headers(|wanted| {
-        for span in spans {
-            let name = &head[span.name.0..span.name.1];
-            let value = &head[span.value.0..span.value.1];
-            // The first of repeated headers counts, as `HeaderMap::get` has it on hyper's path.
-            let slot = if name.eq_ignore_ascii_case(b"authorization") {
-                &mut facts.authorization
-            } else if name.eq_ignore_ascii_case(b"x-original-uri") {
-                &mut facts.original_uri
-            } else if name.eq_ignore_ascii_case(b"x-original-method") {
-                &mut facts.original_method
-            } else if name.eq_ignore_ascii_case(api_key_header) {
-                &mut facts.api_key
-            } else {
-                if wanted
-                    .iter()
-                    .any(|w| name.eq_ignore_ascii_case(w.as_str().as_bytes()))
-                {
-                    // Every line, in order: X-Forwarded-For may come as several.
-                    if let (Ok(n), Ok(v)) =
-                        (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-                    {
-                        headers.append(n, v);
-                    }
-                }
-                continue;
-            };
-            if slot.is_none() {
-                *slot = Some(value);
-            }
-        }
-    });
-    match shared.authorize(&facts, service.peer(), &headers).await {
-        Ok(d) => shared.write_auth(out, &d, method == "HEAD", date, close),
-        Err(p) => write_reply(out, &problem_reply(&p, None), date, close),
-    }
 }
 
 /// Serves one connection: plain GETs here, the rest (from the first request that is not

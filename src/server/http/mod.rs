@@ -1,0 +1,253 @@
+//! The HTTP door: `GET /check` (the rate-limit question), `/auth` (nginx `auth_request`: the
+//! access question about a request of the protected application), `/healthz`, `/readyz`,
+//! `/metrics`, and the admin API (`POST /admin/revoke`, `GET /admin/revocations`), over TCP
+//! and the Unix socket.
+//!
+//! The door decides nothing: every answer about a key comes from
+//! [`Gate::check`](crate::gate::Gate::check), every answer about a request of the protected
+//! application from [`Gate::authorize`](crate::gate::Gate::authorize). It turns a request into
+//! a [`CheckQuery`](crate::gate::CheckQuery) or an [`AccessQuery`](crate::gate::AccessQuery)
+//! and the decision into a status, header fields (IETF `RateLimit` / `RateLimit-Policy`,
+//! legacy `X-RateLimit-*`, `Retry-After`; identity headers and `X-Tollgate-Reason` for
+//! `/auth`) and a body, or into a problem (RFC 9457). Each connection's service knows its
+//! socket peer, which decides whether client-IP headers are believed and whether the
+//! Unix-socket-only admin API is reachable.
+//!
+//! # Files
+//!
+//! - `mod.rs` (here): [`HttpShared`] (what every connection shares), [`HttpService`] (hyper's
+//!   service for one connection) and the router, [`HttpShared::reply`].
+//! - [`connection`]: how the listener's connection is served — fast path or hyper — and the
+//!   handover from one to the other.
+//! - [`fastpath`]: the hand-written HTTP/1.1 path that answers plain `/check` and `/auth`
+//!   requests itself (the hot paths), and hands every other connection state to hyper.
+//! - [`query`]: `/check`'s query string, percent-decoded.
+//! - [`check`]: `/check`. [`auth`]: `/auth`, its facts from the request head.
+//!   [`admin`]: the admin API. [`health`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`render`]: status lines, header fields and problem answers, written once for both
+//!   transports: the fast path writes the bytes, hyper's [`Reply`] is built from the same
+//!   bytes.
+//!
+//! # Adding an endpoint
+//!
+//! 1. Write its handler in the file of its group (or a new file): a method on [`HttpShared`]
+//!    that returns a [`Reply`] — its fields written through a
+//!    [`FieldWriter`](render::FieldWriter), problems through `HttpShared::refuse` (which
+//!    counts them) and [`render::problem_reply`] — with its tests beside it.
+//! 2. Route it in [`HttpShared::reply`] (an answer from the path and the method alone) or,
+//!    when it needs headers or a body, in `HttpService::call`, as `/auth` and the admin API
+//!    are.
+//! 3. The fast path serves every GET that [`HttpShared::reply`] answers without change. An
+//!    endpoint that needs headers or a body is hyper's unless the fast path learns it: hand
+//!    it over in `fastpath::answer`, as the admin API is.
+//! 4. Document it in `docs/http-api.md`, and test it over both paths (tests/http_paths.rs).
+
+pub mod admin;
+pub mod auth;
+pub mod check;
+pub mod connection;
+pub mod fastpath;
+pub mod health;
+pub mod query;
+pub mod render;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Method, Request, StatusCode, Uri};
+
+use crate::gate::Gate;
+use crate::policy::Peer;
+use crate::problem::{quote, Problem, ProblemType};
+
+use super::readiness::Readiness;
+
+pub use self::admin::{ADMIN_BODY_TIMEOUT, ADMIN_PREFIX, MAX_ADMIN_BODY_BYTES};
+pub use self::auth::{AuthFacts, X_ORIGINAL_METHOD, X_ORIGINAL_URI};
+pub use self::check::render_decision;
+pub use self::connection::{serve_connection, HttpConnSettings};
+pub use self::render::{HttpResponse, Reply};
+
+use self::render::{problem_reply, problem_reply_with, ALLOW};
+
+/// The path of the access endpoint (nginx `auth_request`).
+pub const AUTH_PATH: &str = "/auth";
+
+/// What the HTTP service needs, shared by every connection.
+pub struct HttpShared {
+    pub gate: Arc<Gate>,
+    pub readiness: Readiness,
+    /// Longest request target accepted (`server.max_uri_bytes`); longer gets 414.
+    pub max_uri_bytes: usize,
+}
+
+/// The hyper service of one connection: the shared state and the connection's socket peer.
+#[derive(Clone)]
+pub struct HttpService {
+    shared: Arc<HttpShared>,
+    peer: Peer,
+}
+
+impl HttpService {
+    pub fn new(shared: Arc<HttpShared>, peer: Peer) -> Self {
+        Self { shared, peer }
+    }
+
+    /// The state every connection shares.
+    pub fn shared(&self) -> &Arc<HttpShared> {
+        &self.shared
+    }
+
+    /// Who is on the other end of this connection.
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+}
+
+/// The future of one hyper request: ready at once for every endpoint that answers
+/// synchronously; boxed only for `/auth` (which may wait for a key-set refetch) and the admin
+/// API (which reads a body and writes to disk).
+pub enum HttpFuture {
+    Ready(Option<HttpResponse>),
+    Pending(Pin<Box<dyn Future<Output = HttpResponse> + Send>>),
+}
+
+impl Future for HttpFuture {
+    type Output = Result<HttpResponse, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            HttpFuture::Ready(r) => Poll::Ready(Ok(r.take().unwrap_or_else(|| {
+                // Polled again after completion: a caller bug, answered rather than panicking.
+                Reply::render(StatusCode::INTERNAL_SERVER_ERROR, 0, |_| {}, |_| {}).into_response()
+            }))),
+            HttpFuture::Pending(f) => f.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+impl<B> hyper::service::Service<Request<B>> for HttpService
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = HttpFuture;
+
+    fn call(&self, req: Request<B>) -> Self::Future {
+        let path = req.uri().path();
+        if path == AUTH_PATH {
+            if let Err(p) = self.shared.check_target_len(target_len(req.uri())) {
+                return HttpFuture::Ready(Some(problem_reply(&p).into_response()));
+            }
+            return HttpFuture::Pending(Box::pin(self.clone().auth(req)));
+        }
+        if path.starts_with(ADMIN_PREFIX) {
+            return HttpFuture::Pending(Box::pin(self.clone().admin(req)));
+        }
+        HttpFuture::Ready(Some(self.shared.respond(req.method(), req.uri())))
+    }
+}
+
+impl HttpShared {
+    /// Answers one request that needs neither headers nor a body (`/check`, `/healthz`,
+    /// `/readyz`, `/metrics`). `/auth` is answered as a request without `X-Original-URI`
+    /// and the admin API as a request without credentials over TCP would be.
+    pub fn respond(&self, method: &Method, uri: &Uri) -> HttpResponse {
+        self.reply(method, uri).into_response()
+    }
+
+    /// [`respond`](Self::respond) before it becomes a hyper response: the router.
+    pub fn reply(&self, method: &Method, uri: &Uri) -> Reply {
+        if let Err(p) = self.check_target_len(target_len(uri)) {
+            return problem_reply(&p);
+        }
+        match uri.path() {
+            "/check" => {
+                if method == Method::GET {
+                    match self.check_outcome(uri.query().unwrap_or("")) {
+                        Ok(decision) => check::decision_reply(&decision),
+                        Err(p) => problem_reply(&p),
+                    }
+                } else {
+                    self.method_not_allowed(method, "/check", "GET")
+                }
+            }
+            path @ ("/healthz" | "/readyz" | "/metrics") => {
+                if method != Method::GET && method != Method::HEAD {
+                    return self.method_not_allowed(method, path, "GET, HEAD");
+                }
+                match path {
+                    "/healthz" => self.healthz(),
+                    "/readyz" => self.readyz(),
+                    _ => self.metrics(),
+                }
+            }
+            AUTH_PATH => problem_reply(&self.missing_original_uri()),
+            path if path.starts_with(ADMIN_PREFIX) => {
+                // A request without credentials from a TCP peer: nobody is let through.
+                let tcp = Peer::Ip(std::net::Ipv4Addr::UNSPECIFIED.into());
+                match self.admin_endpoint(method, uri, tcp, None) {
+                    Err(reply) => *reply,
+                    Ok(_) => self.admin_unauthorized(false),
+                }
+            }
+            other => {
+                let p = self.refuse(Problem::new(
+                    ProblemType::NotFound,
+                    format!(
+                        "no endpoint at {}; tollgate serves /check, /auth, /healthz, /readyz and /metrics",
+                        quote(other)
+                    ),
+                ));
+                problem_reply(&p)
+            }
+        }
+    }
+
+    /// Refuses a request target longer than `server.max_uri_bytes` (counted).
+    pub fn check_target_len(&self, len: usize) -> Result<(), Problem> {
+        if len <= self.max_uri_bytes {
+            return Ok(());
+        }
+        Err(self.refuse(Problem::new(
+            ProblemType::UriTooLong,
+            format!(
+                "the request target is {len} bytes long; the limit is {}",
+                self.max_uri_bytes
+            ),
+        )))
+    }
+
+    /// 405, with the methods the endpoint answers in `Allow`.
+    fn method_not_allowed(&self, method: &Method, path: &str, allow: &str) -> Reply {
+        let detail = format!(
+            "{} does not answer {}; use {}",
+            path,
+            quote(method.as_str()),
+            allow
+        );
+        let p = self.refuse(Problem::new(ProblemType::MethodNotAllowed, detail));
+        problem_reply_with(&p, Some((&ALLOW, allow)))
+    }
+
+    /// Counts a problem answer; every problem passes here once, whichever path answers it.
+    fn refuse(&self, problem: Problem) -> Problem {
+        self.gate.metrics().http_problem(problem.kind.slug());
+        problem
+    }
+}
+
+/// Length of the request target as the client sent it (origin form: path and query).
+fn target_len(uri: &Uri) -> usize {
+    let pq = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    // Absolute form (`GET http://host/check?…`) also carries a scheme and an authority.
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    let scheme = uri.scheme_str().map_or(0, |s| s.len() + 3);
+    pq + authority + scheme
+}
