@@ -88,6 +88,23 @@ impl<'a> AuthInput<'a> {
             ..Self::default()
         }
     }
+
+    /// A credential argument that is either a bare token or a whole `Authorization` value
+    /// (RESP `VERIFY`'s), read so that it means what the same bytes mean in the header.
+    ///
+    /// A compact JWS holds no whitespace, so an argument with whitespace inside (`Bearer
+    /// <token>`, `Basic …`), or the scheme `Bearer` on its own, is a header value: another
+    /// scheme, or `Bearer` without a token, is then no token, exactly as `/auth` reads its
+    /// `Authorization` header. Anything else is a bare token. Surrounding whitespace is
+    /// dropped, as HTTP drops it around a field value.
+    pub fn token_or_authorization(arg: &'a [u8]) -> Self {
+        let arg = arg.trim_ascii();
+        if arg.iter().any(u8::is_ascii_whitespace) || arg.eq_ignore_ascii_case(b"bearer") {
+            Self::authorization(arg)
+        } else {
+            Self::bearer_bytes(arg)
+        }
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive, RFC 6750
@@ -818,5 +835,37 @@ mod tests {
             assert_eq!(r.reason(), "invalid_token");
         }
         assert_eq!(read_token(&AuthInput::bearer_bytes(b"")), None);
+    }
+
+    #[test]
+    fn a_token_argument_reads_like_the_header_it_may_be() {
+        fn read(arg: &[u8]) -> Option<Result<&str, AuthError>> {
+            read_token(&AuthInput::token_or_authorization(arg))
+        }
+        // A bare token, or the header's value: the same token.
+        assert_eq!(read(b"a.b.c"), Some(Ok("a.b.c")));
+        assert_eq!(read(b" a.b.c "), Some(Ok("a.b.c")));
+        assert_eq!(read(b"Bearer a.b.c"), Some(Ok("a.b.c")));
+        assert_eq!(read(b"bearer  a.b.c"), Some(Ok("a.b.c")));
+        // What the header would carry no bearer token in: none here either.
+        for none in [
+            &b""[..],
+            b"Bearer",
+            b"BEARER",
+            b"Bearer ",
+            b"Basic dXNlcjpwYXNz",
+            b"Bearer\ta.b.c",
+        ] {
+            assert_eq!(read(none), None, "{:?}", String::from_utf8_lossy(none));
+        }
+        // Not text is an invalid token, bare or in a header value.
+        for not_text in [&b"\xff"[..], b"Bearer \xff"] {
+            assert_eq!(
+                read(not_text).unwrap().unwrap_err().reason(),
+                "invalid_token"
+            );
+        }
+        // A bare word that is not a scheme stays a (malformed) token.
+        assert_eq!(read(b"Basic"), Some(Ok("Basic")));
     }
 }

@@ -88,7 +88,7 @@ fn parse<'a>(
         .peer
         .and_then(|peer| door.gate.claimed_client_ip(peer, claimed));
     Some(VerifyArgs {
-        credentials: token_arg(token),
+        credentials: AuthInput::token_or_authorization(token),
         method,
         uri,
         client_ip,
@@ -126,17 +126,6 @@ pub(super) fn reply(
         // A configuration that names a tier or limit the gate does not know: the
         // gate's message, as CHECK shows it.
         Err(e) => err(out, &format!("ERR {e}"), counts),
-    }
-}
-
-/// The token argument of `VERIFY`: the bare token, or a whole `Authorization` value
-/// (`Bearer <token>`, the scheme in any case); empty for none. Handed to the gate as
-/// received: reading it (and refusing one that is not UTF-8) is the gate's rule, the same
-/// as for an `Authorization` header over HTTP.
-fn token_arg(arg: &[u8]) -> AuthInput<'_> {
-    match arg.get(..7) {
-        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => AuthInput::authorization(arg),
-        _ => AuthInput::bearer_bytes(arg),
     }
 }
 
