@@ -144,11 +144,6 @@ impl AuthError {
             _ => Some("invalid_token"),
         }
     }
-
-    /// True when the failure is tollgate's side (keys not loaded), not the client's.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, AuthError::KeysUnavailable)
-    }
 }
 
 impl fmt::Display for AuthError {

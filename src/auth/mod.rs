@@ -754,11 +754,6 @@ impl Authenticator {
             revocations_refused: l(&r.refused),
         }
     }
-
-    /// The identity rules (tier mapping), for callers that build identities themselves.
-    pub fn identity_rules(&self) -> &IdentityRules {
-        &self.rules
-    }
 }
 
 /// How often expired revocations are dropped and the log compacted.

@@ -167,18 +167,6 @@ impl Gate {
         Ok(d)
     }
 
-    /// [`Gate::authorize`] without waiting: a token with an unknown key id is refused at
-    /// once (`invalid_token`) while its issuer's key set is refetched in the background, so
-    /// a retry can pass. For doors that cannot yield mid-batch, and for benchmarks.
-    pub fn authorize_now(&self, q: &AccessQuery<'_>) -> Result<AccessDecision, CheckError> {
-        let d = match self.decide_access(q, Credentials::VerifyNow) {
-            Step::Decided(d) => d,
-            Step::AwaitingKeys(pending) => self.decide_given(q, self.auth.give_up(pending)),
-        }?;
-        self.metrics.access(d.reason().unwrap_or("allowed"));
-        Ok(d)
-    }
-
     /// Decides with credentials verified elsewhere (never waits).
     fn decide_given(
         &self,
@@ -209,17 +197,10 @@ impl Gate {
         let identity = if looks_at_credentials {
             let verified = match credentials {
                 Credentials::Verified(r) => r,
-                Credentials::Verify | Credentials::VerifyNow => {
-                    match self.auth.begin(&q.credentials) {
-                        Authentication::Done(r) => r,
-                        Authentication::AwaitingKeys(p) => {
-                            if matches!(credentials, Credentials::Verify) {
-                                return Step::AwaitingKeys(p);
-                            }
-                            self.auth.give_up(p)
-                        }
-                    }
-                }
+                Credentials::Verify => match self.auth.begin(&q.credentials) {
+                    Authentication::Done(r) => r,
+                    Authentication::AwaitingKeys(p) => return Step::AwaitingKeys(p),
+                },
             };
             match verified {
                 Ok(id) => Some(id),
@@ -311,8 +292,6 @@ impl Gate {
 enum Credentials {
     /// Verify them; stop with [`Step::AwaitingKeys`] if their key must be refetched.
     Verify,
-    /// Verify them; refuse at once (`UnknownKey`) if their key must be refetched.
-    VerifyNow,
     /// Already verified (after the refetch): use this outcome.
     Verified(Result<Arc<Identity>, AuthError>),
 }
@@ -340,6 +319,7 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::config::Config;
     use http::HeaderMap;
+    use std::future::Future;
 
     const HS_ENV: &str = "GATE_TEST_HS256_SECRET";
 
@@ -428,6 +408,20 @@ hs256_secret_env = "{HS_ENV}"
         }
     }
 
+    /// `authorize` on a request that has no reason to wait (every key set here is a file):
+    /// it must be ready at the first poll.
+    fn decide_at_once(g: &Gate, q: &AccessQuery<'_>) -> AccessDecision {
+        let mut fut = std::pin::pin!(g.authorize(q));
+        let waker = std::task::Waker::noop();
+        match fut
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker))
+        {
+            std::task::Poll::Ready(d) => d.unwrap(),
+            std::task::Poll::Pending => panic!("authorize waited on a request that needs nothing"),
+        }
+    }
+
     #[test]
     fn refusals_spend_nothing_and_limits_deny_with_retry_after() {
         let g = gate();
@@ -435,8 +429,7 @@ hs256_secret_env = "{HS_ENV}"
         let good = format!("Bearer {}", token("eddsa_better_auth")); // user_1
         let forged = format!("Bearer {}", token("tampered_signature"));
         let decide = |uri: &str, auth: Option<&str>| {
-            g.authorize_now(&query(uri, auth.map(str::as_bytes), &none))
-                .unwrap()
+            decide_at_once(&g, &query(uri, auth.map(str::as_bytes), &none))
         };
 
         // Refused before the limits: nothing is counted, no rate-limit answer.
@@ -487,7 +480,7 @@ hs256_secret_env = "{HS_ENV}"
             h
         };
         let (a, b, none) = (with("a"), with("b"), HeaderMap::new());
-        let decide = |h: &HeaderMap| g.authorize_now(&query("/partner/x", None, h)).unwrap();
+        let decide = |h: &HeaderMap| decide_at_once(&g, &query("/partner/x", None, h));
         assert_eq!(decide(&a).outcome, AccessOutcome::Allowed);
         assert_eq!(decide(&b).outcome, AccessOutcome::Allowed);
         assert_eq!(decide(&a).outcome, AccessOutcome::RateLimited);
@@ -503,8 +496,8 @@ hs256_secret_env = "{HS_ENV}"
         let h = format!("Bearer {}", token("unknown_kid"));
         let q = query("/api/me", Some(h.as_bytes()), &none);
         let waited = g.authorize(&q).await.unwrap();
-        let at_once = g.authorize_now(&q).unwrap();
-        for d in [waited, at_once] {
+        let again = g.authorize(&q).await.unwrap();
+        for d in [waited, again] {
             assert_eq!(
                 d.outcome,
                 AccessOutcome::Unauthenticated(AuthError::UnknownKey)

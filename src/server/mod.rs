@@ -380,12 +380,6 @@ impl ServerHandle {
         self.controller.advance(Phase::Draining);
     }
 
-    /// Skips the rest of the grace period: connections still open are dropped.
-    pub fn close_now(&self) {
-        self.shutdown();
-        self.controller.advance(Phase::Closing);
-    }
-
     /// Resolves once the server has stopped (after [`shutdown`](Self::shutdown)).
     pub async fn wait(self) -> anyhow::Result<()> {
         self.supervisor
