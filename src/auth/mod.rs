@@ -43,7 +43,9 @@ pub use cache::{CacheStats, TokenCache};
 pub use error::AuthError;
 pub use identity::{Identity, IdentityKind, IdentityRules, TokenClaims};
 pub use jwks::{IssuerKeys, KeySet, KeySetStats};
-pub use revocation::{Revocation, RevocationError, RevocationOptions, RevocationStore};
+pub use revocation::{
+    MergeSummary, Revocation, RevocationEntry, RevocationError, RevocationOptions, RevocationStore,
+};
 pub use verify::{Alg, AlgSet, MAX_TOKEN_BYTES};
 
 use crate::clock::Clock;
