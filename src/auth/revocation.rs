@@ -357,7 +357,7 @@ impl RevocationStore {
             // Already past its retention: the token it names is refused as expired anyway.
             return Ok(false);
         }
-        let mut log = self.log.lock();
+        let log = self.log.lock();
         {
             let mut t = self.tables.write();
             let mut probe = Tables::default();
