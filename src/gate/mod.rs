@@ -16,6 +16,7 @@
 //! [`Gate::authorize`] (file `access.rs`), on an [`AccessQuery`].
 
 mod access;
+mod hash_key;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,6 +31,7 @@ use prometheus::{Histogram, IntCounter};
 use http::{HeaderMap, HeaderName};
 
 pub use access::{AccessDecision, AccessOutcome, AccessQuery};
+pub use hash_key::MIN_HASH_KEY_SECRET_BYTES;
 
 use crate::auth::Authenticator;
 use crate::clock::Clock;
@@ -166,27 +168,48 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// Builds the core from a validated configuration.
     /// Builds the core from a validated configuration, with the authenticator of its
-    /// `[auth]` section (secrets from the process environment).
+    /// `[auth]` section; secrets (the issuers' and the limiter's hash key) come from the
+    /// process environment.
     pub fn new(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let auth = Authenticator::from_config(&config.auth, clock.clone())
-            .map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
-        Self::with_authenticator(config, clock, Arc::new(auth))
+        Self::from_config_with(config, clock, &process_env)
     }
 
-    /// [`Gate::new`] with an authenticator built elsewhere (tests inject secrets and stores).
+    /// [`Gate::new`] with the environment lookup injected: every secret the configuration
+    /// names by environment variable is read through `env`.
+    pub fn from_config_with(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let auth = Authenticator::from_config_with(&config.auth, clock.clone(), env, None)
+            .map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
+        Self::with_authenticator_and_env(config, clock, Arc::new(auth), env)
+    }
+
+    /// [`Gate::new`] with an authenticator built elsewhere (tests inject secrets and
+    /// stores); the limiter's hash-key secret comes from the process environment.
     pub fn with_authenticator(
         config: &Config,
         clock: Arc<dyn Clock>,
         auth: Arc<Authenticator>,
+    ) -> anyhow::Result<Self> {
+        Self::with_authenticator_and_env(config, clock, auth, &process_env)
+    }
+
+    /// [`Gate::with_authenticator`] with the limiter's hash-key secret read through `env`.
+    pub fn with_authenticator_and_env(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        auth: Arc<Authenticator>,
+        env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let state = compile(config, &metrics)?;
         let options = LimiterOptions {
             max_states: config.limiter.max_states,
             shards: config.limiter.shards,
-            hash_key: hash_key(config)?,
+            hash_key: hash_key::limiter_hash_key(&config.limiter, env)?,
         };
         let limiter = Limiter::new(options, clock.clone());
         Ok(Self {
@@ -493,24 +516,9 @@ fn limit_spec(name: &str, lc: &LimitConfig) -> anyhow::Result<LimitSpec> {
     Ok(lc.spec(name))
 }
 
-/// The limiter's key-hash key: derived from the secret in the environment variable named by
-/// `limiter.hash_key_env` (so every node of a cluster hashes keys alike), else random for
-/// this process (a single node needs no agreement, and outsiders cannot aim collisions).
-fn hash_key(config: &Config) -> anyhow::Result<[u8; 16]> {
-    let mut key = [0u8; 16];
-    match &config.limiter.hash_key_env {
-        Some(var) => {
-            let secret = std::env::var(var)
-                .with_context(|| format!("limiter.hash_key_env names {var:?}, which is not set"))?;
-            if secret.len() < 16 {
-                bail!("the hash key in {var:?} must be at least 16 bytes long");
-            }
-            let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
-            key.copy_from_slice(&digest.as_ref()[..16]);
-        }
-        None => rand::fill(&mut key),
-    }
-    Ok(key)
+/// The process environment, for the constructors that do not inject one.
+fn process_env(var: &str) -> Option<String> {
+    std::env::var(var).ok()
 }
 
 fn summarise(old: &GateState, new: &GateState) -> ReloadSummary {
