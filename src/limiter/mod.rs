@@ -675,6 +675,7 @@ struct Evaluated {
 }
 
 /// Decides one limit against its shard without writing.
+#[inline]
 fn evaluate(shard: &Shard, p: &Prepared, probe: u64, now_ms: u64) -> Evaluated {
     let w = p.params.window_secs;
     if p.log {

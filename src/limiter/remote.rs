@@ -82,20 +82,84 @@ pub(crate) enum Raise {
     CellFull,
 }
 
-/// One shard's counts from other nodes, keyed by (state hash, window start).
+/// One shard's counts from other nodes: nothing but a null pointer in the shard until the
+/// first one arrives, and again once its cells have all gone, so that a shard without them
+/// stays as small as it was.
 #[derive(Debug, Default)]
-pub(crate) struct RemoteCells {
+pub(crate) struct RemoteCells(Option<Box<Cells>>);
+
+impl RemoteCells {
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub fn total(&self, hash: u64, start: u64) -> u64 {
+        self.0.as_ref().map_or(0, |c| c.total(hash, start))
+    }
+
+    pub fn window_totals(&self, hash: u64, start: u64, window_secs: u64) -> (u64, u64) {
+        self.0
+            .as_ref()
+            .map_or((0, 0), |c| c.window_totals(hash, start, window_secs))
+    }
+
+    pub fn raise(&mut self, cell: &CellId, slot: NodeSlot, count: u64) -> Raise {
+        self.0
+            .as_mut()
+            .map_or(Raise::NewCount, |c| c.raise(cell, slot, count))
+    }
+
+    pub fn insert(&mut self, cell: &CellId, slot: NodeSlot, count: u64) {
+        self.0
+            .get_or_insert_with(Default::default)
+            .insert(cell, slot, count);
+    }
+
+    pub fn slot_count(&self, cell: &CellId, slot: NodeSlot) -> Option<u64> {
+        self.0.as_ref()?.slot_count(cell, slot)
+    }
+
+    pub fn for_each(&self, f: impl FnMut(CellId, NodeSlot, u64)) {
+        if let Some(c) = &self.0 {
+            c.for_each(f);
+        }
+    }
+
+    /// Slot counts held.
+    pub fn counts(&self) -> usize {
+        self.0.as_ref().map_or(0, |c| c.counts)
+    }
+
+    pub fn drop_passed(&mut self, now_secs: u64) -> usize {
+        self.remove(|c| c.drop_passed(now_secs))
+    }
+
+    pub fn evict_oldest(&mut self, batch: usize) -> usize {
+        self.remove(|c| c.evict_oldest(batch))
+    }
+
+    fn remove(&mut self, f: impl FnOnce(&mut Cells) -> usize) -> usize {
+        let Some(c) = self.0.as_mut() else {
+            return 0;
+        };
+        let removed = f(c);
+        if c.cells.is_empty() {
+            self.0 = None;
+        }
+        removed
+    }
+}
+
+/// The counts themselves, keyed by (state hash, window start).
+#[derive(Debug, Default)]
+struct Cells {
     cells: HashMap<(u64, u64), RemoteCell>,
     /// Slot counts held, all cells together.
     counts: usize,
 }
 
-impl RemoteCells {
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
-    }
-
+impl Cells {
     /// Sum of the slots' counts of the state `hash` in the window starting at `start`.
     pub fn total(&self, hash: u64, start: u64) -> u64 {
         self.cells.get(&(hash, start)).map_or(0, |c| c.total)
@@ -281,7 +345,7 @@ impl Limiter {
         if reserve() {
             return true;
         }
-        let evicted = remote.evict_oldest((remote.counts / 64).max(1));
+        let evicted = remote.evict_oldest((remote.counts() / 64).max(1));
         self.remote_counts.fetch_sub(evicted, Ordering::Relaxed);
         self.remote_dropped
             .fetch_add(evicted as u64, Ordering::Relaxed);
