@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use hashbrown::HashMap;
 
 use super::shard::Shard;
-use super::{hash, params_of, LimitSpec};
+use super::{hash, params_of, LimitSpec, Limiter};
 
 /// One node generation's slot in the counts of a cell. Assigned by whoever runs the
 /// cluster (one per node and start, so that a restarted node, whose counts began again at
@@ -98,7 +98,7 @@ impl ChangedStates {
     }
 }
 
-impl super::Limiter {
+impl Limiter {
     /// The fingerprint of a limit: SipHash-1-3 under the all-zero key of its name, quota,
     /// window and algorithm (encoding: `src/limiter/hash.rs`). Not secret; the same on
     /// every node. [`CellId::limit`].
@@ -237,7 +237,7 @@ mod tests {
     use super::super::Algorithm;
     use super::*;
 
-    fn drain_all(l: &super::super::Limiter) -> Vec<(CellId, u64)> {
+    fn drain_all(l: &Limiter) -> Vec<(CellId, u64)> {
         let mut out = Vec::new();
         while l.drain_changed_cells(3, |c, n| out.push((c, n))) == 3 {}
         out.sort();
