@@ -14,7 +14,8 @@
 //! - [`limiter`]: the rate-limiting engine — sliding-window counters and exact sliding logs
 //!   per (limit, key), in a sharded table with idle expiry and a hard cap;
 //!   [`limiter::Limiter::check`] decides all the limits of a request at once, and a denial
-//!   consumes nothing.
+//!   consumes nothing. Counts of other nodes can be merged in by cell
+//!   ([`limiter::Limiter::merge_cell`]), for a cluster layer to build on.
 //! - [`config`]: the TOML schema, the embedded default, validation with file:line:column
 //!   errors, the typed views (durations, addresses, file modes). Data: it imports no other
 //!   module; [`gate::compile`] turns it into what runs.

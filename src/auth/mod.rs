@@ -43,7 +43,7 @@ pub use error::AuthError;
 pub use identity::{Identity, IdentityKind, IdentityRules, TokenClaims};
 pub use jwks::{IssuerKeys, KeySet, KeySetStats};
 pub use revocation::{
-    Revocation, RevocationError, RevocationOptions, RevocationStore,
+    MergeSummary, Revocation, RevocationEntry, RevocationError, RevocationOptions, RevocationStore,
     MAX_ID_BYTES as MAX_REVOCATION_ID_BYTES,
 };
 pub use verify::{Alg, AlgSet, MAX_TOKEN_BYTES};

@@ -19,6 +19,18 @@
 //! purging expired ones) rather than evicting old ones, since evicting a revocation re-admits
 //! a token. Reads (`is_revoked`, on every request and every cache hit) take a shared lock,
 //! or none at all while the store is empty.
+//!
+//! Merging with other nodes: [`RevocationStore::list_entries`] gives every live entry with
+//! its expiry, and [`RevocationStore::merge`] takes another store's entries in. The merge is
+//! a join: a `jti` keeps the later `exp`; a subject keeps the later `before` *and* the later
+//! `until`, each on its own. (Taking the whole entry with the later `before` would not do:
+//! an entry `before = 20, until = 30` would replace `before = 10, until = 1000` and the
+//! tokens issued before 10 would be admitted again after 30.) Component-wise maxima make
+//! merging commutative, associative and idempotent, and a merge never weakens a revocation:
+//! whatever was revoked stays revoked at least as long. Merged entries are logged and
+//! fsynced like local ones. At the cap, entries for a `jti` or subject not yet held are
+//! refused (counted in the [`MergeSummary`]) while those that extend held entries still
+//! apply: the store never evicts a revocation to make room.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -80,6 +92,29 @@ pub enum RevocationError {
         line: usize,
         msg: String,
     },
+}
+
+/// A live revocation and the Unix second after which it is forgotten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationEntry {
+    pub revocation: Revocation,
+    /// `exp` plus the slack for a `jti`, `until` for a subject.
+    pub expires_at: i64,
+}
+
+/// What [`RevocationStore::merge`] did with the entries it was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MergeSummary {
+    /// Entries that added or extended a revocation (logged).
+    pub recorded: usize,
+    /// Entries the store already covered.
+    pub unchanged: usize,
+    /// Entries already past their retention (the tokens they name are refused as expired).
+    pub expired: usize,
+    /// Entries with an empty or too long id, or a time out of range.
+    pub invalid: usize,
+    /// New entries refused because the store is full.
+    pub refused_full: usize,
 }
 
 /// Settings of the store.
@@ -316,21 +351,13 @@ impl RevocationStore {
     /// `Ok`. On `Err(Io)` the revocation is in force in memory but may not survive a
     /// restart: tollgate fails closed and lets the caller retry.
     pub fn apply(&self, r: Revocation) -> Result<bool, RevocationError> {
-        if let Revocation::Jti { jti, exp } = &r {
-            check_id(jti)?;
-            check_time(*exp)?;
-        }
-        if let Revocation::Subject { sub, before, until } = &r {
-            check_id(sub)?;
-            check_time(*before)?;
-            check_time(*until)?;
-        }
+        check_revocation(&r)?;
         let now = self.now_secs();
         if r.expires_at(self.opts.jti_slack_secs) <= now {
             // Already past its retention: the token it names is refused as expired anyway.
             return Ok(false);
         }
-        let mut log = self.log.lock();
+        let log = self.log.lock();
         {
             let mut t = self.tables.write();
             let mut probe = Tables::default();
@@ -367,19 +394,92 @@ impl RevocationStore {
             self.count.store(t.len(), Ordering::Release);
         }
         self.stats.recorded.fetch_add(1, Ordering::Relaxed);
-        if let Some(l) = log.as_mut() {
-            let mut line = serde_json::to_vec(&r).expect("a revocation serialises");
-            line.push(b'\n');
-            l.file.write_all(&line)?;
-            l.file.sync_data()?;
-            l.lines += 1;
-            let live = self.len();
-            if l.lines > 1024 && l.lines > 2 * live {
-                drop(log);
-                self.compact()?;
-            }
-        }
+        self.append(log, std::slice::from_ref(&r))?;
         Ok(true)
+    }
+
+    /// Takes in another store's entries (a peer's [`RevocationStore::list_entries`]): the
+    /// join described in the module doc. Entries that change nothing, are past their
+    /// retention or are malformed are skipped; new ones past the cap are refused; all are
+    /// counted in the summary. What changed is logged and fsynced (one write) before it
+    /// returns `Ok`; on `Err(Io)` it is in force in memory but may not survive a restart.
+    /// Blocks on an fsync.
+    pub fn merge(
+        &self,
+        entries: impl IntoIterator<Item = Revocation>,
+    ) -> Result<MergeSummary, RevocationError> {
+        let now = self.now_secs();
+        let slack = self.opts.jti_slack_secs;
+        let mut summary = MergeSummary::default();
+        let mut changed = Vec::new();
+        let log = self.log.lock();
+        {
+            let mut t = self.tables.write();
+            let mut purged = false;
+            for r in entries {
+                if check_revocation(&r).is_err() {
+                    summary.invalid += 1;
+                    continue;
+                }
+                if r.expires_at(slack) <= now {
+                    summary.expired += 1;
+                    continue;
+                }
+                let is_new_key = match &r {
+                    Revocation::Jti { jti, .. } => !t.jti.contains_key(jti),
+                    Revocation::Subject { sub, .. } => !t.sub.contains_key(sub),
+                };
+                if is_new_key && t.len() >= self.opts.max_entries {
+                    if !purged {
+                        t.purge(now, slack);
+                        purged = true;
+                    }
+                    if t.len() >= self.opts.max_entries {
+                        summary.refused_full += 1;
+                        continue;
+                    }
+                }
+                // In force at once, before the fsync, as in `apply`.
+                if t.apply(&r) {
+                    changed.push(r);
+                } else {
+                    summary.unchanged += 1;
+                }
+            }
+            self.count.store(t.len(), Ordering::Release);
+        }
+        summary.recorded = changed.len();
+        self.stats
+            .recorded
+            .fetch_add(changed.len() as u64, Ordering::Relaxed);
+        self.append(log, &changed)?;
+        Ok(summary)
+    }
+
+    /// Appends `entries` to the log (held locked by the caller) in one write and fsyncs it,
+    /// then compacts when the log has grown well past the live entries.
+    fn append(
+        &self,
+        mut log: parking_lot::MutexGuard<'_, Option<Log>>,
+        entries: &[Revocation],
+    ) -> Result<(), RevocationError> {
+        let Some(l) = log.as_mut().filter(|_| !entries.is_empty()) else {
+            return Ok(());
+        };
+        let mut buf = Vec::new();
+        for r in entries {
+            serde_json::to_writer(&mut buf, r).expect("a revocation serialises");
+            buf.push(b'\n');
+        }
+        l.file.write_all(&buf)?;
+        l.file.sync_data()?;
+        l.lines += entries.len();
+        let live = self.len();
+        if l.lines > 1024 && l.lines > 2 * live {
+            drop(log);
+            self.compact()?;
+        }
+        Ok(())
     }
 
     /// True when the token these claims describe is revoked.
@@ -411,6 +511,24 @@ impl RevocationStore {
     /// Every live revocation, in a stable order.
     pub fn list(&self) -> Vec<Revocation> {
         self.tables.read().entries()
+    }
+
+    /// Every revocation held, with when it is forgotten, in a stable order: what another
+    /// store's [`RevocationStore::merge`] takes in. (Entries past their retention but not
+    /// yet purged are left out.)
+    pub fn list_entries(&self) -> Vec<RevocationEntry> {
+        let now = self.now_secs();
+        let slack = self.opts.jti_slack_secs;
+        self.tables
+            .read()
+            .entries()
+            .into_iter()
+            .map(|revocation| RevocationEntry {
+                expires_at: revocation.expires_at(slack),
+                revocation,
+            })
+            .filter(|e| e.expires_at > now)
+            .collect()
     }
 
     /// An order-independent digest of the live entries (XOR of each entry's SHA-256), for
@@ -487,6 +605,20 @@ impl RevocationStore {
         log.lines = entries.len();
         self.stats.compactions.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+fn check_revocation(r: &Revocation) -> Result<(), RevocationError> {
+    match r {
+        Revocation::Jti { jti, exp } => {
+            check_id(jti)?;
+            check_time(*exp)
+        }
+        Revocation::Subject { sub, before, until } => {
+            check_id(sub)?;
+            check_time(*before)?;
+            check_time(*until)
+        }
     }
 }
 
@@ -722,6 +854,105 @@ mod tests {
         assert_eq!(a.digest(), b.digest(), "order does not matter");
         b.revoke_jti("j", 60).unwrap();
         assert_ne!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn merge_joins_entries_and_logs_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rev.log");
+        let c = clock(1000);
+        let opts = RevocationOptions {
+            max_entries: 3,
+            jti_slack_secs: 10,
+            ..Default::default()
+        };
+        let s = RevocationStore::open_with(Some(&path), c.clone(), opts.clone()).unwrap();
+        s.revoke_jti("j", 2000).unwrap();
+        s.revoke_subject("alice", 900).unwrap(); // until 900 + 30 days
+        let sub = |before: i64, until: i64| Revocation::Subject {
+            sub: "alice".into(),
+            before,
+            until,
+        };
+        let got = s
+            .merge([
+                Revocation::Jti {
+                    jti: "j".into(),
+                    exp: 1500,
+                },
+                Revocation::Jti {
+                    jti: "k".into(),
+                    exp: 3000,
+                },
+                // A later `before` with a shorter retention: `before` moves, `until` stays.
+                sub(950, 2000),
+                Revocation::Jti {
+                    jti: "old".into(),
+                    exp: 100,
+                },
+                Revocation::Jti {
+                    jti: String::new(),
+                    exp: 3000,
+                },
+                Revocation::Jti {
+                    jti: "full".into(),
+                    exp: 3000,
+                },
+            ])
+            .unwrap();
+        assert_eq!(
+            got,
+            MergeSummary {
+                recorded: 2,
+                unchanged: 1,
+                expired: 1,
+                invalid: 1,
+                refused_full: 1,
+            }
+        );
+        assert!(s.is_revoked(&claims(Some("k"), "x", Some(1))));
+        assert!(s.is_revoked(&claims(None, "alice", Some(949))));
+        let entries = s.list_entries();
+        assert_eq!(entries.len(), 3);
+        assert!(entries.contains(&RevocationEntry {
+            revocation: Revocation::Jti {
+                jti: "j".into(),
+                exp: 2000
+            },
+            expires_at: 2010,
+        }));
+        assert!(entries.contains(&RevocationEntry {
+            revocation: sub(950, 900 + 30 * 86_400),
+            expires_at: 900 + 30 * 86_400,
+        }));
+        // At the cap, an entry that extends a held one still applies.
+        let extend = s
+            .merge([Revocation::Jti {
+                jti: "k".into(),
+                exp: 4000,
+            }])
+            .unwrap();
+        assert_eq!(extend.recorded, 1);
+        // Durable: a reopened store holds the merged state.
+        drop(s);
+        let s = RevocationStore::open_with(Some(&path), c, opts).unwrap();
+        assert_eq!(
+            s.list_entries().len(),
+            3,
+            "{:?}",
+            std::fs::read_to_string(&path)
+        );
+        assert!(s.is_revoked(&claims(Some("k"), "x", Some(1))));
+        assert!(s.is_revoked(&claims(None, "alice", Some(949))));
+        // Merging a store's own entries into it changes nothing and writes nothing.
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        let own: Vec<Revocation> = s.list_entries().into_iter().map(|e| e.revocation).collect();
+        let again = s.merge(own).unwrap();
+        assert_eq!((again.recorded, again.unchanged), (0, 3));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().lines().count(),
+            lines
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod access;
 mod admin;
 pub mod compile;
 pub mod grammar;
+mod hash_key;
 mod retry_after;
 mod revoke;
 
@@ -29,7 +30,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context as _};
 use arc_swap::ArcSwap;
 use prometheus::{Histogram, IntCounter};
 
@@ -38,6 +38,7 @@ use http::HeaderName;
 pub use access::{AccessDecision, AccessOutcome, AccessQuery};
 pub use admin::{AdminAccess, AdminCaller, AdminCredential, AdminProof, AdminRefusal};
 pub use compile::Compiled;
+pub use hash_key::MIN_HASH_KEY_SECRET_BYTES;
 pub use retry_after::retry_after;
 pub use revoke::{RevokeError, RevokeRequest, Revoked};
 
@@ -214,7 +215,7 @@ impl Gate {
         let options = LimiterOptions {
             max_states: config.limiter.max_states,
             shards: config.limiter.shards,
-            hash_key: hash_key(config)?,
+            hash_key: hash_key::limiter_hash_key(&config.limiter, env)?,
         };
         let limiter = Limiter::new(options, clock.clone());
         Ok(Self {
@@ -505,26 +506,6 @@ fn access_header_names(policy: &Policy) -> Box<[HeaderName]> {
         }
     }
     names.into()
-}
-
-/// The limiter's key-hash key: derived from the secret in the environment variable named by
-/// `limiter.hash_key_env` (so every node of a cluster hashes keys alike), else random for
-/// this process (a single node needs no agreement, and outsiders cannot aim collisions).
-fn hash_key(config: &Config) -> anyhow::Result<[u8; 16]> {
-    let mut key = [0u8; 16];
-    match &config.limiter.hash_key_env {
-        Some(var) => {
-            let secret = std::env::var(var)
-                .with_context(|| format!("limiter.hash_key_env names {var:?}, which is not set"))?;
-            if secret.len() < 16 {
-                bail!("the hash key in {var:?} must be at least 16 bytes long");
-            }
-            let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
-            key.copy_from_slice(&digest.as_ref()[..16]);
-        }
-        None => rand::fill(&mut key),
-    }
-    Ok(key)
 }
 
 fn summarise(old: &GateState, new: &GateState) -> ReloadSummary {

@@ -53,9 +53,18 @@ fn prefix(hash_key: &[u8; 16], fingerprint: u64) -> SipHasher13 {
     h
 }
 
+/// A (limit, key) resolved: its state hash, the limit's fingerprint and its name.
+pub(crate) struct Resolved {
+    /// SipHash-1-3 under the hash key of `fingerprint (u64 LE) | key bytes` (may be 0).
+    pub hash: u64,
+    pub fingerprint: u64,
+    /// The limit's name to answer with (this thread's copy).
+    pub name: Arc<str>,
+}
+
 /// The state hash of `key` under `spec` (SipHash-1-3 under `hash_key` of
-/// `fingerprint(spec) (u64 LE) | key bytes`), and the limit's name to answer with.
-pub(crate) fn resolve(hash_key: &[u8; 16], spec: &LimitSpec, key: &str) -> (u64, Arc<str>) {
+/// `fingerprint(spec) (u64 LE) | key bytes`), the limit's fingerprint and its name.
+pub(crate) fn resolve(hash_key: &[u8; 16], spec: &LimitSpec, key: &str) -> Resolved {
     let lookup = |cache: &mut SpecCache| {
         let i = match cache.entries.iter().position(|c| {
             c.as_ref().is_some_and(|c| {
@@ -77,13 +86,18 @@ pub(crate) fn resolve(hash_key: &[u8; 16], spec: &LimitSpec, key: &str) -> (u64,
                     window: spec.window,
                     algorithm: spec.algorithm,
                     hash_key: *hash_key,
+                    fingerprint: fingerprint(spec),
                     prefix: prefix(hash_key, fingerprint(spec)),
                 });
                 i
             }
         };
         match &cache.entries[i] {
-            Some(c) => (c.prefix.hash(key.as_bytes()), c.local_name.clone()),
+            Some(c) => Resolved {
+                hash: c.prefix.hash(key.as_bytes()),
+                fingerprint: c.fingerprint,
+                name: c.local_name.clone(),
+            },
             None => uncached(hash_key, spec, key),
         }
     };
@@ -96,8 +110,12 @@ pub(crate) fn resolve(hash_key: &[u8; 16], spec: &LimitSpec, key: &str) -> (u64,
         .unwrap_or_else(|_| uncached(hash_key, spec, key))
 }
 
-fn uncached(hash_key: &[u8; 16], spec: &LimitSpec, key: &str) -> (u64, Arc<str>) {
-    (state_hash_uncached(hash_key, spec, key), spec.name.clone())
+fn uncached(hash_key: &[u8; 16], spec: &LimitSpec, key: &str) -> Resolved {
+    Resolved {
+        hash: state_hash_uncached(hash_key, spec, key),
+        fingerprint: fingerprint(spec),
+        name: spec.name.clone(),
+    }
 }
 
 /// The state hash computed from scratch (also the reference the cache is tested against).
@@ -120,6 +138,7 @@ struct Cached {
     window: Duration,
     algorithm: Algorithm,
     hash_key: [u8; 16],
+    fingerprint: u64,
     prefix: SipHasher13,
 }
 

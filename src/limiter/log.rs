@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use super::window::{add_attempts, ceil_secs, clamp_u32, WindowParams, ABUSE_REPORTED};
+use super::window::{add_attempts, ceil_secs, clamp_u32, WindowParams, WindowView, ABUSE_REPORTED};
 
 /// Bits of a record that hold the hit count; the rest hold the timestamp in milliseconds.
 const COUNT_BITS: u32 = 20;
@@ -87,6 +87,15 @@ impl LogView {
         }
     }
 
+    /// This view with the hits of other nodes added: their counts spread evenly over their
+    /// windows (the sliding-window estimate), rounded up.
+    pub fn with_remote(&self, remote: &WindowView, p: &WindowParams) -> LogView {
+        LogView {
+            in_window: self.in_window.saturating_add(remote.estimate_rounded_up(p)),
+            ..*self
+        }
+    }
+
     pub fn admits(&self, p: &WindowParams, hits: u64) -> bool {
         hits <= p.limit && self.in_window + hits <= p.limit
     }
@@ -149,6 +158,15 @@ impl LogState {
             attempts: 0,
             records: VecDeque::new(),
         }
+    }
+
+    /// Hits of the records made in `[from_ms, to_ms)`.
+    pub fn hits_between(&self, from_ms: u64, to_ms: u64) -> u64 {
+        self.records
+            .iter()
+            .filter(|&&r| (from_ms..to_ms).contains(&record_ts(r)))
+            .map(|&r| record_hits(r))
+            .sum()
     }
 
     /// Drops records that have left the window.

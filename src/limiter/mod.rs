@@ -4,6 +4,11 @@
 //! - `window`: the sliding-window counter state (24 bytes) and its arithmetic.
 //! - `log`: the exact sliding log for small limits.
 //! - `shard`: one shard of the map: its tables, idle drop and oldest-first eviction.
+//! - `cell`: the counts a node can share ([`CellId`], [`NodeSlot`]): this node's own count
+//!   of a cell ([`Limiter::export_cell`]) and the cells changed since they were last
+//!   published ([`Limiter::drain_changed_cells`]).
+//! - `remote`: counts of other node slots merged by max ([`Limiter::merge_cell`]), bounded,
+//!   and added to the node's own counts when deciding.
 //! - this file: the public API, the keyed state hash, and [`Limiter::check`], which locks
 //!   the shards a request touches (sorted, so concurrent multi-limit checks cannot
 //!   deadlock), decides every limit, and only then writes — all or nothing.
@@ -22,14 +27,20 @@ use smallvec::SmallVec;
 
 use crate::clock::Clock;
 
+mod cell;
 mod hash;
 mod log;
+mod remote;
 mod shard;
 mod table;
 #[cfg(test)]
 mod tests;
 mod window;
 
+pub use cell::{CellId, NodeSlot};
+pub use remote::{MergeOutcome, MAX_SLOTS_PER_CELL};
+
+use cell::ChangedState;
 use log::{LogState, LogView};
 use shard::Shard;
 use window::{abuse_due, WindowParams, WindowView, ABUSE_REPORTED};
@@ -152,6 +163,17 @@ pub struct Limiter {
     /// inserted, so the total never passes `max_states` even while shards insert at once.
     states: AtomicUsize,
     evictions: AtomicU64,
+    /// Counts of other node slots held (one per cell and slot), at most `max_states`.
+    remote_counts: AtomicUsize,
+    /// Remote counts evicted or refused at the caps.
+    remote_dropped: AtomicU64,
+    /// Most changed states a shard notes between two drains.
+    changed_cap: usize,
+    /// Changed states not noted because a shard's set was full.
+    changes_dropped: AtomicU64,
+    /// The shard the next drain of changed cells starts at (so that a bounded drain does
+    /// not always serve the first shards).
+    drain_cursor: AtomicUsize,
 }
 
 /// A shard on its own cache lines, so that threads working on neighbouring shards do not
@@ -175,6 +197,8 @@ struct TableHint {
 #[derive(Debug, Clone)]
 struct Prepared {
     hash: u64,
+    /// The limit's fingerprint (for naming the state's cells when it changes).
+    fingerprint: u64,
     /// The limit's name for the answer (this thread's copy, see `hash.rs`).
     name: Arc<str>,
     shard: usize,
@@ -245,6 +269,13 @@ impl Limiter {
             max_states,
             states: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
+            remote_counts: AtomicUsize::new(0),
+            remote_dropped: AtomicU64::new(0),
+            // Twice a shard's share of the cap: the states one shard can change between
+            // two drains, with room for an uneven spread.
+            changed_cap: (max_states / shards).saturating_mul(2).max(64),
+            changes_dropped: AtomicU64::new(0),
+            drain_cursor: AtomicUsize::new(0),
         }
     }
 
@@ -265,20 +296,29 @@ impl Limiter {
     /// identities (fresh counters), an unchanged one keeps them across a configuration
     /// reload.
     pub fn state_hash(&self, limit: &LimitSpec, key: &str) -> u64 {
-        hash::resolve(&self.options.hash_key, limit, key).0.max(1)
+        hash::resolve(&self.options.hash_key, limit, key)
+            .hash
+            .max(1)
+    }
+
+    /// The shard that holds the state `hash`. Middle bits: hashbrown uses the low bits for
+    /// the bucket and the top 7 for its tag, so taking either for the shard would skew the
+    /// tables.
+    #[inline]
+    fn shard_of(&self, hash: u64) -> usize {
+        (hash >> 32) as usize & self.shard_mask
     }
 
     fn prepare_one(&self, c: &LimitCheck<'_>, first: usize) -> Prepared {
-        let (hash, name) = hash::resolve(&self.options.hash_key, c.limit, c.key);
+        let resolved = hash::resolve(&self.options.hash_key, c.limit, c.key);
         // 0 marks an empty slot in the tables; the one hash in 2^64 that is 0 shares the
         // identity of the one that is 1.
-        let hash = hash.max(1);
+        let hash = resolved.hash.max(1);
         Prepared {
             hash,
-            name,
-            // Middle bits: hashbrown uses the low bits for the bucket and the top 7 for its
-            // tag, so taking either for the shard would skew the tables.
-            shard: (hash >> 32) as usize & self.shard_mask,
+            fingerprint: resolved.fingerprint,
+            name: resolved.name,
+            shard: self.shard_of(hash),
             params: params_of(c.limit),
             log: c.limit.algorithm == Algorithm::SlidingLog && c.limit.limit <= SLIDING_LOG_MAX,
             first,
@@ -317,13 +357,15 @@ impl Limiter {
         // Phase 1: decide every limit without writing anything.
         let probe = hits.max(1);
         let mut views: SmallVec<[View; 4]> = SmallVec::with_capacity(prepared.len());
+        let mut seen: SmallVec<[View; 4]> = SmallVec::with_capacity(prepared.len());
         let mut admits: SmallVec<[bool; 4]> = SmallVec::with_capacity(prepared.len());
         let mut retry: SmallVec<[Option<u64>; 4]> = SmallVec::with_capacity(prepared.len());
         for p in &prepared {
-            let (view, ok, retry_after) = evaluate(&guards[slot(p.shard)], p, probe, now_ms);
-            views.push(view);
-            admits.push(ok);
-            retry.push(retry_after);
+            let e = evaluate(&guards[slot(p.shard)], p, probe, now_ms);
+            views.push(e.own);
+            seen.push(e.seen);
+            admits.push(e.admits);
+            retry.push(e.retry_after);
         }
         let allowed = admits.iter().all(|&a| a);
 
@@ -351,9 +393,9 @@ impl Limiter {
         for (i, p) in prepared.iter().enumerate() {
             let f = p.first;
             let view = if allowed && hits > 0 {
-                views[f].after_admitting(hits, now_ms)
+                seen[f].after_admitting(hits, now_ms)
             } else {
-                views[f]
+                seen[f]
             };
             outcomes.push(outcome(
                 p.name.clone(),
@@ -391,21 +433,26 @@ impl Limiter {
         let now_ms = self.clock.now_millis();
         let probe = hits.max(1);
         let mut shard = self.shards[p.shard].0.lock();
-        let (view, allowed, retry_after) = evaluate(&shard, &p, probe, now_ms);
+        let Evaluated {
+            own,
+            seen,
+            admits: allowed,
+            retry_after,
+        } = evaluate(&shard, &p, probe, now_ms);
         let mut abuse = false;
         if hits > 0 {
             let protect = [p.hash];
             if allowed {
-                self.write_admitted(&mut shard, &p, &view, hits, now_ms, &protect);
+                self.write_admitted(&mut shard, &p, &own, hits, now_ms, &protect);
             } else {
-                abuse = self.write_attempt(&mut shard, &p, &view, hits, now_ms, true, &protect);
+                abuse = self.write_attempt(&mut shard, &p, &own, hits, now_ms, true, &protect);
             }
         }
         drop(shard);
         let view = if allowed && hits > 0 {
-            view.after_admitting(hits, now_ms)
+            seen.after_admitting(hits, now_ms)
         } else {
-            view
+            seen
         };
         let mut outcomes = SmallVec::new();
         outcomes.push(outcome(
@@ -432,6 +479,20 @@ impl Limiter {
         now_ms: u64,
         protect: &[u64],
     ) {
+        if let Some(changed) = shard.changed.as_mut() {
+            let noted = changed.note(
+                p.hash,
+                ChangedState {
+                    limit: p.fingerprint,
+                    window_secs: p.params.window_secs,
+                    log: p.log,
+                },
+                self.changed_cap,
+            );
+            if !noted {
+                self.changes_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         match view {
             View::Window(v) => {
                 let new = v.admitted(p.hash, &p.params, hits);
@@ -594,25 +655,69 @@ impl Limiter {
                 shard.shrink_if_sparse();
                 self.publish_hint(i, &shard);
             }
+            let passed = shard.remote.drop_passed(now_secs);
+            self.remote_counts.fetch_sub(passed, Ordering::Relaxed);
         }
     }
 }
 
-/// Decides one limit against its shard without writing: the view of its state now, whether
-/// `probe` hits would pass, and if not, when they would.
-fn evaluate(shard: &Shard, p: &Prepared, probe: u64, now_ms: u64) -> (View, bool, Option<u64>) {
+/// One limit decided against its shard, before anything is written.
+struct Evaluated {
+    /// This node's own state now: what an admission or an attempt writes to.
+    own: View,
+    /// What the decision sees: the own state plus the counts merged from other nodes
+    /// (the same as `own` when the shard holds none).
+    seen: View,
+    /// Whether `probe` hits would pass.
+    admits: bool,
+    /// If not, when they would (seconds).
+    retry_after: Option<u64>,
+}
+
+/// Decides one limit against its shard without writing.
+#[inline]
+fn evaluate(shard: &Shard, p: &Prepared, probe: u64, now_ms: u64) -> Evaluated {
+    let w = p.params.window_secs;
     if p.log {
         let state = shard.logs.find(p.hash, |e| e.hash == p.hash);
-        let v = LogView::at(state, &p.params, now_ms);
-        let ok = v.admits(&p.params, probe);
-        let r = (!ok).then(|| v.retry_after_secs(state, &p.params, probe, now_ms));
-        (View::Log(v), ok, r)
+        let own = LogView::at(state, &p.params, now_ms);
+        let (seen, remote) = if shard.remote.is_empty() {
+            (own, None)
+        } else {
+            let start = u64::from(own.window_start);
+            let (current, previous) = shard.remote.window_totals(p.hash, start, w);
+            let remote = WindowView::of_counts(start, current, previous, &p.params, now_ms);
+            (own.with_remote(&remote, &p.params), Some(remote))
+        };
+        let admits = seen.admits(&p.params, probe);
+        let retry_after = (!admits).then(|| {
+            let r = seen.retry_after_secs(state, &p.params, probe, now_ms);
+            // Other nodes' hits are not records here: never earlier than they alone allow.
+            remote.map_or(r, |v| r.max(v.retry_after_secs(&p.params, probe, now_ms)))
+        });
+        Evaluated {
+            own: View::Log(own),
+            seen: View::Log(seen),
+            admits,
+            retry_after,
+        }
     } else {
         let state = shard.windows.find(p.hash).map(|i| shard.windows.get(i));
-        let v = WindowView::at(state.as_ref(), &p.params, now_ms);
-        let ok = v.admits(&p.params, probe);
-        let r = (!ok).then(|| v.retry_after_secs(&p.params, probe, now_ms));
-        (View::Window(v), ok, r)
+        let own = WindowView::at(state.as_ref(), &p.params, now_ms);
+        let seen = if shard.remote.is_empty() {
+            own
+        } else {
+            let (current, previous) = shard.remote.window_totals(p.hash, own.start_secs, w);
+            own.with_remote(current, previous)
+        };
+        let admits = seen.admits(&p.params, probe);
+        let retry_after = (!admits).then(|| seen.retry_after_secs(&p.params, probe, now_ms));
+        Evaluated {
+            own: View::Window(own),
+            seen: View::Window(seen),
+            admits,
+            retry_after,
+        }
     }
 }
 

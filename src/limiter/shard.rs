@@ -3,17 +3,24 @@
 
 use hashbrown::HashTable;
 
+use super::cell::ChangedStates;
 use super::log::LogState;
+use super::remote::RemoteCells;
 use super::table::WindowTable;
 
 /// Number of buckets of the expiry histogram used to find the oldest states.
 const HISTOGRAM_BUCKETS: usize = 64;
 
-/// A shard: sliding-window and sliding-log states.
+/// A shard: sliding-window and sliding-log states, the counts other nodes reported for
+/// them, and (once tracking is on) which of its states changed since they were published.
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
     pub windows: WindowTable,
     pub logs: HashTable<LogState>,
+    /// Empty unless counts were merged from other nodes: decisions consult it only then.
+    pub remote: RemoteCells,
+    /// `None` until [`super::Limiter::track_changes`]: a node alone notes nothing.
+    pub changed: Option<Box<ChangedStates>>,
 }
 
 impl Shard {

@@ -9,9 +9,9 @@ use super::*;
 use crate::clock::ManualClock;
 
 /// 2026-01-01T00:00:00Z: a realistic epoch, aligned to every window used below.
-const T0: u64 = 1_767_225_600_000;
+pub(super) const T0: u64 = 1_767_225_600_000;
 
-fn spec(name: &str, limit: u64, window_secs: u64, algorithm: Algorithm) -> LimitSpec {
+pub(super) fn spec(name: &str, limit: u64, window_secs: u64, algorithm: Algorithm) -> LimitSpec {
     LimitSpec {
         name: Arc::from(name),
         limit,
@@ -20,11 +20,11 @@ fn spec(name: &str, limit: u64, window_secs: u64, algorithm: Algorithm) -> Limit
     }
 }
 
-fn limiter(max_states: usize) -> (Limiter, Arc<ManualClock>) {
+pub(super) fn limiter(max_states: usize) -> (Limiter, Arc<ManualClock>) {
     limiter_with_shards(max_states, 0)
 }
 
-fn limiter_with_shards(max_states: usize, shards: usize) -> (Limiter, Arc<ManualClock>) {
+pub(super) fn limiter_with_shards(max_states: usize, shards: usize) -> (Limiter, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
     let l = Limiter::new(
         LimiterOptions {
@@ -37,7 +37,7 @@ fn limiter_with_shards(max_states: usize, shards: usize) -> (Limiter, Arc<Manual
     (l, clock)
 }
 
-fn one(l: &Limiter, s: &LimitSpec, key: &str, hits: u64) -> Decision {
+pub(super) fn one(l: &Limiter, s: &LimitSpec, key: &str, hits: u64) -> Decision {
     l.check(&[LimitCheck { limit: s, key }], hits)
 }
 
@@ -456,8 +456,10 @@ fn the_cached_state_hash_equals_the_reference_encoding() {
     for round in 0..3 {
         for (i, s) in specs.iter().cycle().take(20).enumerate() {
             for k in ["", "a", "203.0.113.7", &"x".repeat(300)] {
-                let (cached, name) = super::hash::resolve(&key, s, k);
+                let resolved = super::hash::resolve(&key, s, k);
+                let (cached, name) = (resolved.hash, resolved.name);
                 assert_eq!(name, s.name);
+                assert_eq!(resolved.fingerprint, super::hash::fingerprint(s));
                 assert_eq!(cached, super::hash::state_hash_uncached(&key, s, k));
                 if round == 0 && i < specs.len() {
                     seen.insert(cached);
@@ -473,12 +475,12 @@ fn the_cached_state_hash_equals_the_reference_encoding() {
     // A spec rebuilt with equal fields (a reload) has the same identity.
     let rebuilt = spec("basic", 500, 3600, Algorithm::SlidingWindow);
     assert_eq!(
-        super::hash::resolve(&key, &rebuilt, "k").0,
-        super::hash::resolve(&key, &specs[0], "k").0
+        super::hash::resolve(&key, &rebuilt, "k").hash,
+        super::hash::resolve(&key, &specs[0], "k").hash
     );
     // The same spec under another engine key: another identity.
     assert_ne!(
-        super::hash::resolve(&[4; 16], &specs[0], "k").0,
-        super::hash::resolve(&key, &specs[0], "k").0
+        super::hash::resolve(&[4; 16], &specs[0], "k").hash,
+        super::hash::resolve(&key, &specs[0], "k").hash
     );
 }

@@ -125,6 +125,42 @@ impl WindowView {
         }
     }
 
+    /// Remote counts alone as a view: `current` hits in the window starting at `start_secs`
+    /// and `previous` in the one before, seen at `now_ms`.
+    pub fn of_counts(
+        start_secs: u64,
+        current: u64,
+        previous: u64,
+        p: &WindowParams,
+        now_ms: u64,
+    ) -> WindowView {
+        WindowView {
+            start_secs,
+            elapsed_ms: now_ms
+                .saturating_sub(start_secs.saturating_mul(1000))
+                .min(p.window_ms()),
+            current,
+            previous,
+            attempts: 0,
+        }
+    }
+
+    /// This view with hits of other nodes added to both windows.
+    #[inline]
+    pub fn with_remote(&self, current: u64, previous: u64) -> WindowView {
+        WindowView {
+            current: self.current.saturating_add(current),
+            previous: self.previous.saturating_add(previous),
+            ..*self
+        }
+    }
+
+    /// The estimate `previous × (W − e) / W + current`, rounded up.
+    pub fn estimate_rounded_up(&self, p: &WindowParams) -> u64 {
+        let scaled = self.used_scaled(p).div_ceil(u128::from(p.window_ms()));
+        u64::try_from(scaled).unwrap_or(u64::MAX)
+    }
+
     /// `previous × (W − e) + current × W`: the estimate, multiplied by `W` (ms).
     fn used_scaled(&self, p: &WindowParams) -> u128 {
         let w = u128::from(p.window_ms());
