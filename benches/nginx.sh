@@ -86,12 +86,11 @@ trap stop_started EXIT
 trap 'exit 130' INT TERM
 
 # --- tokens: EdDSA (Better Auth's shape) for tollgate, HS256 for FastAPI with a secret of this
-# run's own, which FastAPI gets through its environment.
-TOLLGATE_BENCH_HS256_SECRET=$("$bench_python" -c 'import secrets; print(secrets.token_hex(32))')
-export TOLLGATE_BENCH_HS256_SECRET
+# run's own, given (in the environment) to the minter and the FastAPI peer only.
+hs_secret=$("$bench_python" -c 'import secrets; print(secrets.token_hex(32))')
 mint() { PYTHONDONTWRITEBYTECODE=1 "$bench_python" "$root/benches/support/mint_token.py" "$@"; }
 ed_token=$(mint eddsa "$work/keys" --sub bench-user --ttl 3600)
-hs_token=$(mint hs256 --sub bench-user --ttl 3600)
+hs_token=$(TOLLGATE_BENCH_HS256_SECRET=$hs_secret mint hs256 --sub bench-user --ttl 3600)
 [ -s "$work/keys/jwks.json" ] || die "mint_token.py wrote no $work/keys/jwks.json"
 
 # --- tollgate
@@ -143,11 +142,11 @@ n204_pid="" ceil_pid="" front_pid="" fa_pid="" fafront_pid=""
 n204_port=$(free_port)
 start_nginx n204_pid nginx204 "$n204_port"
 ceil_port=$(free_port)
-start_nginx ceil_pid nginx-to-nginx204 "$ceil_port" "$n204_port" /
+start_nginx ceil_pid nginx-to-nginx204 "$ceil_port" "$n204_port" /auth
 front_port=$(free_port)
 start_nginx front_pid nginx-to-tollgate "$front_port" "$tg_port" /auth
 fa_port=$(free_port)
-start_fastapi_auth fa_pid "$fa_port" 2
+TOLLGATE_BENCH_HS256_SECRET=$hs_secret start_fastapi_auth fa_pid "$fa_port" 2
 fafront_port=$(free_port)
 start_nginx fafront_pid nginx-to-fastapi "$fafront_port" "$fa_port" /auth
 
@@ -177,11 +176,12 @@ expect 204 "$fad_url" "$hs_token"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ed_token" -H 'X-Original-URI: /api/x' "$tgd_url")
 [ "$code" = 200 ] || die "$tgd_url answered $code, expected 200"
 
-# CPU time (user + system, clock ticks) of a process and its descendants.
+# CPU time (user + system, clock ticks) of a process and its descendants; of none, 0. (An empty
+# PID must be skipped before /proc is read: /proc//stat is the kernel's /proc/stat.)
 ticks() {
     local total=0 pid
     for pid in "$@"; do
-        [ -r /proc/"$pid"/stat ] || continue
+        if ! [[ "$pid" =~ ^[0-9]+$ ]] || [ ! -r /proc/"$pid"/stat ]; then continue; fi
         total=$((total + $(sed 's/^.*) //' /proc/"$pid"/stat | awk '{print $12 + $13}')))
         # shellcheck disable=SC2046
         total=$((total + $(ticks $(cat /proc/"$pid"/task/*/children 2>/dev/null))))
