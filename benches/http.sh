@@ -39,7 +39,7 @@ done
 for v in "$ROUNDS" "$DURATION" "$WARMUP" "$THREADS" "$CONNS"; do
     [[ "$v" =~ ^[0-9]+$ ]] || die "settings must be whole numbers"
 done
-[ "$DURATION" -le 15 ] && [ "$WARMUP" -le 15 ] || die "runs are limited to 15 s each"
+if [ "$DURATION" -gt 15 ] || [ "$WARMUP" -gt 15 ]; then die "runs are limited to 15 s each"; fi
 [ "$ROUNDS" -ge 1 ] || die "ROUNDS must be at least 1"
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
@@ -51,16 +51,6 @@ bin="$root/target/release/tollgate"
 work=$(mktemp -d /tmp/tollgate-http-bench.XXXXXX)
 pids=()
 trap stop_started EXIT
-
-# Waits until URL answers any HTTP status (bounded: 10 s).
-wait_http() {
-    for _ in $(seq 100); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)
-        [ "$code" != 000 ] && return 0
-        sleep 0.1
-    done
-    die "nothing answers at $1"
-}
 
 # --- tollgate
 tg_port=$(free_port)

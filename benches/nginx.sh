@@ -1,43 +1,56 @@
 #!/usr/bin/env bash
 # benches/nginx.sh — tollgate behind nginx auth_request, against the same nginx in front of
-# nginx (the ceiling for any auth server) and in front of FastAPI (the Python backend tollgate
-# replaces), in one run.
+# nginx (the ceiling for any auth server) and in front of a FastAPI backend with PyJWT and
+# slowapi (the hand-written Python verifier tollgate replaces), in one run.
 #
-# Uses the benchmark kit in ../shared/bench/ (relative to the repository root): peer.sh for
-# the peers, token.sh for the tokens, wrk.sh for every measurement. It
-#   1. builds the release binary;
-#   2. makes an Ed25519 key and JWKS (token.sh --alg EdDSA --key-out) and an EdDSA token shaped
-#      like Better Auth's; starts tollgate with that key set as a file, a route rule on /api/**
+# Everything it runs is in benches/support/: nginx_peers.sh starts the peers and measures,
+# fastapi_auth.py is the FastAPI backend, mint_token.py mints the tokens and the key set,
+# wrk_status.lua counts the answers that are not 2xx, requirements.txt pins the Python side. It
+#   1. checks for wrk, nginx (with auth_request), curl and python3-venv, and names the
+#      `apt-get install` that adds whichever is missing; makes (once) a virtualenv in
+#      ${XDG_CACHE_HOME:-$HOME/.cache}/tollgate-bench/venv and `pip install -r`s
+#      benches/support/requirements.txt into it whenever that file changed;
+#   2. builds the release binary;
+#   3. makes an Ed25519 key and its JWKS (mint_token.py eddsa) and an EdDSA token shaped like
+#      Better Auth's; starts tollgate with that key set as a file, a route rule on /api/**
 #      (auth required) and a tier limit no run reaches, so every request is a real admitted
 #      decision (verified token from the cache, route matched, limit counted);
-#   3. starts nginx204, nginx-auth-request → nginx204 (the ceiling), nginx-auth-request →
-#      tollgate /auth, fastapi-auth (2 workers) and nginx-auth-request → fastapi-auth /auth,
-#      with an HS256 token for FastAPI (token.sh);
-#   4. checks each path answers 2xx once, then runs wrk -t2 -c64 (a 2 s warm-up, then 10 s)
-#      against ceiling, tollgate, FastAPI (each through nginx), then tollgate and FastAPI
+#   4. starts nginx `return 204`, nginx auth_request → that nginx (the ceiling), nginx
+#      auth_request → tollgate /auth, the FastAPI backend (uvicorn, 2 workers) and nginx
+#      auth_request → FastAPI /auth, with an HS256 token for FastAPI (mint_token.py hs256,
+#      signed with a secret drawn for this run);
+#   5. checks each path answers once as expected, then runs wrk -t2 -c64 (a 2 s warm-up, then
+#      10 s) against ceiling, tollgate, FastAPI (each through nginx), then tollgate and FastAPI
 #      asked directly, in turn, ROUNDS times, and takes medians.
 # Prints one line per run, a line with CPU figures, and as its last line:
 #
 #   {"tollgate_rps":…, "nginx_auth_rps":…, "ratio":…, "vs_fastapi":…}
 #
 # ratio = tollgate through nginx ÷ nginx through nginx. vs_fastapi compares the two verifiers
-# as the seeds' backend is used — asked directly, each judging a bearer token per request:
+# as a FastAPI backend is usually asked — directly, each judging a bearer token per request:
 # tollgate's /auth (EdDSA token, X-Original-URI) ÷ FastAPI's /auth (HS256 token, PyJWT,
 # slowapi). The same comparison behind nginx is vs_fastapi_through_nginx, on the line before;
 # it cannot exceed ceiling_vs_fastapi, since the nginx in front is the bottleneck of both
-# (DESIGN.md: ≈60k req/s at best against ≈9k for FastAPI). Any non-2xx answer or socket error
-# in a measured run stops the script: the number would not be of admitted requests.
+# (nginx's auth_request caps any auth server at about 45–60k req/s on a 2-core machine;
+# docs/benchmarks.md). Any non-2xx answer or socket error in a measured run stops the script: the
+# number would not be of admitted requests.
 #
 # CPU per request (from /proc, user + system, measured run only) is per component: the
-# front nginx, and the auth server behind it (nginx204's, tollgate's, uvicorn's workers). On a
+# front nginx, and the auth server behind it (nginx 204's, tollgate's, uvicorn's workers). On a
 # 2-core machine wrk, nginx and the auth server share the cores, so req/s through nginx can
 # never exceed the ceiling: vs_fastapi is bounded by ceiling_vs_fastapi (printed), and the
 # auth servers' own cost is compared by auth_cpu_fastapi_vs_tollgate.
 #
-# Settings (environment): ROUNDS (3), WRK_DURATION (10), WRK_WARMUP (2), SKIP_BUILD=1 to reuse
-# target/release/tollgate, BENCH_KIT (../shared/bench) for the kit elsewhere. Everything runs on 127.0.0.1; everything started is stopped by PID
-# on exit.
+# Needs: cargo, wrk, nginx with auth_request, curl, python3 and python3-venv (Debian: apt-get
+# install wrk nginx-light curl python3-venv), and PyPI (or a pip index) on the first run.
+#
+# Settings (environment): ROUNDS (3), WRK_DURATION (10), WRK_WARMUP (2), each run at most
+# 15 s; SKIP_BUILD=1 to reuse target/release/tollgate; TOLLGATE_BENCH_VENV to put the
+# virtualenv elsewhere. Everything runs on 127.0.0.1; everything started is stopped by PID on
+# exit.
 set -euo pipefail
+# `die` in a function run inside $(…) must stop that function too, not only its subshell.
+shopt -s inherit_errexit
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${WRK_DURATION:-10}
@@ -47,17 +60,19 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
 # shellcheck source=support/common.sh
 source "$root/benches/support/common.sh"
-bench="${BENCH_KIT:-$root/../shared/bench}"
+# shellcheck source=support/nginx_peers.sh
+source "$root/benches/support/nginx_peers.sh"
 
 die() { echo "benches/nginx.sh: $*" >&2; exit 1; }
-[ -x "$bench/peer.sh" ] || die "no benchmark kit at $bench (../shared/bench from the repository root)"
-for tool in wrk nginx curl python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "needs $tool (run $bench/install.sh)"
-done
 for v in "$ROUNDS" "$DURATION" "$WARMUP"; do
     [[ "$v" =~ ^[0-9]+$ ]] || die "settings must be whole numbers"
 done
 [ "$ROUNDS" -ge 1 ] || die "ROUNDS must be at least 1"
+[ "$DURATION" -ge 1 ] || die "WRK_DURATION must be at least 1"
+if [ "$DURATION" -gt 15 ] || [ "$WARMUP" -gt 15 ]; then die "runs are limited to 15 s each"; fi
+check_nginx_bench_tools
+bench_python=""   # the virtualenv's interpreter, set by prepare_bench_venv
+prepare_bench_venv
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release --locked --bin tollgate >&2
@@ -66,42 +81,17 @@ bin="${CARGO_TARGET_DIR:-$root/target}/release/tollgate"
 [ -x "$bin" ] || die "no $bin"
 
 work=$(mktemp -d /tmp/tollgate-nginx-bench.XXXXXX)
-# The kit keeps its peers' configs, logs and pidfiles here: ours alone.
-export BENCH_WORK="$work/kit"
-mkdir -p "$BENCH_WORK"
-
-peers=()   # "NAME PORT" of each peer started
-tg_pid=""
-cleanup() {
-    local p
-    for p in "${peers[@]}"; do
-        # shellcheck disable=SC2086  # "NAME PORT" is two arguments
-        "$bench/peer.sh" stop $p 2>/dev/null || true
-    done
-    if [ -n "$tg_pid" ]; then
-        kill -TERM "$tg_pid" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$tg_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$tg_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+pids=()
+trap stop_started EXIT
 trap 'exit 130' INT TERM
 
-# start_peer VAR NAME PORT [ARGS...] -- starts a peer and sets VAR to its PID. (Not in a
-# command substitution: that subshell would lose the record of what to stop.)
-start_peer() {
-    local var=$1
-    shift
-    peers+=("$1 $2")   # recorded first: stopping a peer that never started is harmless
-    "$bench/peer.sh" start "$@" >"$work/pid.out"
-    printf -v "$var" '%s' "$(cat "$work/pid.out")"
-}
-
-# --- tokens: EdDSA (Better Auth's shape) for tollgate, HS256 for FastAPI
-ed_token=$("$bench/token.sh" --alg EdDSA --key-out "$work/keys" --sub bench-user --exp-seconds 3600)
-hs_token=$("$bench/token.sh" --sub bench-user --exp-seconds 3600)
-[ -s "$work/keys/jwks.json" ] || die "token.sh wrote no $work/keys/jwks.json"
+# --- tokens: EdDSA (Better Auth's shape) for tollgate, HS256 for FastAPI with a secret of this
+# run's own, given (in the environment) to the minter and the FastAPI peer only.
+hs_secret=$("$bench_python" -c 'import secrets; print(secrets.token_hex(32))')
+mint() { PYTHONDONTWRITEBYTECODE=1 "$bench_python" "$root/benches/support/mint_token.py" "$@"; }
+ed_token=$(mint eddsa "$work/keys" --sub bench-user --ttl 3600)
+hs_token=$(TOLLGATE_BENCH_HS256_SECRET=$hs_secret mint hs256 --sub bench-user --ttl 3600)
+[ -s "$work/keys/jwks.json" ] || die "mint_token.py wrote no $work/keys/jwks.json"
 
 # --- tollgate
 tg_port=$(free_port)
@@ -138,6 +128,7 @@ EOF
 "$bin" check-config "$work/tollgate.toml" >/dev/null
 "$bin" serve --config "$work/tollgate.toml" >"$work/tollgate.log" 2>&1 &
 tg_pid=$!
+pids+=("$tg_pid")
 for _ in $(seq 100); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$tg_port/readyz" || true)" = 200 ] && break
     kill -0 "$tg_pid" 2>/dev/null || { cat "$work/tollgate.log" >&2; die "tollgate exited"; }
@@ -146,17 +137,18 @@ done
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$tg_port/readyz")" = 200 ] ||
     die "tollgate is not ready on port $tg_port"
 
-# --- peers
+# --- peers (benches/support/nginx_peers.sh); the start_* functions set the PID variables.
+n204_pid="" ceil_pid="" front_pid="" fa_pid="" fafront_pid=""
 n204_port=$(free_port)
-start_peer n204_pid nginx204 "$n204_port"
+start_nginx n204_pid nginx204 "$n204_port"
 ceil_port=$(free_port)
-start_peer ceil_pid nginx-auth-request "$ceil_port" "127.0.0.1:$n204_port"
+start_nginx ceil_pid nginx-to-nginx204 "$ceil_port" "$n204_port" /auth
 front_port=$(free_port)
-start_peer front_pid nginx-auth-request "$front_port" "127.0.0.1:$tg_port" /auth
+start_nginx front_pid nginx-to-tollgate "$front_port" "$tg_port" /auth
 fa_port=$(free_port)
-start_peer fa_pid fastapi-auth "$fa_port" 2
+TOLLGATE_BENCH_HS256_SECRET=$hs_secret start_fastapi_auth fa_pid "$fa_port" 2
 fafront_port=$(free_port)
-start_peer fafront_pid nginx-auth-request "$fafront_port" "127.0.0.1:$fa_port" /auth
+start_nginx fafront_pid nginx-to-fastapi "$fafront_port" "$fa_port" /auth
 
 ceil_url="http://127.0.0.1:$ceil_port/api/x"
 tg_url="http://127.0.0.1:$front_port/api/x"
@@ -184,11 +176,12 @@ expect 204 "$fad_url" "$hs_token"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ed_token" -H 'X-Original-URI: /api/x' "$tgd_url")
 [ "$code" = 200 ] || die "$tgd_url answered $code, expected 200"
 
-# CPU time (user + system, clock ticks) of a process and its descendants.
+# CPU time (user + system, clock ticks) of a process and its descendants; of none, 0. (An empty
+# PID must be skipped before /proc is read: /proc//stat is the kernel's /proc/stat.)
 ticks() {
     local total=0 pid
     for pid in "$@"; do
-        [ -r /proc/"$pid"/stat ] || continue
+        if ! [[ "$pid" =~ ^[0-9]+$ ]] || [ ! -r /proc/"$pid"/stat ]; then continue; fi
         total=$((total + $(sed 's/^.*) //' /proc/"$pid"/stat | awk '{print $12 + $13}')))
         # shellcheck disable=SC2046
         total=$((total + $(ticks $(cat /proc/"$pid"/task/*/children 2>/dev/null))))
@@ -197,28 +190,23 @@ ticks() {
 }
 hz=$(getconf CLK_TCK)
 
-field() {  # JSON-LINE FIELD
-    sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"
-}
-
-# measure NAME URL TOKEN FRONT_PID BACK_PID [HEADER] -- a warm-up run, then the measured run
-# with the CPU of the front nginx (none: 0) and of the server behind it. Prints
-# "rps p99 front_us back_us".
+# measure NAME URL TOKEN FRONT_PID BACK_PID [HEADER] -- a warm-up run (its answers are not
+# counted), then the measured run with the CPU of the front nginx (none: 0) and of the server
+# behind it. Prints "rps p99 front_us back_us".
 measure() {
     local name=$1 url=$2 token=$3 front=$4 back=$5 out f0 f1 b0 b1 rps p99 n non2xx errors
-    local -a h=(-H "Authorization: Bearer $token")
-    [ -n "${6:-}" ] && h+=(-H "$6")
+    local -a h=("Authorization: Bearer $token")
+    [ -n "${6:-}" ] && h+=("$6")
     if [ "$WARMUP" -gt 0 ]; then
-        WRK_DURATION=$WARMUP WRK_WARMUP=0 "$bench/wrk.sh" "$url" "${h[@]}" >/dev/null
+        wrk_run "$WARMUP" "$url" "${h[@]}" >/dev/null
     fi
     f0=$(ticks "$front"); b0=$(ticks "$back")
-    out=$(WRK_DURATION=$DURATION WRK_WARMUP=0 "$bench/wrk.sh" "$url" "${h[@]}")
+    out=$(wrk_run "$DURATION" "$url" "${h[@]}")
     f1=$(ticks "$front"); b1=$(ticks "$back")
     echo "$name $out" >>"$work/runs.txt"
-    rps=$(field "$out" rps); p99=$(field "$out" p99_ms); n=$(field "$out" requests)
-    non2xx=$(field "$out" non2xx); errors=$(field "$out" socket_errors)
-    [ "$non2xx" = 0 ] || die "$name: $non2xx non-2xx answers: $out"
-    [ "$errors" = 0 ] || die "$name: $errors socket errors: $out"
+    read -r rps p99 n non2xx errors <<<"$out"
+    [ "$non2xx" = 0 ] || die "$name: $non2xx non-2xx answers in $n (rps p99 requests non2xx errors: $out)"
+    [ "$errors" = 0 ] || die "$name: $errors socket errors (rps p99 requests non2xx errors: $out)"
     awk -v rps="$rps" -v p99="$p99" -v n="$n" -v f=$((f1 - f0)) -v b=$((b1 - b0)) -v hz="$hz" \
         'BEGIN { printf "%s %s %.1f %.1f\n", rps, p99, f / hz * 1e6 / n, b / hz * 1e6 / n }'
 }

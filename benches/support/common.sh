@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154  # `work`, `pids` and `bin` come from the sourcing script
 # benches/support/common.sh — helpers the benchmark scripts share; sourced, not run.
 #
 # A script that sources this sets `work` (its temporary directory) and `pids` (the PIDs of the
@@ -8,18 +9,47 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# Stops every process in `pids` (SIGTERM, a bounded wait, then SIGKILL to that PID only) and
-# removes `$work`. Meant for `trap stop_started EXIT`.
+# Every descendant of PID (nginx's workers, uvicorn's worker processes…), one a line, read
+# from /proc: the children of each of its threads, recursively.
+descendants() {
+    local child
+    # shellcheck disable=SC2013  # the file is PIDs separated by spaces, not lines
+    for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+        echo "$child"
+        descendants "$child"
+    done
+}
+
+# Stops every process in `pids` and everything they had started: SIGTERM to each PID in `pids`
+# (nginx and uvicorn stop their own workers on it), a bounded wait, then SIGKILL to exactly
+# those PIDs, and the descendants recorded before the SIGTERM, that are still alive — so a
+# master that does not stop in time leaves no worker behind. Then removes `$work`. Meant for
+# `trap stop_started EXIT`.
 stop_started() {
     local pid
+    local -a all=()
+    for pid in "${pids[@]}"; do
+        all+=("$pid")
+        # shellcheck disable=SC2207  # one PID a line
+        all+=($(descendants "$pid"))
+    done
     for pid in "${pids[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
-    for pid in "${pids[@]}"; do
+    for pid in "${all[@]}"; do
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     done
     rm -rf "$work"
+}
+
+# wait_http URL: waits until URL answers with any HTTP status (bounded: 10 s).
+wait_http() {
+    for _ in $(seq 100); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)" != 000 ] && return 0
+        sleep 0.1
+    done
+    die "nothing answers at $1"
 }
 
 # CPU time (user + system, in clock ticks) of one process, all its threads: fields 14 and 15
