@@ -1,4 +1,6 @@
-//! The decision core: turns request facts into a decision. Every front door calls it.
+//! The decision core: turns request facts into a decision. Every front door calls it, and
+//! every decision lives here (or in the modules it calls: `auth`, `policy`, `limiter`), so
+//! that the same facts through any door get the same answer (`tests/door_equivalence.rs`).
 //!
 //! The gate owns three things:
 //! - the compiled configuration (tiers and named limits as [`LimitSpec`]s, and the route
@@ -11,10 +13,20 @@
 //! - the [`Metrics`]: decisions are counted here, not in the doors, so that HTTP, RESP and any
 //!   later door count the same way.
 //!
-//! A door parses its input into a [`CheckQuery`], calls [`Gate::check`] and renders the
-//! [`Decision`] or the [`CheckError`]; it never decides anything itself. The access decision
-//! of `/auth` and `VERIFY` — credentials, route policy and limits together — is
-//! [`Gate::authorize`] (file `access.rs`), on an [`AccessQuery`].
+//! One concept a file:
+//! - this file: [`Gate::check`], the rate-limit question (`/check`, `CHECK`), on a
+//!   [`CheckQuery`], answering a [`Decision`] or a [`CheckError`];
+//! - `access.rs`: [`Gate::authorize`], the access question (`/auth`, `VERIFY`) — credentials,
+//!   route policy and limits together — on an [`AccessQuery`];
+//! - `admin.rs`: who may run admin operations ([`AdminAccess`]);
+//! - `revoke.rs`: recording and listing revocations ([`Gate::revoke`]);
+//! - [`grammar`]: what a method and a hit count are, for every door;
+//! - `retry_after.rs`: when a denied caller should retry ([`retry_after`], at least 1 s);
+//! - [`compile`]: configuration → limits and policy, with file:line:column errors;
+//! - `hash_key.rs`: the limiter's key-hash key, from the injected environment.
+//!
+//! A door parses its input into these facts, calls the gate and renders the answer; it never
+//! decides anything itself.
 
 mod access;
 mod admin;
