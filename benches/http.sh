@@ -16,7 +16,7 @@
 # stops exactly the processes it started (by PID), and every wrk run is bounded in time.
 #
 # Settings (environment): ROUNDS (3), DURATION (10 s), WARMUP (2 s), THREADS (2), CONNS (64),
-# SKIP_BUILD=1 to reuse target/release/tollgate, WITH_HYPER=1 to also measure a second tollgate
+# TOLLGATE_BIN=<path> to measure another build (no build then; how before/after figures are taken), SKIP_BUILD=1 to reuse target/release/tollgate, WITH_HYPER=1 to also measure a second tollgate
 # with its hand-written fast path off (TOLLGATE_HTTP_FAST_PATH=0: every request through
 # hyper), which shows what the fast path is worth.
 set -euo pipefail
@@ -42,10 +42,10 @@ done
 if [ "$DURATION" -gt 15 ] || [ "$WARMUP" -gt 15 ]; then die "runs are limited to 15 s each"; fi
 [ "$ROUNDS" -ge 1 ] || die "ROUNDS must be at least 1"
 
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
+if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${TOLLGATE_BIN:-}" ]; then
     cargo build --release --locked --bin tollgate >&2
 fi
-bin="$root/target/release/tollgate"
+bin="${TOLLGATE_BIN:-$root/target/release/tollgate}"
 [ -x "$bin" ] || die "no $bin"
 
 work=$(mktemp -d /tmp/tollgate-http-bench.XXXXXX)

@@ -45,7 +45,7 @@
 # install wrk nginx-light curl python3-venv), and PyPI (or a pip index) on the first run.
 #
 # Settings (environment): ROUNDS (3), WRK_DURATION (10), WRK_WARMUP (2), each run at most
-# 15 s; SKIP_BUILD=1 to reuse target/release/tollgate; TOLLGATE_BENCH_VENV to put the
+# 15 s; TOLLGATE_BIN=<path> to measure another build (no build then; how before/after figures are taken), SKIP_BUILD=1 to reuse target/release/tollgate; TOLLGATE_BENCH_VENV to put the
 # virtualenv elsewhere. Everything runs on 127.0.0.1; everything started is stopped by PID on
 # exit.
 set -euo pipefail
@@ -74,10 +74,10 @@ check_nginx_bench_tools
 bench_python=""   # the virtualenv's interpreter, set by prepare_bench_venv
 prepare_bench_venv
 
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
+if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${TOLLGATE_BIN:-}" ]; then
     cargo build --release --locked --bin tollgate >&2
 fi
-bin="${CARGO_TARGET_DIR:-$root/target}/release/tollgate"
+bin="${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/tollgate}"
 [ -x "$bin" ] || die "no $bin"
 
 work=$(mktemp -d /tmp/tollgate-nginx-bench.XXXXXX)

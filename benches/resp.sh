@@ -27,7 +27,7 @@
 # requests per measured run (each run must finish within 30 s), CONNS (64),
 # RESP_THREADS to set tollgate's `[resp] threads` (unset: its default, one event loop of its
 # own; 0: the server's shared runtime), IDLE_POLL_US to set `[resp] idle_poll_us` (unset: its
-# default; 0: the loop never polls before sleeping), SKIP_BUILD=1 to reuse
+# default; 0: the loop never polls before sleeping), TOLLGATE_BIN=<path> to measure another build (no build then; how before/after figures are taken), SKIP_BUILD=1 to reuse
 # target/release/tollgate.
 set -euo pipefail
 
@@ -51,10 +51,10 @@ for v in "$ROUNDS" "$N_PIPELINED" "$N_UNPIPELINED" "$CONNS" "${RESP_THREADS:-1}"
 done
 [ "$ROUNDS" -ge 1 ] || die "ROUNDS must be at least 1"
 
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
+if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${TOLLGATE_BIN:-}" ]; then
     cargo build --release --locked --bin tollgate >&2
 fi
-bin="$root/target/release/tollgate"
+bin="${TOLLGATE_BIN:-$root/target/release/tollgate}"
 [ -x "$bin" ] || die "no $bin"
 
 work=$(mktemp -d /tmp/tollgate-resp-bench.XXXXXX)

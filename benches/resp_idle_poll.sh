@@ -13,7 +13,7 @@
 #
 # Needs: cargo, redis-benchmark, redis-cli (Debian: redis-tools), python3. Uses only loopback,
 # stops exactly the processes it started (by PID), bounds every run with `timeout`.
-# Settings (environment): ROUNDS (3), N (200000 commands per run), SKIP_BUILD=1.
+# Settings (environment): ROUNDS (3), N (200000 commands per run), TOLLGATE_BIN=<path> to measure another build (no build then; how before/after figures are taken), SKIP_BUILD=1.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -27,10 +27,10 @@ for tool in redis-benchmark redis-cli python3; do
     command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install redis-tools)"
 done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ && "$N" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS and N must be whole numbers"
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
+if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${TOLLGATE_BIN:-}" ]; then
     cargo build --release --locked --bin tollgate >&2
 fi
-bin="$root/target/release/tollgate"
+bin="${TOLLGATE_BIN:-$root/target/release/tollgate}"
 [ -x "$bin" ] || die "no $bin"
 
 work=$(mktemp -d /tmp/tollgate-idle-poll-bench.XXXXXX)
