@@ -10,7 +10,6 @@
 //! enabled = true
 //! tcp = "127.0.0.1:7070"
 //! unix_socket = "/run/tollgate/resp.sock"
-//! admin_secret_env = "TOLLGATE_ADMIN_SECRET"   # AUTH unlocks REVOKE
 //! threads = 1                                  # event-loop threads of its own (0: shared)
 //! idle_poll_us = 20                            # a busy loop polls this long before sleeping
 //! ```
@@ -56,9 +55,9 @@ pub struct RespConfig {
     /// Replies waiting to be written on one connection: past this, tollgate stops reading
     /// (and executing) that connection's pipelined commands until the client has read them.
     pub max_pending_reply_bytes: usize,
-    /// Environment variable holding the secret `AUTH` checks (≥ 32 bytes). Unset: the
-    /// admin secret of `[auth.admin]` when the admin API is enabled; with neither, `AUTH`
-    /// answers an error and admin commands are unavailable.
+    /// Deprecated alias of `auth.admin.secret_env` (the one admin secret of every door):
+    /// when set, admin access is enabled with this variable's secret, and a warning is
+    /// logged at start. Removed in the next release.
     pub admin_secret_env: Option<String>,
     /// Event-loop threads of the protocol's own: each runs a single-threaded runtime and
     /// keeps every connection it accepts, as Redis's event loop does, so a command never
