@@ -284,11 +284,6 @@ impl Limiter {
         &self.options
     }
 
-    /// Number of shards actually used.
-    pub fn shard_count(&self) -> usize {
-        self.shards.len()
-    }
-
     /// The keyed 64-bit identity of a (limit, key) state: SipHash-1-3 under
     /// [`LimiterOptions::hash_key`] of the limit's fingerprint (name, limit, window,
     /// algorithm) followed by the key (encoding: `src/limiter/hash.rs`), never 0. The same on every
