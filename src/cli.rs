@@ -4,6 +4,8 @@
 //! 2 for a usage error (clap's own code, kept so scripts can tell a typo from a bad file).
 //! Configuration errors go to stderr as `file:line:column: key: what is wrong`, one per line.
 
+use std::ffi::OsString;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,7 +38,8 @@ Examples:
       Ask a running tollgate.
 
 Exit status: 0 ok, 1 invalid configuration or failure, 2 usage error.
-Documentation: docs/configuration.md, docs/http-api.md.";
+Documentation: configuration.md and http-api.md in the docs/ folder of tollgate's source;
+`tollgate print-default-config` shows every setting with its default, commented.";
 
 /// tollgate: rate-limiter and JWT-auth sidecar.
 #[derive(Debug, Parser)]
@@ -76,7 +79,33 @@ pub enum Command {
 
 /// Parses the process's arguments and runs the command. What `main` calls.
 pub fn main() -> ExitCode {
-    run(Cli::parse())
+    run(Cli::parse_from(help_of_help(std::env::args_os())))
+}
+
+/// `tollgate help --help` (or `-h`) asks for the help of the `help` command itself, which
+/// clap reads as a subcommand named `--help` and refuses; answer it with the main help.
+fn help_of_help(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    if args.len() >= 3 && args[1] == "help" && args[2..].iter().all(|a| a == "--help" || a == "-h")
+    {
+        args.truncate(1);
+        args.push("--help".into());
+    }
+    args
+}
+
+/// Writes `text` to standard output. A reader that has gone away (`… | head -1`) is not an
+/// error: what it wanted was written, and the rest is of no use to anyone.
+fn print_out(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tollgate: cannot write to standard output: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }
 
 /// Runs a parsed command line.
@@ -84,20 +113,17 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { file } => check_config(file),
-        Command::PrintDefaultConfig => {
-            print!("{EMBEDDED_DEFAULT}");
-            ExitCode::SUCCESS
-        }
+        Command::PrintDefaultConfig => print_out(EMBEDDED_DEFAULT),
     }
 }
 
 fn check_config(file: PathBuf) -> ExitCode {
     match compile::load(&file) {
-        Ok(compiled) => {
-            println!("{}: ok", file.display());
-            println!("{}", compiled.config.summary());
-            ExitCode::SUCCESS
-        }
+        Ok(compiled) => print_out(&format!(
+            "{}: ok\n{}\n",
+            file.display(),
+            compiled.config.summary()
+        )),
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(EXIT_FAILURE)
@@ -170,6 +196,24 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_of_help_is_the_main_help() {
+        let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        for asked in [
+            &["tollgate", "help", "--help"][..],
+            &["tollgate", "help", "-h"],
+        ] {
+            assert_eq!(help_of_help(args(asked)), args(&["tollgate", "--help"]));
+        }
+        for kept in [
+            &["tollgate", "help", "serve"][..],
+            &["tollgate", "help"],
+            &["tollgate", "serve", "--help"],
+        ] {
+            assert_eq!(help_of_help(args(kept)), args(kept));
+        }
     }
 
     #[test]

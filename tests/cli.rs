@@ -116,6 +116,45 @@ fn version_prints_name_and_version() {
 }
 
 #[test]
+fn help_of_help_and_a_closed_pipe_are_not_errors() {
+    let out = tollgate(&["help", "--help"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Examples:"));
+
+    // `tollgate check-config FILE | head -1`: the reader is gone before the second line.
+    // A pipe whose read end is closed makes every write fail at once (EPIPE).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(&path, EMBEDDED_DEFAULT).unwrap();
+    for args in [
+        vec!["check-config", path.to_str().unwrap()],
+        vec!["print-default-config"],
+    ] {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) fills the two descriptors; each is owned once below.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: fds[0] and fds[1] are open and owned by nothing else.
+        let (read, write) = unsafe {
+            use std::os::fd::FromRawFd as _;
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        };
+        drop(read);
+        let out = Command::new(BIN)
+            .args(&args)
+            .stdout(Stdio::from(write))
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run tollgate");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn help_has_examples() {
     let out = tollgate(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
@@ -239,8 +278,28 @@ impl Server {
         assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
     }
 
+    /// SIGTERM, waits (bounded) for the exit, and returns the status and every stderr line.
+    fn stop_with_log(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let status = self.stop_in_place();
+        // The child is gone, so its stderr closes and the reader ends: read to that end.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("stderr did not close"),
+            }
+        }
+        (status, std::mem::take(&mut self.seen))
+    }
+
     /// SIGTERM, then waits (bounded) for the exit status.
     fn stop(mut self) -> std::process::ExitStatus {
+        self.stop_in_place()
+    }
+
+    fn stop_in_place(&mut self) -> std::process::ExitStatus {
         self.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -310,8 +369,14 @@ fn serve_runs_a_config_file_and_stops_on_sigterm() {
     server.wait_for_log(&["starting", "4 tiers"], Duration::from_secs(15));
     wait_until_serving(port);
     assert_eq!(http_status(port, "/check?key=k&tier=basic"), Some(200));
-    let status = server.stop();
+    let (status, log) = server.stop_with_log();
     assert!(status.success(), "{status}");
+    // No issuer, so no token can be revoked: nothing to warn about.
+    assert!(
+        !log.iter().any(|l| l.contains("kept in memory")),
+        "{}",
+        log.join("\n")
+    );
 }
 
 #[test]

@@ -390,7 +390,8 @@ impl Authenticator {
                     opts,
                 )
                 .map_err(|e| e.to_string())?;
-                if !store.is_durable() {
+                // Revocations are of tokens: without an issuer there is nothing to lose.
+                if !store.is_durable() && !config.issuers.is_empty() {
                     tracing::warn!("auth.revocation.path is not set: revocations are kept in memory only and lost on restart");
                 }
                 Arc::new(store)
