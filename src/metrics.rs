@@ -142,6 +142,13 @@ impl Metrics {
     /// that tests running several servers in one process do not share counts.
     pub fn new() -> Self {
         let registry = Registry::new();
+        // The standard process_* series (process_cpu_seconds_total,
+        // process_resident_memory_bytes, process_open_fds, process_start_time_seconds…),
+        // read from /proc at each scrape. Registering a fresh collector cannot collide.
+        #[cfg(target_os = "linux")]
+        let _ = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
         let decisions = counter_vec(
             &registry,
             "tollgate_decisions_total",
@@ -595,5 +602,26 @@ mod tests {
         // Evictions copy in as a counter: a later scrape adds only the difference.
         let text = String::from_utf8(m.render(0, 5, None)).unwrap();
         assert!(text.contains("tollgate_evictions_total 5"));
+    }
+
+    /// The standard process series, read from /proc: a resident size and a start time are
+    /// never zero for a running process, and this one has open descriptors.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn render_has_the_process_series() {
+        let text = String::from_utf8(Metrics::new().render(0, 0, None)).unwrap();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        assert!(value("process_cpu_seconds_total") >= 0.0);
+        assert!(value("process_resident_memory_bytes") > 0.0);
+        assert!(value("process_open_fds") >= 1.0);
+        assert!(value("process_max_fds") >= value("process_open_fds"));
+        assert!(value("process_start_time_seconds") > 1.0e9);
     }
 }
