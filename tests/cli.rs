@@ -389,6 +389,68 @@ fn serve_without_flags_runs_on_the_embedded_default() {
     assert!(line.contains("HTTP on 127.0.0.1:8080"), "{line}");
 }
 
+/// `TOLLGATE_LOG=debug` says why a token was refused — the detailed reason, the issuer that
+/// judged it and the route — and never prints the token.
+#[test]
+fn a_refused_token_is_explained_at_debug_level_without_the_token() {
+    let fixtures: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/tokens/tokens.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let token = fixtures["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "tampered_signature")
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.toml");
+    let port = free_port();
+    let config = format!(
+        "{}\n[[routes]]\npath = \"/api/**\"\nauth = \"required\"\n\n[[auth.issuers]]\nname = \"better-auth\"\nissuer = \"{iss}\"\naudiences = [\"{iss}\"]\njwks_file = \"{dir}/tests/tokens/jwks.json\"\n",
+        config_on(&format!("127.0.0.1:{port}")),
+        iss = fixtures["issuer"].as_str().unwrap(),
+        dir = env!("CARGO_MANIFEST_DIR"),
+    );
+    std::fs::write(&path, config).unwrap();
+    let mut server = Server::start(&["serve", "--config", path.to_str().unwrap()], "debug");
+    wait_until_serving(port);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /auth HTTP/1.1\r\nHost: x\r\nX-Original-URI: /api/me\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let auth = server.wait_for_log(&["token refused", "bad_signature"], Duration::from_secs(10));
+    assert!(auth.contains("better-auth"), "{auth}");
+    let access = server.wait_for_log(
+        &["request refused", "invalid_token"],
+        Duration::from_secs(10),
+    );
+    assert!(
+        access.contains("/api/**") && access.contains("GET"),
+        "{access}"
+    );
+    let (_, log) = server.stop_with_log();
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !log.iter()
+            .any(|l| l.contains(&token) || l.contains(signature)),
+        "the token was logged"
+    );
+}
+
 #[test]
 fn sighup_with_a_bad_file_keeps_the_running_configuration() {
     let dir = tempfile::tempdir().unwrap();

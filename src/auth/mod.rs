@@ -18,7 +18,8 @@
 //! refresh), [`cache`] ([`TokenCache`]), [`revocation`] ([`RevocationStore`]), [`api_key`],
 //! [`identity`] (claims → [`Identity`], role → tier), [`admin`] (the admin secret), `error` ([`AuthError`]).
 //!
-//! Tokens, secrets and key ids are never logged.
+//! Tokens and secrets are never logged; a refused token's key id and issuer are, at debug
+//! level, so an operator can tell why it was refused.
 
 pub mod admin;
 pub mod api_key;
@@ -150,7 +151,9 @@ pub fn read_token<'a>(input: &AuthInput<'a>) -> Option<Result<&'a str, AuthError
 pub struct AuthOutcomes {
     pub ok_token: AtomicU64,
     pub ok_api_key: AtomicU64,
-    pub missing_token: AtomicU64,
+    /// No credentials presented: an anonymous request, not a failure (an optional route
+    /// admits it; a required one refuses it, counted as `missing_token` by the gate).
+    pub no_credentials: AtomicU64,
     pub invalid_token: AtomicU64,
     pub expired: AtomicU64,
     pub revoked: AtomicU64,
@@ -164,7 +167,7 @@ impl AuthOutcomes {
             Ok(id) if id.kind == IdentityKind::ApiKey => &self.ok_api_key,
             Ok(_) => &self.ok_token,
             Err(e) => match e.reason() {
-                "missing_token" => &self.missing_token,
+                "missing_token" => &self.no_credentials,
                 "expired" => &self.expired,
                 "revoked" => &self.revoked,
                 "invalid_api_key" => &self.invalid_api_key,
@@ -180,7 +183,7 @@ impl AuthOutcomes {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         vec![
             ("ok", l(&self.ok_token) + l(&self.ok_api_key)),
-            ("missing_token", l(&self.missing_token)),
+            ("no_credentials", l(&self.no_credentials)),
             ("invalid_token", l(&self.invalid_token)),
             ("expired", l(&self.expired)),
             ("revoked", l(&self.revoked)),
@@ -194,7 +197,8 @@ impl AuthOutcomes {
 /// scrape time, so the request path only bumps plain atomics).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSnapshot {
-    /// `(reason, count)`; `ok` counts successes (`tollgate_auth_outcomes_total{reason}`).
+    /// `(reason, count)`; `ok` counts successes, `no_credentials` requests that presented
+    /// none (`tollgate_auth_outcomes_total{reason}`).
     pub outcomes: Vec<(&'static str, u64)>,
     pub cache_hits: u64,
     pub cache_misses: u64,
@@ -605,11 +609,11 @@ impl Authenticator {
         }
         let parsed = match verify::parse_token(token) {
             Ok(p) => p,
-            Err(e) => return Attempt::Done(Err(e)),
+            Err(e) => return Attempt::Done(Err(refused(e, None, None))),
         };
         let issuer = match self.issuer_of(&parsed) {
             Ok(i) => i,
-            Err(e) => return Attempt::Done(Err(e)),
+            Err(e) => return Attempt::Done(Err(refused(e, None, parsed.kid.as_deref()))),
         };
         match self.verify_parsed(issuer, &parsed, now) {
             Ok((id, valid_until, tag)) => {
@@ -617,7 +621,11 @@ impl Authenticator {
                     .insert(fp, Arc::clone(&id), valid_until, now, tag);
                 Attempt::Done(self.unless_revoked(id))
             }
-            Err(Failure::Invalid(e)) => Attempt::Done(Err(e)),
+            Err(Failure::Invalid(e)) => Attempt::Done(Err(refused(
+                e,
+                Some(&self.issuers[issuer].name),
+                parsed.kid.as_deref(),
+            ))),
             Err(Failure::UnknownKid(issuer, kid)) => Attempt::UnknownKid(PendingVerification {
                 issuer,
                 kid,
@@ -641,7 +649,9 @@ impl Authenticator {
 
     fn unless_revoked(&self, id: Arc<Identity>) -> Result<Arc<Identity>, AuthError> {
         match &id.token {
-            Some(c) if self.revocations.is_revoked(c) => Err(AuthError::Revoked),
+            Some(c) if self.revocations.is_revoked(c) => {
+                Err(refused(AuthError::Revoked, id.issuer.as_deref(), None))
+            }
             _ => Ok(id),
         }
     }
@@ -757,6 +767,23 @@ impl Authenticator {
     }
 }
 
+/// Logs why a token was refused, at debug level: the detailed reason, the configured issuer
+/// that judged it and the key id it named, when known — never the token or its claims. An
+/// operator asking "why was this token refused?" runs with `TOLLGATE_LOG=debug`; the gate
+/// logs the route and method of the same request.
+fn refused(e: AuthError, issuer: Option<&str>, kid: Option<&str>) -> AuthError {
+    tracing::debug!(
+        target: "tollgate::auth",
+        reason = e.reason(),
+        detail = e.detail(),
+        issuer = issuer.unwrap_or("-"),
+        // Attacker-chosen text: Debug-quoted so it cannot forge log lines.
+        kid = ?kid,
+        "token refused"
+    );
+    e
+}
+
 /// How often expired revocations are dropped and the log compacted.
 const REVOCATION_UPKEEP: Duration = Duration::from_secs(600);
 
@@ -779,6 +806,17 @@ impl From<AuthError> for Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_without_credentials_is_counted_as_such_not_as_a_failure() {
+        let o = AuthOutcomes::default();
+        o.count(&Err(AuthError::MissingToken));
+        o.count(&Err(AuthError::BadSignature));
+        let snap = o.snapshot();
+        assert!(snap.contains(&("no_credentials", 1)), "{snap:?}");
+        assert!(snap.contains(&("invalid_token", 1)), "{snap:?}");
+        assert!(!snap.iter().any(|(r, _)| *r == "missing_token"), "{snap:?}");
+    }
 
     #[test]
     fn bearer_header_parsing() {

@@ -206,10 +206,18 @@ impl Gate {
                 Ok(id) => Some(id),
                 Err(AuthError::MissingToken) => None,
                 Err(e) => {
+                    tracing::debug!(
+                        target: "tollgate::access",
+                        reason = e.reason(),
+                        detail = e.detail(),
+                        route = m.rule.route(),
+                        method = q.method,
+                        "request refused: credentials"
+                    );
                     return Step::done(AccessDecision::early(
                         AccessOutcome::Unauthenticated(e),
                         None,
-                    ))
+                    ));
                 }
             }
         } else {
@@ -217,6 +225,14 @@ impl Gate {
         };
 
         if let Err(r) = m.authorize(identity.as_deref()) {
+            tracing::debug!(
+                target: "tollgate::access",
+                reason = r.reason(),
+                route = m.rule.route(),
+                method = q.method,
+                user = ?identity.as_ref().and_then(|i| i.user_id.as_deref()),
+                "request refused: route rule"
+            );
             return Step::done(AccessDecision::early(AccessOutcome::Refused(r), identity));
         }
 
