@@ -146,7 +146,7 @@ fn embedded_default_has_the_seeds_tiers() {
 }
 
 #[test]
-fn embedded_default_has_the_seeds_route_limits() {
+fn embedded_default_route_limits() {
     let compiled = embedded();
     let c = &compiled.config;
     let auth = spec(&compiled.limits, "auth").unwrap();
@@ -169,11 +169,25 @@ fn embedded_default_has_the_seeds_route_limits() {
             .find(|r| r.path == path)
             .unwrap_or_else(|| panic!("no route {path}"))
     };
-    assert_eq!(route("/api/auth/**").limits, ["auth"]);
-    assert_eq!(route("/api/auth/**").auth.as_deref(), Some("optional"));
+    // Better Auth's endpoints: no token looked at; the login limit on the credential
+    // endpoints only, not on get-session or token (called on every page).
+    assert!(route("/api/auth/**").limits.is_empty());
+    assert_eq!(route("/api/auth/**").auth.as_deref(), Some("none"));
+    for credential in [
+        "/api/auth/sign-in/**",
+        "/api/auth/sign-up/**",
+        "/api/auth/forget-password**",
+        "/api/auth/reset-password**",
+        "/api/auth/request-password-reset**",
+        "/api/auth/send-verification-email**",
+        "/api/auth/verify-email**",
+    ] {
+        assert_eq!(route(credential).limits, ["auth"], "{credential}");
+        assert_eq!(route(credential).auth.as_deref(), Some("none"), "{credential}");
+    }
     assert_eq!(route("/api/upload**").limits, ["upload"]);
     assert_eq!(route("/api/upload**").auth.as_deref(), Some("required"));
-    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.routes.len(), 9);
 }
 
 #[test]
@@ -203,7 +217,7 @@ fn embedded_default_serves_loopback_and_shows_every_default() {
         Config::from_toml_str(EMBEDDED_DEFAULT, EMBEDDED_ORIGIN)
             .unwrap()
             .summary(),
-        "4 tiers (anonymous, api_key, basic, premium), 2 limits (auth, upload), 2 routes, \
+        "4 tiers (anonymous, api_key, basic, premium), 2 limits (auth, upload), 9 routes, \
          0 issuers; HTTP on 127.0.0.1:8080"
     );
 }

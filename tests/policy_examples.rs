@@ -106,21 +106,39 @@ fn allowed(route: &str, limits: &[(&str, &str)]) -> Outcome {
 #[test]
 fn embedded_default_routes() {
     let policy = compile(&Config::embedded()).unwrap().policy;
-    // Sign-in: per client IP (the real one, behind the trusted local nginx).
-    assert_eq!(
-        decide(
-            &policy,
-            &request("POST", "/api/auth/sign-in/email").via_nginx_for("203.0.113.7")
-        ),
-        allowed("/api/auth/**", &[("auth", "203.0.113.7")])
-    );
+    // Sign-in, sign-up, password reset, e-mail verification: the login limit, per client IP
+    // (the real one, behind the trusted local nginx).
+    for (path, rule) in [
+        ("/api/auth/sign-in/email", "/api/auth/sign-in/**"),
+        ("/api/auth/sign-up/email", "/api/auth/sign-up/**"),
+        ("/api/auth/forget-password", "/api/auth/forget-password**"),
+        ("/api/auth/reset-password", "/api/auth/reset-password**"),
+        ("/api/auth/request-password-reset", "/api/auth/request-password-reset**"),
+        ("/api/auth/send-verification-email", "/api/auth/send-verification-email**"),
+        ("/api/auth/verify-email", "/api/auth/verify-email**"),
+    ] {
+        assert_eq!(
+            decide(&policy, &request("POST", path).via_nginx_for("203.0.113.7")),
+            allowed(rule, &[("auth", "203.0.113.7")]),
+            "{path}"
+        );
+    }
+    // The session calls a Next.js client makes on every page spend no login quota, and a
+    // stale token sent along does not block them.
+    for path in ["/api/auth/get-session", "/api/auth/token"] {
+        assert_eq!(
+            decide(&policy, &request("GET", path).via_nginx_for("203.0.113.7")),
+            allowed("/api/auth/**", &[]),
+            "{path}"
+        );
+    }
     // The base of a `/**` rule belongs to it, and so do `..` tricks that land inside.
     assert_eq!(
         decide(
             &policy,
             &request("GET", "/api/x/../auth?next=/").via_nginx_for("203.0.113.7")
         ),
-        allowed("/api/auth/**", &[("auth", "203.0.113.7")])
+        allowed("/api/auth/**", &[])
     );
     // Uploads need a user and are counted per user.
     assert_eq!(

@@ -330,7 +330,7 @@ impl Config {
     }
 
     /// One line for `check-config`, start-up logs and `INFO`:
-    /// `4 tiers (anonymous, api_key, basic, premium), 2 limits (auth, upload), 2 routes,
+    /// `4 tiers (anonymous, api_key, basic, premium), 2 limits (auth, upload), 9 routes,
     /// 0 issuers; HTTP on 127.0.0.1:8080`.
     pub fn summary(&self) -> String {
         fn names<V>(m: &BTreeMap<String, V>) -> String {
