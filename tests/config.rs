@@ -183,7 +183,11 @@ fn embedded_default_route_limits() {
         "/api/auth/verify-email**",
     ] {
         assert_eq!(route(credential).limits, ["auth"], "{credential}");
-        assert_eq!(route(credential).auth.as_deref(), Some("none"), "{credential}");
+        assert_eq!(
+            route(credential).auth.as_deref(),
+            Some("none"),
+            "{credential}"
+        );
     }
     assert_eq!(route("/api/upload**").limits, ["upload"]);
     assert_eq!(route("/api/upload**").auth.as_deref(), Some("required"));

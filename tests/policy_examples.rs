@@ -113,8 +113,14 @@ fn embedded_default_routes() {
         ("/api/auth/sign-up/email", "/api/auth/sign-up/**"),
         ("/api/auth/forget-password", "/api/auth/forget-password**"),
         ("/api/auth/reset-password", "/api/auth/reset-password**"),
-        ("/api/auth/request-password-reset", "/api/auth/request-password-reset**"),
-        ("/api/auth/send-verification-email", "/api/auth/send-verification-email**"),
+        (
+            "/api/auth/request-password-reset",
+            "/api/auth/request-password-reset**",
+        ),
+        (
+            "/api/auth/send-verification-email",
+            "/api/auth/send-verification-email**",
+        ),
         ("/api/auth/verify-email", "/api/auth/verify-email**"),
     ] {
         assert_eq!(
