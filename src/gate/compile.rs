@@ -239,7 +239,7 @@ mod tests {
             c.policy.key_template("basic").unwrap().parts(),
             [KeyPart::User]
         );
-        assert_eq!(c.policy.rules().len(), 2);
+        assert_eq!(c.policy.rules().len(), 9);
     }
 
     #[test]
