@@ -159,28 +159,17 @@ impl Gate {
                 // counting and metrics happen once.
                 match self.decide_access(q, Credentials::Verified(verified)) {
                     Step::Decided(d) => d,
-                    Step::AwaitingKeys(pending) => self.decide_given(q, self.auth.give_up(pending)),
+                    // Verified credentials are not verified again, so this cannot wait; were
+                    // it to, refuse rather than wait twice.
+                    Step::AwaitingKeys(_) => Ok(AccessDecision::early(
+                        AccessOutcome::Unauthenticated(AuthError::UnknownKey),
+                        None,
+                    )),
                 }
             }
         }?;
         self.metrics.access(d.reason().unwrap_or("allowed"));
         Ok(d)
-    }
-
-    /// Decides with credentials verified elsewhere (never waits).
-    fn decide_given(
-        &self,
-        q: &AccessQuery<'_>,
-        verified: Result<Arc<Identity>, AuthError>,
-    ) -> Result<AccessDecision, CheckError> {
-        match self.decide_access(q, Credentials::Verified(verified)) {
-            Step::Decided(d) => d,
-            // Unreachable: verified credentials are not verified again.
-            Step::AwaitingKeys(_) => Ok(AccessDecision::early(
-                AccessOutcome::Unauthenticated(AuthError::UnknownKey),
-                None,
-            )),
-        }
     }
 
     /// The decision itself. Stops early, before anything is counted, only when the

@@ -40,7 +40,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 pub use client_ip::{ClientIpResolver, Peer};
-pub use headers::{NoHeaders, RequestHeaders};
+pub use headers::RequestHeaders;
 pub use key::{KeyTemplate, KeyTemplateError, RequestFacts};
 pub use path::{normalize_path, NormalizedPath, PathError};
 pub use pattern::PathPattern;

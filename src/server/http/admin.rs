@@ -18,7 +18,7 @@ use super::render::{
 };
 use super::{target_len, HttpService, HttpShared};
 use crate::gate::{
-    AdminCaller, AdminCredential, AdminRefusal, RevokeError, RevokeRequest, Revoked,
+    AdminAccess, AdminCaller, AdminCredential, AdminRefusal, RevokeError, RevokeRequest, Revoked,
 };
 use crate::policy::Peer;
 use crate::problem::{quote, Problem, ProblemType};
@@ -29,12 +29,6 @@ pub const ADMIN_PREFIX: &str = "/admin/";
 pub const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
 /// An admin request body must arrive within this; otherwise 408.
 pub const ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A caller who presents nothing, to ask whether admin access exists at all.
-const NOBODY: AdminCaller<'static> = AdminCaller {
-    via_unix_socket: true,
-    credential: AdminCredential::None,
-};
 
 /// An admin endpoint a caller was let through to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +77,7 @@ impl HttpShared {
         if let Err(p) = self.check_target_len(target_len(uri)) {
             return Err(Box::new(problem_reply(&p)));
         }
-        if self.gate.admin().admit(&NOBODY).err() == Some(AdminRefusal::Disabled) {
+        if matches!(self.gate.admin(), AdminAccess::Disabled) {
             let p = self.refuse(Problem::new(
                 ProblemType::NotFound,
                 format!(
