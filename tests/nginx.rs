@@ -13,7 +13,7 @@ mod nginx_support;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use nginx_support::{request, Nginx, Response, Upstream};
+use nginx_support::{request, Nginx, Response, Upstream, Upstreams};
 use tollgate::clock::ManualClock;
 use tollgate::config::Config;
 use tollgate::server::{ServerBuilder, ServerHandle};
@@ -27,24 +27,57 @@ const NGINX_SIDE: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const ADMIN_ENV: &str = "TOLLGATE_ADMIN_SECRET";
 const ADMIN_SECRET: &str = "nginx-test-admin-secret-0123456789abcdef";
 
-/// nginx (shipped config) → tollgate (shipped config) → the recording application.
+/// nginx (shipped config) → tollgate (shipped config) → the recording applications.
 struct Stack {
     nginx: Nginx,
+    /// The Next.js app: pages, static assets, Better Auth under /api/auth/.
     app: Upstream,
-    tollgate: ServerHandle,
+    /// The FastAPI backend: the rest of /api/.
+    api: Upstream,
+    /// `None` once stopped (`stop_tollgate`): the sidecar is down.
+    tollgate: Option<ServerHandle>,
+    tollgate_addr: std::net::SocketAddr,
     clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
 }
 
+/// The shipped nginx file's opt-in for failing open: the Better Auth location asks
+/// `/_tollgate/auth_fail_open` instead of `/_tollgate/auth`, as its comment says.
+fn opt_into_fail_open(conf: String) -> String {
+    let shipped = "            auth_request /_tollgate/auth;\n            \
+                   # Opt-in: keep sign-in working while tollgate is down, with no login limit then\n            \
+                   # (docs/nginx.md, \"When tollgate is down\"):\n            \
+                   # auth_request /_tollgate/auth_fail_open;\n";
+    assert_eq!(
+        conf.matches(shipped).count(),
+        1,
+        "examples/nginx.conf: the fail-open opt-in is not where tests/nginx.rs expects it"
+    );
+    conf.replace(
+        shipped,
+        "            auth_request /_tollgate/auth_fail_open;\n",
+    )
+}
+
 impl Stack {
     async fn start() -> Stack {
+        Self::start_with(|conf| conf).await
+    }
+
+    /// The stack with `edit` applied to the shipped nginx file.
+    async fn start_with(edit: impl Fn(String) -> String) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let m = auth_support::manifest();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tollgate.toml");
         let mut c = Config::load(&path).unwrap_or_else(|e| panic!("examples/tollgate.toml: {e}"));
         c.server.http = "127.0.0.1:0".into();
-        // Only nginx is a trusted proxy; the test's clients (127.0.0.2, .3) are not.
-        c.policy.trusted_proxies = vec!["127.0.0.1/32".into()];
+        // As shipped: only nginx (127.0.0.1) is a trusted proxy, so the test's clients
+        // (127.0.0.2, .3), like a curl from another loopback address, are not.
+        assert_eq!(
+            c.policy.trusted_proxies,
+            ["127.0.0.1/32", "::1/128"],
+            "examples/tollgate.toml trusts more than nginx's own address"
+        );
         // The fixtures' issuer and key set in place of the application's JWKS URL.
         let issuer = &mut c.auth.issuers[0];
         assert_eq!(issuer.name, "better-auth");
@@ -66,14 +99,32 @@ impl Stack {
             .expect("tollgate starts");
         assert!(tollgate.readiness().is_ready(), "tollgate is not ready");
         let app = Upstream::start().await;
-        let nginx = Nginx::start(tollgate.http_addr(), app.addr).await;
+        let api = Upstream::start().await;
+        let upstreams = Upstreams {
+            app: app.addr,
+            api: api.addr,
+        };
+        let nginx = Nginx::start_with(tollgate.http_addr(), upstreams, edit).await;
         Stack {
             nginx,
             app,
-            tollgate,
+            api,
+            tollgate_addr: tollgate.http_addr(),
+            tollgate: Some(tollgate),
             clock,
             _dir: dir,
         }
+    }
+
+    /// Stops tollgate, as when the sidecar crashed: its port refuses connections.
+    async fn stop_tollgate(&mut self) {
+        let t = self.tollgate.take().expect("tollgate is running");
+        t.stop().await.unwrap();
+    }
+
+    /// Requests that reached either application.
+    fn reached(&self) -> usize {
+        self.app.seen().len() + self.api.seen().len()
     }
 
     /// A request through nginx from `from`, with a bearer token when given.
@@ -109,7 +160,7 @@ impl Stack {
         let auth = format!("Bearer {ADMIN_SECRET}");
         let r = request(
             NGINX_SIDE,
-            self.tollgate.http_addr(),
+            self.tollgate_addr,
             "POST",
             "/admin/revoke",
             &[
@@ -129,15 +180,7 @@ impl Stack {
 
     /// tollgate's accepted connections, from its own /metrics.
     async fn tollgate_connections_accepted(&self) -> u64 {
-        let r = request(
-            NGINX_SIDE,
-            self.tollgate.http_addr(),
-            "GET",
-            "/metrics",
-            &[],
-            b"",
-        )
-        .await;
+        let r = request(NGINX_SIDE, self.tollgate_addr, "GET", "/metrics", &[], b"").await;
         assert_eq!(r.status, 200);
         r.text()
             .lines()
@@ -155,12 +198,16 @@ impl Stack {
         let Stack {
             nginx,
             app,
+            api,
             tollgate,
             ..
         } = self;
         drop(nginx);
         drop(app);
-        tollgate.stop().await.unwrap();
+        drop(api);
+        if let Some(t) = tollgate {
+            t.stop().await.unwrap();
+        }
     }
 }
 
@@ -197,7 +244,7 @@ async fn no_token_is_401_with_www_authenticate() {
     let r = s.get("/api/me", None).await;
     assert_denied(&r, 401, "missing_token");
     assert_bearer_challenge(&r);
-    assert!(s.app.seen().is_empty(), "the application was reached");
+    assert!(s.reached() == 0, "the application was reached");
     s.stop().await;
 }
 
@@ -215,7 +262,7 @@ async fn valid_token_reaches_the_application_with_identity_headers_not_forged_on
         .send(CLIENT, "GET", "/api/me?x=1", Some(&t), &forged, b"")
         .await;
     assert_eq!(r.status, 200, "{:?} {}", r.headers, r.text());
-    let seen = s.app.last();
+    let seen = s.api.last();
     assert_eq!(seen.target, "/api/me?x=1");
     // Exactly one of each (Seen::header fails on duplicates), and tollgate's, not the client's.
     assert_eq!(seen.header("x-user-id"), Some("user_1"));
@@ -241,13 +288,178 @@ async fn valid_token_reaches_the_application_with_identity_headers_not_forged_on
 #[tokio::test]
 async fn anonymous_requests_cannot_forge_identity_headers() {
     let s = Stack::start().await;
-    // No rule matches `/`: default_auth = optional, anonymous is allowed.
     let forged = [("X-User-Id", "user_1"), ("X-Tier", "premium")];
+    // A page: tollgate is not asked, and the forged headers are dropped all the same.
     let r = s.send(CLIENT, "GET", "/", None, &forged, b"").await;
     assert_eq!(r.status, 200, "{:?} {}", r.headers, r.text());
     let seen = s.app.last();
     assert_eq!(seen.header("x-user-id"), None, "{:?}", seen.headers);
+    assert_eq!(seen.header("x-tier"), None, "{:?}", seen.headers);
+    // An API route open to anonymous GETs: tollgate's answer, not the client's.
+    let r = s.send(CLIENT, "GET", "/api/feed", None, &forged, b"").await;
+    assert_eq!(r.status, 200, "{:?} {}", r.headers, r.text());
+    let seen = s.api.last();
+    assert_eq!(seen.header("x-user-id"), None, "{:?}", seen.headers);
     assert_eq!(seen.header("x-tier"), Some("anonymous"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn pages_and_static_assets_are_not_asked_and_spend_no_quota() {
+    let s = Stack::start().await;
+    // More than the anonymous tier's 100 per hour: none of them counts.
+    for i in 0..120 {
+        let target = if i % 2 == 0 {
+            "/_next/static/chunks/main.js".to_string()
+        } else {
+            format!("/tasks/{i}")
+        };
+        let r = s.get(&target, None).await;
+        assert_eq!(r.status, 200, "{target}: {:?} {}", r.headers, r.text());
+        assert_eq!(r.header("ratelimit"), None, "{target} carries a quota");
+    }
+    assert_eq!(s.app.seen().len(), 120);
+    // The same client's first API request still has the whole anonymous quota.
+    let r = s.get("/api/feed", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("x-ratelimit-remaining"),
+        Some("99"),
+        "{:?}",
+        r.headers
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn better_auth_session_calls_spend_no_login_attempts() {
+    let s = Stack::start().await;
+    // A Next.js client asks get-session on every navigation, with its session cookie.
+    for _ in 0..12 {
+        let r = s
+            .send(
+                CLIENT,
+                "GET",
+                "/api/auth/get-session",
+                None,
+                &[("Cookie", "better-auth.session_token=opaque")],
+                b"",
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?} {}", r.headers, r.text());
+        // Better Auth's own endpoint, in the Next.js app, with the cookie it reads.
+        let seen = s.app.last();
+        assert_eq!(seen.target, "/api/auth/get-session");
+        assert_eq!(
+            seen.header("cookie"),
+            Some("better-auth.session_token=opaque")
+        );
+    }
+    // The login limit is untouched: five sign-in attempts still pass.
+    for _ in 0..5 {
+        let r = s
+            .send(CLIENT, "POST", "/api/auth/sign-in/email", None, &[], b"{}")
+            .await;
+        assert_eq!(r.status, 200, "{:?} {}", r.headers, r.text());
+    }
+    assert_eq!(s.api.seen().len(), 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn ambiguous_targets_are_refused_and_encoded_api_prefixes_are_asked() {
+    let s = Stack::start().await;
+    // Read as /api/... by URL parsers (Next.js's included), not by nginx's locations.
+    for target in [
+        "/api\\admin\\x",
+        "/api%5Cadmin%5cx",
+        "/api/auth\\sign-in\\email",
+        "//app.example/api/users/user_b/tasks",
+        "//app.example/api/auth/sign-in/email",
+    ] {
+        let r = s.send(CLIENT, "POST", target, None, &[], b"{}").await;
+        assert_eq!(r.status, 400, "{target}: {:?} {}", r.headers, r.text());
+        assert_eq!(r.json()["error"], "bad_path", "{target}");
+    }
+    assert_eq!(s.reached(), 0, "{:?} {:?}", s.app.seen(), s.api.seen());
+    // An encoded /api prefix still goes through tollgate.
+    for target in ["/%61pi/admin/x"] {
+        let r = s.get(target, None).await;
+        assert_ne!(r.status, 200, "{target} reached the application unasked");
+    }
+    assert_eq!(s.reached(), 0, "{:?} {:?}", s.app.seen(), s.api.seen());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn when_tollgate_is_down_pages_work_and_the_api_fails_closed_with_503() {
+    let mut s = Stack::start().await;
+    let t = token("eddsa_better_auth");
+    assert_eq!(s.get("/api/me", Some(&t)).await.status, 200);
+    s.stop_tollgate().await;
+    assert_eq!(s.get("/", None).await.status, 200);
+    assert_eq!(
+        s.get("/_next/static/chunks/main.js", None).await.status,
+        200
+    );
+    for (target, token) in [
+        ("/api/me", Some(t.as_str())),
+        ("/api/feed", None),
+        ("/api/auth/get-session", None),
+        ("/api/auth/sign-in/email", None),
+    ] {
+        let r = s.get(target, token).await;
+        assert_eq!(r.status, 503, "{target}: {:?} {}", r.headers, r.text());
+        assert_eq!(r.json()["error"], "auth_unavailable", "{target}");
+        assert_eq!(r.header("retry-after"), Some("5"), "{target}");
+    }
+    // Only the first API request and the two pages reached an application.
+    assert_eq!(s.api.seen().len(), 1);
+    assert_eq!(s.app.seen().len(), 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn opted_into_fail_open_better_auth_serves_anonymous_calls_while_tollgate_is_down() {
+    let mut s = Stack::start_with(opt_into_fail_open).await;
+    // While tollgate is up, nothing changes: the login limit holds.
+    for i in 0..6 {
+        let r = s
+            .send(CLIENT, "POST", "/api/auth/sign-in/email", None, &[], b"{}")
+            .await;
+        let want = if i < 5 { 200 } else { 429 };
+        assert_eq!(r.status, want, "attempt {}: {}", i + 1, r.text());
+    }
+    s.stop_tollgate().await;
+    // Down: a call without credentials passes, anonymous and uncounted...
+    let forged = [("X-User-Id", "user_1")];
+    for target in ["/api/auth/get-session", "/api/auth/sign-in/email"] {
+        let r = s.send(CLIENT, "POST", target, None, &forged, b"{}").await;
+        assert_eq!(r.status, 200, "{target}: {:?} {}", r.headers, r.text());
+        let seen = s.app.last();
+        assert_eq!(seen.target, target);
+        assert_eq!(seen.header("x-user-id"), None, "{:?}", seen.headers);
+    }
+    // ...a call with credentials fails closed: nobody can check them...
+    let t = token("eddsa_better_auth");
+    let r = s.get("/api/auth/get-session", Some(&t)).await;
+    assert_eq!(r.status, 503, "{:?} {}", r.headers, r.text());
+    let r = s
+        .send(
+            CLIENT,
+            "GET",
+            "/api/auth/get-session",
+            None,
+            &[("X-Api-Key", "tg_whatever")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 503, "{:?} {}", r.headers, r.text());
+    // ...and locations that did not opt in fail closed as before.
+    let r = s.get("/api/feed", None).await;
+    assert_eq!(r.status, 503, "{:?} {}", r.headers, r.text());
+    assert_eq!(s.app.seen().len(), 5 + 2);
+    assert_eq!(s.api.seen().len(), 0);
     s.stop().await;
 }
 
@@ -257,7 +469,7 @@ async fn expired_token_is_401() {
     let r = s.get("/api/me", Some(&token("expired"))).await;
     assert_denied(&r, 401, "expired");
     assert_bearer_challenge(&r);
-    assert!(s.app.seen().is_empty());
+    assert!(s.reached() == 0);
     s.stop().await;
 }
 
@@ -269,7 +481,7 @@ async fn another_users_path_is_403() {
     assert_eq!(r.status, 200, "{}", r.text());
     let r = s.get("/api/users/bob/tasks", Some(&t)).await;
     assert_denied(&r, 403, "not_owner");
-    assert_eq!(s.app.seen().len(), 1);
+    assert_eq!(s.api.seen().len(), 1);
     s.stop().await;
 }
 
@@ -286,11 +498,11 @@ async fn dot_dot_into_another_users_path_is_403_and_encoded_slash_is_400() {
     // An encoded slash cannot be judged safely: tollgate's 403 bad_path becomes a 400.
     let r = s.get("/api/users/user_1%2F..%2Fbob/tasks", Some(&t)).await;
     assert_denied(&r, 400, "bad_path");
-    assert!(s.app.seen().is_empty(), "{:?}", s.app.seen());
+    assert!(s.api.seen().is_empty(), "{:?}", s.api.seen());
     // The same dance back into one's own path is fine, and reaches the application raw.
     let r = s.get("/api/users/bob/../user_1/tasks", Some(&t)).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(s.app.last().target, "/api/users/bob/../user_1/tasks");
+    assert_eq!(s.api.last().target, "/api/users/bob/../user_1/tasks");
     s.stop().await;
 }
 
@@ -307,7 +519,7 @@ async fn the_original_method_is_judged_not_the_subrequests() {
         let r = s.send(CLIENT, method, "/api/feed", None, &[], b"{}").await;
         assert_denied(&r, 401, "missing_token");
     }
-    assert_eq!(s.app.seen().len(), 2);
+    assert_eq!(s.api.seen().len(), 2);
     s.stop().await;
 }
 

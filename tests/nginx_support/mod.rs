@@ -59,7 +59,7 @@ pub fn rewrite_shipped_config(
     shipped: &str,
     listen_port: u16,
     tollgate: SocketAddr,
-    app: SocketAddr,
+    upstreams: Upstreams,
     dir: &Path,
 ) -> String {
     fn replace(text: String, from: &str, to: &str, times: usize) -> String {
@@ -91,7 +91,18 @@ pub fn rewrite_shipped_config(
         &format!("server {tollgate};"),
         1,
     );
-    t = replace(t, "server 127.0.0.1:3000;", &format!("server {app};"), 1);
+    t = replace(
+        t,
+        "server 127.0.0.1:3000;",
+        &format!("server {};", upstreams.app),
+        1,
+    );
+    t = replace(
+        t,
+        "server 127.0.0.1:8000;",
+        &format!("server {};", upstreams.api),
+        1,
+    );
     t = replace(
         t,
         "/var/log/nginx/access.log",
@@ -99,6 +110,15 @@ pub fn rewrite_shipped_config(
         1,
     );
     t
+}
+
+/// Where the shipped file's two application upstreams point: `app` (the Next.js app: pages,
+/// static assets, Better Auth under /api/auth/) and `api` (the FastAPI backend: the rest of
+/// /api/).
+#[derive(Debug, Clone, Copy)]
+pub struct Upstreams {
+    pub app: SocketAddr,
+    pub api: SocketAddr,
 }
 
 /// A running nginx (one process: `master_process off`), stopped by PID on drop.
@@ -109,11 +129,23 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Starts nginx on `examples/nginx.conf` in front of `tollgate` and `app`, listening on
-    /// a free loopback port. Returns once it accepts connections.
+    /// Starts nginx on `examples/nginx.conf` in front of `tollgate`, with both application
+    /// upstreams pointing at `app`, listening on a free loopback port. Returns once it
+    /// accepts connections.
     pub async fn start(tollgate: SocketAddr, app: SocketAddr) -> Nginx {
+        Self::start_with(tollgate, Upstreams { app, api: app }, |conf| conf).await
+    }
+
+    /// Starts nginx on `examples/nginx.conf` in front of `tollgate` and `upstreams`, after
+    /// `edit` (an opt-in the file describes, made the way an operator would make it).
+    pub async fn start_with(
+        tollgate: SocketAddr,
+        upstreams: Upstreams,
+        edit: impl Fn(String) -> String,
+    ) -> Nginx {
         let bin = nginx_binary();
-        let shipped = std::fs::read_to_string(shipped_config_path()).expect("examples/nginx.conf");
+        let shipped =
+            edit(std::fs::read_to_string(shipped_config_path()).expect("examples/nginx.conf"));
         // A port another process takes between our probe and nginx's bind makes nginx exit
         // at once with EADDRINUSE; try again with another.
         let mut last_error = String::new();
@@ -123,7 +155,7 @@ impl Nginx {
                 .tempdir()
                 .expect("temporary directory");
             let port = free_port();
-            let conf = rewrite_shipped_config(&shipped, port, tollgate, app, dir.path());
+            let conf = rewrite_shipped_config(&shipped, port, tollgate, upstreams, dir.path());
             let conf_path = dir.path().join("nginx.conf");
             std::fs::write(&conf_path, conf).unwrap();
             let error_log = dir.path().join("error.log");
