@@ -10,7 +10,7 @@
 use serde::Deserialize;
 
 /// Trusted proxies by default: loopback, where nginx normally runs next to tollgate.
-pub const DEFAULT_TRUSTED_PROXIES: [&str; 2] = ["127.0.0.0/8", "::1/128"];
+pub const DEFAULT_TRUSTED_PROXIES: [&str; 2] = ["127.0.0.1/32", "::1/128"];
 /// Client-IP headers by default, in the order they are tried.
 pub const DEFAULT_CLIENT_IP_HEADERS: [&str; 2] = ["x-forwarded-for", "x-real-ip"];
 /// IPv6 clients are keyed per /64 by default.
@@ -75,6 +75,6 @@ mod tests {
         assert!(toml::from_str::<PolicyConfig>("trusted = []").is_err());
         let d = PolicyConfig::default();
         assert_eq!(d.default_auth, "optional");
-        assert_eq!(d.trusted_proxies, ["127.0.0.0/8", "::1/128"]);
+        assert_eq!(d.trusted_proxies, ["127.0.0.1/32", "::1/128"]);
     }
 }

@@ -71,8 +71,11 @@ pub struct ClientIpResolver {
     headers: Box<[HeaderName]>,
 }
 
-/// The default trusted proxies: loopback, where nginx normally runs next to tollgate.
-pub const DEFAULT_TRUSTED_PROXIES: [&str; 2] = ["127.0.0.0/8", "::1/128"];
+/// The default trusted proxies: the loopback address nginx connects from when it runs next to
+/// tollgate (same host or same pod). Only that address, not all of `127.0.0.0/8`: a process
+/// connecting from another loopback address (a curl bound to 127.0.0.2, say) is a client, and
+/// whatever `X-Forwarded-For` it sends is its own word.
+pub const DEFAULT_TRUSTED_PROXIES: [&str; 2] = ["127.0.0.1/32", "::1/128"];
 
 /// The default header order.
 pub const DEFAULT_CLIENT_IP_HEADERS: [&str; 2] = ["x-forwarded-for", "x-real-ip"];
@@ -249,6 +252,16 @@ mod tests {
             &DEFAULT_CLIENT_IP_HEADERS,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn by_default_only_nginxs_loopback_address_is_a_proxy() {
+        let r = ClientIpResolver::new(&DEFAULT_TRUSTED_PROXIES, true, &DEFAULT_CLIENT_IP_HEADERS)
+            .unwrap();
+        assert!(r.is_trusted(ip("127.0.0.1")));
+        assert!(r.is_trusted(ip("::1")));
+        assert!(!r.is_trusted(ip("127.0.0.2")));
+        assert!(!r.is_trusted(ip("10.0.0.1")));
     }
 
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
