@@ -2,9 +2,10 @@
 //! answer about one request of the protected application.
 //!
 //! ```text
-//! AccessQuery ─► normalise path ─► rule = most specific route ─► credentials (if the rule
-//!   looks at them) ─► authorise (roles, permissions, owner) ─► limits: the tier's + the
-//!   rule's, keys from their templates, all checked together ─► AccessDecision
+//! AccessQuery ─► normalise path ─► rule = most specific route ─► CORS preflight? pass ─►
+//!   credentials (if the rule looks at them) ─► authorise (roles, permissions, owner) ─►
+//!   limits: the tier's (unless the rule says `tier_limit = false`) + the rule's, keys from
+//!   their templates, all checked together ─► AccessDecision
 //! ```
 //!
 //! Order matters and is deliberate:
@@ -13,6 +14,17 @@
 //!   quota, and a caller refused by the policy (401/403) spends nothing either;
 //! - all limits are checked in one call to the engine, so a request denied by one limit
 //!   consumes nothing from the others.
+//!
+//! - a CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, see
+//!   [`crate::policy::preflight`]) passes before credentials are looked at, on every route,
+//!   when `[policy] cors_preflight = "pass"` (the default): it never carries credentials, so
+//!   judging it by a protected route's rule would refuse every cross-origin call. It spends
+//!   only `[policy] cors_preflight_limits`. For any other method the check is one comparison.
+//!
+//! A route with `tier_limit = false` spends no tier quota: its requests are authenticated and
+//! authorised as its rule says and counted against the rule's own `limits` only; with none,
+//! the decision has no rate-limit part (no `RateLimit` fields), and `X-Tier` still names the
+//! caller's tier.
 //!
 //! A bad token on a route whose `auth` is `optional` is still refused (401): a client that
 //! presents credentials wants them honoured, and silently downgrading a revoked token to
@@ -23,11 +35,12 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::{CheckError, CompiledLimit, Gate};
+use super::{CheckError, CompiledLimit, CompiledTier, Gate, GateState};
 use crate::auth::{AuthError, AuthInput, Authentication, Identity, PendingVerification};
 use crate::limiter::{Decision, LimitCheck};
 use crate::policy::{
     normalize_path, AuthRequirement, KeyTemplate, PathError, Refusal, RequestFacts, RequestHeaders,
+    RouteLimit,
 };
 
 /// The facts of one request of the protected application, as a front door found them.
@@ -51,6 +64,9 @@ pub struct AccessQuery<'a> {
 pub enum AccessOutcome {
     /// Every check passed: 200.
     Allowed,
+    /// A CORS preflight passed unjudged (`[policy] cors_preflight = "pass"`): 200,
+    /// anonymous, no tier.
+    PreflightPassed,
     /// The credentials did not verify: 401 (`missing_token`, `invalid_token`, `expired`,
     /// `revoked`, `invalid_api_key`, `keys_unavailable`).
     Unauthenticated(AuthError),
@@ -80,7 +96,7 @@ impl AccessDecision {
     /// The HTTP status a door answers: 200, 401 or 403.
     pub fn status(&self) -> u16 {
         match &self.outcome {
-            AccessOutcome::Allowed => 200,
+            AccessOutcome::Allowed | AccessOutcome::PreflightPassed => 200,
             AccessOutcome::Unauthenticated(_) => 401,
             AccessOutcome::Refused(r) => r.status(),
             AccessOutcome::RateLimited | AccessOutcome::BadPath(_) => 403,
@@ -92,12 +108,29 @@ impl AccessDecision {
     /// `forbidden`, `not_owner`, `rate_limited`, `bad_path`).
     pub fn reason(&self) -> Option<&'static str> {
         match &self.outcome {
-            AccessOutcome::Allowed => None,
+            AccessOutcome::Allowed | AccessOutcome::PreflightPassed => None,
             AccessOutcome::Unauthenticated(e) => Some(e.reason()),
             AccessOutcome::Refused(r) => Some(r.reason()),
             AccessOutcome::RateLimited => Some("rate_limited"),
             AccessOutcome::BadPath(_) => Some("bad_path"),
         }
+    }
+
+    /// How the decision is counted in `tollgate_access_total{result}`: `allowed`,
+    /// `preflight` (a CORS preflight passed unjudged), or the denial's [`reason`](Self::reason).
+    pub fn result(&self) -> &'static str {
+        match &self.outcome {
+            AccessOutcome::PreflightPassed => "preflight",
+            _ => self.reason().unwrap_or("allowed"),
+        }
+    }
+
+    /// Whether the request may pass (status 200).
+    pub fn is_allowed(&self) -> bool {
+        matches!(
+            self.outcome,
+            AccessOutcome::Allowed | AccessOutcome::PreflightPassed
+        )
     }
 
     /// The `WWW-Authenticate` value of a 401 (`None` otherwise): `Bearer realm="tollgate",
@@ -168,7 +201,7 @@ impl Gate {
                 }
             }
         }?;
-        self.metrics.access(d.reason().unwrap_or("allowed"));
+        self.metrics.access(d.result());
         Ok(d)
     }
 
@@ -181,6 +214,9 @@ impl Gate {
         };
         let state = self.state.load();
         let m = state.policy.evaluate(q.method, &path);
+        if state.policy.passes_as_preflight(q.method, q.headers) {
+            return Step::Decided(self.pass_preflight(&state, q, m.rule.route()));
+        }
 
         let looks_at_credentials = m.rule.auth != AuthRequirement::None;
         let identity = if looks_at_credentials {
@@ -248,49 +284,110 @@ impl Gate {
         // Keys first (they borrow nothing from the checks), then the checks over them.
         let mut limits: SmallVec<[&CompiledLimit; 4]> = SmallVec::new();
         let mut keys: SmallVec<[String; 4]> = SmallVec::new();
-        // Every tier has a template once compiled; the default one stands in regardless.
-        keys.push(match state.policy.key_template(tier_name) {
-            Some(t) => t.render(&facts),
-            None => KeyTemplate::default().render(&facts),
-        });
-        limits.push(&tier.limit);
-        for rl in m.rule.limits.iter().take(MAX_LIMITS) {
-            let Some(limit) = state.limits.get(&*rl.name) else {
-                return Step::Decided(Err(CheckError::UnknownLimit(rl.name.to_string())));
-            };
-            let key = rl.key.render(&facts);
-            // The same limit and key twice would count the request twice.
-            if limits
-                .iter()
-                .zip(&keys)
-                .any(|(l, k)| l.spec == limit.spec && *k == key)
-            {
-                continue;
-            }
-            limits.push(limit);
-            keys.push(key);
+        if m.rule.tier_limit {
+            // Every tier has a template once compiled; the default one stands in regardless.
+            keys.push(match state.policy.key_template(tier_name) {
+                Some(t) => t.render(&facts),
+                None => KeyTemplate::default().render(&facts),
+            });
+            limits.push(&tier.limit);
         }
-        let checks: SmallVec<[LimitCheck<'_>; 4]> = limits
-            .iter()
-            .zip(&keys)
-            .map(|(l, k)| LimitCheck {
-                limit: &l.spec,
-                key: k,
-            })
-            .collect();
-        let decision = self.decide_limits(tier, &limits, &checks, tier_name, 1);
-        let outcome = if decision.allowed {
-            AccessOutcome::Allowed
-        } else {
-            AccessOutcome::RateLimited
+        if let Err(e) = named_limits(&state, &m.rule.limits, &facts, &mut limits, &mut keys) {
+            return Step::Decided(Err(e));
+        }
+        // A route that spends no tier quota and names no limit of its own: nothing to count.
+        let limits_decision = (!limits.is_empty())
+            .then(|| self.check_limits(Some(tier), &limits, &keys, tier_name));
+        let outcome = match &limits_decision {
+            Some(d) if !d.allowed => AccessOutcome::RateLimited,
+            _ => AccessOutcome::Allowed,
         };
         Step::done(AccessDecision {
             outcome,
             identity,
             tier: tier_arc,
-            limits: Some(decision),
+            limits: limits_decision,
         })
     }
+
+    /// A CORS preflight that passes unjudged: anonymous, no tier, counted only against
+    /// `[policy] cors_preflight_limits` (keys rendered as for an anonymous request).
+    fn pass_preflight(
+        &self,
+        state: &GateState,
+        q: &AccessQuery<'_>,
+        route: &str,
+    ) -> Result<AccessDecision, CheckError> {
+        let mut decision = AccessDecision::early(AccessOutcome::PreflightPassed, None);
+        let named = state.policy.preflight_limits();
+        if named.is_empty() {
+            return Ok(decision);
+        }
+        let facts = RequestFacts {
+            client_ip: q.client_ip,
+            user: None,
+            route,
+            method: q.method,
+            tier: self.auth.anonymous_tier(),
+            headers: q.headers,
+        };
+        let mut limits: SmallVec<[&CompiledLimit; 4]> = SmallVec::new();
+        let mut keys: SmallVec<[String; 4]> = SmallVec::new();
+        named_limits(state, named, &facts, &mut limits, &mut keys)?;
+        let d = self.check_limits(None, &limits, &keys, "");
+        if !d.allowed {
+            decision.outcome = AccessOutcome::RateLimited;
+        }
+        decision.limits = Some(d);
+        Ok(decision)
+    }
+
+    /// One hit against `limits`, keyed by `keys` (pairwise), counted for `tier`.
+    fn check_limits(
+        &self,
+        tier: Option<&CompiledTier>,
+        limits: &[&CompiledLimit],
+        keys: &[String],
+        tier_name: &str,
+    ) -> Decision {
+        let checks: SmallVec<[LimitCheck<'_>; 4]> = limits
+            .iter()
+            .zip(keys)
+            .map(|(l, k)| LimitCheck {
+                limit: &l.spec,
+                key: k,
+            })
+            .collect();
+        self.decide_limits(tier, limits, &checks, tier_name, 1)
+    }
+}
+
+/// Adds the named limits `named` (at most [`MAX_LIMITS`]), with their keys rendered from
+/// `facts`, to `limits` and `keys`; the same limit and key twice would count the request
+/// twice, so a repeat is skipped.
+fn named_limits<'s>(
+    state: &'s GateState,
+    named: &[RouteLimit],
+    facts: &RequestFacts<'_>,
+    limits: &mut SmallVec<[&'s CompiledLimit; 4]>,
+    keys: &mut SmallVec<[String; 4]>,
+) -> Result<(), CheckError> {
+    for rl in named.iter().take(MAX_LIMITS) {
+        let Some(limit) = state.limits.get(&*rl.name) else {
+            return Err(CheckError::UnknownLimit(rl.name.to_string()));
+        };
+        let key = rl.key.render(facts);
+        if limits
+            .iter()
+            .zip(keys.iter())
+            .any(|(l, k)| l.spec == limit.spec && *k == key)
+        {
+            continue;
+        }
+        limits.push(limit);
+        keys.push(key);
+    }
+    Ok(())
 }
 
 /// How [`Gate::decide_access`] comes by the caller's identity.

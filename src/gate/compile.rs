@@ -125,6 +125,8 @@ fn policy_spec(config: &Config) -> PolicySpec {
         default_auth: p.default_auth.clone(),
         ipv6_key_prefix: p.ipv6_key_prefix,
         credential_headers: vec![config.auth.api_key_header.clone()],
+        cors_preflight: p.cors_preflight.clone(),
+        cors_preflight_limits: p.cors_preflight_limits.clone(),
     }
 }
 
@@ -138,6 +140,7 @@ fn route_spec(r: &RouteConfig) -> RouteSpec {
         owner: r.owner.clone(),
         bypass_roles: r.bypass_roles.clone(),
         limits: r.limits.clone(),
+        tier_limit: r.tier_limit,
     }
 }
 
@@ -193,6 +196,15 @@ fn place(config: &Config, e: SpecError) -> Problem {
                 SettingsError::BadDefaultAuth(_) => at.key("default_auth"),
                 SettingsError::BadIpv6Prefix(_) => at.key("ipv6_key_prefix"),
                 SettingsError::EmptyRole => at.key("owner_bypass_roles"),
+                SettingsError::BadCorsPreflight(_) => at.key("cors_preflight"),
+                SettingsError::EmptyPreflightLimit => at.key("cors_preflight_limits"),
+                SettingsError::DuplicatePreflightLimit(name) => {
+                    let limits = at.key("cors_preflight_limits");
+                    match config.policy.cors_preflight_limits.iter().rposition(|l| l == name) {
+                        Some(j) => limits.index(j),
+                        None => limits,
+                    }
+                }
             };
             Problem::value(path, e)
         }

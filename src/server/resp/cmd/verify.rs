@@ -12,7 +12,7 @@ use bytes::BytesMut;
 
 use super::{err, wrong_arity, Flow, Settled, Work};
 use crate::auth::AuthInput;
-use crate::gate::{grammar, AccessDecision, AccessOutcome, AccessQuery, CheckError};
+use crate::gate::{grammar, AccessDecision, AccessQuery, CheckError};
 use crate::resp::frame::{self, Protocol};
 use crate::resp::Args;
 use crate::server::resp::connection::Conn;
@@ -116,7 +116,7 @@ pub(super) fn reply(
 ) {
     match result {
         Ok(d) => {
-            if d.outcome == AccessOutcome::Allowed {
+            if d.is_allowed() {
                 counts.verifies_allowed += 1;
             } else {
                 counts.verifies_refused += 1;
