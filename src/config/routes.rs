@@ -71,7 +71,11 @@ mod tests {
         )
         .unwrap();
         assert!(!r.tier_limit);
-        assert!(toml::from_str::<RouteConfig>("path = \"/a\"").unwrap().tier_limit);
+        assert!(
+            toml::from_str::<RouteConfig>("path = \"/a\"")
+                .unwrap()
+                .tier_limit
+        );
         assert_eq!(r.bypass_roles.as_deref(), Some(&["admin".to_owned()][..]));
         assert_eq!(r.owner.as_deref(), Some("user_id"));
         assert!(toml::from_str::<RouteConfig>("path = \"/a\"\nfoo = 1").is_err());

@@ -296,8 +296,8 @@ impl Gate {
             return Step::Decided(Err(e));
         }
         // A route that spends no tier quota and names no limit of its own: nothing to count.
-        let limits_decision = (!limits.is_empty())
-            .then(|| self.check_limits(Some(tier), &limits, &keys, tier_name));
+        let limits_decision =
+            (!limits.is_empty()).then(|| self.check_limits(Some(tier), &limits, &keys, tier_name));
         let outcome = match &limits_decision {
             Some(d) if !d.allowed => AccessOutcome::RateLimited,
             _ => AccessOutcome::Allowed,
@@ -445,6 +445,11 @@ mod tests {
     /// Tiers `anonymous` (keyed per IP) and `basic` (2 per hour per user), the fixtures'
     /// issuers, an owner rule, and a partner route limited per `X-Client-Id`.
     fn gate() -> Gate {
+        gate_with("")
+    }
+
+    /// [`gate`] with `extra` configuration appended.
+    fn gate_with(extra: &str) -> Gate {
         let f = fixtures();
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tokens");
         let text = format!(
@@ -479,6 +484,7 @@ jwks_file = "{dir}/jwks.json"
 [[auth.issuers]]
 name = "fastapi"
 hs256_secret_env = "{HS_ENV}"
+{extra}
 "#,
             iss = f["issuer"].as_str().unwrap(),
         );
@@ -612,5 +618,211 @@ hs256_secret_env = "{HS_ENV}"
             );
         }
         assert_eq!(g.limiter().tracked_states(), 0);
+    }
+
+    /// Routes that spend no tier quota (besides [`gate`]'s): a health check with no limit at
+    /// all, public files limited per IP by a named limit only, and a required route.
+    const UNLIMITED: &str = r#"
+[limits.files]
+limit = 1
+window = "1h"
+key = "ip"
+[[routes]]
+path = "/healthz"
+auth = "none"
+tier_limit = false
+[[routes]]
+path = "/static/**"
+auth = "optional"
+tier_limit = false
+limits = ["files"]
+[[routes]]
+path = "/api/feed"
+auth = "required"
+tier_limit = false
+"#;
+
+    #[test]
+    fn a_route_without_the_tier_limit_spends_no_tier_quota() {
+        let g = gate_with(UNLIMITED);
+        let none = HeaderMap::new();
+        let good = format!("Bearer {}", token("eddsa_better_auth")); // basic: 2 an hour
+        let decide = |uri: &str, auth: Option<&str>| {
+            decide_at_once(&g, &query(uri, auth.map(str::as_bytes), &none))
+        };
+        // No limit at all: allowed as often as asked, no rate-limit answer, nothing tracked.
+        for _ in 0..5 {
+            let d = decide("/healthz", None);
+            assert_eq!(d.outcome, AccessOutcome::Allowed);
+            assert!(d.limits.is_none() && d.retry_after().is_none());
+            assert_eq!(&*d.tier, "anonymous", "the caller's tier is still named");
+        }
+        assert_eq!(g.limiter().tracked_states(), 0);
+        // A signed-in caller keeps its identity and tier, and spends none of its 2.
+        for _ in 0..3 {
+            let d = decide("/api/feed", Some(&good));
+            assert_eq!(d.outcome, AccessOutcome::Allowed);
+            assert_eq!(&*d.tier, "basic");
+            assert_eq!(d.identity.unwrap().user_id.as_deref(), Some("user_1"));
+            assert!(d.limits.is_none());
+        }
+        assert_eq!(g.limiter().tracked_states(), 0);
+        // The rule's auth still holds.
+        assert_eq!(decide("/api/feed", None).reason(), Some("missing_token"));
+        // A named limit still applies, and alone decides.
+        let d = decide("/static/app.js", Some(&good));
+        assert_eq!(d.outcome, AccessOutcome::Allowed);
+        let only = d.limits.as_ref().unwrap();
+        assert_eq!(only.outcomes.len(), 1);
+        assert_eq!(&*only.deciding().name, "files");
+        let d = decide("/static/app.css", None);
+        assert_eq!(d.outcome, AccessOutcome::RateLimited);
+        assert!(d.retry_after().is_some());
+        // The tier's quota is untouched: both of user_1's hits are still there.
+        assert_eq!(
+            decide("/api/me", Some(&good))
+                .limits
+                .unwrap()
+                .deciding()
+                .remaining,
+            1
+        );
+        assert_eq!(
+            decide("/api/me", Some(&good)).outcome,
+            AccessOutcome::Allowed
+        );
+        // A more specific rule decides for itself: under /api/** the tier's limit applies.
+        assert_eq!(
+            decide("/api/feed/x", Some(&good)).outcome,
+            AccessOutcome::RateLimited
+        );
+    }
+
+    fn preflight_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "origin",
+            http::HeaderValue::from_static("https://app.example"),
+        );
+        h.insert(
+            "access-control-request-method",
+            http::HeaderValue::from_static("DELETE"),
+        );
+        h
+    }
+
+    fn options<'a>(uri: &'a str, headers: &'a HeaderMap) -> AccessQuery<'a> {
+        AccessQuery {
+            method: "OPTIONS",
+            ..query(uri, None, headers)
+        }
+    }
+
+    #[test]
+    fn a_cors_preflight_passes_on_every_route_without_spending_quota() {
+        let g = gate();
+        let pre = preflight_headers();
+        for uri in ["/api/me", "/api/users/bob/tasks", "/partner/x", "/other"] {
+            let d = decide_at_once(&g, &options(uri, &pre));
+            assert_eq!(d.outcome, AccessOutcome::PreflightPassed, "{uri}");
+            assert_eq!(
+                (d.status(), d.reason(), d.result()),
+                (200, None, "preflight")
+            );
+            assert!(d.identity.is_none() && d.tier.is_empty() && d.limits.is_none());
+        }
+        // Credentials are not looked at (a browser sends none; a forged one changes nothing).
+        let forged = format!("Bearer {}", token("tampered_signature"));
+        let q = AccessQuery {
+            credentials: AuthInput {
+                authorization: Some(forged.as_bytes()),
+                ..AuthInput::default()
+            },
+            ..options("/api/me", &pre)
+        };
+        assert_eq!(
+            decide_at_once(&g, &q).outcome,
+            AccessOutcome::PreflightPassed
+        );
+        assert_eq!(g.limiter().tracked_states(), 0, "no quota spent");
+        // Not a preflight: judged by the rule.
+        let origin_only = {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "origin",
+                http::HeaderValue::from_static("https://app.example"),
+            );
+            h
+        };
+        let none = HeaderMap::new();
+        for (method, h) in [
+            ("OPTIONS", &origin_only),
+            ("OPTIONS", &none),
+            ("options", &pre),
+            ("GET", &pre),
+        ] {
+            let q = AccessQuery {
+                method,
+                ..query("/api/me", None, h)
+            };
+            assert_eq!(
+                decide_at_once(&g, &q).reason(),
+                Some("missing_token"),
+                "{method}"
+            );
+        }
+        let q = AccessQuery {
+            headers: None,
+            ..options("/api/me", &pre)
+        };
+        assert_eq!(decide_at_once(&g, &q).reason(), Some("missing_token"));
+        // A path that cannot be judged is refused, preflight or not.
+        assert_eq!(
+            decide_at_once(&g, &options("/api/users/a%2Fb", &pre)).reason(),
+            Some("bad_path")
+        );
+        let metrics = String::from_utf8(g.render_metrics()).unwrap();
+        assert!(
+            metrics.contains(r#"tollgate_access_total{result="preflight"} 5"#),
+            "{metrics}"
+        );
+    }
+
+    #[test]
+    fn preflights_can_be_judged_or_bounded_by_a_limit() {
+        let pre = preflight_headers();
+        let g = gate_with("[policy]\ncors_preflight = \"judge\"\n");
+        let d = decide_at_once(&g, &options("/api/me", &pre));
+        assert_eq!((d.status(), d.reason()), (401, Some("missing_token")));
+        assert_eq!(
+            decide_at_once(&g, &options("/other", &pre)).outcome,
+            AccessOutcome::Allowed,
+            "judged: the anonymous tier's quota"
+        );
+        assert_eq!(g.limiter().tracked_states(), 1);
+
+        let g = gate_with(
+            r#"
+[limits.preflight]
+limit = 2
+window = "1h"
+key = "ip"
+[policy]
+cors_preflight_limits = ["preflight"]
+"#,
+        );
+        for remaining in [1, 0] {
+            let d = decide_at_once(&g, &options("/api/users/bob/x", &pre));
+            assert_eq!(d.outcome, AccessOutcome::PreflightPassed);
+            assert!(d.tier.is_empty());
+            assert_eq!(d.limits.unwrap().deciding().remaining, remaining);
+        }
+        let d = decide_at_once(&g, &options("/api/me", &pre));
+        assert_eq!((d.status(), d.reason()), (403, Some("rate_limited")));
+        assert!(d.retry_after().is_some());
+        // The anonymous tier was not spent by them.
+        let none = HeaderMap::new();
+        let d = decide_at_once(&g, &query("/other", None, &none));
+        assert_eq!(d.limits.unwrap().deciding().remaining, 99);
     }
 }

@@ -237,11 +237,7 @@ impl Policy {
     /// cors_preflight = "pass"` and the request is one ([`preflight::is_preflight`]). For
     /// any method but `OPTIONS` this costs one comparison.
     #[inline]
-    pub fn passes_as_preflight(
-        &self,
-        method: &str,
-        headers: Option<&dyn RequestHeaders>,
-    ) -> bool {
+    pub fn passes_as_preflight(&self, method: &str, headers: Option<&dyn RequestHeaders>) -> bool {
         self.cors_preflight == CorsPreflight::Pass && preflight::is_preflight(method, headers)
     }
 

@@ -1,6 +1,12 @@
-//! `VERIFY <token> <method> <path> <client-ip>`: the access question `/auth` answers over
-//! HTTP, asked over RESP. Answers `[status, reason, user_id, role, tier, remaining,
-//! retry_after]`.
+//! `VERIFY <token> <method> <path> <client-ip> [HEADER <name> <value>]…`: the access question
+//! `/auth` answers over HTTP, asked over RESP. Answers `[status, reason, user_id, role, tier,
+//! remaining, retry_after]`.
+//!
+//! `HEADER` pairs are the request headers `/auth` would read from nginx's subrequest besides
+//! the credentials and the client address: those a CORS preflight is recognised by (`Origin`,
+//! `Access-Control-Request-Method`) and those key templates name (`header=…`). Without them
+//! the request has no headers: an `OPTIONS` is then judged by its rule, never passed as a
+//! preflight, and `header=` key parts read as absent.
 //!
 //! The arguments are checked and the client address resolved at once ([`apply`]); the
 //! decision may wait for a key-set refetch (a token naming an unknown key id), so the
@@ -9,10 +15,12 @@
 use std::net::IpAddr;
 
 use bytes::BytesMut;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{err, wrong_arity, Flow, Settled, Work};
 use crate::auth::AuthInput;
 use crate::gate::{grammar, AccessDecision, AccessQuery, CheckError};
+use crate::policy::RequestHeaders;
 use crate::resp::frame::{self, Protocol};
 use crate::resp::Args;
 use crate::server::resp::connection::Conn;
@@ -27,7 +35,12 @@ pub(in crate::server::resp) struct VerifyArgs<'a> {
     uri: &'a [u8],
     /// The client address the decision is made for (see [`parse`]).
     client_ip: Option<IpAddr>,
+    /// The `HEADER` pairs; `None` when there are none.
+    headers: Option<HeaderMap>,
 }
+
+/// Most `HEADER` pairs one `VERIFY` takes.
+pub(in crate::server::resp) const MAX_VERIFY_HEADERS: usize = 8;
 
 /// `VERIFY`: checks its arguments and hands the decision to the loop as [`Work::Verify`].
 pub(super) fn apply<'a>(
@@ -43,8 +56,9 @@ pub(super) fn apply<'a>(
     }
 }
 
-/// `VERIFY <token> <method> <path> <client-ip>`: checks the arguments and resolves the
-/// client address; the decision itself is [`settle`]d by the loop.
+/// `VERIFY <token> <method> <path> <client-ip> [HEADER <name> <value>]…`: checks the
+/// arguments and resolves the client address; the decision itself is [`settle`]d by the
+/// loop.
 ///
 /// The client-IP argument is believed only when this connection's peer is a trusted
 /// proxy (`[policy]` trusted proxies; loopback and the Unix socket by default): the
@@ -59,7 +73,8 @@ fn parse<'a>(
     out: &mut BytesMut,
     counts: &mut BatchCounts,
 ) -> Option<VerifyArgs<'a>> {
-    if args.len() != 5 {
+    let pairs = args.len().saturating_sub(5) / 3;
+    if args.len() < 5 || (args.len() - 5) % 3 != 0 || pairs > MAX_VERIFY_HEADERS {
         wrong_arity(out, "verify", counts);
         return None;
     }
@@ -83,6 +98,35 @@ fn parse<'a>(
         );
         return None;
     };
+    let headers = if pairs == 0 {
+        None
+    } else {
+        let mut map = HeaderMap::with_capacity(pairs);
+        for pair in (5..args.len()).step_by(3) {
+            if !args[pair].eq_ignore_ascii_case(b"HEADER") {
+                err(
+                    out,
+                    "ERR syntax error: after the client-ip, only HEADER <name> <value> pairs",
+                    counts,
+                );
+                return None;
+            }
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(args[pair + 1]),
+                HeaderValue::from_bytes(args[pair + 2]),
+            ) else {
+                err(
+                    out,
+                    "ERR a HEADER needs a header name (an HTTP token) and a value without \
+                     control characters",
+                    counts,
+                );
+                return None;
+            };
+            map.append(name, value);
+        }
+        Some(map)
+    };
     // An unknown peer is trusted with nothing, not even an address of its own.
     let client_ip = conn
         .peer
@@ -92,6 +136,7 @@ fn parse<'a>(
         method,
         uri,
         client_ip,
+        headers,
     })
 }
 
@@ -102,7 +147,7 @@ pub(super) async fn settle(v: VerifyArgs<'_>, door: &DoorShared) -> Settled {
         uri: v.uri,
         credentials: v.credentials,
         client_ip: v.client_ip,
-        headers: None,
+        headers: v.headers.as_ref().map(|h| h as &dyn RequestHeaders),
     };
     Settled::Verify(door.gate.authorize(&query).await)
 }
