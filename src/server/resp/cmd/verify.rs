@@ -399,4 +399,57 @@ mod tests {
         // It must still send an address.
         assert!(verify(&mut outsider, &d, "", "/x", "me").starts_with("-ERR the client-ip"));
     }
+
+    #[test]
+    fn header_pairs_make_a_cors_preflight_and_are_checked() {
+        let d = auth_door(None);
+        let mut c = conn(false);
+        let ip = b"198.51.100.7";
+        let preflight: [&[u8]; 11] = [
+            b"VERIFY",
+            b"",
+            b"OPTIONS",
+            b"/api/users/bob/files",
+            ip,
+            b"HEADER",
+            b"Origin",
+            b"https://app.example",
+            b"header",
+            b"access-control-request-method",
+            b"DELETE",
+        ];
+        // Passed unjudged: anonymous, no tier, nothing counted.
+        let passed = (200, None, None, None, None, -1, -1);
+        assert_eq!(verdict(&run_args(&mut c, &d, &preflight)), passed);
+        assert_eq!(verdict(&run_args(&mut c, &d, &preflight)), passed);
+        // Without the headers it is an OPTIONS like any other, judged by its rule.
+        assert_eq!(
+            verdict(&run_args(&mut c, &d, &preflight[..5])).1,
+            some("missing_token")
+        );
+        assert_eq!(
+            verdict(&run_args(&mut c, &d, &preflight[..8])).1,
+            some("missing_token")
+        );
+        let info = run(&mut c, &d, "INFO stats");
+        assert!(info.contains("verifies_allowed:2\r\n"), "{info}");
+        // Mistakes in the pairs.
+        let mut bad = preflight;
+        bad[5] = b"HEADERS";
+        assert!(run_args(&mut c, &d, &bad).starts_with("-ERR syntax error"));
+        let mut bad = preflight;
+        bad[6] = b"Ori gin";
+        assert!(run_args(&mut c, &d, &bad).starts_with("-ERR a HEADER needs"));
+        let mut bad = preflight;
+        bad[7] = b"a\r\nb";
+        assert!(run_args(&mut c, &d, &bad).starts_with("-ERR a HEADER needs"));
+        let mut many: Vec<&[u8]> = preflight[..5].to_vec();
+        for _ in 0..=super::MAX_VERIFY_HEADERS {
+            many.extend([&b"HEADER"[..], b"x-a", b"1"]);
+        }
+        assert_eq!(
+            run_args(&mut c, &d, &many),
+            "-ERR wrong number of arguments for 'verify' command\r\n"
+        );
+    }
 }
