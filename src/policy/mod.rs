@@ -238,7 +238,10 @@ impl Policy {
     /// any method but `OPTIONS` this costs one comparison.
     #[inline]
     pub fn passes_as_preflight(&self, method: &str, headers: Option<&dyn RequestHeaders>) -> bool {
-        self.cors_preflight == CorsPreflight::Pass && preflight::is_preflight(method, headers)
+        // The method first: for any other request this is the one comparison made.
+        preflight::may_be_preflight(method.as_bytes())
+            && self.cors_preflight == CorsPreflight::Pass
+            && preflight::is_preflight(method, headers)
     }
 
     /// The limits a passed preflight spends (`[policy] cors_preflight_limits`), with their
