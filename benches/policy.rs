@@ -30,6 +30,7 @@ fn policy() -> Policy {
         owner: owner.map(Into::into),
         bypass_roles: owner.map(|_| vec!["admin".to_string()]),
         limits: limits.iter().map(|s| s.to_string()).collect(),
+        tier_limit: true,
     };
     let mut routes = Vec::new();
     for r in RESOURCES {

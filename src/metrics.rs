@@ -34,9 +34,11 @@ const DECISION_BUCKETS: [f64; 12] = [
     0.01,
 ];
 
-/// Every result of an access decision: `allowed` and each `X-Tollgate-Reason`.
-const ACCESS_RESULTS: [&str; 11] = [
+/// Every result of an access decision: `allowed`, `preflight` (a CORS preflight passed
+/// unjudged) and each `X-Tollgate-Reason`.
+const ACCESS_RESULTS: [&str; 12] = [
     "allowed",
+    "preflight",
     "rate_limited",
     "forbidden",
     "not_owner",
@@ -246,7 +248,7 @@ impl Metrics {
         let access = counter_vec(
             &registry,
             "tollgate_access_total",
-            "Access decisions (/auth, VERIFY) by result: allowed, or the X-Tollgate-Reason of the denial.",
+            "Access decisions (/auth, VERIFY) by result: allowed, preflight (a CORS preflight passed unjudged), or the X-Tollgate-Reason of the denial.",
             &["result"],
         );
         let access_by_result = ACCESS_RESULTS.map(|r| access.with_label_values(&[r]));

@@ -80,7 +80,10 @@ enum AdminSetup {
 /// | `/api/tick**` | a token, and `second` (1 per second per user) |
 /// | `/public/**` | credentials are not looked at |
 /// | `DELETE /api/reports/**` | role `admin` |
+/// | `/health` | credentials are not looked at, and no tier quota is spent |
 /// | anything else | optional (the default) |
+///
+/// CORS preflights pass unjudged (the default).
 ///
 /// Issuers: the fixtures' EdDSA/ECDSA/RSA key set from a file, the HS256 secret, and
 /// `offline`, whose key set is never fetched (a refused port), for `keys_unavailable`.
@@ -166,6 +169,11 @@ path = "/api/reports/**"
 methods = ["DELETE"]
 roles = ["admin"]
 
+[[routes]]
+path = "/health"
+auth = "none"
+tier_limit = false
+
 [auth]
 anonymous_tier = "anonymous"
 default_tier = "basic"
@@ -220,13 +228,15 @@ enum Revocation {
 
 #[derive(Debug, Clone)]
 enum Ask {
-    /// `/auth` with `X-Original-URI`, `X-Original-Method`, `X-Forwarded-For` and the
-    /// credentials; `VERIFY <token> <method> <path> <client-ip>`.
+    /// `/auth` with `X-Original-URI`, `X-Original-Method`, `X-Forwarded-For`, the
+    /// credentials and `headers`; `VERIFY <token> <method> <path> <client-ip>` and a
+    /// `HEADER <name> <value>` pair for each of `headers`.
     Access {
         cred: Cred,
         method: Vec<u8>,
         uri: Vec<u8>,
         ip: &'static str,
+        headers: Vec<(&'static str, &'static str)>,
     },
     /// `GET /check?key=&tier=[&hits=][&limit=]` (each value percent-encoded);
     /// `CHECK key tier [HITS n] [LIMIT name]`. Values as the gate should see them.
@@ -272,10 +282,32 @@ fn access_from(
             method: method.to_vec(),
             uri: uri.to_vec(),
             ip,
+            headers: Vec::new(),
         },
         expect,
     }
 }
+
+/// [`access`] with request headers besides the credentials and the client address.
+fn access_with(
+    name: &'static str,
+    method: &str,
+    uri: &[u8],
+    headers: &[(&'static str, &'static str)],
+    expect: &'static str,
+) -> Case {
+    let mut case = access(name, Cred::None, method, uri, expect);
+    if let Ask::Access { headers: h, .. } = &mut case.ask {
+        *h = headers.to_vec();
+    }
+    case
+}
+
+/// The two headers a CORS preflight is recognised by.
+const PREFLIGHT: &[(&str, &str)] = &[
+    ("Origin", "https://app.example"),
+    ("Access-Control-Request-Method", "DELETE"),
+];
 
 fn check(
     name: &'static str,
@@ -524,6 +556,26 @@ fn cases() -> Vec<Case> {
         access("a token of the revoked subject", bare("hs256"), "GET", b"/api/me",
             "401 revoked"),
         access("another subject still passes", user_1(), "GET", b"/api/me", "200 user=user_1"),
+        // --- no tier quota: CORS preflights and tier_limit = false --------------------------
+        // CLIENT's anonymous quota was spent above; neither of these needs it.
+        access("no tier limit: the anonymous tier is spent, yet it passes", Cred::None, "GET",
+            b"/health", "200 user=- tier=anonymous rem=- retry=-"),
+        access("no tier limit: and again", Cred::None, "GET", b"/health",
+            "200 tier=anonymous rem=-"),
+        access_with("a preflight passes a required route, anonymous, no tier", "OPTIONS",
+            b"/api/me", PREFLIGHT, "200 user=- role=- tier=- rem=- retry=-"),
+        access_with("a preflight passes another user's owner path", "OPTIONS",
+            b"/api/users/bob/tasks", PREFLIGHT, "200 user=- tier=- rem=-"),
+        access_with("a preflight passes where the anonymous tier is spent", "OPTIONS",
+            b"/other", PREFLIGHT, "200 tier=- rem=-"),
+        access_with("OPTIONS with an Origin only is judged", "OPTIONS", b"/api/me",
+            &PREFLIGHT[..1], "401 missing_token"),
+        access_with("a lowercase options is judged", "options", b"/api/me", PREFLIGHT,
+            "401 missing_token"),
+        access_with("the real request after the preflight is judged", "DELETE", b"/api/me",
+            PREFLIGHT, "401 missing_token"),
+        access_with("a preflight to a path that cannot be judged is refused", "OPTIONS",
+            b"/api/users/a%2Fb", PREFLIGHT, "403 bad_path"),
     ]
 }
 
@@ -772,14 +824,17 @@ impl Running {
                 method,
                 uri,
                 ip,
+                headers,
             } => {
                 let token: &[u8] = match cred {
                     Cred::None => b"",
                     Cred::Header(v) | Cred::Bare(v) => v,
                 };
-                let reply = conn
-                    .call(&[b"VERIFY", token, method, uri, ip.as_bytes()])
-                    .await;
+                let mut args: Vec<&[u8]> = vec![b"VERIFY", token, method, uri, ip.as_bytes()];
+                for (name, value) in headers {
+                    args.extend([&b"HEADER"[..], name.as_bytes(), value.as_bytes()]);
+                }
+                let reply = conn.call(&args).await;
                 (resp_access(&reply), format!("{reply:?}"))
             }
             Ask::Check {
@@ -844,8 +899,13 @@ fn http_request(ask: &Ask) -> Vec<u8> {
             method,
             uri,
             ip,
+            headers,
         } => {
-            r.extend_from_slice(b"GET /auth HTTP/1.1\r\nHost: tollgate\r\nX-Original-URI: ");
+            r.extend_from_slice(b"GET /auth HTTP/1.1\r\nHost: tollgate\r\n");
+            for (name, value) in headers {
+                r.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            }
+            r.extend_from_slice(b"X-Original-URI: ");
             r.extend_from_slice(uri);
             r.extend_from_slice(b"\r\nX-Original-Method: ");
             r.extend_from_slice(method);

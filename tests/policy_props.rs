@@ -278,6 +278,7 @@ fn compile(rules: &[GenRule]) -> Option<Policy> {
             owner: None,
             bypass_roles: None,
             limits: vec![],
+            tier_limit: true,
         })
         .collect();
     // Rule sets with a shadowed rule are refused by validation; those are skipped.

@@ -37,6 +37,14 @@ pub struct PolicyConfig {
     pub default_auth: String,
     /// IPv6 clients are keyed by this many leading bits in `ip` key parts (1–128).
     pub ipv6_key_prefix: u8,
+    /// `pass` (the default) or `judge`: what a CORS preflight request (`OPTIONS` with
+    /// `Origin` and `Access-Control-Request-Method`, never credentials) gets. `pass`: it
+    /// reaches the application on every route, anonymous, spending no tier quota; `judge`:
+    /// its route rule decides, as for any request.
+    pub cors_preflight: String,
+    /// Names of `[limits.*]` that every passed preflight spends (keyed by their templates,
+    /// as an anonymous request), to bound a flood of preflights. Default: none.
+    pub cors_preflight_limits: Vec<String>,
 }
 
 impl Default for PolicyConfig {
@@ -48,6 +56,8 @@ impl Default for PolicyConfig {
             owner_bypass_roles: Vec::new(),
             default_auth: "optional".into(),
             ipv6_key_prefix: DEFAULT_IPV6_KEY_PREFIX,
+            cors_preflight: "pass".into(),
+            cors_preflight_limits: Vec::new(),
         }
     }
 }
@@ -66,15 +76,20 @@ mod tests {
             owner_bypass_roles = ["admin"]
             default_auth = "required"
             ipv6_key_prefix = 56
+            cors_preflight = "judge"
+            cors_preflight_limits = ["preflight"]
             "#,
         )
         .unwrap();
         assert_eq!(c.owner_bypass_roles, ["admin"]);
         assert_eq!(c.ipv6_key_prefix, 56);
         assert!(!c.trust_unix_socket);
+        assert_eq!(c.cors_preflight, "judge");
+        assert_eq!(c.cors_preflight_limits, ["preflight"]);
         assert!(toml::from_str::<PolicyConfig>("trusted = []").is_err());
         let d = PolicyConfig::default();
         assert_eq!(d.default_auth, "optional");
+        assert_eq!(d.cors_preflight, "pass");
         assert_eq!(d.trusted_proxies, ["127.0.0.1/32", "::1/128"]);
     }
 }

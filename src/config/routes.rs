@@ -39,6 +39,15 @@ pub struct RouteConfig {
     /// Names of `[limits.*]` that apply on this route, besides the tier's limit.
     #[serde(default)]
     pub limits: Vec<String>,
+    /// Whether the caller's tier limit applies on this route. `false`: requests this rule
+    /// governs spend no tier quota (a health check, static files, a public endpoint); the
+    /// rule's `limits` still apply, and the rule's `auth` is still enforced.
+    #[serde(default = "yes")]
+    pub tier_limit: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[cfg(test)]
@@ -57,9 +66,16 @@ mod tests {
             owner = "user_id"
             bypass_roles = ["admin"]
             limits = ["upload"]
+            tier_limit = false
             "#,
         )
         .unwrap();
+        assert!(!r.tier_limit);
+        assert!(
+            toml::from_str::<RouteConfig>("path = \"/a\"")
+                .unwrap()
+                .tier_limit
+        );
         assert_eq!(r.bypass_roles.as_deref(), Some(&["admin".to_owned()][..]));
         assert_eq!(r.owner.as_deref(), Some("user_id"));
         assert!(toml::from_str::<RouteConfig>("path = \"/a\"\nfoo = 1").is_err());

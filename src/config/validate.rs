@@ -239,26 +239,34 @@ impl Config {
     fn check_routes(&self, v: &mut Validation<'_>) {
         let routes = ConfigPath::root().key("routes");
         for (i, route) in self.routes.iter().enumerate() {
-            let at = routes.index(i).key("limits");
-            for (j, name) in route.limits.iter().enumerate() {
-                // Empty and repeated names are the rule's own checks (RouteConfig::validate).
-                if name.is_empty() || route.limits[..j].contains(name) {
-                    continue;
-                }
-                if !self.limits.contains_key(name) {
-                    let hint = if self.tiers.contains_key(name) {
-                        format!(" ({name:?} is a tier: a tier's limit applies by itself)")
-                    } else {
-                        String::new()
-                    };
-                    v.invalid(
-                        at.index(j),
-                        format!(
-                            "unknown limit {name:?}; [limits] defines: {}{hint}",
-                            list_names(&self.limits)
-                        ),
-                    );
-                }
+            self.check_limit_names(&routes.index(i).key("limits"), &route.limits, v);
+        }
+        let preflight = ConfigPath::root()
+            .key("policy")
+            .key("cors_preflight_limits");
+        self.check_limit_names(&preflight, &self.policy.cors_preflight_limits, v);
+    }
+
+    /// Every name of a list of limits (`names`, at `at`) must be a `[limits.*]` entry.
+    fn check_limit_names(&self, at: &ConfigPath, names: &[String], v: &mut Validation<'_>) {
+        for (j, name) in names.iter().enumerate() {
+            // Empty and repeated names are the policy's own checks.
+            if name.is_empty() || names[..j].contains(name) {
+                continue;
+            }
+            if !self.limits.contains_key(name) {
+                let hint = if self.tiers.contains_key(name) {
+                    format!(" ({name:?} is a tier: a tier's limit applies by itself)")
+                } else {
+                    String::new()
+                };
+                v.invalid(
+                    at.index(j),
+                    format!(
+                        "unknown limit {name:?}; [limits] defines: {}{hint}",
+                        list_names(&self.limits)
+                    ),
+                );
             }
         }
     }

@@ -2,9 +2,10 @@
 //! answer about one request of the protected application.
 //!
 //! ```text
-//! AccessQuery ─► normalise path ─► rule = most specific route ─► credentials (if the rule
-//!   looks at them) ─► authorise (roles, permissions, owner) ─► limits: the tier's + the
-//!   rule's, keys from their templates, all checked together ─► AccessDecision
+//! AccessQuery ─► normalise path ─► rule = most specific route ─► CORS preflight? pass ─►
+//!   credentials (if the rule looks at them) ─► authorise (roles, permissions, owner) ─►
+//!   limits: the tier's (unless the rule says `tier_limit = false`) + the rule's, keys from
+//!   their templates, all checked together ─► AccessDecision
 //! ```
 //!
 //! Order matters and is deliberate:
@@ -13,6 +14,17 @@
 //!   quota, and a caller refused by the policy (401/403) spends nothing either;
 //! - all limits are checked in one call to the engine, so a request denied by one limit
 //!   consumes nothing from the others.
+//!
+//! - a CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, see
+//!   [`crate::policy::preflight`]) passes before credentials are looked at, on every route,
+//!   when `[policy] cors_preflight = "pass"` (the default): it never carries credentials, so
+//!   judging it by a protected route's rule would refuse every cross-origin call. It spends
+//!   only `[policy] cors_preflight_limits`. For any other method the check is one comparison.
+//!
+//! A route with `tier_limit = false` spends no tier quota: its requests are authenticated and
+//! authorised as its rule says and counted against the rule's own `limits` only; with none,
+//! the decision has no rate-limit part (no `RateLimit` fields), and `X-Tier` still names the
+//! caller's tier.
 //!
 //! A bad token on a route whose `auth` is `optional` is still refused (401): a client that
 //! presents credentials wants them honoured, and silently downgrading a revoked token to
@@ -23,11 +35,12 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::{CheckError, CompiledLimit, Gate};
+use super::{CheckError, CompiledLimit, CompiledTier, Gate, GateState};
 use crate::auth::{AuthError, AuthInput, Authentication, Identity, PendingVerification};
 use crate::limiter::{Decision, LimitCheck};
 use crate::policy::{
     normalize_path, AuthRequirement, KeyTemplate, PathError, Refusal, RequestFacts, RequestHeaders,
+    RouteLimit,
 };
 
 /// The facts of one request of the protected application, as a front door found them.
@@ -51,6 +64,9 @@ pub struct AccessQuery<'a> {
 pub enum AccessOutcome {
     /// Every check passed: 200.
     Allowed,
+    /// A CORS preflight passed unjudged (`[policy] cors_preflight = "pass"`): 200,
+    /// anonymous, no tier.
+    PreflightPassed,
     /// The credentials did not verify: 401 (`missing_token`, `invalid_token`, `expired`,
     /// `revoked`, `invalid_api_key`, `keys_unavailable`).
     Unauthenticated(AuthError),
@@ -80,7 +96,7 @@ impl AccessDecision {
     /// The HTTP status a door answers: 200, 401 or 403.
     pub fn status(&self) -> u16 {
         match &self.outcome {
-            AccessOutcome::Allowed => 200,
+            AccessOutcome::Allowed | AccessOutcome::PreflightPassed => 200,
             AccessOutcome::Unauthenticated(_) => 401,
             AccessOutcome::Refused(r) => r.status(),
             AccessOutcome::RateLimited | AccessOutcome::BadPath(_) => 403,
@@ -92,12 +108,29 @@ impl AccessDecision {
     /// `forbidden`, `not_owner`, `rate_limited`, `bad_path`).
     pub fn reason(&self) -> Option<&'static str> {
         match &self.outcome {
-            AccessOutcome::Allowed => None,
+            AccessOutcome::Allowed | AccessOutcome::PreflightPassed => None,
             AccessOutcome::Unauthenticated(e) => Some(e.reason()),
             AccessOutcome::Refused(r) => Some(r.reason()),
             AccessOutcome::RateLimited => Some("rate_limited"),
             AccessOutcome::BadPath(_) => Some("bad_path"),
         }
+    }
+
+    /// How the decision is counted in `tollgate_access_total{result}`: `allowed`,
+    /// `preflight` (a CORS preflight passed unjudged), or the denial's [`reason`](Self::reason).
+    pub fn result(&self) -> &'static str {
+        match &self.outcome {
+            AccessOutcome::PreflightPassed => "preflight",
+            _ => self.reason().unwrap_or("allowed"),
+        }
+    }
+
+    /// Whether the request may pass (status 200).
+    pub fn is_allowed(&self) -> bool {
+        matches!(
+            self.outcome,
+            AccessOutcome::Allowed | AccessOutcome::PreflightPassed
+        )
     }
 
     /// The `WWW-Authenticate` value of a 401 (`None` otherwise): `Bearer realm="tollgate",
@@ -168,7 +201,7 @@ impl Gate {
                 }
             }
         }?;
-        self.metrics.access(d.reason().unwrap_or("allowed"));
+        self.metrics.access(d.result());
         Ok(d)
     }
 
@@ -181,6 +214,9 @@ impl Gate {
         };
         let state = self.state.load();
         let m = state.policy.evaluate(q.method, &path);
+        if state.policy.passes_as_preflight(q.method, q.headers) {
+            return Step::Decided(self.pass_preflight(&state, q, m.rule.route()));
+        }
 
         let looks_at_credentials = m.rule.auth != AuthRequirement::None;
         let identity = if looks_at_credentials {
@@ -248,49 +284,110 @@ impl Gate {
         // Keys first (they borrow nothing from the checks), then the checks over them.
         let mut limits: SmallVec<[&CompiledLimit; 4]> = SmallVec::new();
         let mut keys: SmallVec<[String; 4]> = SmallVec::new();
-        // Every tier has a template once compiled; the default one stands in regardless.
-        keys.push(match state.policy.key_template(tier_name) {
-            Some(t) => t.render(&facts),
-            None => KeyTemplate::default().render(&facts),
-        });
-        limits.push(&tier.limit);
-        for rl in m.rule.limits.iter().take(MAX_LIMITS) {
-            let Some(limit) = state.limits.get(&*rl.name) else {
-                return Step::Decided(Err(CheckError::UnknownLimit(rl.name.to_string())));
-            };
-            let key = rl.key.render(&facts);
-            // The same limit and key twice would count the request twice.
-            if limits
-                .iter()
-                .zip(&keys)
-                .any(|(l, k)| l.spec == limit.spec && *k == key)
-            {
-                continue;
-            }
-            limits.push(limit);
-            keys.push(key);
+        if m.rule.tier_limit {
+            // Every tier has a template once compiled; the default one stands in regardless.
+            keys.push(match state.policy.key_template(tier_name) {
+                Some(t) => t.render(&facts),
+                None => KeyTemplate::default().render(&facts),
+            });
+            limits.push(&tier.limit);
         }
-        let checks: SmallVec<[LimitCheck<'_>; 4]> = limits
-            .iter()
-            .zip(&keys)
-            .map(|(l, k)| LimitCheck {
-                limit: &l.spec,
-                key: k,
-            })
-            .collect();
-        let decision = self.decide_limits(tier, &limits, &checks, tier_name, 1);
-        let outcome = if decision.allowed {
-            AccessOutcome::Allowed
-        } else {
-            AccessOutcome::RateLimited
+        if let Err(e) = named_limits(&state, &m.rule.limits, &facts, &mut limits, &mut keys) {
+            return Step::Decided(Err(e));
+        }
+        // A route that spends no tier quota and names no limit of its own: nothing to count.
+        let limits_decision =
+            (!limits.is_empty()).then(|| self.check_limits(Some(tier), &limits, &keys, tier_name));
+        let outcome = match &limits_decision {
+            Some(d) if !d.allowed => AccessOutcome::RateLimited,
+            _ => AccessOutcome::Allowed,
         };
         Step::done(AccessDecision {
             outcome,
             identity,
             tier: tier_arc,
-            limits: Some(decision),
+            limits: limits_decision,
         })
     }
+
+    /// A CORS preflight that passes unjudged: anonymous, no tier, counted only against
+    /// `[policy] cors_preflight_limits` (keys rendered as for an anonymous request).
+    fn pass_preflight(
+        &self,
+        state: &GateState,
+        q: &AccessQuery<'_>,
+        route: &str,
+    ) -> Result<AccessDecision, CheckError> {
+        let mut decision = AccessDecision::early(AccessOutcome::PreflightPassed, None);
+        let named = state.policy.preflight_limits();
+        if named.is_empty() {
+            return Ok(decision);
+        }
+        let facts = RequestFacts {
+            client_ip: q.client_ip,
+            user: None,
+            route,
+            method: q.method,
+            tier: self.auth.anonymous_tier(),
+            headers: q.headers,
+        };
+        let mut limits: SmallVec<[&CompiledLimit; 4]> = SmallVec::new();
+        let mut keys: SmallVec<[String; 4]> = SmallVec::new();
+        named_limits(state, named, &facts, &mut limits, &mut keys)?;
+        let d = self.check_limits(None, &limits, &keys, "");
+        if !d.allowed {
+            decision.outcome = AccessOutcome::RateLimited;
+        }
+        decision.limits = Some(d);
+        Ok(decision)
+    }
+
+    /// One hit against `limits`, keyed by `keys` (pairwise), counted for `tier`.
+    fn check_limits(
+        &self,
+        tier: Option<&CompiledTier>,
+        limits: &[&CompiledLimit],
+        keys: &[String],
+        tier_name: &str,
+    ) -> Decision {
+        let checks: SmallVec<[LimitCheck<'_>; 4]> = limits
+            .iter()
+            .zip(keys)
+            .map(|(l, k)| LimitCheck {
+                limit: &l.spec,
+                key: k,
+            })
+            .collect();
+        self.decide_limits(tier, limits, &checks, tier_name, 1)
+    }
+}
+
+/// Adds the named limits `named` (at most [`MAX_LIMITS`]), with their keys rendered from
+/// `facts`, to `limits` and `keys`; the same limit and key twice would count the request
+/// twice, so a repeat is skipped.
+fn named_limits<'s>(
+    state: &'s GateState,
+    named: &[RouteLimit],
+    facts: &RequestFacts<'_>,
+    limits: &mut SmallVec<[&'s CompiledLimit; 4]>,
+    keys: &mut SmallVec<[String; 4]>,
+) -> Result<(), CheckError> {
+    for rl in named.iter().take(MAX_LIMITS) {
+        let Some(limit) = state.limits.get(&*rl.name) else {
+            return Err(CheckError::UnknownLimit(rl.name.to_string()));
+        };
+        let key = rl.key.render(facts);
+        if limits
+            .iter()
+            .zip(keys.iter())
+            .any(|(l, k)| l.spec == limit.spec && *k == key)
+        {
+            continue;
+        }
+        limits.push(limit);
+        keys.push(key);
+    }
+    Ok(())
 }
 
 /// How [`Gate::decide_access`] comes by the caller's identity.
@@ -348,6 +445,11 @@ mod tests {
     /// Tiers `anonymous` (keyed per IP) and `basic` (2 per hour per user), the fixtures'
     /// issuers, an owner rule, and a partner route limited per `X-Client-Id`.
     fn gate() -> Gate {
+        gate_with("")
+    }
+
+    /// [`gate`] with `extra` configuration appended.
+    fn gate_with(extra: &str) -> Gate {
         let f = fixtures();
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tokens");
         let text = format!(
@@ -382,6 +484,7 @@ jwks_file = "{dir}/jwks.json"
 [[auth.issuers]]
 name = "fastapi"
 hs256_secret_env = "{HS_ENV}"
+{extra}
 "#,
             iss = f["issuer"].as_str().unwrap(),
         );
@@ -515,5 +618,211 @@ hs256_secret_env = "{HS_ENV}"
             );
         }
         assert_eq!(g.limiter().tracked_states(), 0);
+    }
+
+    /// Routes that spend no tier quota (besides [`gate`]'s): a health check with no limit at
+    /// all, public files limited per IP by a named limit only, and a required route.
+    const UNLIMITED: &str = r#"
+[limits.files]
+limit = 1
+window = "1h"
+key = "ip"
+[[routes]]
+path = "/healthz"
+auth = "none"
+tier_limit = false
+[[routes]]
+path = "/static/**"
+auth = "optional"
+tier_limit = false
+limits = ["files"]
+[[routes]]
+path = "/api/feed"
+auth = "required"
+tier_limit = false
+"#;
+
+    #[test]
+    fn a_route_without_the_tier_limit_spends_no_tier_quota() {
+        let g = gate_with(UNLIMITED);
+        let none = HeaderMap::new();
+        let good = format!("Bearer {}", token("eddsa_better_auth")); // basic: 2 an hour
+        let decide = |uri: &str, auth: Option<&str>| {
+            decide_at_once(&g, &query(uri, auth.map(str::as_bytes), &none))
+        };
+        // No limit at all: allowed as often as asked, no rate-limit answer, nothing tracked.
+        for _ in 0..5 {
+            let d = decide("/healthz", None);
+            assert_eq!(d.outcome, AccessOutcome::Allowed);
+            assert!(d.limits.is_none() && d.retry_after().is_none());
+            assert_eq!(&*d.tier, "anonymous", "the caller's tier is still named");
+        }
+        assert_eq!(g.limiter().tracked_states(), 0);
+        // A signed-in caller keeps its identity and tier, and spends none of its 2.
+        for _ in 0..3 {
+            let d = decide("/api/feed", Some(&good));
+            assert_eq!(d.outcome, AccessOutcome::Allowed);
+            assert_eq!(&*d.tier, "basic");
+            assert_eq!(d.identity.unwrap().user_id.as_deref(), Some("user_1"));
+            assert!(d.limits.is_none());
+        }
+        assert_eq!(g.limiter().tracked_states(), 0);
+        // The rule's auth still holds.
+        assert_eq!(decide("/api/feed", None).reason(), Some("missing_token"));
+        // A named limit still applies, and alone decides.
+        let d = decide("/static/app.js", Some(&good));
+        assert_eq!(d.outcome, AccessOutcome::Allowed);
+        let only = d.limits.as_ref().unwrap();
+        assert_eq!(only.outcomes.len(), 1);
+        assert_eq!(&*only.deciding().name, "files");
+        let d = decide("/static/app.css", None);
+        assert_eq!(d.outcome, AccessOutcome::RateLimited);
+        assert!(d.retry_after().is_some());
+        // The tier's quota is untouched: both of user_1's hits are still there.
+        assert_eq!(
+            decide("/api/me", Some(&good))
+                .limits
+                .unwrap()
+                .deciding()
+                .remaining,
+            1
+        );
+        assert_eq!(
+            decide("/api/me", Some(&good)).outcome,
+            AccessOutcome::Allowed
+        );
+        // A more specific rule decides for itself: under /api/** the tier's limit applies.
+        assert_eq!(
+            decide("/api/feed/x", Some(&good)).outcome,
+            AccessOutcome::RateLimited
+        );
+    }
+
+    fn preflight_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "origin",
+            http::HeaderValue::from_static("https://app.example"),
+        );
+        h.insert(
+            "access-control-request-method",
+            http::HeaderValue::from_static("DELETE"),
+        );
+        h
+    }
+
+    fn options<'a>(uri: &'a str, headers: &'a HeaderMap) -> AccessQuery<'a> {
+        AccessQuery {
+            method: "OPTIONS",
+            ..query(uri, None, headers)
+        }
+    }
+
+    #[test]
+    fn a_cors_preflight_passes_on_every_route_without_spending_quota() {
+        let g = gate();
+        let pre = preflight_headers();
+        for uri in ["/api/me", "/api/users/bob/tasks", "/partner/x", "/other"] {
+            let d = decide_at_once(&g, &options(uri, &pre));
+            assert_eq!(d.outcome, AccessOutcome::PreflightPassed, "{uri}");
+            assert_eq!(
+                (d.status(), d.reason(), d.result()),
+                (200, None, "preflight")
+            );
+            assert!(d.identity.is_none() && d.tier.is_empty() && d.limits.is_none());
+        }
+        // Credentials are not looked at (a browser sends none; a forged one changes nothing).
+        let forged = format!("Bearer {}", token("tampered_signature"));
+        let q = AccessQuery {
+            credentials: AuthInput {
+                authorization: Some(forged.as_bytes()),
+                ..AuthInput::default()
+            },
+            ..options("/api/me", &pre)
+        };
+        assert_eq!(
+            decide_at_once(&g, &q).outcome,
+            AccessOutcome::PreflightPassed
+        );
+        assert_eq!(g.limiter().tracked_states(), 0, "no quota spent");
+        // Not a preflight: judged by the rule.
+        let origin_only = {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "origin",
+                http::HeaderValue::from_static("https://app.example"),
+            );
+            h
+        };
+        let none = HeaderMap::new();
+        for (method, h) in [
+            ("OPTIONS", &origin_only),
+            ("OPTIONS", &none),
+            ("options", &pre),
+            ("GET", &pre),
+        ] {
+            let q = AccessQuery {
+                method,
+                ..query("/api/me", None, h)
+            };
+            assert_eq!(
+                decide_at_once(&g, &q).reason(),
+                Some("missing_token"),
+                "{method}"
+            );
+        }
+        let q = AccessQuery {
+            headers: None,
+            ..options("/api/me", &pre)
+        };
+        assert_eq!(decide_at_once(&g, &q).reason(), Some("missing_token"));
+        // A path that cannot be judged is refused, preflight or not.
+        assert_eq!(
+            decide_at_once(&g, &options("/api/users/a%2Fb", &pre)).reason(),
+            Some("bad_path")
+        );
+        let metrics = String::from_utf8(g.render_metrics()).unwrap();
+        assert!(
+            metrics.contains(r#"tollgate_access_total{result="preflight"} 5"#),
+            "{metrics}"
+        );
+    }
+
+    #[test]
+    fn preflights_can_be_judged_or_bounded_by_a_limit() {
+        let pre = preflight_headers();
+        let g = gate_with("[policy]\ncors_preflight = \"judge\"\n");
+        let d = decide_at_once(&g, &options("/api/me", &pre));
+        assert_eq!((d.status(), d.reason()), (401, Some("missing_token")));
+        assert_eq!(
+            decide_at_once(&g, &options("/other", &pre)).outcome,
+            AccessOutcome::Allowed,
+            "judged: the anonymous tier's quota"
+        );
+        assert_eq!(g.limiter().tracked_states(), 1);
+
+        let g = gate_with(
+            r#"
+[limits.preflight]
+limit = 2
+window = "1h"
+key = "ip"
+[policy]
+cors_preflight_limits = ["preflight"]
+"#,
+        );
+        for remaining in [1, 0] {
+            let d = decide_at_once(&g, &options("/api/users/bob/x", &pre));
+            assert_eq!(d.outcome, AccessOutcome::PreflightPassed);
+            assert!(d.tier.is_empty());
+            assert_eq!(d.limits.unwrap().deciding().remaining, remaining);
+        }
+        let d = decide_at_once(&g, &options("/api/me", &pre));
+        assert_eq!((d.status(), d.reason()), (403, Some("rate_limited")));
+        assert!(d.retry_after().is_some());
+        // The anonymous tier was not spent by them.
+        let none = HeaderMap::new();
+        let d = decide_at_once(&g, &query("/other", None, &none));
+        assert_eq!(d.limits.unwrap().deciding().remaining, 99);
     }
 }

@@ -125,6 +125,8 @@ fn policy_spec(config: &Config) -> PolicySpec {
         default_auth: p.default_auth.clone(),
         ipv6_key_prefix: p.ipv6_key_prefix,
         credential_headers: vec![config.auth.api_key_header.clone()],
+        cors_preflight: p.cors_preflight.clone(),
+        cors_preflight_limits: p.cors_preflight_limits.clone(),
     }
 }
 
@@ -138,6 +140,7 @@ fn route_spec(r: &RouteConfig) -> RouteSpec {
         owner: r.owner.clone(),
         bypass_roles: r.bypass_roles.clone(),
         limits: r.limits.clone(),
+        tier_limit: r.tier_limit,
     }
 }
 
@@ -193,6 +196,20 @@ fn place(config: &Config, e: SpecError) -> Problem {
                 SettingsError::BadDefaultAuth(_) => at.key("default_auth"),
                 SettingsError::BadIpv6Prefix(_) => at.key("ipv6_key_prefix"),
                 SettingsError::EmptyRole => at.key("owner_bypass_roles"),
+                SettingsError::BadCorsPreflight(_) => at.key("cors_preflight"),
+                SettingsError::EmptyPreflightLimit => at.key("cors_preflight_limits"),
+                SettingsError::DuplicatePreflightLimit(name) => {
+                    let limits = at.key("cors_preflight_limits");
+                    match config
+                        .policy
+                        .cors_preflight_limits
+                        .iter()
+                        .rposition(|l| l == name)
+                    {
+                        Some(j) => limits.index(j),
+                        None => limits,
+                    }
+                }
             };
             Problem::value(path, e)
         }
@@ -266,6 +283,42 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("routes[0].path: path \"api\""), "{text}");
+    }
+
+    #[test]
+    fn preflight_and_tier_limit_mistakes_are_placed_at_their_keys() {
+        let base = "[tiers.anonymous]\nlimit = 1\nwindow = \"1h\"\n\
+                    [tiers.basic]\nlimit = 1\nwindow = \"1h\"\n";
+        let err = |extra: &str| {
+            from_toml_str(&format!("{base}{extra}"), "t.toml")
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("[policy]\ncors_preflight = \"allow\"\n");
+        assert!(
+            e.contains("t.toml:8:18: policy.cors_preflight: cors_preflight = \"allow\": expected \"pass\" or \"judge\""),
+            "{e}"
+        );
+        let e = err("[policy]\ncors_preflight_limits = [\"nope\"]\n");
+        assert!(
+            e.contains("t.toml:8:26: policy.cors_preflight_limits[0]: unknown limit \"nope\""),
+            "{e}"
+        );
+        let e = err("[policy]\ncors_preflight_limits = [\"anonymous\"]\n");
+        assert!(e.contains("is a tier"), "{e}");
+        let e = err("[[routes]]\npath = \"/healthz\"\ntier_limit = \"no\"\n");
+        assert!(e.contains("t.toml:9:14") && e.contains("boolean"), "{e}");
+        let ok = from_toml_str(
+            &format!(
+                "{base}[limits.pre]\nlimit = 9\nwindow = \"1m\"\n[policy]\n\
+                 cors_preflight = \"judge\"\ncors_preflight_limits = [\"pre\"]\n\
+                 [[routes]]\npath = \"/healthz\"\ntier_limit = false\n"
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        assert!(!ok.policy.rules()[0].tier_limit);
+        assert_eq!(&*ok.policy.preflight_limits()[0].name, "pre");
     }
 
     #[test]

@@ -267,15 +267,16 @@ impl Gate {
         }
 
         let limits = [&tier.limit, named.unwrap_or(&tier.limit)];
-        Ok(self.decide_limits(tier, &limits[..n], &checks[..n], q.tier, q.hits))
+        Ok(self.decide_limits(Some(tier), &limits[..n], &checks[..n], q.tier, q.hits))
     }
 
-    /// Runs `checks` (whose limits are `limits`, the tier's first) through the engine and
-    /// records the decision: the tier's decision counters, the deciding limit's denial
-    /// counter, and the abuse signal (counted, and logged once per key and window).
+    /// Runs `checks` (whose limits are `limits`, the tier's first when it applies) through the
+    /// engine and records the decision: the decision counters of `tier` (`None` for a passed
+    /// CORS preflight, which belongs to no tier), the deciding limit's denial counter, and the
+    /// abuse signal (counted, and logged once per key and window).
     fn decide_limits(
         &self,
-        tier: &CompiledTier,
+        tier: Option<&CompiledTier>,
         limits: &[&CompiledLimit],
         checks: &[LimitCheck<'_>],
         tier_name: &str,
@@ -287,9 +288,13 @@ impl Gate {
             .observe(started.elapsed().as_secs_f64());
 
         if decision.allowed {
-            tier.decisions.allowed.inc();
+            if let Some(tier) = tier {
+                tier.decisions.allowed.inc();
+            }
         } else {
-            tier.decisions.denied.inc();
+            if let Some(tier) = tier {
+                tier.decisions.denied.inc();
+            }
             if let Some(denier) = limits.get(decision.deciding) {
                 denier.denials.inc();
             }

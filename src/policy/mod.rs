@@ -32,6 +32,7 @@ pub mod headers;
 pub mod key;
 pub mod path;
 pub mod pattern;
+pub mod preflight;
 pub mod rule;
 pub mod spec;
 
@@ -44,6 +45,7 @@ pub use headers::RequestHeaders;
 pub use key::{KeyTemplate, KeyTemplateError, RequestFacts};
 pub use path::{normalize_path, NormalizedPath, PathError};
 pub use pattern::PathPattern;
+pub use preflight::CorsPreflight;
 pub use rule::{
     AuthRequirement, IdentityRef, IdentityView, MethodSet, Refusal, RouteLimit, RouteRule,
 };
@@ -62,6 +64,10 @@ pub struct Policy {
     client_ip: ClientIpResolver,
     /// Key template of every tier and named limit (they share one namespace).
     keys: HashMap<Box<str>, KeyTemplate>,
+    /// What a CORS preflight request gets (see [`preflight`]).
+    cors_preflight: CorsPreflight,
+    /// The limits a passed preflight spends.
+    preflight_limits: Box<[RouteLimit]>,
 }
 
 /// The rule that governs a request, with the path it matched (for its parameters).
@@ -151,14 +157,7 @@ impl Policy {
                     errors.push(at(spec::RouteError::Shadowed { earlier: j + 1 }));
                 }
             }
-            let route_limits = route
-                .limits
-                .iter()
-                .map(|name| RouteLimit {
-                    name: name.as_str().into(),
-                    key: keys.get(name.as_str()).cloned().unwrap_or_default(),
-                })
-                .collect();
+            let route_limits = route_limits(&route.limits, &keys);
             rules.push(RouteRule {
                 index,
                 pattern,
@@ -174,6 +173,7 @@ impl Policy {
                         .unwrap_or(&spec.owner_bypass_roles),
                 ),
                 limits: route_limits,
+                tier_limit: route.tier_limit,
             });
         }
         if !errors.is_empty() {
@@ -195,6 +195,7 @@ impl Policy {
             owner: None,
             bypass_roles: Box::new([]),
             limits: Box::new([]),
+            tier_limit: true,
         };
 
         Ok(Self {
@@ -202,6 +203,8 @@ impl Policy {
             order: order.into(),
             fallback,
             client_ip,
+            preflight_limits: route_limits(&spec.cors_preflight_limits, &keys),
+            cors_preflight: settings.cors_preflight,
             keys,
         })
     }
@@ -228,6 +231,23 @@ impl Policy {
             path,
             fallback: true,
         }
+    }
+
+    /// Whether a request is a CORS preflight that passes without being judged: `[policy]
+    /// cors_preflight = "pass"` and the request is one ([`preflight::is_preflight`]). For
+    /// any method but `OPTIONS` this costs one comparison.
+    #[inline]
+    pub fn passes_as_preflight(&self, method: &str, headers: Option<&dyn RequestHeaders>) -> bool {
+        // The method first: for any other request this is the one comparison made.
+        preflight::may_be_preflight(method.as_bytes())
+            && self.cors_preflight == CorsPreflight::Pass
+            && preflight::is_preflight(method, headers)
+    }
+
+    /// The limits a passed preflight spends (`[policy] cors_preflight_limits`), with their
+    /// key templates.
+    pub fn preflight_limits(&self) -> &[RouteLimit] {
+        &self.preflight_limits
     }
 
     /// The client address of a request from `peer` (see [`client_ip`]).
@@ -259,6 +279,18 @@ impl Policy {
     pub fn rules_by_priority(&self) -> impl Iterator<Item = &RouteRule> + '_ {
         self.order.iter().map(|&i| &self.rules[i as usize])
     }
+}
+
+/// Named limits with their key templates (an unknown name gets the default template; the
+/// configuration refuses unknown names before this).
+fn route_limits(names: &[String], keys: &HashMap<Box<str>, KeyTemplate>) -> Box<[RouteLimit]> {
+    names
+        .iter()
+        .map(|name| RouteLimit {
+            name: name.as_str().into(),
+            key: keys.get(name.as_str()).cloned().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// `Greater` when `a` wins over `b` on a path both match (ignoring file order).

@@ -273,6 +273,9 @@ pub struct RouteRule {
     pub bypass_roles: Box<[Box<str>]>,
     /// Limits applied besides the tier's.
     pub limits: Box<[RouteLimit]>,
+    /// Whether the caller's tier limit applies (`tier_limit`, default true): `false` for a
+    /// route whose requests spend no tier quota (a health check, static files).
+    pub tier_limit: bool,
 }
 
 impl RouteRule {

@@ -16,6 +16,7 @@ use super::client_ip::{
 };
 use super::key::{KeyPart, KeyTemplate, KeyTemplateError, DEFAULT_IPV6_KEY_PREFIX};
 use super::pattern::{PathPattern, PatternError};
+use super::preflight::CorsPreflight;
 use super::rule::{AuthRequirement, BadMethod, MethodSet};
 
 /// The whole policy as written.
@@ -43,11 +44,17 @@ pub struct PolicySpec {
     /// ([`SECRET_HEADERS`](super::key::SECRET_HEADERS)), such as the API-key header: no key
     /// template may read them.
     pub credential_headers: Vec<String>,
+    /// `pass` or `judge`: what a CORS preflight request gets (see
+    /// [`preflight`](super::preflight)).
+    pub cors_preflight: String,
+    /// Names of the limits a passed preflight spends (keys from their templates, anonymous).
+    pub cors_preflight_limits: Vec<String>,
 }
 
 impl Default for PolicySpec {
     /// No rules, no keys; loopback (and a Unix-socket peer) is a trusted proxy,
-    /// `X-Forwarded-For` then `X-Real-IP`; `optional` auth; no bypass roles; IPv6 per /64.
+    /// `X-Forwarded-For` then `X-Real-IP`; `optional` auth; no bypass roles; IPv6 per /64;
+    /// CORS preflights pass, spending no limit.
     fn default() -> Self {
         Self {
             routes: Vec::new(),
@@ -59,12 +66,14 @@ impl Default for PolicySpec {
             default_auth: AuthRequirement::Optional.as_str().into(),
             ipv6_key_prefix: DEFAULT_IPV6_KEY_PREFIX,
             credential_headers: Vec::new(),
+            cors_preflight: CorsPreflight::default().as_str().into(),
+            cors_preflight_limits: Vec::new(),
         }
     }
 }
 
 /// One route rule as written.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
     /// Path pattern: exact (`/api/me`), prefix (`/api/upload**`, `/api/auth/**`), with
@@ -92,6 +101,31 @@ pub struct RouteSpec {
     /// Names of the limits that apply on this route, besides the tier's limit.
     #[serde(default)]
     pub limits: Vec<String>,
+    /// Whether the caller's tier limit applies on this route (default `true`). `false`: a
+    /// request this rule governs spends no tier quota; the rule's `limits` still apply.
+    #[serde(default = "yes")]
+    pub tier_limit: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for RouteSpec {
+    /// A rule for every path and method, with the policy's default auth and the tier's limit.
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            methods: Vec::new(),
+            auth: None,
+            roles: Vec::new(),
+            permissions: Vec::new(),
+            owner: None,
+            bypass_roles: None,
+            limits: Vec::new(),
+            tier_limit: true,
+        }
+    }
 }
 
 /// The key template of one tier or named limit.
@@ -145,6 +179,12 @@ pub enum SettingsError {
     BadIpv6Prefix(u8),
     #[error("owner_bypass_roles: empty role name")]
     EmptyRole,
+    #[error("cors_preflight = {0:?}: expected \"pass\" or \"judge\"")]
+    BadCorsPreflight(String),
+    #[error("cors_preflight_limits: empty limit name")]
+    EmptyPreflightLimit,
+    #[error("cors_preflight_limits: limit {0:?} is listed twice")]
+    DuplicatePreflightLimit(String),
 }
 
 /// One problem in a [`PolicySpec`], with what it is about.
@@ -207,6 +247,7 @@ pub(super) struct Settings {
     pub client_ip: ClientIpResolver,
     pub default_auth: AuthRequirement,
     pub ipv6_key_prefix: u8,
+    pub cors_preflight: CorsPreflight,
 }
 
 impl PolicySpec {
@@ -231,10 +272,25 @@ impl PolicySpec {
         if self.owner_bypass_roles.iter().any(|r| r.is_empty()) {
             bad(SettingsError::EmptyRole);
         }
+        let cors_preflight = CorsPreflight::parse(&self.cors_preflight).unwrap_or_else(|| {
+            bad(SettingsError::BadCorsPreflight(self.cors_preflight.clone()));
+            CorsPreflight::default()
+        });
+        let limits = &self.cors_preflight_limits;
+        if limits.iter().any(|l| l.is_empty()) {
+            bad(SettingsError::EmptyPreflightLimit);
+        } else if let Some((_, twice)) = limits
+            .iter()
+            .enumerate()
+            .find(|(i, l)| limits[..*i].contains(l))
+        {
+            bad(SettingsError::DuplicatePreflightLimit(twice.clone()));
+        }
         Settings {
             client_ip,
             default_auth,
             ipv6_key_prefix: self.ipv6_key_prefix,
+            cors_preflight,
         }
     }
 
@@ -577,6 +633,42 @@ mod tests {
         );
         assert!(text[6].starts_with("[[routes]] #1 (path \"nope\"): path"));
         assert!(text[7].starts_with("[[routes]] #2 (path \"/ok\"): auth = \"maybe\""));
+    }
+
+    #[test]
+    fn tier_limit_is_on_unless_a_rule_turns_it_off() {
+        assert!(route("path = \"/a\"").tier_limit);
+        assert!(RouteSpec::default().tier_limit);
+        assert!(!route("path = \"/healthz\"\ntier_limit = false").tier_limit);
+        assert!(toml::from_str::<RouteSpec>("path = \"/a\"\ntier_limit = \"no\"").is_err());
+    }
+
+    #[test]
+    fn each_mistake_in_the_preflight_settings_is_named() {
+        let text = |cors: &str, limits: &[&str]| {
+            errors(PolicySpec {
+                cors_preflight: cors.into(),
+                cors_preflight_limits: limits.iter().map(|l| l.to_string()).collect(),
+                ..PolicySpec::default()
+            })
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+        };
+        assert!(text("pass", &["a", "b"]).is_empty());
+        assert!(text("judge", &[]).is_empty());
+        assert_eq!(
+            text("allow", &[]),
+            ["[policy] cors_preflight = \"allow\": expected \"pass\" or \"judge\""]
+        );
+        assert_eq!(
+            text("pass", &["a", ""]),
+            ["[policy] cors_preflight_limits: empty limit name"]
+        );
+        assert_eq!(
+            text("pass", &["a", "b", "a"]),
+            ["[policy] cors_preflight_limits: limit \"a\" is listed twice"]
+        );
     }
 
     #[test]

@@ -119,6 +119,7 @@ pub fn auth_config(dir: &tempfile::TempDir, issuer: IssuerConfig) -> Config {
         owner: None,
         bypass_roles: None,
         limits: Vec::new(),
+        tier_limit: true,
     }];
     c.auth = AuthConfig {
         admin: c.auth.admin.clone(),

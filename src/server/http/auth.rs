@@ -19,6 +19,7 @@ use super::render::{
 use super::{HttpService, HttpShared};
 use crate::auth::AuthInput;
 use crate::gate::{grammar, AccessDecision, AccessOutcome, AccessQuery};
+use crate::policy::preflight::{may_be_preflight, PREFLIGHT_HEADERS};
 use crate::policy::Peer;
 use crate::problem::{quote, Problem, ProblemType};
 
@@ -69,8 +70,10 @@ impl HttpService {
     /// `/auth` on the fast path: picks the credentials, `X-Original-URI`,
     /// `X-Original-Method` and the headers the gate reads out of the head's `fields` (name,
     /// value, in order), and writes the answer into `out`. Only the headers the gate reads
-    /// ([`crate::gate::Gate::with_access_headers`]: client-IP and key-template headers) go
-    /// into a `HeaderMap`, so a request without them builds nothing.
+    /// ([`crate::gate::Gate::with_access_headers`]: client-IP and key-template headers; and
+    /// for an `OPTIONS` request, the two a CORS preflight is recognised by,
+    /// [`PREFLIGHT_HEADERS`]) go into a `HeaderMap`, so a request without them builds
+    /// nothing: an `Origin` on a `POST` costs no allocation.
     pub(super) async fn auth_from_head<'h>(
         &self,
         method: &'h str,
@@ -90,6 +93,8 @@ impl HttpService {
             api_key: None,
         };
         let mut headers = HeaderMap::new();
+        // Kept aside until the method is known (X-Original-Method may come after them).
+        let mut preflight: [Option<&[u8]>; 2] = [None; 2];
         gate.with_access_headers(|wanted| {
             for (name, value) in fields {
                 // The first of repeated headers counts, as `HeaderMap::get` has it on hyper's
@@ -113,6 +118,11 @@ impl HttpService {
                         {
                             headers.append(n, v);
                         }
+                    } else if let Some(i) = PREFLIGHT_HEADERS
+                        .iter()
+                        .position(|p| name.eq_ignore_ascii_case(p.as_str().as_bytes()))
+                    {
+                        preflight[i].get_or_insert(value);
                     }
                     continue;
                 };
@@ -121,6 +131,13 @@ impl HttpService {
                 }
             }
         });
+        if may_be_preflight(facts.original_method.unwrap_or(method.as_bytes())) {
+            for (name, value) in PREFLIGHT_HEADERS.iter().zip(preflight) {
+                if let Some(v) = value.and_then(|v| HeaderValue::from_bytes(v).ok()) {
+                    headers.append(name, v);
+                }
+            }
+        }
         match shared.authorize(&facts, self.peer, &headers).await {
             Ok(d) => shared.write_auth(out, &d, method == "HEAD", date, close),
             Err(p) => write_problem(out, &p, date, close),
@@ -264,7 +281,7 @@ fn auth_fields(f: &mut FieldWriter<'_>, d: &AccessDecision) -> Result<(), Proble
         return Err(unsafe_value());
     }
     match &d.outcome {
-        AccessOutcome::Allowed => {
+        AccessOutcome::Allowed | AccessOutcome::PreflightPassed => {
             if let Some(id) = &d.identity {
                 let safe = |v: Option<&str>| v.map_or(true, header_safe);
                 if !safe(id.user_id.as_deref())

@@ -146,6 +146,7 @@ pub(super) fn auth_door(log: Option<&Path>) -> RespDoor {
         owner: owner.map(Into::into),
         bypass_roles: None,
         limits: Vec::new(),
+        tier_limit: true,
     };
     c.routes = vec![
         route("/api/me", Some("required"), None),

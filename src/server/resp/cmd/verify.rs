@@ -1,6 +1,12 @@
-//! `VERIFY <token> <method> <path> <client-ip>`: the access question `/auth` answers over
-//! HTTP, asked over RESP. Answers `[status, reason, user_id, role, tier, remaining,
-//! retry_after]`.
+//! `VERIFY <token> <method> <path> <client-ip> [HEADER <name> <value>]…`: the access question
+//! `/auth` answers over HTTP, asked over RESP. Answers `[status, reason, user_id, role, tier,
+//! remaining, retry_after]`.
+//!
+//! `HEADER` pairs are the request headers `/auth` would read from nginx's subrequest besides
+//! the credentials and the client address: those a CORS preflight is recognised by (`Origin`,
+//! `Access-Control-Request-Method`) and those key templates name (`header=…`). Without them
+//! the request has no headers: an `OPTIONS` is then judged by its rule, never passed as a
+//! preflight, and `header=` key parts read as absent.
 //!
 //! The arguments are checked and the client address resolved at once ([`apply`]); the
 //! decision may wait for a key-set refetch (a token naming an unknown key id), so the
@@ -9,10 +15,12 @@
 use std::net::IpAddr;
 
 use bytes::BytesMut;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{err, wrong_arity, Flow, Settled, Work};
 use crate::auth::AuthInput;
-use crate::gate::{grammar, AccessDecision, AccessOutcome, AccessQuery, CheckError};
+use crate::gate::{grammar, AccessDecision, AccessQuery, CheckError};
+use crate::policy::RequestHeaders;
 use crate::resp::frame::{self, Protocol};
 use crate::resp::Args;
 use crate::server::resp::connection::Conn;
@@ -27,7 +35,12 @@ pub(in crate::server::resp) struct VerifyArgs<'a> {
     uri: &'a [u8],
     /// The client address the decision is made for (see [`parse`]).
     client_ip: Option<IpAddr>,
+    /// The `HEADER` pairs; `None` when there are none.
+    headers: Option<HeaderMap>,
 }
+
+/// Most `HEADER` pairs one `VERIFY` takes.
+pub(in crate::server::resp) const MAX_VERIFY_HEADERS: usize = 8;
 
 /// `VERIFY`: checks its arguments and hands the decision to the loop as [`Work::Verify`].
 pub(super) fn apply<'a>(
@@ -43,8 +56,9 @@ pub(super) fn apply<'a>(
     }
 }
 
-/// `VERIFY <token> <method> <path> <client-ip>`: checks the arguments and resolves the
-/// client address; the decision itself is [`settle`]d by the loop.
+/// `VERIFY <token> <method> <path> <client-ip> [HEADER <name> <value>]…`: checks the
+/// arguments and resolves the client address; the decision itself is [`settle`]d by the
+/// loop.
 ///
 /// The client-IP argument is believed only when this connection's peer is a trusted
 /// proxy (`[policy]` trusted proxies; loopback and the Unix socket by default): the
@@ -59,7 +73,8 @@ fn parse<'a>(
     out: &mut BytesMut,
     counts: &mut BatchCounts,
 ) -> Option<VerifyArgs<'a>> {
-    if args.len() != 5 {
+    let pairs = args.len().saturating_sub(5) / 3;
+    if args.len() < 5 || (args.len() - 5) % 3 != 0 || pairs > MAX_VERIFY_HEADERS {
         wrong_arity(out, "verify", counts);
         return None;
     }
@@ -83,6 +98,35 @@ fn parse<'a>(
         );
         return None;
     };
+    let headers = if pairs == 0 {
+        None
+    } else {
+        let mut map = HeaderMap::with_capacity(pairs);
+        for pair in (5..args.len()).step_by(3) {
+            if !args[pair].eq_ignore_ascii_case(b"HEADER") {
+                err(
+                    out,
+                    "ERR syntax error: after the client-ip, only HEADER <name> <value> pairs",
+                    counts,
+                );
+                return None;
+            }
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(args[pair + 1]),
+                HeaderValue::from_bytes(args[pair + 2]),
+            ) else {
+                err(
+                    out,
+                    "ERR a HEADER needs a header name (an HTTP token) and a value without \
+                     control characters",
+                    counts,
+                );
+                return None;
+            };
+            map.append(name, value);
+        }
+        Some(map)
+    };
     // An unknown peer is trusted with nothing, not even an address of its own.
     let client_ip = conn
         .peer
@@ -92,6 +136,7 @@ fn parse<'a>(
         method,
         uri,
         client_ip,
+        headers,
     })
 }
 
@@ -102,7 +147,7 @@ pub(super) async fn settle(v: VerifyArgs<'_>, door: &DoorShared) -> Settled {
         uri: v.uri,
         credentials: v.credentials,
         client_ip: v.client_ip,
-        headers: None,
+        headers: v.headers.as_ref().map(|h| h as &dyn RequestHeaders),
     };
     Settled::Verify(door.gate.authorize(&query).await)
 }
@@ -116,7 +161,7 @@ pub(super) fn reply(
 ) {
     match result {
         Ok(d) => {
-            if d.outcome == AccessOutcome::Allowed {
+            if d.is_allowed() {
                 counts.verifies_allowed += 1;
             } else {
                 counts.verifies_refused += 1;
@@ -353,5 +398,58 @@ mod tests {
         );
         // It must still send an address.
         assert!(verify(&mut outsider, &d, "", "/x", "me").starts_with("-ERR the client-ip"));
+    }
+
+    #[test]
+    fn header_pairs_make_a_cors_preflight_and_are_checked() {
+        let d = auth_door(None);
+        let mut c = conn(false);
+        let ip = b"198.51.100.7";
+        let preflight: [&[u8]; 11] = [
+            b"VERIFY",
+            b"",
+            b"OPTIONS",
+            b"/api/users/bob/files",
+            ip,
+            b"HEADER",
+            b"Origin",
+            b"https://app.example",
+            b"header",
+            b"access-control-request-method",
+            b"DELETE",
+        ];
+        // Passed unjudged: anonymous, no tier, nothing counted.
+        let passed = (200, None, None, None, None, -1, -1);
+        assert_eq!(verdict(&run_args(&mut c, &d, &preflight)), passed);
+        assert_eq!(verdict(&run_args(&mut c, &d, &preflight)), passed);
+        // Without the headers it is an OPTIONS like any other, judged by its rule.
+        assert_eq!(
+            verdict(&run_args(&mut c, &d, &preflight[..5])).1,
+            some("missing_token")
+        );
+        assert_eq!(
+            verdict(&run_args(&mut c, &d, &preflight[..8])).1,
+            some("missing_token")
+        );
+        let info = run(&mut c, &d, "INFO stats");
+        assert!(info.contains("verifies_allowed:2\r\n"), "{info}");
+        // Mistakes in the pairs.
+        let mut bad = preflight;
+        bad[5] = b"HEADERS";
+        assert!(run_args(&mut c, &d, &bad).starts_with("-ERR syntax error"));
+        let mut bad = preflight;
+        bad[6] = b"Ori gin";
+        assert!(run_args(&mut c, &d, &bad).starts_with("-ERR a HEADER needs"));
+        let mut bad = preflight;
+        bad[7] = b"a\r\nb";
+        assert!(run_args(&mut c, &d, &bad).starts_with("-ERR a HEADER needs"));
+        let mut many: Vec<&[u8]> = preflight[..5].to_vec();
+        for _ in 0..=super::MAX_VERIFY_HEADERS {
+            many.extend([&b"HEADER"[..], b"x-a", b"1"]);
+        }
+        assert_eq!(
+            run_args(&mut c, &d, &many),
+            "-ERR wrong number of arguments for 'verify' command\r\n"
+        );
     }
 }
