@@ -173,6 +173,8 @@ fn embedded_default_route_limits() {
     // endpoints only, not on get-session or token (called on every page).
     assert!(route("/api/auth/**").limits.is_empty());
     assert_eq!(route("/api/auth/**").auth.as_deref(), Some("none"));
+    // ...and no quota at all: get-session is called on every navigation.
+    assert!(!route("/api/auth/**").tier_limit);
     for credential in [
         "/api/auth/sign-in/**",
         "/api/auth/sign-up/**",
