@@ -27,11 +27,12 @@ pub mod cache;
 mod error;
 pub mod identity;
 pub mod jwks;
+mod reload;
 pub mod revocation;
 pub mod verify;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ pub use cache::{CacheStats, TokenCache};
 pub use error::AuthError;
 pub use identity::{Identity, IdentityKind, IdentityRules, TokenClaims};
 pub use jwks::{IssuerKeys, KeySet, KeySetStats};
+pub use reload::AuthChanges;
 pub use revocation::{
     MergeSummary, Revocation, RevocationEntry, RevocationError, RevocationOptions, RevocationStore,
     MAX_ID_BYTES as MAX_REVOCATION_ID_BYTES,
@@ -231,7 +233,143 @@ struct Issuer {
     name: String,
     algs: AlgSet,
     rules: ClaimRules,
+    /// Shared with the authenticator a reload builds when the key source is unchanged, so a
+    /// fetched set, its generation and its counters survive the reload.
     keys: Arc<IssuerKeys>,
+    /// The background refresh of a remote set; shared like `keys`, aborted when the last
+    /// authenticator holding it is dropped.
+    refresh: Arc<Mutex<Option<TaskGuard>>>,
+}
+
+impl Issuer {
+    /// Builds issuer `ic` with a key set of its own (read now for a file or a secret; empty
+    /// until fetched for a URL).
+    fn from_config(
+        ic: &crate::config::auth::IssuerConfig,
+        clock: &Arc<dyn Clock>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let keys = Arc::new(issuer_keys(ic, clock, env)?);
+        Self::with_keys(ic, keys, Arc::default())
+    }
+
+    /// Issuer `ic` on a key set (and its refresh task) that already exists.
+    fn with_keys(
+        ic: &crate::config::auth::IssuerConfig,
+        keys: Arc<IssuerKeys>,
+        refresh: Arc<Mutex<Option<TaskGuard>>>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            name: ic.name.clone(),
+            algs: AlgSet::from_names(&ic.effective_algorithms())?,
+            rules: ClaimRules {
+                audiences: ic.audiences.clone(),
+                leeway_ms: ic.leeway()?.as_millis() as i64,
+                required_claims: ic.required_claims.clone(),
+            },
+            keys,
+            refresh,
+        })
+    }
+}
+
+/// The key set of issuer `ic`: a secret from the environment, a JWKS file read now, or a
+/// JWKS URL (empty until fetched).
+fn issuer_keys(
+    ic: &crate::config::auth::IssuerConfig,
+    clock: &Arc<dyn Clock>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<IssuerKeys, String> {
+    let name = &ic.name;
+    Ok(match ic.key_source()? {
+        KeySourceConfig::SecretEnv(var) => {
+            let secret = env(var).ok_or_else(|| {
+                format!(
+                    "issuer {name:?}: hs256_secret_env: the environment variable {var} is not \
+                     set; set it to the issuer's shared secret (at least \
+                     {MIN_HS256_SECRET_BYTES} bytes)"
+                )
+            })?;
+            if secret.len() < MIN_HS256_SECRET_BYTES {
+                return Err(format!(
+                    "issuer {name:?}: hs256_secret_env: the HS256 secret in {var} is {} bytes; at least {MIN_HS256_SECRET_BYTES} are required",
+                    secret.len()
+                ));
+            }
+            IssuerKeys::fixed(name, KeySet::hs256(secret.as_bytes()))
+        }
+        KeySourceConfig::File(path) => IssuerKeys::fixed(
+            name,
+            KeySet::from_file(path).map_err(|e| format!("issuer {name:?}: jwks_file: {e}"))?,
+        ),
+        KeySourceConfig::Url(url) => IssuerKeys::remote(
+            name,
+            url,
+            jwks::RemoteOptions {
+                timeout: ic.fetch_timeout()?,
+                max_bytes: ic.max_jwks_bytes,
+                refresh: ic.refresh_interval()?,
+                min_refresh: ic.min_refresh()?,
+                max_refresh: ic.max_refresh()?,
+                kid_cooldown: ic.unknown_kid_cooldown()?,
+                ca_file: ic.ca_file.clone(),
+            },
+            Arc::clone(clock),
+        )?,
+    })
+}
+
+/// The revocation store's bounds from `[auth.revocation]` and the issuers' leeways.
+fn revocation_options(config: &AuthConfig) -> Result<RevocationOptions, String> {
+    let mut max_leeway = Duration::ZERO;
+    for ic in &config.issuers {
+        max_leeway = max_leeway.max(ic.leeway()?);
+    }
+    Ok(RevocationOptions {
+        max_entries: config.revocation.max_entries,
+        subject_retention_secs: config.revocation.subject_retention()?.as_secs() as i64,
+        // A jti entry must outlive the last moment its token verifies.
+        jti_slack_secs: max_leeway.as_secs() as i64 + 1,
+    })
+}
+
+/// Why the revocation log at `path` could not be opened, naming the key, the path, the cause
+/// and what to do about it.
+pub fn revocation_log_error(path: &std::path::Path, e: &RevocationError) -> String {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let fix = match e {
+        RevocationError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => format!(
+            "the directory {} does not exist: create it (mkdir -p {}) writable by the user \
+             tollgate runs as, or set the path to a file in a directory that exists",
+            dir.display(),
+            dir.display()
+        ),
+        RevocationError::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => format!(
+            "tollgate may not create or write that file: give the user it runs as write \
+             access to {}, or set the path to a writable location",
+            dir.display()
+        ),
+        RevocationError::Corrupt { .. } => "repair or move the file aside (tollgate then \
+             starts with no revocations)"
+            .to_string(),
+        _ => "fix the file or its directory, or set the path to a writable location".into(),
+    };
+    format!(
+        "[auth.revocation] path = {:?}: cannot open the revocation log ({e}); {fix}",
+        path.display().to_string()
+    )
+}
+
+/// A background task that stops when its guard is dropped.
+struct TaskGuard(tokio::task::AbortHandle);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 enum Attempt<'t> {
@@ -275,12 +413,17 @@ pub struct Authenticator {
     rules: IdentityRules,
     anonymous: Arc<Identity>,
     api_keys: ApiKeys,
-    cache: TokenCache,
+    /// Shared with the authenticator a reload builds when the reload cannot change what a
+    /// cached token means (see `reload.rs`).
+    cache: Arc<TokenCache>,
+    /// One store for the life of the process: a reload hands it on.
     revocations: Arc<RevocationStore>,
     clock: Arc<dyn Clock>,
-    /// Outcome counters.
-    pub outcomes: AuthOutcomes,
-    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Outcome counters, handed on by a reload.
+    pub outcomes: Arc<AuthOutcomes>,
+    /// The revocation upkeep task, handed on by a reload.
+    upkeep: Arc<Mutex<Option<TaskGuard>>>,
+    started: AtomicBool,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -294,14 +437,6 @@ impl std::fmt::Debug for Authenticator {
             .field("cache", &self.cache)
             .field("revocations", &self.revocations)
             .finish()
-    }
-}
-
-impl Drop for Authenticator {
-    fn drop(&mut self) {
-        for t in self.tasks.lock().drain(..) {
-            t.abort();
-        }
     }
 }
 
@@ -323,77 +458,21 @@ impl Authenticator {
     ) -> Result<Self, String> {
         config.validate()?;
         let mut issuers = Vec::new();
-        let mut by_iss = HashMap::new();
-        let mut without_iss = None;
-        let mut max_leeway = Duration::ZERO;
-        for (i, ic) in config.issuers.iter().enumerate() {
-            let name = &ic.name;
-            let leeway = ic.leeway()?;
-            max_leeway = max_leeway.max(leeway);
-            let keys = match ic.key_source()? {
-                KeySourceConfig::SecretEnv(var) => {
-                    let secret = env(var).ok_or_else(|| {
-                        format!("issuer {name:?}: environment variable {var} is not set")
-                    })?;
-                    if secret.len() < MIN_HS256_SECRET_BYTES {
-                        return Err(format!(
-                            "issuer {name:?}: the HS256 secret in {var} is {} bytes; at least {MIN_HS256_SECRET_BYTES} are required",
-                            secret.len()
-                        ));
-                    }
-                    IssuerKeys::fixed(name, KeySet::hs256(secret.as_bytes()))
-                }
-                KeySourceConfig::File(path) => IssuerKeys::fixed(
-                    name,
-                    KeySet::from_file(path).map_err(|e| format!("issuer {name:?}: {e}"))?,
-                ),
-                KeySourceConfig::Url(url) => IssuerKeys::remote(
-                    name,
-                    url,
-                    jwks::RemoteOptions {
-                        timeout: ic.fetch_timeout()?,
-                        max_bytes: ic.max_jwks_bytes,
-                        refresh: ic.refresh_interval()?,
-                        min_refresh: ic.min_refresh()?,
-                        max_refresh: ic.max_refresh()?,
-                        kid_cooldown: ic.unknown_kid_cooldown()?,
-                        ca_file: ic.ca_file.clone(),
-                    },
-                    Arc::clone(&clock),
-                )?,
-            };
-            match &ic.issuer {
-                Some(iss) => {
-                    by_iss.insert(iss.clone(), i);
-                }
-                None => without_iss = Some(i),
-            }
-            issuers.push(Issuer {
-                name: name.clone(),
-                algs: AlgSet::from_names(&ic.effective_algorithms())?,
-                rules: ClaimRules {
-                    audiences: ic.audiences.clone(),
-                    leeway_ms: leeway.as_millis() as i64,
-                    required_claims: ic.required_claims.clone(),
-                },
-                keys: Arc::new(keys),
-            });
+        for ic in &config.issuers {
+            issuers.push(Issuer::from_config(ic, &clock, env)?);
         }
         let revocations = match revocations {
             Some(r) => r,
             None => {
-                let opts = RevocationOptions {
-                    max_entries: config.revocation.max_entries,
-                    subject_retention_secs: config.revocation.subject_retention()?.as_secs() as i64,
-                    // A jti entry must outlive the last moment its token verifies.
-                    jti_slack_secs: max_leeway.as_secs() as i64 + 1,
-                };
                 let store = RevocationStore::open_with(
                     config.revocation.path.as_deref(),
                     Arc::clone(&clock),
-                    opts,
+                    revocation_options(config)?,
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match &config.revocation.path {
+                    Some(path) => revocation_log_error(path, &e),
+                    None => e.to_string(),
+                })?;
                 // Revocations are of tokens: without an issuer there is nothing to lose.
                 if !store.is_durable() && !config.issuers.is_empty() {
                     tracing::warn!("auth.revocation.path is not set: revocations are kept in memory only and lost on restart");
@@ -401,6 +480,38 @@ impl Authenticator {
                 Arc::new(store)
             }
         };
+        Self::assemble(
+            config,
+            issuers,
+            Arc::new(TokenCache::new(config.cache.capacity)),
+            revocations,
+            clock,
+            Arc::default(),
+            Arc::default(),
+        )
+    }
+
+    /// An authenticator of `config` from parts that may outlive it (a reload hands over the
+    /// token cache, the revocation store, the counters and the background upkeep).
+    fn assemble(
+        config: &AuthConfig,
+        issuers: Vec<Issuer>,
+        cache: Arc<TokenCache>,
+        revocations: Arc<RevocationStore>,
+        clock: Arc<dyn Clock>,
+        outcomes: Arc<AuthOutcomes>,
+        upkeep: Arc<Mutex<Option<TaskGuard>>>,
+    ) -> Result<Self, String> {
+        let mut by_iss = HashMap::new();
+        let mut without_iss = None;
+        for (i, (ic, _)) in config.issuers.iter().zip(&issuers).enumerate() {
+            match &ic.issuer {
+                Some(iss) => {
+                    by_iss.insert(iss.clone(), i);
+                }
+                None => without_iss = Some(i),
+            }
+        }
         let rules = IdentityRules::from_config(config);
         Ok(Self {
             issuers,
@@ -409,26 +520,32 @@ impl Authenticator {
             anonymous: Arc::new(Identity::anonymous(rules.anonymous_tier())),
             rules,
             api_keys: ApiKeys::from_config(&config.api_key_header, &config.api_keys)?,
-            cache: TokenCache::new(config.cache.capacity),
+            cache,
             revocations,
             clock,
-            outcomes: AuthOutcomes::default(),
-            tasks: Mutex::new(Vec::new()),
+            outcomes,
+            upkeep,
+            started: AtomicBool::new(false),
         })
     }
 
     /// Starts the background refresh of every remote key set (first fetch at once).
     /// Needs a Tokio runtime; the tasks stop when the authenticator is dropped.
     pub fn start(&self) {
-        let mut tasks = self.tasks.lock();
+        self.started.store(true, Ordering::Relaxed);
         for i in &self.issuers {
-            if let Some(h) = i.keys.spawn_refresh() {
-                tasks.push(h.abort_handle());
+            let mut refresh = i.refresh.lock();
+            if refresh.is_none() {
+                *refresh = i.keys.spawn_refresh().map(|h| TaskGuard(h.abort_handle()));
             }
+        }
+        let mut upkeep = self.upkeep.lock();
+        if upkeep.is_some() {
+            return; // started by the authenticator this one replaced
         }
         // Revocation upkeep: expired entries leave memory and the log every 10 minutes.
         let store = Arc::downgrade(&self.revocations);
-        let upkeep = tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut every = tokio::time::interval(REVOCATION_UPKEEP);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             every.tick().await;
@@ -441,7 +558,13 @@ impl Authenticator {
                 }
             }
         });
-        tasks.push(upkeep.abort_handle());
+        *upkeep = Some(TaskGuard(task.abort_handle()));
+    }
+
+    /// Whether [`Self::start`] was called: a reload starts the authenticator it builds only
+    /// if the one it replaces was started.
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
     }
 
     /// True when every issuer has a key set (the `/readyz` condition).

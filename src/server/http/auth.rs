@@ -55,8 +55,10 @@ impl HttpService {
             original_uri: h.get(X_ORIGINAL_URI).map(HeaderValue::as_bytes),
             original_method: h.get(X_ORIGINAL_METHOD).map(HeaderValue::as_bytes),
             authorization: h.get(AUTHORIZATION).map(HeaderValue::as_bytes),
-            api_key: h
-                .get(self.shared.gate.authenticator().api_key_header())
+            api_key: self
+                .shared
+                .gate
+                .with_api_key_header(|name| h.get(name))
                 .map(HeaderValue::as_bytes),
         };
         let reply = match self.shared.authorize(&facts, self.peer, h).await {
@@ -81,7 +83,6 @@ impl HttpService {
     ) {
         let shared = &self.shared;
         let gate = &shared.gate;
-        let api_key_header = gate.authenticator().api_key_header().as_str().as_bytes();
         let mut facts = AuthFacts {
             method,
             original_uri: None,
@@ -90,7 +91,8 @@ impl HttpService {
             api_key: None,
         };
         let mut headers = HeaderMap::new();
-        gate.with_access_headers(|wanted| {
+        gate.with_access_headers(|api_key_header, wanted| {
+            let api_key_header = api_key_header.as_str().as_bytes();
             for (name, value) in fields {
                 // The first of repeated headers counts, as `HeaderMap::get` has it on hyper's
                 // path.
