@@ -87,9 +87,8 @@ impl Authenticator {
             }
         }
 
-        let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
-            format!("{a:?}") != format!("{b:?}")
-        };
+        let differs =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
         let mut identity_rules_unchanged = true;
         for (key, changed, in_identity) in [
             ("claims", differs(&old.claims, &new.claims), true),
@@ -98,7 +97,11 @@ impl Authenticator {
                 differs(&old.default_tier, &new.default_tier),
                 true,
             ),
-            ("role_tiers", differs(&old.role_tiers, &new.role_tiers), true),
+            (
+                "role_tiers",
+                differs(&old.role_tiers, &new.role_tiers),
+                true,
+            ),
             ("cache", differs(&old.cache, &new.cache), true),
             (
                 "anonymous_tier",
@@ -169,12 +172,7 @@ impl Authenticator {
                 return Ok(None);
             }
         }
-        Issuer::with_keys(
-            new,
-            Arc::clone(&running.keys),
-            Arc::clone(&running.refresh),
-        )
-        .map(Some)
+        Issuer::with_keys(new, Arc::clone(&running.keys), Arc::clone(&running.refresh)).map(Some)
     }
 }
 

@@ -483,8 +483,9 @@ hs256_secret_env = "{HS_ENV}"
     #[test]
     fn header_key_parts_count_per_header_value_and_doors_keep_those_headers() {
         let g = gate();
-        let names =
-            g.with_access_headers(|_, h| h.iter().map(|n| n.as_str().to_string()).collect::<Vec<_>>());
+        let names = g.with_access_headers(|_, h| {
+            h.iter().map(|n| n.as_str().to_string()).collect::<Vec<_>>()
+        });
         assert_eq!(names, ["x-forwarded-for", "x-real-ip", "x-client-id"]);
 
         let with = |id: &'static str| {

@@ -283,7 +283,8 @@ fn track_key_set_readiness(gate: &Gate, readiness: &Readiness) {
         .issuer_keys()
         .map(|k| format!("keyset:{}", k.name()))
         .collect();
-    readiness.remove_where(|name| name.starts_with("keyset:") && !names.contains(&name.to_string()));
+    readiness
+        .remove_where(|name| name.starts_with("keyset:") && !names.contains(&name.to_string()));
     for keys in auth.issuer_keys() {
         let flag = readiness.register(&format!("keyset:{}", keys.name()), keys.is_ready());
         if !flag.get() {
