@@ -300,7 +300,12 @@ fn issuer_keys(
         }
         KeySourceConfig::File(path) => IssuerKeys::fixed(
             name,
-            KeySet::from_file(path).map_err(|e| format!("issuer {name:?}: jwks_file: {e}"))?,
+            KeySet::from_file(path).map_err(|e| {
+                format!(
+                    "issuer {name:?}: jwks_file: {e}; point it at a readable JWKS document \
+                     ({{\"keys\": [...]}}) or use jwks_url"
+                )
+            })?,
         ),
         KeySourceConfig::Url(url) => IssuerKeys::remote(
             name,
@@ -317,6 +322,17 @@ fn issuer_keys(
             Arc::clone(clock),
         )?,
     })
+}
+
+/// Builds issuer `ic`'s key source as `serve` would, and drops it: a secret read and
+/// measured, a key file read and parsed, a JWKS URL's HTTP client and CA bundle set up (the
+/// URL itself is not fetched). For `check-config`, which reports what a start would refuse.
+pub fn check_key_source(
+    ic: &crate::config::auth::IssuerConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+    issuer_keys(ic, &clock, env).map(drop)
 }
 
 /// The revocation store's bounds from `[auth.revocation]` and the issuers' leeways.

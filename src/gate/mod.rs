@@ -23,7 +23,9 @@
 //! - [`grammar`]: what a method and a hit count are, for every door;
 //! - `retry_after.rs`: when a denied caller should retry ([`retry_after`], at least 1 s);
 //! - [`compile`]: configuration → limits and policy, with file:line:column errors;
-//! - `hash_key.rs`: the limiter's key-hash key, from the injected environment.
+//! - `hash_key.rs`: the limiter's key-hash key, from the injected environment;
+//! - [`preflight`]: the files, directories and environment variables a configuration names,
+//!   checked before a start (`check-config`, `serve`).
 //!
 //! A door parses its input into these facts, calls the gate and renders the answer; it never
 //! decides anything itself.
@@ -33,6 +35,7 @@ mod admin;
 pub mod compile;
 pub mod grammar;
 mod hash_key;
+pub mod preflight;
 mod retry_after;
 mod revoke;
 
