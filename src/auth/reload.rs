@@ -23,7 +23,8 @@
 
 use std::sync::Arc;
 
-use super::{issuer_keys, Authenticator, Issuer};
+use super::build::{issuer_keys, Issuer};
+use super::Authenticator;
 use crate::config::auth::IssuerConfig;
 use crate::config::AuthConfig;
 
