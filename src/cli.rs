@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, EMBEDDED_DEFAULT, EMBEDDED_ORIGIN};
 use crate::gate::compile;
+use crate::gate::preflight::Preflight;
 
 /// Invalid configuration, or a failure while running.
 pub const EXIT_FAILURE: u8 = 1;
@@ -28,8 +29,9 @@ Examples:
       Run on your own configuration. `kill -HUP <pid>` reloads it; a bad file is refused
       and the running configuration stays.
   tollgate check-config /etc/tollgate/tollgate.toml
-      Validate a file: prints `FILE: ok` and a summary, or `FILE:LINE:COLUMN: what is wrong`
-      and exits 1.
+      Validate a file, and the files, directories and environment variables it names, as
+      they are where it runs: prints `FILE: ok` and a summary, or every problem (the key,
+      the path, what to do) and exits 1. Add --file-only to check the file alone, e.g. in CI.
   tollgate print-default-config > tollgate.toml
       Start a configuration from the commented default.
   TOLLGATE_LOG=debug tollgate serve
@@ -66,12 +68,16 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Validate a configuration file: `FILE: ok` and a summary, or every problem as
-    /// FILE:LINE:COLUMN and exit status 1.
+    /// Validate a configuration file and what it names here (files, directories,
+    /// environment variables): `FILE: ok` and a summary, or every problem and exit status 1.
     CheckConfig {
         /// The configuration file to check.
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Check the file alone, not the files, directories and environment variables it
+        /// names (for checking it away from where it runs, e.g. in CI).
+        #[arg(long)]
+        file_only: bool,
     },
     /// Print the embedded default configuration, commented, as a starting point.
     PrintDefaultConfig,
@@ -112,23 +118,52 @@ fn print_out(text: &str) -> ExitCode {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
-        Command::CheckConfig { file } => check_config(file),
+        Command::CheckConfig { file, file_only } => check_config(file, file_only),
         Command::PrintDefaultConfig => print_out(EMBEDDED_DEFAULT),
     }
 }
 
-fn check_config(file: PathBuf) -> ExitCode {
-    match compile::load(&file) {
-        Ok(compiled) => print_out(&format!(
-            "{}: ok\n{}\n",
-            file.display(),
-            compiled.config.summary()
-        )),
+fn check_config(file: PathBuf, file_only: bool) -> ExitCode {
+    let compiled = match compile::load(&file) {
+        Ok(compiled) => compiled,
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::from(EXIT_FAILURE)
+            return ExitCode::from(EXIT_FAILURE);
         }
+    };
+    let mut report = format!("{}: ok\n{}\n", file.display(), compiled.config.summary());
+    if file_only {
+        report.push_str(
+            "not checked (--file-only): the files, directories and environment variables it names\n",
+        );
+        return print_out(&report);
     }
+    let preflight = Preflight::run(&compiled.config, &|v| std::env::var(v).ok());
+    if !preflight.is_ok() {
+        eprint!("{}", refusal(&file.display().to_string(), &preflight));
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    for note in &preflight.not_checked {
+        report.push_str(&format!("not checked: {note}\n"));
+    }
+    print_out(&report)
+}
+
+/// What `check-config` and `serve` say about a configuration whose surroundings a start
+/// would refuse: every problem, one a line, each naming its key.
+fn refusal(origin: &str, preflight: &Preflight) -> String {
+    let mut text = String::new();
+    for problem in &preflight.problems {
+        text.push_str(&format!("{origin}: {problem}\n"));
+    }
+    text.push_str(&format!(
+        "{origin}: {} the server would refuse at start\n",
+        match preflight.problems.len() {
+            1 => "1 problem".to_string(),
+            n => format!("{n} problems"),
+        }
+    ));
+    text
 }
 
 fn serve(config_path: Option<PathBuf>) -> ExitCode {
@@ -147,6 +182,17 @@ fn serve(config_path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
+    // What the file names on this machine, checked before anything starts: every problem
+    // at once, in check-config's words.
+    let preflight = Preflight::run(&config, &|v| std::env::var(v).ok());
+    if !preflight.is_ok() {
+        let origin = config_path
+            .as_ref()
+            .map_or_else(|| EMBEDDED_ORIGIN.to_string(), |p| p.display().to_string());
+        eprint!("{}", refusal(&origin, &preflight));
+        eprintln!("tollgate: not starting: fix the problems above (tollgate check-config FILE checks them)");
+        return ExitCode::from(EXIT_FAILURE);
+    }
     if let Err(e) = crate::logging::init(&config.log) {
         eprintln!("tollgate: {e:#}");
         return ExitCode::from(EXIT_FAILURE);

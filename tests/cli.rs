@@ -499,3 +499,100 @@ fn errors_quote_the_offending_value_not_the_file() {
     );
     assert!(!stderr.contains("s3cr3t"), "{stderr}");
 }
+
+// ------------------------------------------------------------------------------------------
+// check-config checks what the file names on this machine, and serve says the same
+
+/// The embedded default with a revocation log in `dir` (which may not exist) and an admin
+/// secret read from `secret_env`.
+fn config_naming(log_dir: &std::path::Path, secret_env: &str) -> String {
+    format!(
+        "{}\n[auth.revocation]\npath = \"{}\"\n\n[auth.admin]\nenabled = true\nsecret_env = \"{secret_env}\"\n",
+        config_on("127.0.0.1:0"),
+        log_dir.join("revocations.log").display()
+    )
+}
+
+#[test]
+fn check_config_names_the_key_the_path_and_the_fix_of_a_missing_revocation_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(&path, config_naming(&missing, "TOLLGATE_CLI_TEST_ADMIN")).unwrap();
+    let secret = "a-32-byte-admin-secret-for-tests";
+    let out = Command::new(BIN)
+        .args(["check-config", path.to_str().unwrap()])
+        .env("TOLLGATE_CLI_TEST_ADMIN", secret)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("[auth.revocation] path"))
+        .unwrap_or_else(|| panic!("no line names the key: {stderr}"));
+    assert!(line.starts_with(&format!("{}: ", path.display())), "{line}");
+    assert!(line.contains(&missing.display().to_string()), "{line}");
+    assert!(line.contains("does not exist"), "the cause: {line}");
+    assert!(
+        line.contains(&format!("mkdir -p {}", missing.display())),
+        "the fix: {line}"
+    );
+    assert!(
+        stderr.contains("1 problem the server would refuse at start"),
+        "{stderr}"
+    );
+
+    // serve stops on the same problem, in the same words, before starting anything.
+    let out = Command::new(BIN)
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("TOLLGATE_CLI_TEST_ADMIN", secret)
+        .env_remove("TOLLGATE_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let serve_err = text(&out.stderr);
+    assert!(serve_err.contains(line), "{serve_err}");
+    assert!(serve_err.contains("not starting"), "{serve_err}");
+
+    // Once the directory is there, the same file is ok.
+    std::fs::create_dir(&missing).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", path.to_str().unwrap()])
+        .env("TOLLGATE_CLI_TEST_ADMIN", secret)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(&format!("{}: ok\n", path.display())));
+}
+
+#[test]
+fn check_config_reports_every_problem_an_unset_secret_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(&path, config_naming(&missing, "TOLLGATE_CLI_TEST_UNSET")).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", path.to_str().unwrap()])
+        .env_remove("TOLLGATE_CLI_TEST_UNSET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("[auth.revocation] path"), "{stderr}");
+    assert!(
+        stderr.contains("[auth.admin]") && stderr.contains("TOLLGATE_CLI_TEST_UNSET"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not set"), "{stderr}");
+    assert!(stderr.contains("2 problems"), "{stderr}");
+
+    // --file-only checks the file alone, and says what it left out.
+    let out = tollgate(&["check-config", "--file-only", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("not checked (--file-only)"),
+        "{}",
+        text(&out.stdout)
+    );
+}

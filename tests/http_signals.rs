@@ -138,3 +138,49 @@ async fn sighup_reloads_and_sigterm_exits_zero() {
     };
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// SIGHUP applies `[auth]` too: an API key added to the file is admitted by `/auth` without a
+/// restart, and the counters `/check` kept before the reload are still there.
+#[tokio::test]
+async fn sighup_adds_an_api_key_without_a_restart() {
+    const KEY: &str = "sighup-test-key-0123456789abcdef";
+    // printf %s "$KEY" | sha256sum
+    let sha = ring::digest::digest(&ring::digest::SHA256, KEY.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let base = format!(
+        "{}\n[tiers.api_key]\nlimit = 100\nwindow = \"1h\"\n\n[[routes]]\npath = \"/api/**\"\nauth = \"required\"\n",
+        config_text(2)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tollgate.toml");
+    std::fs::write(&file, &base).unwrap();
+    let t = spawn(&file);
+
+    let s = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    let mut c = RawClient::new(s);
+    let auth = format!(
+        "GET /auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: /api/tasks\r\nX-Original-Method: GET\r\nX-Api-Key: {KEY}\r\n\r\n"
+    );
+    c.send(&auth).await;
+    assert_eq!(c.read_response().await.unwrap().status, 401);
+    assert_eq!(c.get("/check?key=k&tier=basic").await.status, 200);
+
+    std::fs::write(
+        &file,
+        format!("{base}\n[[auth.api_keys]]\nsha256 = \"{sha}\"\nowner = \"svc\"\n"),
+    )
+    .unwrap();
+    signal(&t, libc::SIGHUP);
+    wait_for_metric(t.addr, "tollgate_config_reloads_total{result=\"ok\"} 1").await;
+
+    c.send(&auth).await;
+    let r = c.read_response().await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-user-id"), Some("svc"));
+    // basic (2 per hour) kept its count: one left.
+    assert_eq!(c.get("/check?key=k&tier=basic").await.status, 200);
+    assert_eq!(c.get("/check?key=k&tier=basic").await.status, 429);
+}

@@ -193,7 +193,7 @@ fn one_admin_secret_for_every_door_and_resp_admin_secret_env_is_its_deprecated_a
     };
 
     let none = gate(&load("[resp]\nenabled = true\n")).unwrap();
-    assert!(matches!(none.admin(), AdminAccess::Disabled));
+    assert!(matches!(*none.admin(), AdminAccess::Disabled));
 
     // The deprecated RESP setting enables the one admin access, with its secret, on every
     // door and every socket.
@@ -202,9 +202,9 @@ fn one_admin_secret_for_every_door_and_resp_admin_secret_env_is_its_deprecated_a
     ))
     .unwrap();
     assert_eq!(own.admin().describe(), "secret");
-    assert_eq!(admitted(own.admin(), false, SECRET), Ok(()));
+    assert_eq!(admitted(&own.admin(), false, SECRET), Ok(()));
     assert_eq!(
-        admitted(own.admin(), false, "guess"),
+        admitted(&own.admin(), false, "guess"),
         Err(AdminRefusal::SecretInvalid)
     );
     assert!(own.admin().prove(SECRET.as_bytes()).is_ok());
@@ -215,10 +215,10 @@ fn one_admin_secret_for_every_door_and_resp_admin_secret_env_is_its_deprecated_a
     .unwrap();
     assert_eq!(from_admin.admin().describe(), "secret,unix_socket_only");
     assert_eq!(
-        admitted(from_admin.admin(), false, SECRET),
+        admitted(&from_admin.admin(), false, SECRET),
         Err(AdminRefusal::UnixSocketOnly)
     );
-    assert_eq!(admitted(from_admin.admin(), true, SECRET), Ok(()));
+    assert_eq!(admitted(&from_admin.admin(), true, SECRET), Ok(()));
 
     for (resp, why) in [
         ("[resp]\nadmin_secret_env = \"UNSET\"\n", "UNSET"),

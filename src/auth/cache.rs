@@ -96,7 +96,9 @@ pub struct TokenCache {
     key: hmac::Key,
     shards: Box<[RwLock<Shard>]>,
     per_shard: usize,
-    pub stats: CacheStats,
+    /// Shared with the caches that replace this one on a reload ([`TokenCache::fresh`]), so
+    /// the counters run on across reloads.
+    pub stats: Arc<CacheStats>,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -145,8 +147,16 @@ impl TokenCache {
             key: hmac::Key::new(hmac::HMAC_SHA256, key),
             shards,
             per_shard,
-            stats: CacheStats::default(),
+            stats: Arc::default(),
         }
+    }
+
+    /// An empty cache of `capacity` with a fresh random key, counting into this cache's
+    /// counters: what a reload that changes what a verified token means starts with.
+    pub fn fresh(&self, capacity: usize) -> Self {
+        let mut c = Self::new(capacity);
+        c.stats = Arc::clone(&self.stats);
+        c
     }
 
     /// Most entries held.

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Files: [`verify`] (JWS parsing, algorithms, claim rules), [`jwks`] (key sets, remote
-//! refresh), [`cache`] ([`TokenCache`]), [`revocation`] ([`RevocationStore`]), [`api_key`],
+//! refresh), `build.rs` (issuers and their key sources from `[auth]`), `reload.rs`
+//! ([`Authenticator::reloaded`]), [`cache`] ([`TokenCache`]), [`revocation`] ([`RevocationStore`]), [`api_key`],
 //! [`identity`] (claims → [`Identity`], role → tier), [`admin`] (the admin secret), `error` ([`AuthError`]).
 //!
 //! Tokens and secrets are never logged; a refused token's key id and issuer are, at debug
@@ -23,15 +24,17 @@
 
 pub mod admin;
 pub mod api_key;
+mod build;
 pub mod cache;
 mod error;
 pub mod identity;
 pub mod jwks;
+mod reload;
 pub mod revocation;
 pub mod verify;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,10 +42,12 @@ use parking_lot::Mutex;
 
 pub use admin::AdminSecret;
 pub use api_key::ApiKeys;
+pub use build::{check_key_source, revocation_log_error};
 pub use cache::{CacheStats, TokenCache};
 pub use error::AuthError;
 pub use identity::{Identity, IdentityKind, IdentityRules, TokenClaims};
 pub use jwks::{IssuerKeys, KeySet, KeySetStats};
+pub use reload::AuthChanges;
 pub use revocation::{
     MergeSummary, Revocation, RevocationEntry, RevocationError, RevocationOptions, RevocationStore,
     MAX_ID_BYTES as MAX_REVOCATION_ID_BYTES,
@@ -50,10 +55,9 @@ pub use revocation::{
 pub use verify::{Alg, AlgSet, MAX_TOKEN_BYTES};
 
 use crate::clock::Clock;
-use crate::config::auth::{KeySourceConfig, MIN_HS256_SECRET_BYTES};
 use crate::config::AuthConfig;
+use build::{revocation_options, Issuer, TaskGuard};
 use cache::Lookup;
-use verify::ClaimRules;
 
 /// The credentials of one request, as the front door found them: raw bytes, so that every
 /// door hands over exactly what it received and the one reading below decides what they are.
@@ -226,14 +230,6 @@ pub struct IssuerSnapshot {
     pub kid_refetches_suppressed: u64,
 }
 
-/// One configured issuer.
-struct Issuer {
-    name: String,
-    algs: AlgSet,
-    rules: ClaimRules,
-    keys: Arc<IssuerKeys>,
-}
-
 enum Attempt<'t> {
     Done(Result<Arc<Identity>, AuthError>),
     /// The token's kid is not in the issuer's current set (and not known-unknown).
@@ -275,12 +271,17 @@ pub struct Authenticator {
     rules: IdentityRules,
     anonymous: Arc<Identity>,
     api_keys: ApiKeys,
-    cache: TokenCache,
+    /// Shared with the authenticator a reload builds when the reload cannot change what a
+    /// cached token means (see `reload.rs`).
+    cache: Arc<TokenCache>,
+    /// One store for the life of the process: a reload hands it on.
     revocations: Arc<RevocationStore>,
     clock: Arc<dyn Clock>,
-    /// Outcome counters.
-    pub outcomes: AuthOutcomes,
-    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Outcome counters, handed on by a reload.
+    pub outcomes: Arc<AuthOutcomes>,
+    /// The revocation upkeep task, handed on by a reload.
+    upkeep: Arc<Mutex<Option<TaskGuard>>>,
+    started: AtomicBool,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -294,14 +295,6 @@ impl std::fmt::Debug for Authenticator {
             .field("cache", &self.cache)
             .field("revocations", &self.revocations)
             .finish()
-    }
-}
-
-impl Drop for Authenticator {
-    fn drop(&mut self) {
-        for t in self.tasks.lock().drain(..) {
-            t.abort();
-        }
     }
 }
 
@@ -323,77 +316,21 @@ impl Authenticator {
     ) -> Result<Self, String> {
         config.validate()?;
         let mut issuers = Vec::new();
-        let mut by_iss = HashMap::new();
-        let mut without_iss = None;
-        let mut max_leeway = Duration::ZERO;
-        for (i, ic) in config.issuers.iter().enumerate() {
-            let name = &ic.name;
-            let leeway = ic.leeway()?;
-            max_leeway = max_leeway.max(leeway);
-            let keys = match ic.key_source()? {
-                KeySourceConfig::SecretEnv(var) => {
-                    let secret = env(var).ok_or_else(|| {
-                        format!("issuer {name:?}: environment variable {var} is not set")
-                    })?;
-                    if secret.len() < MIN_HS256_SECRET_BYTES {
-                        return Err(format!(
-                            "issuer {name:?}: the HS256 secret in {var} is {} bytes; at least {MIN_HS256_SECRET_BYTES} are required",
-                            secret.len()
-                        ));
-                    }
-                    IssuerKeys::fixed(name, KeySet::hs256(secret.as_bytes()))
-                }
-                KeySourceConfig::File(path) => IssuerKeys::fixed(
-                    name,
-                    KeySet::from_file(path).map_err(|e| format!("issuer {name:?}: {e}"))?,
-                ),
-                KeySourceConfig::Url(url) => IssuerKeys::remote(
-                    name,
-                    url,
-                    jwks::RemoteOptions {
-                        timeout: ic.fetch_timeout()?,
-                        max_bytes: ic.max_jwks_bytes,
-                        refresh: ic.refresh_interval()?,
-                        min_refresh: ic.min_refresh()?,
-                        max_refresh: ic.max_refresh()?,
-                        kid_cooldown: ic.unknown_kid_cooldown()?,
-                        ca_file: ic.ca_file.clone(),
-                    },
-                    Arc::clone(&clock),
-                )?,
-            };
-            match &ic.issuer {
-                Some(iss) => {
-                    by_iss.insert(iss.clone(), i);
-                }
-                None => without_iss = Some(i),
-            }
-            issuers.push(Issuer {
-                name: name.clone(),
-                algs: AlgSet::from_names(&ic.effective_algorithms())?,
-                rules: ClaimRules {
-                    audiences: ic.audiences.clone(),
-                    leeway_ms: leeway.as_millis() as i64,
-                    required_claims: ic.required_claims.clone(),
-                },
-                keys: Arc::new(keys),
-            });
+        for ic in &config.issuers {
+            issuers.push(Issuer::from_config(ic, &clock, env)?);
         }
         let revocations = match revocations {
             Some(r) => r,
             None => {
-                let opts = RevocationOptions {
-                    max_entries: config.revocation.max_entries,
-                    subject_retention_secs: config.revocation.subject_retention()?.as_secs() as i64,
-                    // A jti entry must outlive the last moment its token verifies.
-                    jti_slack_secs: max_leeway.as_secs() as i64 + 1,
-                };
                 let store = RevocationStore::open_with(
                     config.revocation.path.as_deref(),
                     Arc::clone(&clock),
-                    opts,
+                    revocation_options(config)?,
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match &config.revocation.path {
+                    Some(path) => revocation_log_error(path, &e),
+                    None => e.to_string(),
+                })?;
                 // Revocations are of tokens: without an issuer there is nothing to lose.
                 if !store.is_durable() && !config.issuers.is_empty() {
                     tracing::warn!("auth.revocation.path is not set: revocations are kept in memory only and lost on restart");
@@ -401,6 +338,38 @@ impl Authenticator {
                 Arc::new(store)
             }
         };
+        Self::assemble(
+            config,
+            issuers,
+            Arc::new(TokenCache::new(config.cache.capacity)),
+            revocations,
+            clock,
+            Arc::default(),
+            Arc::default(),
+        )
+    }
+
+    /// An authenticator of `config` from parts that may outlive it (a reload hands over the
+    /// token cache, the revocation store, the counters and the background upkeep).
+    fn assemble(
+        config: &AuthConfig,
+        issuers: Vec<Issuer>,
+        cache: Arc<TokenCache>,
+        revocations: Arc<RevocationStore>,
+        clock: Arc<dyn Clock>,
+        outcomes: Arc<AuthOutcomes>,
+        upkeep: Arc<Mutex<Option<TaskGuard>>>,
+    ) -> Result<Self, String> {
+        let mut by_iss = HashMap::new();
+        let mut without_iss = None;
+        for (i, (ic, _)) in config.issuers.iter().zip(&issuers).enumerate() {
+            match &ic.issuer {
+                Some(iss) => {
+                    by_iss.insert(iss.clone(), i);
+                }
+                None => without_iss = Some(i),
+            }
+        }
         let rules = IdentityRules::from_config(config);
         Ok(Self {
             issuers,
@@ -409,26 +378,32 @@ impl Authenticator {
             anonymous: Arc::new(Identity::anonymous(rules.anonymous_tier())),
             rules,
             api_keys: ApiKeys::from_config(&config.api_key_header, &config.api_keys)?,
-            cache: TokenCache::new(config.cache.capacity),
+            cache,
             revocations,
             clock,
-            outcomes: AuthOutcomes::default(),
-            tasks: Mutex::new(Vec::new()),
+            outcomes,
+            upkeep,
+            started: AtomicBool::new(false),
         })
     }
 
     /// Starts the background refresh of every remote key set (first fetch at once).
     /// Needs a Tokio runtime; the tasks stop when the authenticator is dropped.
     pub fn start(&self) {
-        let mut tasks = self.tasks.lock();
+        self.started.store(true, Ordering::Relaxed);
         for i in &self.issuers {
-            if let Some(h) = i.keys.spawn_refresh() {
-                tasks.push(h.abort_handle());
+            let mut refresh = i.refresh.lock();
+            if refresh.is_none() {
+                *refresh = i.keys.spawn_refresh().map(|h| TaskGuard(h.abort_handle()));
             }
+        }
+        let mut upkeep = self.upkeep.lock();
+        if upkeep.is_some() {
+            return; // started by the authenticator this one replaced
         }
         // Revocation upkeep: expired entries leave memory and the log every 10 minutes.
         let store = Arc::downgrade(&self.revocations);
-        let upkeep = tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut every = tokio::time::interval(REVOCATION_UPKEEP);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             every.tick().await;
@@ -441,7 +416,13 @@ impl Authenticator {
                 }
             }
         });
-        tasks.push(upkeep.abort_handle());
+        *upkeep = Some(TaskGuard(task.abort_handle()));
+    }
+
+    /// Whether [`Self::start`] was called: a reload starts the authenticator it builds only
+    /// if the one it replaces was started.
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
     }
 
     /// True when every issuer has a key set (the `/readyz` condition).

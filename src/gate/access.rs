@@ -184,13 +184,17 @@ impl Gate {
     /// The request is authenticated once, counted once, and nothing is spent against a
     /// limit before its identity is known. Every other request is decided without yielding.
     pub async fn authorize(&self, q: &AccessQuery<'_>) -> Result<AccessDecision, CheckError> {
-        let d = match self.decide_access(q, Credentials::Verify) {
+        // One configuration for the whole decision, even across the wait for keys: a reload
+        // meanwhile applies from the next request, never halfway through this one.
+        let state = self.state.load();
+        let d = match self.decide_access(&state, q, Credentials::Verify) {
             Step::Decided(d) => d,
             Step::AwaitingKeys(pending) => {
-                let verified = self.auth.finish(pending).await;
+                let state = arc_swap::Guard::into_inner(state);
+                let verified = state.auth.finish(pending).await;
                 // The path and rule are looked up again (pure and cheap); verification,
                 // counting and metrics happen once.
-                match self.decide_access(q, Credentials::Verified(verified)) {
+                match self.decide_access(&state, q, Credentials::Verified(verified)) {
                     Step::Decided(d) => d,
                     // Verified credentials are not verified again, so this cannot wait; were
                     // it to, refuse rather than wait twice.
@@ -207,22 +211,26 @@ impl Gate {
 
     /// The decision itself. Stops early, before anything is counted, only when the
     /// credentials must wait for their key set ([`Credentials::Verify`]).
-    fn decide_access<'q>(&self, q: &AccessQuery<'q>, credentials: Credentials) -> Step<'q> {
+    fn decide_access<'q>(
+        &self,
+        state: &GateState,
+        q: &AccessQuery<'q>,
+        credentials: Credentials,
+    ) -> Step<'q> {
         let path = match normalize_path(q.uri) {
             Ok(p) => p,
             Err(e) => return Step::done(AccessDecision::early(AccessOutcome::BadPath(e), None)),
         };
-        let state = self.state.load();
         let m = state.policy.evaluate(q.method, &path);
         if state.policy.passes_as_preflight(q.method, q.headers) {
-            return Step::Decided(self.pass_preflight(&state, q, m.rule.route()));
+            return Step::Decided(self.pass_preflight(state, q, m.rule.route()));
         }
 
         let looks_at_credentials = m.rule.auth != AuthRequirement::None;
         let identity = if looks_at_credentials {
             let verified = match credentials {
                 Credentials::Verified(r) => r,
-                Credentials::Verify => match self.auth.begin(&q.credentials) {
+                Credentials::Verify => match state.auth.begin(&q.credentials) {
                     Authentication::Done(r) => r,
                     Authentication::AwaitingKeys(p) => return Step::AwaitingKeys(p),
                 },
@@ -266,7 +274,7 @@ impl Gate {
             identity
                 .as_ref()
                 .map(|i| i.tier.as_str())
-                .unwrap_or(self.auth.anonymous_tier()),
+                .unwrap_or(state.auth.anonymous_tier()),
         );
         let tier_name = &*tier_arc;
         let Some(tier) = state.tiers.get(tier_name) else {
@@ -328,7 +336,7 @@ impl Gate {
             user: None,
             route,
             method: q.method,
-            tier: self.auth.anonymous_tier(),
+            tier: state.auth.anonymous_tier(),
             headers: q.headers,
         };
         let mut limits: SmallVec<[&CompiledLimit; 4]> = SmallVec::new();
@@ -578,8 +586,9 @@ hs256_secret_env = "{HS_ENV}"
     #[test]
     fn header_key_parts_count_per_header_value_and_doors_keep_those_headers() {
         let g = gate();
-        let names =
-            g.with_access_headers(|h| h.iter().map(|n| n.as_str().to_string()).collect::<Vec<_>>());
+        let names = g.with_access_headers(|_, h| {
+            h.iter().map(|n| n.as_str().to_string()).collect::<Vec<_>>()
+        });
         assert_eq!(names, ["x-forwarded-for", "x-real-ip", "x-client-id"]);
 
         let with = |id: &'static str| {

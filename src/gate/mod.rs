@@ -23,7 +23,9 @@
 //! - [`grammar`]: what a method and a hit count are, for every door;
 //! - `retry_after.rs`: when a denied caller should retry ([`retry_after`], at least 1 s);
 //! - [`compile`]: configuration → limits and policy, with file:line:column errors;
-//! - `hash_key.rs`: the limiter's key-hash key, from the injected environment.
+//! - `hash_key.rs`: the limiter's key-hash key, from the injected environment;
+//! - [`preflight`]: the files, directories and environment variables a configuration names,
+//!   checked before a start (`check-config`, `serve`).
 //!
 //! A door parses its input into these facts, calls the gate and renders the answer; it never
 //! decides anything itself.
@@ -33,6 +35,7 @@ mod admin;
 pub mod compile;
 pub mod grammar;
 mod hash_key;
+pub mod preflight;
 mod retry_after;
 mod revoke;
 
@@ -54,7 +57,7 @@ pub use hash_key::MIN_HASH_KEY_SECRET_BYTES;
 pub use retry_after::retry_after;
 pub use revoke::{RevokeError, RevokeRequest, Revoked};
 
-use crate::auth::Authenticator;
+use crate::auth::{AuthChanges, Authenticator};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::limiter::{Decision, LimitCheck, LimitSpec, Limiter, LimiterOptions};
@@ -119,9 +122,16 @@ struct CompiledTier {
     decisions: DecisionCounters,
 }
 
-/// Everything a reload replaces, swapped as one.
+/// Everything a reload replaces, swapped as one: a decision loads it once, so it sees the
+/// old configuration or the new one entirely — tiers, policy, credentials and admin access
+/// together — never a mix.
 struct GateState {
     config: Arc<Config>,
+    /// Who is calling (`[auth]`): issuers and their key sets, API keys, role tiers; rebuilt
+    /// by a reload with what the change cannot affect carried over ([`Authenticator::reloaded`]).
+    auth: Arc<Authenticator>,
+    /// Who may run admin operations, on every door (`[auth.admin]`).
+    admin: Arc<AdminAccess>,
     tiers: HashMap<Box<str>, CompiledTier, ahash::RandomState>,
     limits: HashMap<Box<str>, CompiledLimit, ahash::RandomState>,
     max_hits: u64,
@@ -132,18 +142,26 @@ struct GateState {
     access_headers: Box<[HeaderName]>,
 }
 
-/// What a reload changed. `tiers.NAME` / `limits.NAME` name the entries as in the file.
+/// What a reload changed, compared with the configuration running before it, in the file's
+/// own names: `tiers.NAME`, `limits.NAME`, `routes[I] (METHODS PATH)`, `policy`,
+/// `auth.issuers.NAME`, `auth.api_keys`, `auth.role_tiers`…
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadSummary {
-    /// Entries new in this configuration.
+    /// Entries new in this configuration (tiers, limits, routes, issuers).
     pub added: Vec<String>,
     /// Entries gone from this configuration (their counters age out of the limiter).
     pub removed: Vec<String>,
-    /// Entries whose limit, window or algorithm changed: their counters start afresh.
+    /// Entries that changed: a tier's or limit's counters start afresh; a route, the policy
+    /// or an `[auth]` key applies from the next request.
     pub changed: Vec<String>,
-    /// Entries that did not change: their counters are kept.
+    /// Tiers and limits that did not change: their counters are kept.
     pub unchanged: usize,
-    /// Sections that differ but only take effect after a restart (listeners, limiter bounds).
+    /// Whether the verified-token cache was kept (nothing a cached identity depends on
+    /// changed) or emptied.
+    pub token_cache_kept: bool,
+    /// Sections (or keys) whose new values differ from the running ones but take effect only
+    /// after a restart (listeners, the limiter's bounds, the revocation log). Compared with
+    /// what runs, so putting a value back is no change.
     pub restart_required: Vec<String>,
 }
 
@@ -162,10 +180,13 @@ impl fmt::Display for ReloadSummary {
         f.write_str(", ")?;
         list(f, "changed", &self.changed)?;
         write!(f, ", {} unchanged", self.unchanged)?;
+        if !self.token_cache_kept {
+            f.write_str("; verified-token cache emptied")?;
+        }
         if !self.restart_required.is_empty() {
             write!(
                 f,
-                "; changes to [{}] need a restart",
+                "; not applied until a restart: [{}] (the running values stay in force)",
                 self.restart_required.join("], [")
             )?;
         }
@@ -177,12 +198,13 @@ impl fmt::Display for ReloadSummary {
 pub struct Gate {
     clock: Arc<dyn Clock>,
     limiter: Limiter,
-    /// Built once per process: its key sets, token cache and revocation log outlive reloads
-    /// (a change to `[auth]` needs a restart).
-    auth: Arc<Authenticator>,
     state: ArcSwap<GateState>,
-    /// Who may run admin operations, on every door (`[auth.admin]`; needs a restart).
-    admin: AdminAccess,
+    /// The configuration the process started with: the sections read once at start
+    /// (listeners, the limiter's bounds, the revocation log) keep running on it, and a
+    /// reload's summary compares them with it.
+    running: Arc<Config>,
+    /// One reload at a time, so each builds on the state the previous one left.
+    reloading: parking_lot::Mutex<()>,
     metrics: Arc<Metrics>,
     /// Cloned out of `metrics` so the hot path does not chase the Arc.
     decision_seconds: Histogram,
@@ -223,7 +245,7 @@ impl Gate {
             );
         }
         let metrics = Arc::new(Metrics::new());
-        let state = GateState::new(compile::compile(config)?, &metrics);
+        let state = GateState::new(compile::compile(config)?, auth, Arc::new(admin), &metrics);
         let options = LimiterOptions {
             max_states: config.limiter.max_states,
             shards: config.limiter.shards,
@@ -233,9 +255,9 @@ impl Gate {
         Ok(Self {
             clock,
             limiter,
-            auth,
+            running: Arc::clone(&state.config),
             state: ArcSwap::from_pointee(state),
-            admin,
+            reloading: parking_lot::Mutex::new(()),
             decision_seconds: metrics.decision_seconds().clone(),
             metrics,
         })
@@ -322,12 +344,21 @@ impl Gate {
         decision
     }
 
-    /// Replaces the tiers, limits and policy with those of `new_config` (compiled here, see
-    /// [`compile::compile`]). Counters of unchanged limits are kept. On error nothing changes
-    /// and the failure is counted.
+    /// Replaces the tiers, limits, policy and `[auth]` with those of `new_config` (compiled
+    /// here, see [`compile::compile`]); secrets come from the process environment. Counters
+    /// of unchanged limits are kept. On error nothing changes and the failure is counted.
     pub fn reload(&self, new_config: &Config) -> anyhow::Result<ReloadSummary> {
+        self.reload_with_env(new_config, &|v| std::env::var(v).ok())
+    }
+
+    /// [`Gate::reload`] with the environment lookup injected (see [`Gate::with_env`]).
+    pub fn reload_with_env(
+        &self,
+        new_config: &Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<ReloadSummary> {
         match compile::compile(new_config) {
-            Ok(compiled) => Ok(self.reload_compiled(compiled)),
+            Ok(compiled) => self.reload_compiled(compiled, env),
             Err(e) => {
                 self.metrics.config_reload(false);
                 Err(e.into())
@@ -336,14 +367,38 @@ impl Gate {
     }
 
     /// Swaps in a configuration compiled by [`compile::load`] (SIGHUP) or
-    /// [`compile::compile`]. Counters of unchanged limits are kept.
-    pub fn reload_compiled(&self, compiled: Compiled) -> ReloadSummary {
-        let new_state = GateState::new(compiled, &self.metrics);
+    /// [`compile::compile`], with the authenticator and admin access of its `[auth]` (secrets
+    /// read through `env`), all in one swap. Counters of unchanged limits are kept, and so
+    /// is the auth state the change cannot affect ([`Authenticator::reloaded`]). When the
+    /// new `[auth]` cannot be built (a secret unset, a key file unreadable) nothing changes.
+    pub fn reload_compiled(
+        &self,
+        compiled: Compiled,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<ReloadSummary> {
+        let _one_at_a_time = self.reloading.lock();
         let old = self.state.load_full();
-        let summary = summarise(&old, &new_state);
+        let built = old
+            .auth
+            .reloaded(&old.config.auth, &compiled.config.auth, env)
+            .map_err(|e| anyhow::anyhow!("[auth]: {e}"))
+            .and_then(|auth| {
+                let admin = AdminAccess::from_config(&compiled.config, env)
+                    .map_err(|e| anyhow::anyhow!("[auth.admin]: {e}"))?;
+                Ok((auth, admin))
+            });
+        let ((auth, auth_changes), admin) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                self.metrics.config_reload(false);
+                return Err(e);
+            }
+        };
+        let new_state = GateState::new(compiled, Arc::new(auth), Arc::new(admin), &self.metrics);
+        let summary = summarise(&old, &new_state, &self.running, auth_changes);
         self.state.store(Arc::new(new_state));
         self.metrics.config_reload(true);
-        summary
+        Ok(summary)
     }
 
     /// Counts a reload that failed before reaching [`Gate::reload`] (e.g. the file did not
@@ -383,9 +438,10 @@ impl Gate {
         &self.metrics
     }
 
-    /// The authenticator (key sets, token cache, revocations, API keys).
-    pub fn authenticator(&self) -> &Arc<Authenticator> {
-        &self.auth
+    /// The authenticator in force now (key sets, token cache, revocations, API keys). A
+    /// reload replaces it; a decision uses the one of the state it loaded.
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        Arc::clone(&self.state.load().auth)
     }
 
     /// The client address of a request from `peer` carrying `headers`: from the configured
@@ -405,17 +461,26 @@ impl Gate {
             .resolve_claimed(peer, claimed)
     }
 
-    /// Who may run admin operations.
-    pub fn admin(&self) -> &AdminAccess {
-        &self.admin
+    /// Who may run admin operations, now.
+    pub fn admin(&self) -> Arc<AdminAccess> {
+        Arc::clone(&self.state.load().admin)
     }
 
-    /// Calls `f` with the names of the request headers an access decision reads besides the
-    /// credentials: the client-IP headers (`[policy] client_ip_headers`) and every header a
-    /// key template names. A door that keeps only some headers of a request (the HTTP fast
-    /// path) keeps these, so that [`Gate::authorize`] decides as it would on all of them.
-    pub fn with_access_headers<R>(&self, f: impl FnOnce(&[HeaderName]) -> R) -> R {
-        f(&self.state.load().access_headers)
+    /// Calls `f` with the API-key header (`[auth] api_key_header`) and the names of the
+    /// request headers an access decision reads besides the credentials: the client-IP
+    /// headers (`[policy] client_ip_headers`) and every header a key template names, all of
+    /// the configuration in force. A door that keeps only some headers of a request (the
+    /// HTTP fast path) keeps these, so that [`Gate::authorize`] decides as it would on all
+    /// of them.
+    pub fn with_access_headers<R>(&self, f: impl FnOnce(&HeaderName, &[HeaderName]) -> R) -> R {
+        let state = self.state.load();
+        f(state.auth.api_key_header(), &state.access_headers)
+    }
+
+    /// Calls `f` with the header API keys are read from (`[auth] api_key_header`) in the
+    /// configuration in force, without taking a reference count on it (the hot path asks).
+    pub fn with_api_key_header<R>(&self, f: impl FnOnce(&HeaderName) -> R) -> R {
+        f(self.state.load().auth.api_key_header())
     }
 
     /// The engine.
@@ -438,7 +503,7 @@ impl Gate {
         self.metrics.render(
             self.limiter.tracked_states(),
             self.limiter.evictions(),
-            Some(&self.auth.snapshot()),
+            Some(&self.state.load().auth.snapshot()),
         )
     }
 }
@@ -475,8 +540,14 @@ fn validate<'s>(
 }
 
 impl GateState {
-    /// A compiled configuration with the metric handles of its tiers and limits.
-    fn new(compiled: Compiled, metrics: &Metrics) -> Self {
+    /// A compiled configuration with the metric handles of its tiers and limits, and the
+    /// authenticator and admin access of its `[auth]`.
+    fn new(
+        compiled: Compiled,
+        auth: Arc<Authenticator>,
+        admin: Arc<AdminAccess>,
+        metrics: &Metrics,
+    ) -> Self {
         let limit = |spec: LimitSpec| CompiledLimit {
             denials: metrics.denial_counter(&spec.name),
             abuse: metrics.abuse_counter(&spec.name),
@@ -501,6 +572,8 @@ impl GateState {
         Self {
             max_hits: compiled.config.server.max_hits,
             config: compiled.config,
+            auth,
+            admin,
             tiers,
             limits,
             policy: compiled.policy,
@@ -525,8 +598,16 @@ fn access_header_names(policy: &Policy) -> Box<[HeaderName]> {
     names.into()
 }
 
-fn summarise(old: &GateState, new: &GateState) -> ReloadSummary {
-    let mut s = ReloadSummary::default();
+fn summarise(
+    old: &GateState,
+    new: &GateState,
+    running: &Config,
+    auth: AuthChanges,
+) -> ReloadSummary {
+    let mut s = ReloadSummary {
+        token_cache_kept: auth.token_cache_kept,
+        ..ReloadSummary::default()
+    };
     let mut diff = |section: &str, old: Vec<(&str, &LimitSpec)>, new: Vec<(&str, &LimitSpec)>| {
         let old: HashMap<_, _> = old.into_iter().collect();
         let new: HashMap<_, _> = new.into_iter().collect();
@@ -557,24 +638,69 @@ fn summarise(old: &GateState, new: &GateState) -> ReloadSummary {
         old.limits.iter().map(|(k, v)| (&**k, &v.spec)).collect(),
         new.limits.iter().map(|(k, v)| (&**k, &v.spec)).collect(),
     );
+    let (o, n) = (&old.config, &new.config);
+    // Routes, by what they match: a route is named by its methods and path.
+    let route_name = |r: &crate::config::RouteConfig| {
+        if r.methods.is_empty() {
+            format!("routes[{}]", r.path)
+        } else {
+            format!("routes[{} {}]", r.methods.join(","), r.path)
+        }
+    };
+    let old_routes: HashMap<String, String> = o
+        .routes
+        .iter()
+        .map(|r| (route_name(r), format!("{r:?}")))
+        .collect();
+    let new_routes: HashMap<String, String> = n
+        .routes
+        .iter()
+        .map(|r| (route_name(r), format!("{r:?}")))
+        .collect();
+    for (name, rule) in &new_routes {
+        match old_routes.get(name) {
+            None => s.added.push(name.clone()),
+            Some(o) if o != rule => s.changed.push(name.clone()),
+            Some(_) => {}
+        }
+    }
+    for name in old_routes.keys().filter(|k| !new_routes.contains_key(*k)) {
+        s.removed.push(name.clone());
+    }
+    let debug = |v: &dyn fmt::Debug| format!("{v:?}");
+    if debug(&o.policy) != debug(&n.policy) {
+        s.changed.push("policy".into());
+    }
+    if o.server.max_hits != n.server.max_hits {
+        s.changed.push("server.max_hits".into());
+    }
+    s.added.extend(auth.added);
+    s.removed.extend(auth.removed);
+    s.changed.extend(auth.changed);
     s.added.sort();
     s.removed.sort();
     s.changed.sort();
-    // These sections are read once at start (listeners, the engine's bounds). Compared through
-    // their Debug form so that fields added later are covered without touching this list.
-    let (o, n) = (&old.config, &new.config);
+
+    // These are read once at start (listeners, the engine's bounds, the revocation log), so
+    // they are compared with the values running, not with the previous file: a change put
+    // back is no change. Compared through their Debug form so that fields added later are
+    // covered without touching this list.
+    let server_at_start = |c: &Config| crate::config::ServerConfig {
+        max_hits: 0, // reloadable: reported above
+        ..c.server.clone()
+    };
     for (name, differs) in [
         (
             "server",
-            format!("{:?}", o.server) != format!("{:?}", n.server),
+            debug(&server_at_start(running)) != debug(&server_at_start(n)),
         ),
+        ("limiter", debug(&running.limiter) != debug(&n.limiter)),
+        ("log", debug(&running.log) != debug(&n.log)),
+        ("resp", debug(&running.resp) != debug(&n.resp)),
         (
-            "limiter",
-            format!("{:?}", o.limiter) != format!("{:?}", n.limiter),
+            "auth.revocation",
+            debug(&running.auth.revocation) != debug(&n.auth.revocation),
         ),
-        ("log", format!("{:?}", o.log) != format!("{:?}", n.log)),
-        ("resp", format!("{:?}", o.resp) != format!("{:?}", n.resp)),
-        ("auth", format!("{:?}", o.auth) != format!("{:?}", n.auth)),
     ] {
         if differs {
             s.restart_required.push(name.to_string());

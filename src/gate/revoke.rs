@@ -138,7 +138,7 @@ impl Gate {
     /// tokens it names are refused, from the token cache or not. The caller must have been
     /// admitted ([`super::AdminAccess::admit`]).
     pub async fn revoke(&self, req: &RevokeRequest) -> Result<Revoked, RevokeError> {
-        let store = self.auth.revocations().clone();
+        let store = self.authenticator().revocations().clone();
         let durable = store.is_durable();
         let job = req.clone();
         let applied = tokio::task::spawn_blocking(move || job.apply(&store)).await;
@@ -157,7 +157,7 @@ impl Gate {
     /// Every live revocation, and whether the store is durable (read on the blocking pool:
     /// the list can be long).
     pub async fn revocations(&self) -> Result<(Vec<Revocation>, bool), RevokeError> {
-        let store = self.auth.revocations().clone();
+        let store = self.authenticator().revocations().clone();
         tokio::task::spawn_blocking(move || (store.list(), store.is_durable()))
             .await
             .map_err(|e| {

@@ -156,7 +156,7 @@ impl ServerBuilder {
                 .context("invalid configuration")?,
         );
         if matches!(
-            gate.admin(),
+            *gate.admin(),
             AdminAccess::Enabled {
                 unix_socket_only: true,
                 ..
@@ -172,12 +172,7 @@ impl ServerBuilder {
         // Key sets: fetched and refreshed in the background; not ready until each issuer
         // has one (a token of an issuer without keys cannot be judged).
         gate.authenticator().start();
-        for keys in gate.authenticator().issuer_keys() {
-            let flag = readiness.register(&format!("keyset:{}", keys.name()), keys.is_ready());
-            if !flag.get() {
-                tokio::spawn(mark_ready_when_keys_arrive(keys.clone(), flag));
-            }
-        }
+        track_key_set_readiness(&gate, &readiness);
 
         let tcp = match http_listener {
             Some(l) => listener::from_std_tcp(l)?,
@@ -272,9 +267,29 @@ impl ServerBuilder {
             resp_addr,
             resp_unix_socket,
             config_path,
+            env,
             controller,
             supervisor,
         })
+    }
+}
+
+/// Keeps one readiness condition per issuer key set, `keyset:NAME`, for the issuers of the
+/// configuration in force: at start, and after a reload (an issuer added is waited for, one
+/// removed no longer is).
+fn track_key_set_readiness(gate: &Gate, readiness: &Readiness) {
+    let auth = gate.authenticator();
+    let names: Vec<String> = auth
+        .issuer_keys()
+        .map(|k| format!("keyset:{}", k.name()))
+        .collect();
+    readiness
+        .remove_where(|name| name.starts_with("keyset:") && !names.contains(&name.to_string()));
+    for keys in auth.issuer_keys() {
+        let flag = readiness.register(&format!("keyset:{}", keys.name()), keys.is_ready());
+        if !flag.get() {
+            tokio::spawn(mark_ready_when_keys_arrive(keys.clone(), flag));
+        }
     }
 }
 
@@ -323,6 +338,8 @@ pub struct ServerHandle {
     resp_addr: Option<SocketAddr>,
     resp_unix_socket: Option<PathBuf>,
     config_path: Option<PathBuf>,
+    /// Where a reload reads the secrets its configuration names.
+    env: EnvLookup,
     controller: Arc<ShutdownController>,
     supervisor: JoinHandle<()>,
 }
@@ -358,19 +375,24 @@ impl ServerHandle {
         &self.readiness
     }
 
-    /// What SIGHUP does: re-reads the configuration file and swaps in its tiers and limits.
-    /// A file that does not load or validate is refused and the running configuration stays.
+    /// What SIGHUP does: re-reads the configuration file and swaps in, at once, its tiers,
+    /// limits, routes, policy and `[auth]` (issuers, key sources, API keys, role tiers,
+    /// admin access). A file that does not load or validate, or whose `[auth]` cannot be
+    /// built (a secret unset, a key file unreadable), is refused and the running
+    /// configuration stays entirely. What is read only at start is named in the summary.
     pub fn reload_config_file(&self) -> anyhow::Result<ReloadSummary> {
         let path = self.config_path.as_deref().context(
             "no configuration file to reload: tollgate runs on the embedded default (start it with --config FILE)",
         )?;
-        match crate::gate::compile::load(path) {
-            Ok(compiled) => Ok(self.gate.reload_compiled(compiled)),
+        let summary = match crate::gate::compile::load(path) {
+            Ok(compiled) => self.gate.reload_compiled(compiled, &*self.env)?,
             Err(e) => {
                 self.gate.reload_failed();
-                Err(e.into())
+                return Err(e.into());
             }
-        }
+        };
+        track_key_set_readiness(&self.gate, &self.readiness);
+        Ok(summary)
     }
 
     /// Begins a graceful shutdown and returns at once: listeners close, `/readyz` turns

@@ -51,6 +51,12 @@ impl Readiness {
         flag
     }
 
+    /// Drops the conditions whose names `unwanted` picks (a component that is gone, such as
+    /// an issuer a reload removed).
+    pub fn remove_where(&self, unwanted: impl Fn(&str) -> bool) {
+        self.checks.write().retain(|(n, _)| !unwanted(n));
+    }
+
     /// Whether every condition holds.
     pub fn is_ready(&self) -> bool {
         self.checks.read().iter().all(|(_, f)| f.get())

@@ -77,7 +77,7 @@ impl HttpShared {
         if let Err(p) = self.check_target_len(target_len(uri)) {
             return Err(Box::new(problem_reply(&p)));
         }
-        if matches!(self.gate.admin(), AdminAccess::Disabled) {
+        if matches!(*self.gate.admin(), AdminAccess::Disabled) {
             let p = self.refuse(Problem::new(
                 ProblemType::NotFound,
                 format!(

@@ -56,8 +56,10 @@ impl HttpService {
             original_uri: h.get(X_ORIGINAL_URI).map(HeaderValue::as_bytes),
             original_method: h.get(X_ORIGINAL_METHOD).map(HeaderValue::as_bytes),
             authorization: h.get(AUTHORIZATION).map(HeaderValue::as_bytes),
-            api_key: h
-                .get(self.shared.gate.authenticator().api_key_header())
+            api_key: self
+                .shared
+                .gate
+                .with_api_key_header(|name| h.get(name))
                 .map(HeaderValue::as_bytes),
         };
         let reply = match self.shared.authorize(&facts, self.peer, h).await {
@@ -84,7 +86,6 @@ impl HttpService {
     ) {
         let shared = &self.shared;
         let gate = &shared.gate;
-        let api_key_header = gate.authenticator().api_key_header().as_str().as_bytes();
         let mut facts = AuthFacts {
             method,
             original_uri: None,
@@ -95,7 +96,8 @@ impl HttpService {
         let mut headers = HeaderMap::new();
         // Kept aside until the method is known (X-Original-Method may come after them).
         let mut preflight: [Option<&[u8]>; 2] = [None; 2];
-        gate.with_access_headers(|wanted| {
+        gate.with_access_headers(|api_key_header, wanted| {
+            let api_key_header = api_key_header.as_str().as_bytes();
             for (name, value) in fields {
                 // The first of repeated headers counts, as `HeaderMap::get` has it on hyper's
                 // path.
