@@ -10,8 +10,13 @@
 //! and the decision into a status, header fields (IETF `RateLimit` / `RateLimit-Policy`,
 //! legacy `X-RateLimit-*`, `Retry-After`; identity headers and `X-Tollgate-Reason` for
 //! `/auth`) and a body, or into a problem (RFC 9457). Each connection's service knows its
-//! socket peer, which decides whether client-IP headers are believed and whether the
-//! Unix-socket-only admin API is reachable.
+//! socket peer, which decides whether client-IP headers are believed, whether the
+//! Unix-socket-only admin API is reachable, and whether `/check` may be asked without a
+//! caller's secret (the gate's [`CheckStanding`], asked once when the connection opens).
+//!
+//! A listener serves the [`Endpoints`] it was built with: the main listeners everything, the
+//! metrics listener (`server.metrics`) `/metrics`, `/healthz` and `/readyz` only, through
+//! hyper alone (scrapes are not a hot path), and 404 for `/check`, `/auth` and `/admin/*`.
 //!
 //! # Files
 //!
