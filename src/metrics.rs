@@ -51,11 +51,16 @@ const ACCESS_RESULTS: [&str; 12] = [
     "keys_unavailable",
 ];
 
+/// Every reason a caller may be refused the rate-limit question (`gate::CheckRefusal`).
+pub const CHECK_REFUSALS: [&str; 3] = ["untrusted_peer", "secret_required", "secret_invalid"];
+
 /// Which front door a connection came through (`listener` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
     HttpTcp,
     HttpUnix,
+    /// The listener of `/metrics`, `/healthz` and `/readyz` only (`server.metrics`).
+    HttpMetrics,
     RespTcp,
     RespUnix,
 }
@@ -65,6 +70,7 @@ impl Listener {
         match self {
             Listener::HttpTcp => "http_tcp",
             Listener::HttpUnix => "http_unix",
+            Listener::HttpMetrics => "http_metrics",
             Listener::RespTcp => "resp_tcp",
             Listener::RespUnix => "resp_unix",
         }
@@ -95,6 +101,7 @@ pub struct Metrics {
     decisions: IntCounterVec,
     denials: IntCounterVec,
     check_errors: IntCounterVec,
+    check_refusals: IntCounterVec,
     decision_seconds: Histogram,
     tracked_states: IntGauge,
     evictions: IntCounter,
@@ -169,6 +176,16 @@ impl Metrics {
             "Checks refused as malformed, by reason.",
             &["reason"],
         );
+        let check_refusals = counter_vec(
+            &registry,
+            "tollgate_check_refusals_total",
+            "Rate-limit questions (/check, CHECK) refused because the caller may not ask ([check]), by reason.",
+            &["reason"],
+        );
+        // Every series exists from the start, so that an alert on them sees a 0.
+        for r in CHECK_REFUSALS {
+            check_refusals.with_label_values(&[r]);
+        }
         let decision_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "tollgate_decision_seconds",
@@ -273,6 +290,7 @@ impl Metrics {
             decisions,
             denials,
             check_errors,
+            check_refusals,
             decision_seconds,
             tracked_states,
             evictions,
@@ -312,6 +330,11 @@ impl Metrics {
     /// Counts a malformed check (cold path).
     pub fn check_error(&self, reason: &str) {
         self.check_errors.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a caller refused by `[check]` (cold path).
+    pub fn check_refusal(&self, reason: &str) {
+        self.check_refusals.with_label_values(&[reason]).inc();
     }
 
     /// The abuse-signal counter of one limit, resolved once (so that every configured limit

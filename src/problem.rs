@@ -55,11 +55,14 @@ pub enum ProblemType {
     Internal,
     /// The revocation store holds its maximum of entries.
     StoreFull,
+    /// This caller may not ask `/check` (`[check]`: not on the Unix socket, not in
+    /// `networks`, no valid caller secret).
+    CheckForbidden,
 }
 
 impl ProblemType {
     /// Every problem type, for documentation and tests.
-    pub const ALL: [ProblemType; 20] = [
+    pub const ALL: [ProblemType; 21] = [
         ProblemType::MissingParameter,
         ProblemType::DuplicateParameter,
         ProblemType::InvalidParameter,
@@ -80,6 +83,7 @@ impl ProblemType {
         ProblemType::BodyTooLarge,
         ProblemType::Internal,
         ProblemType::StoreFull,
+        ProblemType::CheckForbidden,
     ];
 
     /// Short identifier, also the last part of the type URI and the `reason` label in metrics.
@@ -105,6 +109,7 @@ impl ProblemType {
             ProblemType::BodyTooLarge => "body-too-large",
             ProblemType::Internal => "internal",
             ProblemType::StoreFull => "store-full",
+            ProblemType::CheckForbidden => "check-forbidden",
         }
     }
 
@@ -137,6 +142,7 @@ impl ProblemType {
             ProblemType::BodyTooLarge => "The request body is too large",
             ProblemType::Internal => "Internal error",
             ProblemType::StoreFull => "The revocation store is full",
+            ProblemType::CheckForbidden => "This caller may not spend or read quotas",
         }
     }
 
@@ -147,7 +153,7 @@ impl ProblemType {
             ProblemType::MethodNotAllowed => 405,
             ProblemType::UriTooLong => 414,
             ProblemType::Unauthorized => 401,
-            ProblemType::Forbidden => 403,
+            ProblemType::Forbidden | ProblemType::CheckForbidden => 403,
             ProblemType::RequestTimeout => 408,
             ProblemType::BodyTooLarge => 413,
             ProblemType::Internal => 500,
@@ -242,6 +248,7 @@ impl From<&CheckError> for Problem {
                 ),
             ),
             CheckError::HitsOutOfRange { .. } => (ProblemType::InvalidHits, e.to_string()),
+            CheckError::NotAllowed(_) => (ProblemType::CheckForbidden, e.to_string()),
         };
         Problem { kind, detail }
     }
@@ -290,6 +297,11 @@ mod tests {
             Problem::from(&CheckError::HitsOutOfRange { max: 5 }).kind,
             ProblemType::InvalidHits
         );
+        let refused = Problem::from(&CheckError::NotAllowed(
+            crate::gate::CheckRefusal::UntrustedPeer,
+        ));
+        assert_eq!(refused.status(), 403);
+        assert!(refused.detail.contains("[check] networks"), "{refused}");
         assert!(Problem::from(&CheckError::UnknownLimit("x".into()))
             .detail
             .contains("\"x\""));

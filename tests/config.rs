@@ -209,6 +209,7 @@ fn embedded_default_serves_loopback_and_shows_every_default() {
     assert_eq!(format!("{:?}", c.server), format!("{:?}", minimal.server));
     assert_eq!(format!("{:?}", c.log), format!("{:?}", minimal.log));
     assert_eq!(format!("{:?}", c.limiter), format!("{:?}", minimal.limiter));
+    assert_eq!(c.check, minimal.check);
     assert_eq!(c.server.header_read_timeout(), Duration::from_secs(5));
     assert_eq!(c.server.idle_timeout(), Duration::from_secs(60));
     assert_eq!(c.server.shutdown_grace(), Duration::from_secs(10));
@@ -226,6 +227,31 @@ fn embedded_default_serves_loopback_and_shows_every_default() {
         "4 tiers (anonymous, api_key, basic, premium), 2 limits (auth, upload), 9 routes, \
          0 issuers; HTTP on 127.0.0.1:8080"
     );
+}
+
+#[test]
+fn the_metrics_listener_is_checked() {
+    let with = |server: &str| BASE.replace("[server]\n", &format!("[server]\n{server}\n"));
+    assert_issue(
+        &with("metrics = \"9090\""),
+        "\"9090\"",
+        "server.metrics",
+        "not a listen address",
+    );
+    assert_issue(
+        &with("metrics = \"127.0.0.1:9090\""),
+        "\"127.0.0.1:9090\"\nhttp",
+        "server.metrics",
+        "port of its own",
+    );
+    assert_issue(
+        &with("metrics_on_http = false"),
+        "false",
+        "server.metrics_on_http",
+        "served nowhere",
+    );
+    let c = parse(&with("metrics = \"0.0.0.0:9091\"\nmetrics_on_http = false")).unwrap();
+    assert_eq!(c.server.metrics_addr().unwrap().port(), 9091);
 }
 
 #[test]

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use auth_support::{clock, dir, manifest, token, HS256_ENV};
 use tollgate::auth::AuthInput;
 use tollgate::config::Config;
-use tollgate::gate::{AccessOutcome, AccessQuery, CheckQuery, Gate};
+use tollgate::gate::{AccessOutcome, AccessQuery, CheckCaller, CheckCredential, CheckQuery, Gate};
+use tollgate::policy::Peer;
 
 /// An API key and its SHA-256 (`printf %s "$KEY" | sha256sum`).
 const API_KEY: &str = "svc-key-0123456789abcdef0123456789";
@@ -138,7 +139,12 @@ async fn a_reload_that_adds_an_api_key_admits_it_and_keeps_every_counter() {
         hits: 7,
         limit: None,
     };
-    g.check(&check).unwrap();
+    // Asked as the application on the Unix socket would.
+    let caller = CheckCaller {
+        standing: g.check_standing(Some(Peer::Unix)),
+        credential: CheckCredential::None,
+    };
+    g.check(&caller, &check).unwrap();
     let store = Arc::clone(g.authenticator().revocations());
 
     let with = format!("{without}{}", api_key_entry("gold"));
@@ -152,7 +158,7 @@ async fn a_reload_that_adds_an_api_key_admits_it_and_keeps_every_counter() {
 
     assert_eq!(ask(&g, api_key()).await, (200, None, "gold".into()));
     // The limiter's counters, the auth counters and the revocation store are the same ones.
-    let peek = g.check(&CheckQuery { hits: 0, ..check }).unwrap();
+    let peek = g.check(&caller, &CheckQuery { hits: 0, ..check }).unwrap();
     assert_eq!(peek.outcomes[0].remaining, 93);
     assert_eq!(outcome_count(&g, "no_credentials"), 1);
     assert_eq!(outcome_count(&g, "ok"), 1);

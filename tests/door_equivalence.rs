@@ -1,7 +1,8 @@
 //! The same facts through any door give the same decision.
 //!
 //! One table of cases — access questions (`/auth` over HTTP, `VERIFY` over RESP), rate-limit
-//! questions (`GET /check`, `CHECK`) and admin calls (`POST /admin/revoke`, `REVOKE`) — is
+//! questions (`GET /check`, `CHECK`, and who may ask them: `[check]`'s refusals and a named
+//! caller's secret) and admin calls (`POST /admin/revoke`, `REVOKE`) — is
 //! run, in order, through three doors:
 //!
 //! 1. HTTP answered by the hand-written fast path (the default server),
@@ -48,6 +49,10 @@ use http_support::{RawClient, RawResponse, WAIT};
 const ADMIN_ENV: &str = "TOLLGATE_DOORS_ADMIN_SECRET";
 const ADMIN_SECRET: &str = "door-equivalence-admin-secret-0123456789";
 
+/// The variable of the `[[check.callers]]` entry `api`, and its secret.
+const CALLER_ENV: &str = "TOLLGATE_DOORS_CHECK_SECRET";
+const CALLER_SECRET: &str = "door-equivalence-check-caller-0123456789";
+
 /// The client address every access question names (`X-Forwarded-For` / `VERIFY`'s argument;
 /// the test's loopback peer is a trusted proxy by default, so both doors believe it).
 const CLIENT: &str = "203.0.113.7";
@@ -57,6 +62,7 @@ fn env(var: &str) -> Option<String> {
     match var {
         HS256_ENV => Some(auth_support::hs256_secret()),
         ADMIN_ENV => Some(ADMIN_SECRET.to_string()),
+        CALLER_ENV => Some(CALLER_SECRET.to_string()),
         _ => None,
     }
 }
@@ -67,6 +73,16 @@ enum AdminSetup {
     Secret,
     Disabled,
     UnixSocketOnly,
+}
+
+/// How `[check]` (who may ask `/check` and `CHECK`) is configured.
+#[derive(Debug, Clone, Copy)]
+enum CheckSetup {
+    /// The default: the Unix socket and loopback, where the test's connections come from.
+    Default,
+    /// Only `10.0.0.0/8`, so the test's loopback connections are outsiders, and the named
+    /// caller `api` (when `with_caller`).
+    Outsider { with_caller: bool },
 }
 
 /// The one configuration every door's server is built from. Routes:
@@ -87,13 +103,25 @@ enum AdminSetup {
 ///
 /// Issuers: the fixtures' EdDSA/ECDSA/RSA key set from a file, the HS256 secret, and
 /// `offline`, whose key set is never fetched (a refused port), for `keys_unavailable`.
-fn config(admin: AdminSetup) -> Config {
+fn config(admin: AdminSetup, check: CheckSetup) -> Config {
     let m = auth_support::manifest();
     let jwks = auth_support::dir().join("jwks.json");
     let admin = match admin {
         AdminSetup::Secret => format!("enabled = true\nsecret_env = \"{ADMIN_ENV}\""),
         AdminSetup::Disabled => "enabled = false".to_string(),
         AdminSetup::UnixSocketOnly => "enabled = true\nunix_socket_only = true".to_string(),
+    };
+    let check = match check {
+        CheckSetup::Default => String::new(),
+        CheckSetup::Outsider { with_caller } => {
+            let mut t = "[check]\nnetworks = [\"10.0.0.0/8\"]\n".to_string();
+            if with_caller {
+                t.push_str(&format!(
+                    "[[check.callers]]\nname = \"api\"\nsecret_env = \"{CALLER_ENV}\"\n"
+                ));
+            }
+            t
+        }
     };
     let text = format!(
         r#"
@@ -196,6 +224,8 @@ jwks_url = "http://127.0.0.1:9/jwks.json"
 
 [auth.admin]
 {admin}
+
+{check}
 "#,
         iss = m.issuer,
         aud = m.audience,
@@ -251,6 +281,13 @@ enum Ask {
     Revoke {
         secret: Option<&'static str>,
         what: Revocation,
+    },
+    /// `GET /check?key=&tier=` with `Authorization: Bearer <secret>` when given;
+    /// `AUTH api <secret>` (when given) then `CHECK key tier` on one RESP connection.
+    CheckAs {
+        secret: Option<&'static str>,
+        key: &'static str,
+        tier: &'static str,
     },
     /// Not a question: every door's clock moves on by this many milliseconds.
     Advance(u64),
@@ -579,6 +616,43 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+fn check_as(
+    name: &'static str,
+    secret: Option<&'static str>,
+    key: &'static str,
+    expect: &'static str,
+) -> Case {
+    Case {
+        name,
+        ask: Ask::CheckAs {
+            secret,
+            key,
+            tier: "basic",
+        },
+        expect,
+    }
+}
+
+/// Rate-limit questions from a caller outside `[check] networks`, where the caller `api` is
+/// named: refused without its secret or with a wrong one, answered with it; a refusal spends
+/// nothing; the access question (nginx's) is not affected.
+#[rustfmt::skip]
+fn outsider_check_cases() -> Vec<Case> {
+    vec![
+        check_as("outsider: no secret", None, "victim", "check_refused reason=secret_required"),
+        check_as("outsider: a wrong secret", Some("not-the-caller-secret-0123456789abcdef"),
+            "victim", "check_refused reason=secret_invalid"),
+        check_as("outsider: the admin secret is not a caller's", Some(ADMIN_SECRET), "victim",
+            "check_refused reason=secret_invalid"),
+        check_as("outsider: the caller's secret; the refusals spent nothing",
+            Some(CALLER_SECRET), "victim", "allowed limit=100 remaining=99"),
+        check("outsider: the plain question is still refused", "victim", "basic", None, None,
+            "check_refused reason=secret_required"),
+        access("outsider: the access question is not affected", Cred::None, "GET",
+            b"/public/x", "200 tier=anonymous rem=2"),
+    ]
+}
+
 /// Admin calls where admin access is disabled.
 #[rustfmt::skip]
 fn disabled_admin_cases() -> Vec<Case> {
@@ -647,6 +721,11 @@ enum Answer {
         gate_reason: Option<String>,
     },
     Admin(AdminAnswer),
+    /// A rate-limit question from a caller `[check]` does not admit, and why (the gate's
+    /// `CheckRefusal` reason, as each door words it).
+    CheckRefused {
+        reason: String,
+    },
     /// Anything else: always a failure.
     Unexpected(String),
 }
@@ -693,6 +772,9 @@ impl Answer {
                     format!("gate_reason={}", opt(gate_reason)),
                 ]
             }
+            Answer::CheckRefused { reason } => {
+                vec!["check_refused".into(), format!("reason={reason}")]
+            }
             Answer::Admin(a) => vec![match a {
                 AdminAnswer::Ok => "admin=ok".into(),
                 AdminAnswer::Failed(m) => format!("admin=failed:{}", m.replace(' ', "_")),
@@ -726,9 +808,9 @@ struct Running {
 }
 
 impl Running {
-    async fn start(door: Door, admin: AdminSetup) -> Self {
+    async fn start(door: Door, admin: AdminSetup, check: CheckSetup) -> Self {
         let clock = auth_support::clock();
-        let server = ServerBuilder::new(config(admin))
+        let server = ServerBuilder::new(config(admin, check))
             .clock(clock.clone())
             .env(env)
             .http_fast_path(door == Door::HttpFastPath)
@@ -808,7 +890,7 @@ impl Running {
         let raw = format!("{} {:?} {}", r.status, r.headers, r.text());
         let answer = match ask {
             Ask::Access { .. } => http_access(&r),
-            Ask::Check { .. } => http_check(&r),
+            Ask::Check { .. } | Ask::CheckAs { .. } => http_check(&r),
             Ask::Revoke { .. } => http_admin(&r),
             Ask::Advance(_) => unreachable!(),
         };
@@ -852,6 +934,28 @@ impl Running {
                 }
                 let reply = conn.call(&args).await;
                 (resp_check(&reply), format!("{reply:?}"))
+            }
+            Ask::CheckAs { secret, key, tier } => {
+                let auth = match secret {
+                    Some(s) => Some(conn.call(&[b"AUTH", b"api", s.as_bytes()]).await),
+                    None => None,
+                };
+                let reply = conn
+                    .call(&[b"CHECK", key.as_bytes(), tier.as_bytes()])
+                    .await;
+                let wrong_secret =
+                    matches!(&auth, Some(Frame::Error(e)) if e.starts_with("WRONGPASS"));
+                let answer = match resp_check(&reply) {
+                    Answer::CheckRefused { reason } if wrong_secret => Answer::CheckRefused {
+                        reason: if reason == "secret_required" {
+                            "secret_invalid".into()
+                        } else {
+                            reason
+                        },
+                    },
+                    other => other,
+                };
+                (answer, format!("AUTH → {auth:?}; CHECK → {reply:?}"))
             }
             Ask::Revoke { secret, what } => {
                 let auth = match secret {
@@ -947,6 +1051,20 @@ fn http_request(ask: &Ask) -> Vec<u8> {
                     .as_bytes(),
             );
         }
+        Ask::CheckAs { secret, key, tier } => {
+            let auth = secret
+                .map(|s| format!("Authorization: Bearer {s}\r\n"))
+                .unwrap_or_default();
+            r.extend_from_slice(
+                format!(
+                    "GET /check?key={}&tier={} HTTP/1.1\r\nHost: tollgate\r\n{auth}\
+                     Connection: close\r\n\r\n",
+                    encode(key.as_bytes()),
+                    encode(tier.as_bytes())
+                )
+                .as_bytes(),
+            );
+        }
         Ask::Revoke { secret, what } => {
             let body = match what {
                 Revocation::Jti(jti, exp) => serde_json::json!({ "jti": jti, "exp": exp }),
@@ -1017,6 +1135,22 @@ fn http_check(r: &RawResponse) -> Answer {
             }
         }
         400 => Answer::Refused { gate_reason: None },
+        403 if r.json()["type"] == "urn:tollgate:problem:check-forbidden" => {
+            let detail = r.json()["detail"].as_str().unwrap_or("").to_string();
+            // The gate's CheckRefusal, by the words of its message.
+            let reason = if detail.contains("must present") {
+                "secret_required"
+            } else if detail.contains("not that of any caller") {
+                "secret_invalid"
+            } else if detail.contains("[check] networks") {
+                "untrusted_peer"
+            } else {
+                return Answer::Unexpected(format!("HTTP 403: {detail}"));
+            };
+            Answer::CheckRefused {
+                reason: reason.into(),
+            }
+        }
         s => Answer::Unexpected(format!("HTTP {s}")),
     }
 }
@@ -1079,6 +1213,12 @@ fn resp_check(f: &Frame) -> Answer {
             }
         }
         Frame::Error(e) if e.starts_with("ERR ") => Answer::Refused { gate_reason: None },
+        Frame::Error(e) if e.starts_with("NOPERM ") => Answer::CheckRefused {
+            reason: "untrusted_peer".into(),
+        },
+        Frame::Error(e) if e.starts_with("NOAUTH ") => Answer::CheckRefused {
+            reason: "secret_required".into(),
+        },
         other => Answer::Unexpected(format!("{other:?}")),
     }
 }
@@ -1146,10 +1286,10 @@ impl RespConn {
 /// Runs `cases` in order through each door's own server and compares, per case, the three
 /// normalised answers with each other and with the case's expectation. Every difference is
 /// reported, with the three answers, before the test fails.
-async fn run_table(admin: AdminSetup, cases: &[Case]) {
+async fn run_table(admin: AdminSetup, check: CheckSetup, cases: &[Case]) {
     let mut answers: Vec<Vec<Option<(Answer, String)>>> = Vec::new();
     for door in DOORS {
-        let running = Running::start(door, admin).await;
+        let running = Running::start(door, admin, check).await;
         let mut mine = Vec::with_capacity(cases.len());
         for case in cases {
             mine.push(running.ask(&case.ask).await);
@@ -1208,11 +1348,44 @@ async fn every_door_gives_the_same_decision() {
         .filter(|c| !matches!(c.ask, Ask::Advance(_)))
         .count();
     assert!(questions >= 40, "the table has {questions} questions");
-    run_table(AdminSetup::Secret, &cases).await;
+    run_table(AdminSetup::Secret, CheckSetup::Default, &cases).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_refusals_are_the_same_on_every_door() {
-    run_table(AdminSetup::Disabled, &disabled_admin_cases()).await;
-    run_table(AdminSetup::UnixSocketOnly, &unix_only_admin_cases()).await;
+    run_table(
+        AdminSetup::Disabled,
+        CheckSetup::Default,
+        &disabled_admin_cases(),
+    )
+    .await;
+    run_table(
+        AdminSetup::UnixSocketOnly,
+        CheckSetup::Default,
+        &unix_only_admin_cases(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refusals_are_the_same_on_every_door() {
+    run_table(
+        AdminSetup::Secret,
+        CheckSetup::Outsider { with_caller: true },
+        &outsider_check_cases(),
+    )
+    .await;
+    #[rustfmt::skip]
+    let untrusted = [
+        check("no caller is named: the outsider is refused", "victim", "basic", None, None,
+            "check_refused reason=untrusted_peer"),
+        check_as("no caller is named: a secret changes nothing", Some(CALLER_SECRET), "victim",
+            "check_refused"),
+    ];
+    run_table(
+        AdminSetup::Secret,
+        CheckSetup::Outsider { with_caller: false },
+        &untrusted,
+    )
+    .await;
 }

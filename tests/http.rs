@@ -5,7 +5,8 @@
 mod http_support;
 
 use http_support::*;
-use tollgate::gate::CheckQuery;
+use tollgate::gate::{CheckCaller, CheckCredential, CheckQuery};
+use tollgate::policy::Peer;
 
 fn basic(limit_per_hour: u64) -> tollgate::config::Config {
     config(
@@ -104,14 +105,21 @@ async fn query_values_are_percent_decoded_with_plus_as_space() {
         assert_eq!(r.status, 200, "{target}: {}", r.text());
         assert_eq!(r.json()["remaining"], remaining, "{target}");
     }
+    let local = CheckCaller {
+        standing: server.gate().check_standing(Some(Peer::Unix)),
+        credential: CheckCredential::None,
+    };
     let peek = server
         .gate()
-        .check(&CheckQuery {
-            key: "user 42/é",
-            tier: "basic",
-            hits: 0,
-            limit: None,
-        })
+        .check(
+            &local,
+            &CheckQuery {
+                key: "user 42/é",
+                tier: "basic",
+                hits: 0,
+                limit: None,
+            },
+        )
         .unwrap();
     assert_eq!(peek.deciding().remaining, 0);
     server.stop().await.unwrap();

@@ -19,6 +19,7 @@ fn shared() -> HttpShared {
         gate: Arc::new(Gate::new(&cfg, clock).unwrap()),
         readiness: Default::default(),
         max_uri_bytes: 4096,
+        endpoints: tollgate::server::http::Endpoints::ALL,
     }
 }
 
@@ -52,7 +53,11 @@ proptest! {
         let target = format!("/check?{q}");
         // Only what hyper itself would accept as a request target reaches the router.
         if let Ok(uri) = target.parse::<http::Uri>() {
-            let resp = s.respond(&http::Method::GET, &uri);
+            let caller = tollgate::gate::CheckCaller {
+                standing: s.gate.check_standing(Some(tollgate::policy::Peer::Unix)),
+                credential: tollgate::gate::CheckCredential::None,
+            };
+            let resp = s.respond(&http::Method::GET, &uri, &caller);
             let status = resp.status().as_u16();
             prop_assert!(matches!(status, 200 | 400 | 414 | 429), "{status} for {target}");
             let ct = resp.headers()["content-type"].to_str().unwrap().to_string();

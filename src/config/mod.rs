@@ -4,7 +4,7 @@
 //! is acceptable, and nothing of the components that run on it (it imports none of them).
 //! It owns:
 //! - the schema: [`Config`] and its sections, deserialized with serde; each later section
-//!   lives in its own file ([`auth`], [`log`], [`routes`], [`policy`], [`resp`]) so that it
+//!   lives in its own file ([`auth`], [`log`], [`routes`], [`policy`], [`resp`], [`check`]) so that it
 //!   can grow on its own;
 //! - loading: [`Config::load`] (a file), [`Config::from_toml_str`] (text),
 //!   [`Config::embedded`] (the commented default compiled in from `default.toml`, which
@@ -35,6 +35,7 @@
 //! `locate.rs`).
 
 pub mod auth;
+pub mod check;
 pub mod duration;
 pub mod error;
 mod locate;
@@ -53,6 +54,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use auth::AuthConfig;
+pub use check::{CheckCallerConfig, CheckConfig};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, ConfigPath, ErrorKind, Issue, PathSegment, Position};
 pub use locate::Target;
@@ -103,6 +105,9 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub resp: RespConfig,
+    /// Who may call `/check` and `CHECK` (which spend any key's quota).
+    #[serde(default)]
+    pub check: CheckConfig,
 }
 
 /// One limit: `limit` hits per `window`.
@@ -162,6 +167,12 @@ pub struct ServerConfig {
     pub shutdown_grace: String,
     /// Largest `hits` a request may carry.
     pub max_hits: u64,
+    /// TCP listen address of a second HTTP listener that serves only `/metrics`, `/healthz`
+    /// and `/readyz` (for Prometheus and probes); unset: none.
+    pub metrics: Option<String>,
+    /// Whether the main listeners (`http`, `unix_socket`) answer `/metrics`, `/healthz` and
+    /// `/readyz` too.
+    pub metrics_on_http: bool,
 }
 
 impl Default for ServerConfig {
@@ -177,6 +188,8 @@ impl Default for ServerConfig {
             idle_timeout: "60s".into(),
             shutdown_grace: "10s".into(),
             max_hits: 1_000_000,
+            metrics: None,
+            metrics_on_http: true,
         }
     }
 }
@@ -412,6 +425,12 @@ impl ServerConfig {
         self.http
             .parse()
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// The metrics listener's address, when one is configured (validation refuses one that
+    /// does not parse).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_deref().and_then(|m| m.trim().parse().ok())
     }
 
     /// Permissions of the Unix socket file (`0o660` by default).

@@ -285,6 +285,9 @@ impl Config {
 
         // [resp]
         self.resp.validate(&ConfigPath::root().key("resp"), v);
+
+        // [check]
+        self.check.validate(&ConfigPath::root().key("check"), v);
     }
 
     /// Tiers named by `[auth]` must exist.
@@ -403,6 +406,31 @@ impl ServerConfig {
             Duration::ZERO,
         );
         v.within(at.key("max_hits"), self.max_hits, 1, MAX_LIMIT);
+        match self.metrics.as_deref().map(str::trim) {
+            Some(m) => match m.parse::<SocketAddr>() {
+                Err(_) => v.invalid(
+                    at.key("metrics"),
+                    format!(
+                        "{m:?} is not a listen address (use IP:port, e.g. 0.0.0.0:9090 for \
+                         Prometheus and probes in a pod, or leave it out for no metrics listener)"
+                    ),
+                ),
+                Ok(a) if a.port() != 0 && self.http.parse::<SocketAddr>() == Ok(a) => v.invalid(
+                    at.key("metrics"),
+                    format!(
+                        "{m:?} is also server.http: the metrics listener needs a port of its own"
+                    ),
+                ),
+                Ok(_) => {}
+            },
+            None if !self.metrics_on_http => v.invalid(
+                at.key("metrics_on_http"),
+                "is false but server.metrics is not set: /metrics, /healthz and /readyz would be \
+                 served nowhere; set server.metrics = \"0.0.0.0:9090\" (or leave metrics_on_http \
+                 at true)",
+            ),
+            None => {}
+        }
     }
 }
 

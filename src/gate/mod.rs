@@ -19,6 +19,8 @@
 //! - `access.rs`: [`Gate::authorize`], the access question (`/auth`, `VERIFY`) — credentials,
 //!   route policy and limits together — on an [`AccessQuery`];
 //! - `admin.rs`: who may run admin operations ([`AdminAccess`]);
+//! - `check_access.rs`: who may ask the rate-limit question ([`CheckAccess`]: the Unix
+//!   socket, `[check] networks`, or a named caller's secret);
 //! - `revoke.rs`: recording and listing revocations ([`Gate::revoke`]);
 //! - [`grammar`]: what a method and a hit count are, for every door;
 //! - `retry_after.rs`: when a denied caller should retry ([`retry_after`], at least 1 s);
@@ -32,6 +34,7 @@
 
 mod access;
 mod admin;
+mod check_access;
 pub mod compile;
 pub mod grammar;
 mod hash_key;
@@ -52,6 +55,9 @@ use http::HeaderName;
 
 pub use access::{AccessDecision, AccessOutcome, AccessQuery};
 pub use admin::{AdminAccess, AdminCaller, AdminCredential, AdminProof, AdminRefusal};
+pub use check_access::{
+    CheckAccess, CheckCaller, CheckCredential, CheckProof, CheckRefusal, CheckStanding,
+};
 pub use compile::Compiled;
 pub use hash_key::MIN_HASH_KEY_SECRET_BYTES;
 pub use retry_after::retry_after;
@@ -94,6 +100,9 @@ pub enum CheckError {
     UnknownLimit(String),
     #[error("hits must be between 0 and {max}")]
     HitsOutOfRange { max: u64 },
+    /// The caller may not ask the rate-limit question at all ([`CheckAccess`]).
+    #[error("{0}")]
+    NotAllowed(CheckRefusal),
 }
 
 impl CheckError {
@@ -105,6 +114,7 @@ impl CheckError {
             CheckError::UnknownTier(_) => "unknown_tier",
             CheckError::UnknownLimit(_) => "unknown_limit",
             CheckError::HitsOutOfRange { .. } => "hits_out_of_range",
+            CheckError::NotAllowed(r) => r.reason(),
         }
     }
 }
@@ -200,11 +210,14 @@ pub struct Gate {
     limiter: Limiter,
     state: ArcSwap<GateState>,
     /// The configuration the process started with: the sections read once at start
-    /// (listeners, the limiter's bounds, the revocation log) keep running on it, and a
-    /// reload's summary compares them with it.
+    /// (listeners, the limiter's bounds, the revocation log, who may ask `/check`) keep
+    /// running on it, and a reload's summary compares them with it.
     running: Arc<Config>,
     /// One reload at a time, so each builds on the state the previous one left.
     reloading: parking_lot::Mutex<()>,
+    /// Who may ask the rate-limit question, on every door (`[check]`; read at start: a
+    /// connection's standing is computed once, when it opens).
+    check_access: CheckAccess,
     metrics: Arc<Metrics>,
     /// Cloned out of `metrics` so the hot path does not chase the Arc.
     decision_seconds: Histogram,
@@ -244,6 +257,8 @@ impl Gate {
                  enabled = true and secret_env instead (one admin secret serves every door)"
             );
         }
+        let check_access =
+            CheckAccess::from_config(config, env).map_err(|e| anyhow::anyhow!("[check]: {e}"))?;
         let metrics = Arc::new(Metrics::new());
         let state = GateState::new(compile::compile(config)?, auth, Arc::new(admin), &metrics);
         let options = LimiterOptions {
@@ -258,14 +273,26 @@ impl Gate {
             running: Arc::clone(&state.config),
             state: ArcSwap::from_pointee(state),
             reloading: parking_lot::Mutex::new(()),
+            check_access,
             decision_seconds: metrics.decision_seconds().clone(),
             metrics,
         })
     }
 
-    /// Decides a rate-limit check: the tier's limit, plus the named limit when given, both
-    /// for the same key; admitted only if both admit, and a denial consumes from neither.
-    pub fn check(&self, q: &CheckQuery<'_>) -> Result<Decision, CheckError> {
+    /// Decides a rate-limit check for `caller`: first whether the caller may ask at all
+    /// ([`CheckAccess`]; a refusal is counted and nothing about the key is looked at), then
+    /// the tier's limit, plus the named limit when given, both for the same key; admitted
+    /// only if both admit, and a denial consumes from neither.
+    pub fn check(
+        &self,
+        caller: &CheckCaller<'_>,
+        q: &CheckQuery<'_>,
+    ) -> Result<Decision, CheckError> {
+        if let Err(refusal) = self.check_access.admit(caller) {
+            self.metrics.check_refusal(refusal.reason());
+            tracing::debug!(reason = refusal.reason(), "check refused: {refusal}");
+            return Err(CheckError::NotAllowed(refusal));
+        }
         let state = self.state.load();
         let (tier, named) = match validate(&state, q) {
             Ok(found) => found,
@@ -464,6 +491,17 @@ impl Gate {
     /// Who may run admin operations, now.
     pub fn admin(&self) -> Arc<AdminAccess> {
         Arc::clone(&self.state.load().admin)
+    }
+
+    /// Who may ask the rate-limit question (`/check`, `CHECK`).
+    pub fn check_access(&self) -> &CheckAccess {
+        &self.check_access
+    }
+
+    /// What a connection from `peer` is worth to [`CheckAccess`]: a door asks once, when
+    /// the connection opens, and passes it with every check ([`CheckCaller`]).
+    pub fn check_standing(&self, peer: Option<Peer>) -> CheckStanding {
+        self.check_access.standing(peer)
     }
 
     /// Calls `f` with the API-key header (`[auth] api_key_header`) and the names of the
@@ -701,6 +739,7 @@ fn summarise(
             "auth.revocation",
             debug(&running.auth.revocation) != debug(&n.auth.revocation),
         ),
+        ("check", running.check != n.check),
     ] {
         if differs {
             s.restart_required.push(name.to_string());
@@ -735,6 +774,14 @@ mod tests {
         Gate::new(c, Arc::new(ManualClock::new(1_000_000))).unwrap()
     }
 
+    /// A caller on the Unix socket, admitted by the default `[check]`.
+    fn local(g: &Gate) -> CheckCaller<'static> {
+        CheckCaller {
+            standing: g.check_standing(Some(Peer::Unix)),
+            credential: CheckCredential::None,
+        }
+    }
+
     fn q<'a>(key: &'a str, tier: &'a str) -> CheckQuery<'a> {
         CheckQuery {
             key,
@@ -748,28 +795,28 @@ mod tests {
     fn validation_errors_are_reported_in_order() {
         let g = gate(&config(&[("basic", 5, "1h")], &[("login", 2, "5m")]));
         assert_eq!(
-            g.check(&q("", "basic")).unwrap_err(),
+            g.check(&local(&g), &q("", "basic")).unwrap_err(),
             CheckError::MissingKey
         );
         let long = "k".repeat(MAX_KEY_BYTES + 1);
         assert_eq!(
-            g.check(&q(&long, "basic")).unwrap_err(),
+            g.check(&local(&g), &q(&long, "basic")).unwrap_err(),
             CheckError::KeyTooLong(MAX_KEY_BYTES + 1)
         );
         assert_eq!(
-            g.check(&q("k", "gold")).unwrap_err(),
+            g.check(&local(&g), &q("k", "gold")).unwrap_err(),
             CheckError::UnknownTier("gold".into())
         );
         let mut bad_limit = q("k", "basic");
         bad_limit.limit = Some("nope");
         assert_eq!(
-            g.check(&bad_limit).unwrap_err(),
+            g.check(&local(&g), &bad_limit).unwrap_err(),
             CheckError::UnknownLimit("nope".into())
         );
         let mut too_many = q("k", "basic");
         too_many.hits = g.max_hits() + 1;
         assert_eq!(
-            g.check(&too_many).unwrap_err(),
+            g.check(&local(&g), &too_many).unwrap_err(),
             CheckError::HitsOutOfRange { max: g.max_hits() }
         );
         let text = String::from_utf8(g.render_metrics()).unwrap();

@@ -13,7 +13,7 @@ use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::{hash_key, AdminAccess};
+use super::{hash_key, AdminAccess, CheckAccess};
 use crate::config::Config;
 
 /// What the checks found.
@@ -55,6 +55,9 @@ impl Preflight {
         }
         if let Err(e) = AdminAccess::from_config(config, env) {
             p.problems.push(format!("[auth.admin] {e}"));
+        }
+        if let Err(e) = CheckAccess::from_config(config, env) {
+            p.problems.push(format!("[check] {e}"));
         }
         if let Err(e) = hash_key::limiter_hash_key(&config.limiter, env) {
             p.problems.push(format!("[limiter] {e:#}"));
@@ -188,6 +191,30 @@ mod tests {
             "{p:?}"
         );
         assert!(!p.is_ok());
+    }
+
+    #[test]
+    fn a_check_callers_secret_missing_from_the_environment_is_a_problem() {
+        let mut c = Config::default();
+        c.check.callers.push(crate::config::CheckCallerConfig {
+            name: "api".into(),
+            secret_env: "TOLLGATE_TEST_NO_SUCH_CALLER_SECRET".into(),
+        });
+        let p = Preflight::run(&c, &no_env);
+        assert_eq!(p.problems.len(), 1, "{:#?}", p.problems);
+        let problem = &p.problems[0];
+        assert!(
+            problem.starts_with("[check] check.callers[0].secret_env"),
+            "{problem}"
+        );
+        assert!(
+            problem.contains("TOLLGATE_TEST_NO_SUCH_CALLER_SECRET"),
+            "{problem}"
+        );
+        let secret = "s".repeat(32);
+        let env =
+            |var: &str| (var == "TOLLGATE_TEST_NO_SUCH_CALLER_SECRET").then(|| secret.clone());
+        assert!(Preflight::run(&c, &env).is_ok());
     }
 
     #[test]

@@ -37,12 +37,17 @@ use crate::metrics::Listener;
 pub use listener::{ConnectionSlots, Phase, Shutdown};
 pub use readiness::{Readiness, ReadinessFlag};
 
-use self::http::{HttpConnSettings, HttpService, HttpShared};
+use self::http::{Endpoints, HttpConnSettings, HttpService, HttpShared};
 use self::listener::{ShutdownController, UnixSocketFile};
 
 /// How often idle limiter states are dropped. Idle means both windows passed, so for the
 /// usual windows (minutes to hours) a few seconds of delay changes nothing but memory.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Connections the metrics listener (`server.metrics`) holds open at once. Prometheus keeps
+/// one or two and each probe opens one; the cap is its own, so a flood of scrapes cannot
+/// take the slots of `/check` and `/auth`, nor the reverse.
+pub const METRICS_MAX_CONNECTIONS: usize = 64;
 
 /// Starts a server: `ServerBuilder::new(config).start().await` binds and serves on the
 /// current tokio runtime.
@@ -196,9 +201,13 @@ impl ServerBuilder {
             gate: gate.clone(),
             readiness: readiness.clone(),
             max_uri_bytes: sc.max_uri_bytes,
+            endpoints: Endpoints::Main {
+                metrics: sc.metrics_on_http,
+            },
         });
         let slots = Arc::new(ConnectionSlots::new(sc.max_connections));
         let controller = Arc::new(ShutdownController::new());
+        let mut all_slots = vec![slots.clone()];
 
         let mut accept_loops = Vec::new();
         accept_loops.push(spawn_http_accept(
@@ -210,6 +219,41 @@ impl ServerBuilder {
             &shared,
             &settings,
         ));
+        // The metrics listener: /metrics, /healthz and /readyz only, through hyper (no fast
+        // path: scrapes are not a hot path), with connection slots of its own.
+        let metrics_addr = match sc.metrics_addr() {
+            Some(addr) => {
+                let l = listener::bind_tcp(&addr.to_string()).context("server.metrics")?;
+                let bound = l
+                    .local_addr()
+                    .context("the metrics listener has no address")?;
+                let metrics_shared = Arc::new(HttpShared {
+                    gate: gate.clone(),
+                    readiness: readiness.clone(),
+                    max_uri_bytes: sc.max_uri_bytes,
+                    endpoints: Endpoints::MetricsOnly,
+                });
+                let metrics_settings = Arc::new(HttpConnSettings::new(
+                    header_read_timeout,
+                    idle_timeout,
+                    sc.max_header_bytes,
+                    false,
+                ));
+                let metrics_slots = Arc::new(ConnectionSlots::new(METRICS_MAX_CONNECTIONS));
+                accept_loops.push(spawn_http_accept(
+                    l,
+                    Listener::HttpMetrics,
+                    &gate,
+                    &metrics_slots,
+                    &controller,
+                    &metrics_shared,
+                    &metrics_settings,
+                ));
+                all_slots.push(metrics_slots);
+                Some(bound)
+            }
+            None => None,
+        };
         let unix_socket = unix.as_ref().map(|(_, f)| f.path().to_path_buf());
         let unix_file = unix.map(|(l, file)| {
             accept_loops.push(spawn_http_accept(
@@ -244,6 +288,7 @@ impl ServerBuilder {
         listeners_up.set(true);
         tracing::info!(
             http = %http_addr,
+            metrics = metrics_addr.map(|a| a.to_string()),
             unix_socket = unix_socket.as_ref().map(|p| p.display().to_string()),
             version = env!("CARGO_PKG_VERSION"),
             "tollgate listening"
@@ -253,7 +298,7 @@ impl ServerBuilder {
             controller.subscribe(),
             controller.clone(),
             accept_loops,
-            slots,
+            all_slots,
             shutdown_grace,
             unix_file,
             resp_server,
@@ -263,6 +308,7 @@ impl ServerBuilder {
             readiness,
             not_draining,
             http_addr,
+            metrics_addr,
             unix_socket,
             resp_addr,
             resp_unix_socket,
@@ -334,6 +380,7 @@ pub struct ServerHandle {
     readiness: Readiness,
     not_draining: ReadinessFlag,
     http_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     unix_socket: Option<PathBuf>,
     resp_addr: Option<SocketAddr>,
     resp_unix_socket: Option<PathBuf>,
@@ -348,6 +395,11 @@ impl ServerHandle {
     /// The address the HTTP listener is bound to (the real port when `:0` was asked for).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The metrics listener's address (`server.metrics`), when one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The Unix socket path, when one is configured.
@@ -423,7 +475,7 @@ async fn supervise(
     shutdown: Shutdown,
     controller: Arc<ShutdownController>,
     accept_loops: Vec<JoinHandle<()>>,
-    slots: Arc<ConnectionSlots>,
+    slots: Vec<Arc<ConnectionSlots>>,
     grace: Duration,
     unix_file: Option<UnixSocketFile>,
     resp_server: Option<resp::RespServer>,
@@ -435,16 +487,16 @@ async fn supervise(
         }
         // Listeners are closed: the socket file can go now, before the grace period.
         drop(unix_file);
-        let open = slots.open();
+        let open: usize = slots.iter().map(|s| s.open()).sum();
         if open > 0 {
             tracing::info!(open, "draining: waiting for in-flight requests");
         }
-        if tokio::time::timeout(grace, slots.all_closed())
+        if tokio::time::timeout(grace, all_closed(&slots))
             .await
             .is_err()
         {
             tracing::warn!(
-                open = slots.open(),
+                open = slots.iter().map(|s| s.open()).sum::<usize>(),
                 grace_ms = grace.as_millis() as u64,
                 "shutdown grace period over; closing the remaining connections"
             );
@@ -465,8 +517,15 @@ async fn supervise(
     }
     // Connection tasks drop their connection as soon as they see `Closing`; this only waits
     // for them to do so, bounded in case a task is stuck in a blocking call.
-    let _ = tokio::time::timeout(Duration::from_secs(1), slots.all_closed()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), all_closed(&slots)).await;
     tracing::info!("tollgate stopped");
+}
+
+/// Resolves when every listener's connections have closed.
+async fn all_closed(slots: &[Arc<ConnectionSlots>]) {
+    for s in slots {
+        s.all_closed().await;
+    }
 }
 
 async fn sweep_periodically(gate: Arc<Gate>, shutdown: Shutdown) {

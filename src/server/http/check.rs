@@ -3,6 +3,10 @@
 //! (allowed) or 429 (denied) with a JSON body and the `RateLimit`, `RateLimit-Policy`,
 //! `X-RateLimit-*` and (when denied) `Retry-After` fields.
 //!
+//! Who may ask is the gate's decision too ([`CheckAccess`](crate::gate::CheckAccess)): the
+//! door supplies the connection's standing and the `Authorization` header
+//! ([`CheckCaller`]), and renders a refusal as 403 `check-forbidden`.
+//!
 //! The answer's fields are written by `decision_fields` alone, for both transports:
 //! `decision_reply` for hyper, `write_decision` for the fast path.
 
@@ -14,13 +18,18 @@ use super::render::{
     FieldWriter, HttpResponse, Reply, RETRY_AFTER,
 };
 use super::HttpShared;
-use crate::gate::{grammar, retry_after, CheckQuery};
+use crate::gate::{grammar, retry_after, CheckCaller, CheckQuery};
 use crate::limiter::Decision;
 use crate::problem::{quote, Problem, ProblemType};
 
 impl HttpShared {
-    /// `GET /check?<query>`: the gate's decision, or the problem with the query (counted).
-    pub fn check_outcome(&self, query: &str) -> Result<Decision, Problem> {
+    /// `GET /check?<query>` from `caller`: the gate's decision, or the problem with the
+    /// query or the caller (counted).
+    pub fn check_outcome(
+        &self,
+        caller: &CheckCaller<'_>,
+        query: &str,
+    ) -> Result<Decision, Problem> {
         let params = CheckParams::parse(query).map_err(|p| self.refuse(p))?;
         let key = params.key.as_deref().unwrap_or("");
         // An empty key is reported before a missing tier, and by the gate, so that every door
@@ -57,7 +66,7 @@ impl HttpShared {
             limit: params.limit.as_deref(),
         };
         self.gate
-            .check(&q)
+            .check(caller, &q)
             .map_err(|e| self.refuse(Problem::from(&e)))
     }
 }

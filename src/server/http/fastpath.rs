@@ -215,9 +215,10 @@ async fn answer(
     };
     match check_query {
         Some(query) if !query.contains('#') => {
+            let caller = service.check_caller(authorization(head, &bufs.spans, service));
             let outcome = shared
                 .check_target_len(target.len())
-                .and_then(|()| shared.check_outcome(query));
+                .and_then(|()| shared.check_outcome(&caller, query));
             match outcome {
                 Ok(decision) => {
                     write_decision(&mut bufs.out, &mut bufs.scratch, &decision, date, close)
@@ -229,12 +230,29 @@ async fn answer(
             let Ok(uri) = target.parse::<Uri>() else {
                 return Answered::HandOff;
             };
+            let caller = service.check_caller(authorization(head, &bufs.spans, service));
             shared
-                .reply(&Method::GET, &uri)
+                .reply(&Method::GET, &uri, &caller)
                 .write(&mut bufs.out, date, close);
         }
     }
     Answered::Yes
+}
+
+/// The `Authorization` header's value, looked for only when the connection's peer is not
+/// admitted to `/check` on its own (so the default, a trusted peer, does no work here).
+fn authorization<'h>(
+    head: &'h [u8],
+    spans: &[HeaderSpan],
+    service: &HttpService,
+) -> Option<&'h [u8]> {
+    if service.check_standing().is_trusted() {
+        return None;
+    }
+    spans
+        .iter()
+        .find(|s| head[s.name.0..s.name.1].eq_ignore_ascii_case(b"authorization"))
+        .map(|s| &head[s.value.0..s.value.1])
 }
 
 /// Serves one connection: plain GETs here, the rest (from the first request that is not

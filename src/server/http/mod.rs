@@ -10,8 +10,13 @@
 //! and the decision into a status, header fields (IETF `RateLimit` / `RateLimit-Policy`,
 //! legacy `X-RateLimit-*`, `Retry-After`; identity headers and `X-Tollgate-Reason` for
 //! `/auth`) and a body, or into a problem (RFC 9457). Each connection's service knows its
-//! socket peer, which decides whether client-IP headers are believed and whether the
-//! Unix-socket-only admin API is reachable.
+//! socket peer, which decides whether client-IP headers are believed, whether the
+//! Unix-socket-only admin API is reachable, and whether `/check` may be asked without a
+//! caller's secret (the gate's [`CheckStanding`], asked once when the connection opens).
+//!
+//! A listener serves the [`Endpoints`] it was built with: the main listeners everything, the
+//! metrics listener (`server.metrics`) `/metrics`, `/healthz` and `/readyz` only, through
+//! hyper alone (scrapes are not a hot path), and 404 for `/check`, `/auth` and `/admin/*`.
 //!
 //! # Files
 //!
@@ -59,7 +64,7 @@ use std::task::{Context, Poll};
 
 use http::{Method, Request, StatusCode, Uri};
 
-use crate::gate::Gate;
+use crate::gate::{CheckCaller, CheckCredential, CheckStanding, Gate};
 use crate::policy::Peer;
 use crate::problem::{quote, Problem, ProblemType};
 
@@ -76,24 +81,70 @@ use self::render::{problem_reply, problem_reply_with, ALLOW};
 /// The path of the access endpoint (nginx `auth_request`).
 pub const AUTH_PATH: &str = "/auth";
 
-/// What the HTTP service needs, shared by every connection.
+/// What the HTTP service needs, shared by every connection of a listener.
 pub struct HttpShared {
     pub gate: Arc<Gate>,
     pub readiness: Readiness,
     /// Longest request target accepted (`server.max_uri_bytes`); longer gets 414.
     pub max_uri_bytes: usize,
+    /// Which endpoints the listener serves.
+    pub endpoints: Endpoints,
 }
 
-/// The hyper service of one connection: the shared state and the connection's socket peer.
+/// Which endpoints a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoints {
+    /// The main listeners (`server.http`, `server.unix_socket`): `/check`, `/auth`, the admin
+    /// API, and `/metrics`, `/healthz` and `/readyz` when `metrics` (`server.metrics_on_http`).
+    Main { metrics: bool },
+    /// The metrics listener (`server.metrics`): `/metrics`, `/healthz` and `/readyz` only,
+    /// so that a port Prometheus and the kubelet can reach serves nothing that spends a
+    /// quota or needs a secret.
+    MetricsOnly,
+}
+
+impl Endpoints {
+    /// Everything: what a main listener serves by default.
+    pub const ALL: Endpoints = Endpoints::Main { metrics: true };
+
+    /// Whether `/metrics`, `/healthz` and `/readyz` are served here.
+    pub fn serves_metrics(self) -> bool {
+        matches!(
+            self,
+            Endpoints::MetricsOnly | Endpoints::Main { metrics: true }
+        )
+    }
+}
+
+/// The hyper service of one connection: the shared state, the connection's socket peer, and
+/// what the peer is worth to `/check` (asked of the gate once, when the connection opens).
 #[derive(Clone)]
 pub struct HttpService {
     shared: Arc<HttpShared>,
     peer: Peer,
+    check: CheckStanding,
 }
 
 impl HttpService {
     pub fn new(shared: Arc<HttpShared>, peer: Peer) -> Self {
-        Self { shared, peer }
+        let check = shared.gate.check_standing(Some(peer));
+        Self {
+            shared,
+            peer,
+            check,
+        }
+    }
+
+    /// A `/check` caller on this connection presenting `authorization` (the header's value),
+    /// which is only looked at when the peer alone is not admitted.
+    pub fn check_caller<'a>(&self, authorization: Option<&'a [u8]>) -> CheckCaller<'a> {
+        CheckCaller {
+            standing: self.check,
+            credential: match authorization {
+                Some(h) if !self.check.is_trusted() => CheckCredential::Authorization(h),
+                _ => CheckCredential::None,
+            },
+        }
     }
 
     /// The state every connection shares.
@@ -104,6 +155,11 @@ impl HttpService {
     /// Who is on the other end of this connection.
     pub fn peer(&self) -> Peer {
         self.peer
+    }
+
+    /// What the peer is worth to `/check`.
+    pub fn check_standing(&self) -> CheckStanding {
+        self.check
     }
 }
 
@@ -141,6 +197,10 @@ where
 
     fn call(&self, req: Request<B>) -> Self::Future {
         let path = req.uri().path();
+        if self.shared.endpoints == Endpoints::MetricsOnly {
+            let caller = self.check_caller(None);
+            return HttpFuture::Ready(Some(self.shared.respond(req.method(), req.uri(), &caller)));
+        }
         if path == AUTH_PATH {
             if let Err(p) = self.shared.check_target_len(target_len(req.uri())) {
                 return HttpFuture::Ready(Some(problem_reply(&p).into_response()));
@@ -150,27 +210,38 @@ where
         if path.starts_with(ADMIN_PREFIX) {
             return HttpFuture::Pending(Box::pin(self.clone().admin(req)));
         }
-        HttpFuture::Ready(Some(self.shared.respond(req.method(), req.uri())))
+        let authorization = if path == "/check" {
+            req.headers()
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes())
+        } else {
+            None
+        };
+        let caller = self.check_caller(authorization);
+        HttpFuture::Ready(Some(self.shared.respond(req.method(), req.uri(), &caller)))
     }
 }
 
 impl HttpShared {
-    /// Answers one request that needs neither headers nor a body (`/check`, `/healthz`,
-    /// `/readyz`, `/metrics`). `/auth` is answered as a request without `X-Original-URI`
-    /// and the admin API as a request without credentials over TCP would be.
-    pub fn respond(&self, method: &Method, uri: &Uri) -> HttpResponse {
-        self.reply(method, uri).into_response()
+    /// Answers one request that needs no body (`/check`, whose caller is `caller`,
+    /// `/healthz`, `/readyz`, `/metrics`). `/auth` is answered as a request without
+    /// `X-Original-URI` and the admin API as a request without credentials over TCP would be.
+    pub fn respond(&self, method: &Method, uri: &Uri, caller: &CheckCaller<'_>) -> HttpResponse {
+        self.reply(method, uri, caller).into_response()
     }
 
     /// [`respond`](Self::respond) before it becomes a hyper response: the router.
-    pub fn reply(&self, method: &Method, uri: &Uri) -> Reply {
+    pub fn reply(&self, method: &Method, uri: &Uri, caller: &CheckCaller<'_>) -> Reply {
         if let Err(p) = self.check_target_len(target_len(uri)) {
             return problem_reply(&p);
+        }
+        if self.endpoints == Endpoints::MetricsOnly {
+            return self.reply_metrics_only(method, uri.path());
         }
         match uri.path() {
             "/check" => {
                 if method == Method::GET {
-                    match self.check_outcome(uri.query().unwrap_or("")) {
+                    match self.check_outcome(caller, uri.query().unwrap_or("")) {
                         Ok(decision) => check::decision_reply(&decision),
                         Err(p) => problem_reply(&p),
                     }
@@ -179,14 +250,17 @@ impl HttpShared {
                 }
             }
             path @ ("/healthz" | "/readyz" | "/metrics") => {
-                if method != Method::GET && method != Method::HEAD {
-                    return self.method_not_allowed(method, path, "GET, HEAD");
+                if !self.endpoints.serves_metrics() {
+                    let p = self.refuse(Problem::new(
+                        ProblemType::NotFound,
+                        format!(
+                            "{path} is served on the metrics listener (server.metrics), not on \
+                             this one (server.metrics_on_http = false)"
+                        ),
+                    ));
+                    return problem_reply(&p);
                 }
-                match path {
-                    "/healthz" => self.healthz(),
-                    "/readyz" => self.readyz(),
-                    _ => self.metrics(),
-                }
+                self.observe(method, path)
             }
             AUTH_PATH => problem_reply(&self.missing_original_uri()),
             path if path.starts_with(ADMIN_PREFIX) => {
@@ -200,13 +274,52 @@ impl HttpShared {
             other => {
                 let p = self.refuse(Problem::new(
                     ProblemType::NotFound,
+                    if self.endpoints.serves_metrics() {
+                        format!(
+                            "no endpoint at {}; tollgate serves /check, /auth, /healthz, /readyz and /metrics",
+                            quote(other)
+                        )
+                    } else {
+                        format!(
+                            "no endpoint at {}; this listener serves /check and /auth (/metrics, \
+                             /healthz and /readyz are on server.metrics)",
+                            quote(other)
+                        )
+                    },
+                ));
+                problem_reply(&p)
+            }
+        }
+    }
+
+    /// The metrics listener's router: `/metrics`, `/healthz` and `/readyz`, and 404 for
+    /// everything else — `/check`, `/auth` and the admin API included.
+    fn reply_metrics_only(&self, method: &Method, path: &str) -> Reply {
+        match path {
+            "/healthz" | "/readyz" | "/metrics" => self.observe(method, path),
+            other => {
+                let p = self.refuse(Problem::new(
+                    ProblemType::NotFound,
                     format!(
-                        "no endpoint at {}; tollgate serves /check, /auth, /healthz, /readyz and /metrics",
+                        "no endpoint at {}; this is the metrics listener (server.metrics): it \
+                         serves /metrics, /healthz and /readyz only",
                         quote(other)
                     ),
                 ));
                 problem_reply(&p)
             }
+        }
+    }
+
+    /// `/healthz`, `/readyz` or `/metrics`, for GET and HEAD.
+    fn observe(&self, method: &Method, path: &str) -> Reply {
+        if method != Method::GET && method != Method::HEAD {
+            return self.method_not_allowed(method, path, "GET, HEAD");
+        }
+        match path {
+            "/healthz" => self.healthz(),
+            "/readyz" => self.readyz(),
+            _ => self.metrics(),
         }
     }
 

@@ -39,7 +39,7 @@ use super::cmd::{self, Flow, Work};
 use super::door::{DoorShared, RespDoor};
 use super::idle_poll;
 use super::stats::BatchCounts;
-use crate::gate::AdminProof;
+use crate::gate::{AdminProof, CheckProof, CheckStanding};
 use crate::policy::Peer;
 use crate::resp::frame::{self, Protocol};
 use crate::resp::{ParseError, Parsed, RequestParser};
@@ -59,6 +59,11 @@ pub(super) struct Conn {
     pub(super) protocol: Protocol,
     /// `AUTH` with the admin secret succeeded: the gate's proof of it.
     pub(super) admin: Option<AdminProof>,
+    /// What the peer is worth to `CHECK`, asked of the gate at the connection's first
+    /// `CHECK` and kept (the peer does not change).
+    pub(super) check: Option<CheckStanding>,
+    /// `AUTH <caller> <secret>` with a `[[check.callers]]` secret succeeded.
+    pub(super) check_proof: Option<CheckProof>,
     pub(super) via_unix: bool,
     /// The other end: `Unix`, an IP, or `None` when unknown (never trusted).
     pub(super) peer: Option<Peer>,
@@ -131,6 +136,8 @@ where
         id: shared.next_client_id.fetch_add(1, Ordering::Relaxed),
         protocol: Protocol::Resp2,
         admin: None,
+        check: None,
+        check_proof: None,
         via_unix: peer == Some(Peer::Unix),
         peer,
         name: None,
@@ -302,7 +309,8 @@ mod tests {
             inner: server,
             writes: writes.clone(),
         };
-        serve_connection(stream, d.clone(), None).await;
+        // The Unix socket: a caller `[check]` admits by default.
+        serve_connection(stream, d.clone(), Some(Peer::Unix)).await;
         let mut got = Vec::new();
         client.read_to_end(&mut got).await.unwrap();
         let w = writes.lock().clone();

@@ -39,6 +39,14 @@ fn admin_config(c: &mut Config, admin: Admin) {
 }
 
 pub(super) fn door(admin: Admin) -> RespDoor {
+    door_with(admin, |_| {})
+}
+
+/// The secret of the `[[check.callers]]` entry `api` (variable `API`) a test may configure.
+pub(super) const CALLER_SECRET: &str = "resp-check-caller-secret-0123456789abcdef";
+
+/// [`door`], with `configure` changing its configuration first (`[check]`).
+pub(super) fn door_with(admin: Admin, configure: impl FnOnce(&mut Config)) -> RespDoor {
     let mut c = Config::default();
     c.tiers.insert(
         "basic".into(),
@@ -50,7 +58,12 @@ pub(super) fn door(admin: Admin) -> RespDoor {
         },
     );
     admin_config(&mut c, admin);
-    let env = |v: &str| (v == "ADMIN").then(|| SECRET.to_string());
+    configure(&mut c);
+    let env = |v: &str| match v {
+        "ADMIN" => Some(SECRET.to_string()),
+        "API" => Some(CALLER_SECRET.to_string()),
+        _ => None,
+    };
     let clock = Arc::new(ManualClock::new(1_000_000));
     let gate = Arc::new(Gate::with_env(&c, clock, &env).unwrap());
     let options = RespOptions::from_config(&c).unwrap();
@@ -97,6 +110,8 @@ pub(super) fn conn_from(peer: Option<Peer>) -> Conn {
         id: 7,
         protocol: Protocol::Resp2,
         admin: None,
+        check: None,
+        check_proof: None,
         via_unix: peer == Some(Peer::Unix),
         peer,
         name: None,

@@ -1,6 +1,7 @@
 //! `AUTH [user] <password>`: unlocks the admin commands (`REVOKE`) on this connection when
 //! the password is the admin secret (and the user, when given, is `default`, as Redis names
-//! it). `HELLO … AUTH user pass` authenticates the same way ([`authenticate`]).
+//! it); unlocks `CHECK` when the user is a `[[check.callers]]` name and the password its
+//! secret. `HELLO … AUTH user pass` authenticates the same way ([`authenticate`]).
 
 use bytes::BytesMut;
 
@@ -20,16 +21,24 @@ pub(super) fn authenticate(
     password: &[u8],
     door: &DoorShared,
 ) -> bool {
-    // The gate checks the password even for a wrong user name, so timing does not tell
-    // them apart.
-    let proof = door.gate.admin().prove(password);
-    let user_ok = user.map_or(true, |u| u == b"default");
-    match proof {
-        Ok(proof) if user_ok => {
+    if let Some(name) = user.filter(|u| *u != b"default") {
+        // A `[check]` caller: its name is configuration, not a secret; the gate compares the
+        // secret in constant time.
+        return match door.gate.check_access().prove(name, password) {
+            Some(Ok(proof)) => {
+                conn.check_proof = Some(proof);
+                true
+            }
+            _ => false,
+        };
+    }
+    // The admin user (`default`, or no user given).
+    match door.gate.admin().prove(password) {
+        Ok(proof) => {
             conn.admin = Some(proof);
             true
         }
-        _ => false,
+        Err(_) => false,
     }
 }
 
@@ -46,7 +55,8 @@ pub(super) fn apply(
         3 => (Some(args[1]), args[2]),
         _ => return wrong_arity(out, "auth", counts),
     };
-    if !door.gate.admin().has_secret() {
+    let admin_user = user.map_or(true, |u| u == b"default");
+    if admin_user && !door.gate.admin().has_secret() {
         return err(
             out,
             "ERR AUTH <password> called without any password configured for the default user. \

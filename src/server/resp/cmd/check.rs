@@ -1,13 +1,21 @@
 //! `CHECK <key> <tier> [HITS n] [LIMIT name] [WITHNAME]`: the rate-limit question, the hot
 //! path of the protocol. Answers `[allowed, limit, remaining, reset_s, retry_after_s]`, with
 //! the deciding limit's name when `WITHNAME` is given.
+//!
+//! Who may ask is the gate's decision ([`CheckAccess`](crate::gate::CheckAccess)): the
+//! connection's peer (asked once per connection) or a caller's `AUTH <name> <secret>`. A
+//! refused caller gets `NOPERM` (its address is not trusted and no caller could prove
+//! itself) or `NOAUTH` (a caller's secret is needed).
 
 use bytes::BytesMut;
 
 use super::{err, is, wrong_arity};
-use crate::gate::{grammar, retry_after, CheckError, CheckQuery};
+use crate::gate::{
+    grammar, retry_after, CheckCaller, CheckCredential, CheckError, CheckQuery, CheckRefusal,
+};
 use crate::resp::frame;
 use crate::resp::Args;
+use crate::server::resp::connection::Conn;
 use crate::server::resp::door::DoorShared;
 use crate::server::resp::stats::BatchCounts;
 
@@ -16,6 +24,7 @@ const ERR_SYNTAX: &str = "ERR syntax error";
 /// `CHECK <key> <tier> [HITS n] [LIMIT name] [WITHNAME]` →
 /// `[allowed, limit, remaining, reset_s, retry_after_s]` (+ the deciding limit's name).
 pub(super) fn apply(
+    conn: &mut Conn,
     args: &Args<'_>,
     door: &DoorShared,
     out: &mut BytesMut,
@@ -68,7 +77,16 @@ pub(super) fn apply(
         hits: hits.unwrap_or(1),
         limit,
     };
-    match door.gate.check(&query) {
+    let peer = conn.peer;
+    let caller = CheckCaller {
+        standing: *conn
+            .check
+            .get_or_insert_with(|| door.gate.check_standing(peer)),
+        credential: conn
+            .check_proof
+            .map_or(CheckCredential::None, CheckCredential::Proven),
+    };
+    match door.gate.check(&caller, &query) {
         Ok(decision) => {
             let o = decision.deciding();
             let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -96,6 +114,12 @@ pub(super) fn apply(
                 | CheckError::UnknownTier(_)
                 | CheckError::UnknownLimit(_)
                 | CheckError::HitsOutOfRange { .. } => format!("ERR {e}"),
+                CheckError::NotAllowed(CheckRefusal::UntrustedPeer) => format!("NOPERM {e}"),
+                CheckError::NotAllowed(CheckRefusal::SecretRequired | CheckRefusal::SecretInvalid) => {
+                    "NOAUTH CHECK from this address needs a caller's secret: AUTH <caller> <secret> \
+                     ([[check.callers]])"
+                        .to_string()
+                }
             };
             err(out, &msg, counts);
         }
@@ -152,5 +176,74 @@ mod tests {
         ] {
             assert_eq!(run(&mut c, &d, line), want, "{line}");
         }
+    }
+
+    /// Who may ask: the Unix socket and loopback by default; elsewhere NOPERM, or NOAUTH
+    /// until `AUTH <caller> <secret>`, which RESET forgets.
+    #[test]
+    fn only_admitted_callers_may_check() {
+        use crate::config::CheckCallerConfig;
+        use crate::policy::Peer;
+        use crate::server::resp::testing::{conn_from, door_with, CALLER_SECRET};
+        let outside = || conn_from(Some(Peer::Ip([10, 0, 0, 5].into())));
+
+        let d = door(Admin::Disabled);
+        assert!(run(&mut conn(true), &d, "CHECK k basic").starts_with("*5\r\n"));
+        assert!(run(&mut conn(false), &d, "CHECK k basic").starts_with("*5\r\n"));
+        let refused = run(&mut outside(), &d, "CHECK k basic");
+        assert!(
+            refused.starts_with("-NOPERM ") && refused.contains("[check] networks"),
+            "{refused}"
+        );
+        assert!(run(&mut conn_from(None), &d, "CHECK k basic").starts_with("-NOPERM "));
+
+        let with_caller = door_with(Admin::Disabled, |c| {
+            c.check.networks = vec!["192.0.2.0/24".into()];
+            c.check.unix_socket = false;
+            c.check.callers = vec![CheckCallerConfig {
+                name: "api".into(),
+                secret_env: "API".into(),
+            }];
+        });
+        let mut unix = conn(true);
+        assert!(run(&mut unix, &with_caller, "CHECK k basic").starts_with("-NOAUTH "));
+        let mut c = outside();
+        let noauth = run(&mut c, &with_caller, "CHECK k basic");
+        assert!(
+            noauth.starts_with("-NOAUTH ") && noauth.contains("AUTH <caller> <secret>"),
+            "{noauth}"
+        );
+        assert!(run(&mut c, &with_caller, "AUTH api wrong-secret").starts_with("-WRONGPASS"));
+        assert!(run(
+            &mut c,
+            &with_caller,
+            &format!("AUTH nobody {CALLER_SECRET}")
+        )
+        .starts_with("-WRONGPASS"));
+        assert!(run(&mut c, &with_caller, "CHECK k basic").starts_with("-NOAUTH "));
+        assert_eq!(
+            run(&mut c, &with_caller, &format!("AUTH api {CALLER_SECRET}")),
+            "+OK\r\n"
+        );
+        assert!(run(&mut c, &with_caller, "CHECK k basic").starts_with("*5\r\n"));
+        // A caller's secret is not the admin's.
+        assert!(c.admin.is_none());
+        assert_eq!(run(&mut c, &with_caller, "RESET"), "+RESET\r\n");
+        assert!(run(&mut c, &with_caller, "CHECK k basic").starts_with("-NOAUTH "));
+        // HELLO … AUTH proves a caller too.
+        let hello = run(
+            &mut c,
+            &with_caller,
+            &format!("HELLO 2 AUTH api {CALLER_SECRET}"),
+        );
+        assert!(hello.starts_with('*'), "{hello}");
+        assert!(run(&mut c, &with_caller, "CHECK k basic").starts_with("*5\r\n"));
+        let text = String::from_utf8(with_caller.0.gate.render_metrics()).unwrap();
+        assert!(
+            text.contains("tollgate_check_refusals_total{reason=\"secret_required\"} 4"),
+            "{text}"
+        );
+        let text = String::from_utf8(d.0.gate.render_metrics()).unwrap();
+        assert!(text.contains("tollgate_check_refusals_total{reason=\"untrusted_peer\"} 2"));
     }
 }

@@ -187,7 +187,7 @@ pub(super) fn execute<'a>(
         return Flow::Continue;
     };
     match command {
-        Command::Check => check::apply(args, door, out, counts),
+        Command::Check => check::apply(conn, args, door, out, counts),
         Command::Ping => ping::apply(args, out, counts),
         Command::Echo => echo::apply(args, out, counts),
         Command::Quit => return quit::apply(out),

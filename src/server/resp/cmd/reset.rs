@@ -1,4 +1,5 @@
-//! `RESET`: the connection back to how it started — RESP2, not authenticated, no name.
+//! `RESET`: the connection back to how it started — RESP2, not authenticated (neither as
+//! admin nor as a `[check]` caller), no name.
 
 use bytes::BytesMut;
 
@@ -18,6 +19,7 @@ pub(super) fn apply(
     if args.len() == 1 {
         conn.protocol = Protocol::Resp2;
         conn.admin = None;
+        conn.check_proof = None;
         conn.name = None;
         out.extend_from_slice(b"+RESET\r\n");
     } else {
