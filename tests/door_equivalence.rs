@@ -524,6 +524,20 @@ fn cases() -> Vec<Case> {
         access("a token of the revoked subject", bare("hs256"), "GET", b"/api/me",
             "401 revoked"),
         access("another subject still passes", user_1(), "GET", b"/api/me", "200 user=user_1"),
+        // --- one key vocabulary: /auth and VERIFY count a user under `user:<id>` and an
+        // address under `ip:<address>`, the keys /check and CHECK callers name ---------------
+        check("one key: /auth's hit shows on user:<id>", "user:user_premium", "premium",
+            Some(b"0"), None, "allowed limit=1000 remaining=999"),
+        check("one key: /check spends on the same bucket", "user:user_premium", "premium",
+            Some(b"9"), None, "allowed remaining=990"),
+        access("one key: /auth sees /check's hits", bare("eddsa_premium_roles"), "GET",
+            b"/api/me", "200 user=user_premium tier=premium rem=989"),
+        check("one key: an address's hits show on ip:<address>", "ip:198.51.100.9",
+            "anonymous", Some(b"0"), None, "allowed limit=3 remaining=1"),
+        check("one key: /check spends the address's last hit", "ip:198.51.100.9", "anonymous",
+            None, None, "allowed remaining=0"),
+        access_from("one key: /auth sees it", Cred::None, b"GET", b"/other", "198.51.100.9",
+            "403 rate_limited tier=anonymous rem=0"),
     ]
 }
 
