@@ -307,10 +307,8 @@ pub fn split_key(key: &str) -> Option<Vec<(&str, &str)>> {
         } else {
             after.find(':').unwrap_or(after.len())
         };
+        // A value may be empty (an empty header); an absent one is `~`.
         let (value, tail) = after.split_at(end);
-        if value.is_empty() {
-            return None;
-        }
         parts.push((name, value));
         match tail.strip_prefix(':') {
             Some(next) => rest = next,
@@ -513,7 +511,8 @@ mod tests {
             split_key(&key).unwrap(),
             [("ip", "2001:db8::/128"), ("ip", "2001:db8::/128")]
         );
-        for not_a_key in ["", "42", "user", "user:", "ip:2001:db8::", "who:42", "user:a::"] {
+        assert_eq!(split_key("tier:"), Some(vec![("tier", "")]));
+        for not_a_key in ["", "42", "user", "ip:", "ip:2001:db8::", "who:42", "user:a::"] {
             assert_eq!(split_key(not_a_key), None, "{not_a_key:?}");
         }
     }
