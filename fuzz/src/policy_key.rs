@@ -1,8 +1,9 @@
 //! Fuzz body: key templates, parsed from arbitrary text and rendered from arbitrary facts.
 //!
 //! Input: the template, a 0 byte, then the values (user, route, method, tier and two header
-//! values) separated by 0 bytes. Checks the rendered key's bound and alphabet, and that the
-//! template's text form parses back to the same template.
+//! values) separated by 0 bytes. Checks the rendered key's bound and alphabet, that it reads
+//! back into one part per template part, and that the template's text form parses back to the
+//! same template.
 
 use std::net::{IpAddr, Ipv6Addr};
 
