@@ -445,10 +445,10 @@ fn cases() -> Vec<Case> {
             "403 rate_limited tier=basic rem=0"),
         // --- Retry-After on a 1 s window -------------------------------------------------
         access("1 s limit: the one hit", bare("hs256"), "GET", b"/api/tick", "200 rem=0"),
-        // The sliding-window counter weighs a hit into the next window too: two windows.
-        access("1 s limit: denied, retry after two windows", bare("hs256"), "GET",
-            b"/api/tick", "403 rate_limited tier=basic rem=0 retry=2"),
-        advance("two windows later", 2_000),
+        // The sliding-window counter lets a hit go one window after it was admitted.
+        access("1 s limit: denied, retry after one window", bare("hs256"), "GET",
+            b"/api/tick", "403 rate_limited tier=basic rem=0 retry=1"),
+        advance("one window later", 1_000),
         access("1 s limit: admitted again", bare("hs256"), "GET", b"/api/tick", "200 rem=0"),
         // --- rate-limit questions: the hits grammar ----------------------------------------
         check("check: one hit", "k1", "basic", None, None,
@@ -492,9 +492,9 @@ fn cases() -> Vec<Case> {
         // --- Retry-After on a 1 s window, rate-limit questions ------------------------------
         check("check 1 s: both hits", "b1", "burst", Some(b"2"), None,
             "allowed limit=2 remaining=0 retry=-"),
-        check("check 1 s: denied, retry after two windows", "b1", "burst", None, None,
-            "denied limit=2 remaining=0 retry=2"),
-        advance("two windows later, again", 2_000),
+        check("check 1 s: denied, retry after one window", "b1", "burst", None, None,
+            "denied limit=2 remaining=0 retry=1"),
+        advance("one window later, again", 1_000),
         check("check 1 s: admitted again", "b1", "burst", None, None, "allowed remaining=1"),
         // An exact log frees the hit 1 ms later: Retry-After is still one whole second.
         check("check 1 s log: the one hit", "x1", "exact", None, None, "allowed remaining=0"),
