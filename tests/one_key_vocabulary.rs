@@ -108,7 +108,9 @@ impl Doors {
 
 fn remaining(r: &RawResponse) -> u64 {
     assert_eq!(r.status, 200, "{:?}", r.headers);
-    let v = r.header("x-ratelimit-remaining").expect("X-RateLimit-Remaining");
+    let v = r
+        .header("x-ratelimit-remaining")
+        .expect("X-RateLimit-Remaining");
     v.parse().unwrap()
 }
 
@@ -132,10 +134,16 @@ async fn a_user_is_one_bucket_through_check_check_auth_and_verify() {
         .await
         .unwrap();
     assert_eq!(v.remaining, Some(96));
-    assert_eq!(doors.resp.check(user, "basic", 0).await.unwrap().remaining, 96);
+    assert_eq!(
+        doors.resp.check(user, "basic", 0).await.unwrap().remaining,
+        96
+    );
 
     // The application spends 5 through CHECK and 10 through /check: /auth sees them.
-    assert_eq!(doors.resp.check(user, "basic", 5).await.unwrap().remaining, 91);
+    assert_eq!(
+        doors.resp.check(user, "basic", 5).await.unwrap().remaining,
+        91
+    );
     assert_eq!(doors.check(user, "basic", 10).await, 81);
     assert_eq!(remaining(&doors.auth(Some(&jwt), "198.51.100.1").await), 80);
 
@@ -165,7 +173,13 @@ async fn an_address_is_one_bucket_through_check_check_auth_and_verify() {
     let v6: IpAddr = "2001:db8:1:2::7".parse().unwrap();
     doors.resp.verify(None, "GET", "/api/x", v6).await.unwrap();
     doors.auth(None, "2001:db8:1:2:ffff::1").await;
-    assert_eq!(doors.check("ip:2001:db8:1:2::/64", "anonymous", 0).await, 48);
-    let c = doors.resp.check("ip:2001:db8:1:2::/64", "anonymous", 0).await;
+    assert_eq!(
+        doors.check("ip:2001:db8:1:2::/64", "anonymous", 0).await,
+        48
+    );
+    let c = doors
+        .resp
+        .check("ip:2001:db8:1:2::/64", "anonymous", 0)
+        .await;
     assert_eq!(c.unwrap().remaining, 48);
 }

@@ -55,7 +55,10 @@ async fn ping_echo_and_check_over_tcp_and_unix_socket() {
         assert!(d.allowed);
         assert_eq!((d.limit, d.remaining, d.retry_after_secs), (5, 4, None));
         // Until the quota is whole again: one window, when this hit leaves it.
-        assert_eq!(d.reset_secs, 3600, "a hit leaves one window after it was admitted");
+        assert_eq!(
+            d.reset_secs, 3600,
+            "a hit leaves one window after it was admitted"
+        );
     }
 }
 

@@ -7,8 +7,9 @@
 //!   idempotent, and lost, repeated or reordered reports change nothing once a later one
 //!   arrives.
 //! - **Decide.** A sliding-window counter decides on `own + Σ slots` for the current window
-//!   and for the previous one, the previous weighted by its overlap exactly as the node's
-//!   own count is. A sliding log adds the remote hits as an estimate in the same way (hits
+//!   and for the previous one. Other nodes publish counts, not the time of their latest
+//!   hit, so a window holding remote hits weighs as spread over its whole length
+//!   (`window.rs`), never less than its real weight. A sliding log adds the remote hits as an estimate in the same way (hits
 //!   of other nodes spread evenly over their windows, rounded up) to its own exact count:
 //!   other nodes publish counts, not timestamps. Its `retry_after` is then approximate:
 //!   never earlier than its own records or the remote counts alone require.

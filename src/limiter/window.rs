@@ -211,7 +211,11 @@ impl WindowView {
             current: self.current.saturating_add(current),
             previous: self.previous.saturating_add(previous),
             last_current_ms: if current > 0 { w } else { self.last_current_ms },
-            last_previous_ms: if previous > 0 { w } else { self.last_previous_ms },
+            last_previous_ms: if previous > 0 {
+                w
+            } else {
+                self.last_previous_ms
+            },
             ..*self
         }
     }
@@ -310,17 +314,16 @@ impl WindowView {
             if weight == 0 || q == 0 {
                 return 0;
             }
-            let max_left = (u128::from(room) * u128::from(q) / u128::from(weight)).min(u128::from(q));
+            let max_left =
+                (u128::from(room) * u128::from(q) / u128::from(weight)).min(u128::from(q));
             q - max_left as u64
         };
         let at = if self.current + hits > p.limit {
             // Not in this window: in the next one, the current count becomes the decaying
             // previous one (its latest hit at `last_current_ms`) and nothing is current yet.
-            start_ms.saturating_add(p.window_ms()).saturating_add(earliest(
-                self.current,
-                p.limit - hits,
-                self.last_current_ms,
-            ))
+            start_ms
+                .saturating_add(p.window_ms())
+                .saturating_add(earliest(self.current, p.limit - hits, self.last_current_ms))
         } else {
             start_ms.saturating_add(earliest(
                 self.previous,

@@ -488,15 +488,23 @@ mod tests {
     fn every_rendered_key_reads_back_into_its_parts() {
         let mut h = HeaderMap::new();
         h.insert("x-device", HeaderValue::from_static("a:b~"));
-        let t = KeyTemplate::parse("ip:user:route:method:tier:header=x-device:header=x-none")
-            .unwrap();
+        let t =
+            KeyTemplate::parse("ip:user:route:method:tier:header=x-device:header=x-none").unwrap();
         for ip in ["203.0.113.7", "2001:db8:1:2::7"] {
             let key = t.render(&facts(Some(ip), Some("u:1"), Some(&h)));
             let parts = split_key(&key).unwrap();
             let names: Vec<_> = parts.iter().map(|p| p.0).collect();
             assert_eq!(
                 names,
-                ["ip", "user", "route", "method", "tier", "header=x-device", "header=x-none"]
+                [
+                    "ip",
+                    "user",
+                    "route",
+                    "method",
+                    "tier",
+                    "header=x-device",
+                    "header=x-none"
+                ]
             );
             assert_eq!(parts[1].1, "u%3A1");
             assert_eq!(parts[5].1, "a%3Ab%7E");
@@ -512,7 +520,15 @@ mod tests {
             [("ip", "2001:db8::/128"), ("ip", "2001:db8::/128")]
         );
         assert_eq!(split_key("tier:"), Some(vec![("tier", "")]));
-        for not_a_key in ["", "42", "user", "ip:", "ip:2001:db8::", "who:42", "user:a::"] {
+        for not_a_key in [
+            "",
+            "42",
+            "user",
+            "ip:",
+            "ip:2001:db8::",
+            "who:42",
+            "user:a::",
+        ] {
             assert_eq!(split_key(not_a_key), None, "{not_a_key:?}");
         }
     }
