@@ -2,8 +2,10 @@
 //! here, independently of the engine, on random traces:
 //!
 //! - the sliding-window counter never admits more than the limit in an aligned window, nor
-//!   more than `2·L − ⌈2·L / W_ms⌉` in any window of its length (the theoretical worst case,
-//!   docs/algorithms.md), and the constructed worst case reaches that bound exactly;
+//!   more than `2·L − ⌈L / (W_ms − 1)⌉` in any window of its length (the theoretical worst
+//!   case, docs/algorithms.md), and the constructed worst case reaches that bound exactly;
+//! - its `reset` and `retry_after` are at most the window, and a request that waits
+//!   `retry_after` with no other traffic on its key is admitted;
 //! - `sliding_log` answers exactly as the oracle (decision, remaining, reset, retry-after);
 //! - a multi-limit request is all or nothing: it is admitted exactly when every limit,
 //!   taken alone, would admit it, and a denied one changes no count anywhere;
@@ -145,10 +147,10 @@ fn bursty_gap(w_ms: u64) -> impl Strategy<Value = u64> {
     prop_oneof![4 => 0..50u64, 1 => 0..=2 * w_ms]
 }
 
-/// The most hits the counter can admit in a window of its length: `2·L − ⌈2·L / W_ms⌉`
-/// (docs/algorithms.md, "The worst case").
+/// The most hits the counter can admit in a window of its length: `2·L − ⌈L / (W_ms − 1)⌉`
+/// (docs/algorithms.md, "The worst case"): `2L − 1` for any limit below `W_ms`.
 fn window_bound(limit: u64, w_ms: u64) -> u64 {
-    2 * limit - (2 * limit).div_ceil(w_ms)
+    2 * limit - limit.div_ceil(w_ms - 1)
 }
 
 /// Checks a key's admissions `(t, hits)`: at most `limit` per aligned window, at most
@@ -192,7 +194,8 @@ fn check_admissions(log: &[(u64, u64)], limit: u64, w_ms: u64) -> Result<u64, Te
 /// The constructed worst case (docs/algorithms.md): a quiet window, then `limit` hits in the
 /// last millisecond of the next window, then as many as pass two milliseconds before the end
 /// of the window after. Both bursts lie in one window `(t − W, t]`, which then holds exactly
-/// `2·L − ⌈2·L / W_ms⌉`.
+/// `2·L − ⌈L / (W_ms − 1)⌉`: the first burst, at phase `W_ms − 1`, still weighs
+/// `L / (W_ms − 1)` one millisecond before it leaves.
 #[test]
 fn the_constructed_worst_case_reaches_the_bound_exactly() {
     for (limit, window_secs) in [
@@ -213,7 +216,7 @@ fn the_constructed_worst_case_reaches_the_bound_exactly() {
         let room = remaining(&l, &s, "k");
         assert_eq!(
             room,
-            limit - (2 * limit).div_ceil(w_ms),
+            limit - limit.div_ceil(w_ms - 1),
             "L={limit} W={window_secs}s"
         );
         assert!(check1(&l, &s, "k", room).allowed);
@@ -427,6 +430,7 @@ proptest! {
         if !d.allowed {
             let retry = d.deciding().retry_after_secs.unwrap();
             prop_assert!(retry >= 1);
+            prop_assert!(retry <= window_secs, "retry_after {} > window {}", retry, window_secs);
             if ask <= limit {
                 clock.set_millis(now + retry * 1000);
                 prop_assert!(remaining(&l, &s, "k") >= ask, "still denied after retry_after {}", retry);
@@ -436,6 +440,38 @@ proptest! {
                 }
             } else {
                 prop_assert_eq!(retry, window_secs);
+            }
+        }
+    }
+
+    /// `reset` (the `t` of the `RateLimit` field) and `retry_after` never pass the window,
+    /// after any history, on either algorithm; and a client that waits `retry_after` and
+    /// asks again (nothing else on its key) is admitted.
+    #[test]
+    fn reset_and_retry_after_are_at_most_the_window_and_honest(
+        limit in 1u64..100,
+        window_secs in prop::sample::select(vec![1u64, 2, 60, 3600]),
+        log in any::<bool>(),
+        trace in prop::collection::vec((0u64..1500, 0u64..12), 1..60),
+    ) {
+        let algorithm = if log { Algorithm::SlidingLog } else { Algorithm::SlidingWindow };
+        let s = spec("t", limit, window_secs, algorithm);
+        let (l, clock) = engine(100, T0);
+        let w_ms = window_secs * 1000;
+        for &(gap_permille, hits) in &trace {
+            clock.advance_millis(gap_permille * w_ms / 1000);
+            let d = check1(&l, &s, "k", hits);
+            let o = d.deciding();
+            prop_assert!(o.reset_secs <= window_secs, "reset {} > window {}", o.reset_secs, window_secs);
+            if let Some(retry) = o.retry_after_secs {
+                prop_assert!(retry <= window_secs, "retry_after {} > window {}", retry, window_secs);
+                if hits <= limit {
+                    // Wait exactly as told, on a copy of the clock's time, and ask again.
+                    let now = clock.now_millis();
+                    clock.set_millis(now + retry * 1000);
+                    let again = check1(&l, &s, "k", hits);
+                    prop_assert!(again.allowed, "denied after waiting retry_after {}", retry);
+                }
             }
         }
     }

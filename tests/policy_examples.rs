@@ -125,7 +125,7 @@ fn embedded_default_routes() {
     ] {
         assert_eq!(
             decide(&policy, &request("POST", path).via_nginx_for("203.0.113.7")),
-            allowed(rule, &[("auth", "203.0.113.7")]),
+            allowed(rule, &[("auth", "ip:203.0.113.7")]),
             "{path}"
         );
     }
@@ -153,7 +153,7 @@ fn embedded_default_routes() {
     );
     assert_eq!(
         decide(&policy, &request("POST", "/api/uploads/big").by("u1", &[])),
-        allowed("/api/upload**", &[("upload", "u1")])
+        allowed("/api/upload**", &[("upload", "user:u1")])
     );
     // Anything else: the fallback (optional auth, tier limit only).
     assert_eq!(
@@ -289,7 +289,7 @@ fn owner_only_paths() {
             &p,
             &request("DELETE", "/api/users/alice/tasks/1").by("alice", &[])
         ),
-        allowed(owner_rule, &[("writes", "alice:DELETE")])
+        allowed(owner_rule, &[("writes", "user:alice:method:DELETE")])
     );
     // The method-specific rule sets no bypass_roles and [policy] has none: admins are
     // owners only where a rule says so.
@@ -373,13 +373,13 @@ fn client_ip_and_anonymous_keys() {
     req.peer = Peer::Ip("10.1.2.3".parse().unwrap());
     assert_eq!(
         decide(&p, &req),
-        allowed("/login", &[("login", "~203.0.113.9")])
+        allowed("/login", &[("login", "ip:203.0.113.9")])
     );
     // Loopback is not trusted in this configuration: its header is ignored.
     let req = request("POST", "/login").via_nginx_for("203.0.113.9");
     assert_eq!(
         decide(&p, &req),
-        allowed("/login", &[("login", "~127.0.0.1")])
+        allowed("/login", &[("login", "ip:127.0.0.1")])
     );
     // A Unix-socket peer is trusted by default.
     let mut req = request("POST", "/login").via_nginx_for("203.0.113.9");

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
-use tollgate::policy::key::{KeyTemplate, RequestFacts, MAX_RENDERED_KEY_BYTES};
+use tollgate::policy::key::{split_key, KeyTemplate, RequestFacts, MAX_RENDERED_KEY_BYTES};
 use tollgate::policy::path::{normalize_path, PathError};
 use tollgate::policy::{ClientIpResolver, Peer, Policy, PolicySpec, RouteSpec};
 
@@ -382,7 +382,17 @@ proptest! {
         let key = template.render(&facts);
         prop_assert!(key.len() <= MAX_RENDERED_KEY_BYTES, "{} bytes", key.len());
         prop_assert!(key.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{key:?}");
-        prop_assert_eq!(key.matches(':').count(), template.parts().len() - 1);
+        // Every key reads back into one (name, value) per part, in the template's order:
+        // the rendering is injective. An anonymous `user` reads back as its `ip` part.
+        let parts = split_key(&key);
+        prop_assert!(parts.is_some(), "{key:?} does not read back");
+        let names: Vec<String> = parts.unwrap().iter().map(|p| p.0.to_owned()).collect();
+        let expected: Vec<String> = template
+            .to_string()
+            .split(':')
+            .map(|p| if p == "user" && user.is_none() { "ip".to_owned() } else { p.to_owned() })
+            .collect();
+        prop_assert_eq!(names, expected, "{:?}", key);
     }
 
     #[test]

@@ -82,7 +82,7 @@ async fn check_until_denied() {
         let out = cli(&s, &["CHECK", "user:cli", "basic"]).await;
         assert_eq!(
             lines(&out),
-            ["1", "5", &remaining.to_string(), "7200", "-1"],
+            ["1", "5", &remaining.to_string(), "3600", "-1"],
             "{out}"
         );
     }
@@ -123,7 +123,7 @@ async fn errors_are_shown_and_the_connection_stays_usable() {
         "ERR unknown command 'FLUSHALL', with args beginning with:"
     );
     assert_eq!(l[2], "PONG");
-    assert_eq!(l[3..], ["1", "5", "4", "7200", "-1"]);
+    assert_eq!(l[3..], ["1", "5", "4", "3600", "-1"]);
 }
 
 /// Every line of redis-cli's output, empty ones included: a null inside an array reply
@@ -303,7 +303,7 @@ async fn resp3_and_info() {
     assert!(out.contains("server tollgate"), "{out}");
     assert!(out.contains("proto 3"), "{out}");
     let out = cli(&s, &["-3", "CHECK", "k", "basic"]).await;
-    assert_eq!(lines(&out), ["1", "5", "4", "7200", "-1"]);
+    assert_eq!(lines(&out), ["1", "5", "4", "3600", "-1"]);
     let info = cli(&s, &["INFO", "stats"]).await;
     assert!(info.starts_with("# Stats"), "{info}");
     assert!(info.contains("checks_allowed:1"), "{info}");

@@ -54,9 +54,11 @@ async fn ping_echo_and_check_over_tcp_and_unix_socket() {
         let d = c.check(&key, "basic", 1).await.unwrap();
         assert!(d.allowed);
         assert_eq!((d.limit, d.remaining, d.retry_after_secs), (5, 4, None));
-        // Until the quota is whole again: this window and the next, where this hit
-        // still weighs.
-        assert_eq!(d.reset_secs, 7200, "T0 is on a window boundary");
+        // Until the quota is whole again: one window, when this hit leaves it.
+        assert_eq!(
+            d.reset_secs, 3600,
+            "a hit leaves one window after it was admitted"
+        );
     }
 }
 
@@ -75,7 +77,7 @@ async fn check_until_denied_then_allowed_again_after_the_window() {
     let retry = denied.retry_after_secs.expect("retry-after on a denial");
     // The sliding window weighs the previous window in, so a retry may lie beyond this
     // window's end, never beyond the next one's.
-    assert!(retry > 0 && retry <= 7200, "{retry}");
+    assert!(retry > 0 && retry <= 3600, "{retry}");
     // Another key is not affected; peeking (HITS 0) counts nothing.
     assert!(c.check("user:2", "basic", 1).await.unwrap().allowed);
     let peek = c.check("user:2", "basic", 0).await.unwrap();

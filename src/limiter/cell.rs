@@ -52,7 +52,7 @@ impl CellId {
 }
 
 /// What a changed state needs to be named as cells again when it is published: the parts
-/// of its limit the 24-byte state does not store.
+/// of its limit the 32-byte state does not store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ChangedState {
     pub limit: u64,

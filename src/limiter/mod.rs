@@ -1,7 +1,7 @@
 //! The rate-limiting engine: sliding-window counters (and exact sliding logs) per
 //! (limit, key), held in a sharded, capped map.
 //!
-//! - `window`: the sliding-window counter state (24 bytes) and its arithmetic.
+//! - `window`: the sliding-window counter state (32 bytes) and its arithmetic.
 //! - `log`: the exact sliding log for small limits.
 //! - `shard`: one shard of the map: its tables, idle drop and oldest-first eviction.
 //! - `cell`: the counts a node can share ([`CellId`], [`NodeSlot`]): this node's own count
@@ -233,10 +233,7 @@ impl View {
     /// The view after `hits` were admitted.
     fn after_admitting(&self, hits: u64, now_ms: u64) -> View {
         match *self {
-            View::Window(v) => View::Window(WindowView {
-                current: v.current.saturating_add(hits),
-                ..v
-            }),
+            View::Window(v) => View::Window(v.after_admitting(hits)),
             View::Log(v) => View::Log(LogView {
                 in_window: v.in_window.saturating_add(hits),
                 newest_ms: Some(v.newest_ms.map_or(now_ms, |n| n.max(now_ms))),
@@ -581,8 +578,8 @@ impl Limiter {
         unsafe {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             _mm_prefetch::<_MM_HINT_T0>(at.cast());
-            // A 24-byte slot may straddle two lines.
-            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(23).cast());
+            // A 32-byte slot may straddle two lines.
+            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(31).cast());
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = at;
@@ -703,7 +700,7 @@ fn evaluate(shard: &Shard, p: &Prepared, probe: u64, now_ms: u64) -> Evaluated {
             own
         } else {
             let (current, previous) = shard.remote.window_totals(p.hash, own.start_secs, w);
-            own.with_remote(current, previous)
+            own.with_remote(current, previous, &p.params)
         };
         let admits = seen.admits(&p.params, probe);
         let retry_after = (!admits).then(|| seen.retry_after_secs(&p.params, probe, now_ms));

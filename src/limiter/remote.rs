@@ -7,8 +7,9 @@
 //!   idempotent, and lost, repeated or reordered reports change nothing once a later one
 //!   arrives.
 //! - **Decide.** A sliding-window counter decides on `own + Σ slots` for the current window
-//!   and for the previous one, the previous weighted by its overlap exactly as the node's
-//!   own count is. A sliding log adds the remote hits as an estimate in the same way (hits
+//!   and for the previous one. Other nodes publish counts, not the time of their latest
+//!   hit, so a window holding remote hits weighs as spread over its whole length
+//!   (`window.rs`), never less than its real weight. A sliding log adds the remote hits as an estimate in the same way (hits
 //!   of other nodes spread evenly over their windows, rounded up) to its own exact count:
 //!   other nodes publish counts, not timestamps. Its `retry_after` is then approximate:
 //!   never earlier than its own records or the remote counts alone require.
@@ -452,13 +453,18 @@ mod tests {
     }
 
     #[test]
-    fn remote_counts_of_the_previous_window_weigh_like_own_ones() {
+    fn remote_counts_of_the_previous_window_weigh_like_own_ones_at_the_window_end() {
+        // A remote count's phase is not shared: it weighs as own hits admitted in the last
+        // moment of its window would (spread over the whole window), never less.
         let s = spec("w", 10, 60, Algorithm::SlidingWindow);
         let (own, own_clock) = limiter(1000);
         let (merged, merged_clock) = limiter(1000);
+        own_clock.set_millis(T0 + 59_999);
         assert!(one(&own, &s, "k", 8).allowed);
         merged.merge_cell(&merged.cell_at(&s, "k", T0), A, 8);
-        for at in [0, 59_999, 60_000, 75_000, 90_000, 105_000, 119_999, 120_000] {
+        // (In their own window they differ in `reset` only: the own hits leave by now + W,
+        // the remote ones, of unknown time, by the end of the next window.)
+        for at in [60_000, 75_000, 90_000, 105_000] {
             own_clock.set_millis(T0 + at);
             merged_clock.set_millis(T0 + at);
             assert_eq!(
@@ -467,6 +473,14 @@ mod tests {
                 "at +{at} ms"
             );
         }
+        // The own hits leave one window after they were admitted; the remote ones, whose
+        // time is not known, still weigh 8/60000 of themselves until the window ends.
+        own_clock.set_millis(T0 + 119_999);
+        merged_clock.set_millis(T0 + 119_999);
+        assert_eq!(one(&own, &s, "k", 0).deciding().remaining, 10);
+        assert_eq!(one(&merged, &s, "k", 0).deciding().remaining, 9);
+        merged_clock.set_millis(T0 + 120_000);
+        assert_eq!(one(&merged, &s, "k", 0).deciding().remaining, 10);
         // And both together add up: half-way through the next window 8 own hits weigh 4 and
         // 8 remote ones weigh 4 more.
         merged_clock.set_millis(T0 + 90_000);

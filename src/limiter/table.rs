@@ -3,7 +3,7 @@
 //! Why not `hashbrown`: a lookup there reads a control-byte group and then the entry, two
 //! cache misses once the map outgrows the caches (a million keys), and its SIMD group
 //! probing costs more instructions than a hit needs. Here the slot array *is* the table:
-//! linear probing over 24-byte slots keyed by the state's 64-bit hash (never 0, which marks
+//! linear probing over 32-byte slots keyed by the state's 64-bit hash (never 0, which marks
 //! an empty slot), so a lookup is usually one miss, and the engine can prefetch that slot
 //! before it takes the shard's lock (see [`WindowTable::slot_ptr`]).
 //!
@@ -17,10 +17,11 @@
 
 use super::window::WindowState;
 
-/// One slot: `[hash, expiry | current << 32, previous | attempts << 32]`; hash 0 = empty.
-type Slot = [u64; 3];
+/// One slot: `[hash, expiry | current << 32, previous | attempts << 32,
+/// last_current | last_previous << 32]`; hash 0 = empty.
+type Slot = [u64; 4];
 
-const EMPTY: Slot = [0; 3];
+const EMPTY: Slot = [0; 4];
 const MIN_CAPACITY: usize = 16;
 
 fn encode(s: &WindowState) -> Slot {
@@ -28,6 +29,7 @@ fn encode(s: &WindowState) -> Slot {
         s.hash,
         u64::from(s.expiry) | u64::from(s.current) << 32,
         u64::from(s.previous) | u64::from(s.attempts) << 32,
+        u64::from(s.last_current) | u64::from(s.last_previous) << 32,
     ]
 }
 
@@ -38,6 +40,8 @@ fn decode(slot: &Slot) -> WindowState {
         current: (slot[1] >> 32) as u32,
         previous: slot[2] as u32,
         attempts: (slot[2] >> 32) as u32,
+        last_current: slot[3] as u32,
+        last_previous: (slot[3] >> 32) as u32,
     }
 }
 
@@ -54,7 +58,7 @@ impl WindowTable {
         self.len
     }
 
-    /// Number of slots (the table's memory is `capacity × 24` bytes).
+    /// Number of slots (the table's memory is `capacity × 32` bytes).
     #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.slots.len()
@@ -221,6 +225,8 @@ mod tests {
             current: n.wrapping_mul(3),
             previous: n.wrapping_mul(5),
             attempts: n.wrapping_mul(7) | 1 << 31,
+            last_current: n.wrapping_mul(11),
+            last_previous: n.wrapping_mul(13),
         }
     }
 

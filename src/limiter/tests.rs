@@ -59,9 +59,11 @@ fn admits_up_to_the_limit_then_denies() {
 }
 
 #[test]
-fn previous_window_weighs_by_its_remaining_overlap() {
+fn previous_window_weighs_by_the_part_of_it_still_in_the_sliding_window() {
     let (l, c) = limiter(1000);
     let s = spec("w", 10, 60, Algorithm::SlidingWindow);
+    // 10 hits half-way through a window: its latest hit is at phase 30 s.
+    c.set_millis(T0 + 30_000);
     assert!(one(&l, &s, "k", 10).allowed);
     assert!(!one(&l, &s, "k", 1).allowed);
     // Start of the next window: the previous 10 still weigh fully.
@@ -69,17 +71,47 @@ fn previous_window_weighs_by_its_remaining_overlap() {
     let d = one(&l, &s, "k", 1);
     assert!(!d.allowed);
     assert_eq!(d.deciding().remaining, 0);
-    // Half-way: the previous window weighs 5, so exactly 5 more fit.
-    c.set_millis(T0 + 90_000);
+    // They are taken as spread over [0, 30 s]: at 15 s into the window half of them weigh,
+    // so exactly 5 more fit.
+    c.set_millis(T0 + 75_000);
     assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 5);
     assert!(one(&l, &s, "k", 5).allowed);
     assert!(!one(&l, &s, "k", 1).allowed);
-    // Next window: the 5 become the previous window's count, weighing fully at its start.
+    // One window after they were admitted, all 10 have left: only this window's 5 count.
+    c.set_millis(T0 + 90_000);
+    assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 5);
+    // Next window: the 5 (latest at phase 15 s) become the previous window's count,
+    // weighing fully at its start, and nothing one window after they were admitted.
     c.set_millis(T0 + 120_000);
     assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 5);
-    // Two windows later everything has passed.
-    c.set_millis(T0 + 240_000);
+    c.set_millis(T0 + 127_500);
+    assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 7);
+    c.set_millis(T0 + 135_000);
     assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 10);
+}
+
+#[test]
+fn a_hit_is_out_of_the_estimate_one_window_after_it_was_admitted() {
+    // The classic counter (hits spread over the whole previous window) kept a hit at the
+    // start of a window weighing until the end of the next: reset and retry-after up to
+    // two windows. Here they are at most one.
+    let (l, c) = limiter(1000);
+    let s = spec("h", 10, 3600, Algorithm::SlidingWindow);
+    c.set_millis(T0 + 1_000);
+    let d = one(&l, &s, "k", 10);
+    assert_eq!(d.deciding().reset_secs, 3600);
+    // A request of the whole limit fits once every one of the 10 has left: one window
+    // after they were admitted, to the millisecond.
+    let d = one(&l, &s, "k", 10);
+    assert!(!d.allowed);
+    assert_eq!(d.deciding().reset_secs, 3600);
+    assert_eq!(d.deciding().retry_after_secs, Some(3600));
+    c.set_millis(T0 + 3_600_999);
+    assert!(!one(&l, &s, "k", 10).allowed);
+    // (A single hit fits sooner: the estimate takes the 10 as spread over [0, 1 s].)
+    assert!(would_admit(&l, &s, "k", 1));
+    c.set_millis(T0 + 3_601_000);
+    assert!(one(&l, &s, "k", 10).allowed);
 }
 
 #[test]

@@ -2,26 +2,38 @@
 //! turns it into decisions.
 //!
 //! A state holds the hit counts of the current and the previous fixed window (windows are
-//! aligned to the Unix epoch, so every node agrees on them). The number of hits "in the last
-//! window" is estimated as
+//! aligned to the Unix epoch, so every node agrees on them), and for each the *phase* of its
+//! latest admitted hit (`q`, time into its window). The number of hits "in the last window" is
+//! estimated as
 //!
 //! ```text
-//! estimate = previous × (W − e) / W + current        (e: time elapsed in the current window)
+//! estimate = previous × (q − e) / q + current    while e < q, else current
+//!            (e: time elapsed in the current window, q: the previous window's latest hit)
 //! ```
 //!
-//! and a request of `h` hits is admitted when `estimate + h ≤ limit`. All comparisons are
-//! done exactly in integers (multiplied through by `W`, in `u128`), so no rounding ever admits
-//! a hit the formula would refuse.
+//! that is, the previous window's hits are taken as spread evenly over `[0, q]`, where they
+//! really lie. A hit at phase `q` leaves the sliding window `(now − W, now]` exactly at phase
+//! `q` of the next window, and there its weight reaches 0: every hit is out of the estimate
+//! one window after it was admitted, never later. So `reset` and `retry_after` are at most
+//! the window (spreading the hits over the whole window instead, as the classic counter
+//! does, kept a hit weighing until the end of the next window: up to two windows).
 //!
-//! The state is 24 bytes so that a hash table of them stays under 64 bytes per tracked key
-//! even right after the table has doubled (see docs/algorithms.md, "Memory layout").
+//! A request of `h` hits is admitted when `estimate + h ≤ limit`. All comparisons are done
+//! exactly in integers (multiplied through by `q`, in `u128`), so no rounding ever admits a
+//! hit the formula would refuse.
+//!
+//! Counts merged from other nodes carry no phase: they weigh as spread over their whole
+//! window (`q = W`), which is never less than their real weight.
+//!
+//! The state is 32 bytes, so a hash table of them costs 40 to 80 bytes per tracked key (see
+//! docs/algorithms.md, "Memory layout").
 
 /// Bit of [`WindowState::attempts`] that records "abuse already reported in this window".
 pub(crate) const ABUSE_REPORTED: u32 = 1 << 31;
 /// Attempted hits saturate below the flag bit.
 pub(crate) const ATTEMPTS_MAX: u32 = ABUSE_REPORTED - 1;
 
-/// The stored state of one (limit, key) sliding-window counter. 24 bytes.
+/// The stored state of one (limit, key) sliding-window counter. 32 bytes.
 ///
 /// The window start is not stored: it is `expiry − 2·W`, because the limit (and so `W`) is
 /// known whenever the state is read for a decision, while the sweeper, which does not know
@@ -40,6 +52,11 @@ pub(crate) struct WindowState {
     /// Hits attempted (admitted or not) in the current window, saturating at
     /// [`ATTEMPTS_MAX`]; the top bit is [`ABUSE_REPORTED`].
     pub attempts: u32,
+    /// Phase of the latest hit admitted in the current window, in
+    /// [`WindowParams::phase_unit_ms`] (rounded down).
+    pub last_current: u32,
+    /// Phase of the latest hit admitted in the previous window, in the same unit.
+    pub last_previous: u32,
 }
 
 /// A limit's parameters as the window arithmetic uses them.
@@ -55,6 +72,28 @@ impl WindowParams {
     pub fn window_ms(&self) -> u64 {
         self.window_secs * 1000
     }
+
+    /// The unit a stored phase counts in: milliseconds, or whole seconds for a window too
+    /// long for 32 bits of milliseconds (over 49.7 days). Phases are rounded down, so a hit
+    /// leaves the estimate at most one unit before it leaves the sliding window.
+    #[inline]
+    pub fn phase_unit_ms(&self) -> u64 {
+        if self.window_ms() <= u64::from(u32::MAX) {
+            1
+        } else {
+            1000
+        }
+    }
+
+    #[inline]
+    fn store_phase(&self, phase_ms: u64) -> u32 {
+        clamp_u32(phase_ms / self.phase_unit_ms())
+    }
+
+    #[inline]
+    fn load_phase(&self, stored: u32) -> u64 {
+        (u64::from(stored) * self.phase_unit_ms()).min(self.window_ms())
+    }
 }
 
 /// A state as seen at one instant: rolled forward to the window containing `now`.
@@ -66,6 +105,12 @@ pub(crate) struct WindowView {
     pub elapsed_ms: u64,
     pub current: u64,
     pub previous: u64,
+    /// Phase (ms) of the latest hit counted in `current`: its hits leave the estimate by
+    /// this phase of the next window.
+    pub last_current_ms: u64,
+    /// Phase (ms) of the latest hit counted in `previous`: their weight is
+    /// `(q − e) / q` and reaches 0 at `e = q`.
+    pub last_previous_ms: u64,
     /// Attempts in the current window, including the flag bit.
     pub attempts: u32,
 }
@@ -87,6 +132,8 @@ impl WindowView {
                     elapsed_ms: 0,
                     current: u64::from(s.current),
                     previous: u64::from(s.previous),
+                    last_current_ms: p.load_phase(s.last_current),
+                    last_previous_ms: p.load_phase(s.last_previous),
                     attempts: s.attempts,
                 };
             }
@@ -100,6 +147,8 @@ impl WindowView {
                     elapsed_ms: (now_ms - start_state * 1000).min(p.window_ms()),
                     current: u64::from(s.current),
                     previous: u64::from(s.previous),
+                    last_current_ms: p.load_phase(s.last_current),
+                    last_previous_ms: p.load_phase(s.last_previous),
                     attempts: s.attempts,
                 };
             }
@@ -110,6 +159,8 @@ impl WindowView {
                     elapsed_ms: (now_ms - start * 1000).min(p.window_ms()),
                     current: 0,
                     previous: u64::from(s.current),
+                    last_current_ms: 0,
+                    last_previous_ms: p.load_phase(s.last_current),
                     attempts: 0,
                 };
             }
@@ -121,12 +172,15 @@ impl WindowView {
             elapsed_ms: now_ms - start * 1000,
             current: 0,
             previous: 0,
+            last_current_ms: 0,
+            last_previous_ms: 0,
             attempts: 0,
         }
     }
 
     /// Remote counts alone as a view: `current` hits in the window starting at `start_secs`
-    /// and `previous` in the one before, seen at `now_ms`.
+    /// and `previous` in the one before, seen at `now_ms`. Their phases are not known: both
+    /// weigh as spread over their whole window.
     pub fn of_counts(
         start_secs: u64,
         current: u64,
@@ -141,31 +195,68 @@ impl WindowView {
                 .min(p.window_ms()),
             current,
             previous,
+            last_current_ms: p.window_ms(),
+            last_previous_ms: p.window_ms(),
             attempts: 0,
         }
     }
 
-    /// This view with hits of other nodes added to both windows.
+    /// This view with hits of other nodes added to both windows. Their phases are not
+    /// known, so a window holding any weighs as spread over its whole length (`q = W`),
+    /// never less than its real weight.
     #[inline]
-    pub fn with_remote(&self, current: u64, previous: u64) -> WindowView {
+    pub fn with_remote(&self, current: u64, previous: u64, p: &WindowParams) -> WindowView {
+        let w = p.window_ms();
         WindowView {
             current: self.current.saturating_add(current),
             previous: self.previous.saturating_add(previous),
+            last_current_ms: if current > 0 { w } else { self.last_current_ms },
+            last_previous_ms: if previous > 0 {
+                w
+            } else {
+                self.last_previous_ms
+            },
             ..*self
         }
     }
 
-    /// The estimate `previous × (W − e) / W + current`, rounded up.
-    pub fn estimate_rounded_up(&self, p: &WindowParams) -> u64 {
-        let scaled = self.used_scaled(p).div_ceil(u128::from(p.window_ms()));
-        u64::try_from(scaled).unwrap_or(u64::MAX)
+    /// This view after `hits` more were admitted now.
+    #[inline]
+    pub fn after_admitting(&self, hits: u64) -> WindowView {
+        WindowView {
+            current: self.current.saturating_add(hits),
+            last_current_ms: if hits > 0 {
+                self.last_current_ms.max(self.elapsed_ms)
+            } else {
+                self.last_current_ms
+            },
+            ..*self
+        }
     }
 
-    /// `previous × (W − e) + current × W`: the estimate, multiplied by `W` (ms).
-    fn used_scaled(&self, p: &WindowParams) -> u128 {
-        let w = u128::from(p.window_ms());
-        let left = w - u128::from(self.elapsed_ms.min(p.window_ms()));
-        u128::from(self.previous) * left + u128::from(self.current) * w
+    /// How much of `previous` still weighs: `(left, scale)` with weight `left / scale`,
+    /// `(q − e, q)` while `e < q`, else `(0, 1)`.
+    #[inline]
+    fn decay(&self) -> (u64, u64) {
+        let q = self.last_previous_ms;
+        if self.previous == 0 || self.elapsed_ms >= q {
+            (0, 1)
+        } else {
+            (q - self.elapsed_ms, q)
+        }
+    }
+
+    /// `previous × left + current × scale`: the estimate, multiplied by `scale`.
+    #[inline]
+    fn used_scaled(&self, left: u64, scale: u64) -> u128 {
+        u128::from(self.previous) * u128::from(left) + u128::from(self.current) * u128::from(scale)
+    }
+
+    /// The estimate `previous × (q − e) / q + current`, rounded up.
+    pub fn estimate_rounded_up(&self, _p: &WindowParams) -> u64 {
+        let (left, scale) = self.decay();
+        let scaled = self.used_scaled(left, scale).div_ceil(u128::from(scale));
+        u64::try_from(scaled).unwrap_or(u64::MAX)
     }
 
     /// Would a request of `hits` be admitted now?
@@ -173,31 +264,36 @@ impl WindowView {
         if hits > p.limit {
             return false;
         }
-        let w = u128::from(p.window_ms());
-        self.used_scaled(p) + u128::from(hits) * w <= u128::from(p.limit) * w
+        let (left, scale) = self.decay();
+        let scale_128 = u128::from(scale);
+        self.used_scaled(left, scale) + u128::from(hits) * scale_128
+            <= u128::from(p.limit) * scale_128
     }
 
     /// Hits still available: `floor(limit − estimate)`.
     pub fn remaining(&self, p: &WindowParams) -> u64 {
-        let w = u128::from(p.window_ms());
-        let cap = u128::from(p.limit) * w;
-        let used = self.used_scaled(p);
+        let (left, scale) = self.decay();
+        let cap = u128::from(p.limit) * u128::from(scale);
+        let used = self.used_scaled(left, scale);
         if used >= cap {
             0
         } else {
-            div_u128(cap - used, p.window_ms())
+            div_u128(cap - used, scale)
         }
     }
 
     /// Seconds (rounded up) until the estimate has decayed to zero if nothing more is
-    /// admitted: the end of the next window while the current one has hits, else the end of
-    /// the current window while the previous one still weighs, else 0.
+    /// admitted: phase `q` of the next window while the current one has hits (its latest
+    /// hit leaves then), else phase `q` of this window while the previous one still weighs,
+    /// else 0. At most the window: the latest hit was admitted no later than now.
     pub fn reset_secs(&self, p: &WindowParams, now_ms: u64) -> u64 {
         let start_ms = self.start_secs.saturating_mul(1000);
         let at = if self.current > 0 {
-            start_ms.saturating_add(2 * p.window_ms())
-        } else if self.previous > 0 && self.elapsed_ms < p.window_ms() {
-            start_ms.saturating_add(p.window_ms())
+            start_ms
+                .saturating_add(p.window_ms())
+                .saturating_add(self.last_current_ms)
+        } else if self.decay().0 > 0 {
+            start_ms.saturating_add(self.last_previous_ms)
         } else {
             return 0;
         };
@@ -210,31 +306,35 @@ impl WindowView {
         if hits > p.limit {
             return p.window_secs.max(1);
         }
-        let w = p.window_ms();
         let start_ms = self.start_secs.saturating_mul(1000);
-        // Both cases solve `weight × (W − e) ≤ room × W` for the smallest e, where `weight`
-        // is the count that will be decaying and `room` what the limit leaves for it.
-        let earliest = |weight: u64, room: u64| -> u64 {
-            if weight == 0 {
+        // Both cases solve `weight × (q − e) ≤ room × q` for the smallest e, where `weight`
+        // is the count that will be decaying, `q` the phase of its latest hit and `room`
+        // what the limit leaves for it.
+        let earliest = |weight: u64, room: u64, q: u64| -> u64 {
+            if weight == 0 || q == 0 {
                 return 0;
             }
             let max_left =
-                (u128::from(room) * u128::from(w) / u128::from(weight)).min(u128::from(w));
-            w - max_left as u64
+                (u128::from(room) * u128::from(q) / u128::from(weight)).min(u128::from(q));
+            q - max_left as u64
         };
         let at = if self.current + hits > p.limit {
             // Not in this window: in the next one, the current count becomes the decaying
-            // previous one and nothing is current yet.
+            // previous one (its latest hit at `last_current_ms`) and nothing is current yet.
             start_ms
-                .saturating_add(w)
-                .saturating_add(earliest(self.current, p.limit - hits))
+                .saturating_add(p.window_ms())
+                .saturating_add(earliest(self.current, p.limit - hits, self.last_current_ms))
         } else {
-            start_ms.saturating_add(earliest(self.previous, p.limit - self.current - hits))
+            start_ms.saturating_add(earliest(
+                self.previous,
+                p.limit - self.current - hits,
+                self.last_previous_ms,
+            ))
         };
         ceil_secs(at.saturating_sub(now_ms)).max(1)
     }
 
-    /// The state after admitting `hits`.
+    /// The state after admitting `hits` now.
     pub fn admitted(&self, hash: u64, p: &WindowParams, hits: u64) -> WindowState {
         WindowState {
             hash,
@@ -242,6 +342,12 @@ impl WindowView {
             current: clamp_u32(self.current.saturating_add(hits)),
             previous: clamp_u32(self.previous),
             attempts: add_attempts(self.attempts, hits),
+            last_current: p.store_phase(if hits > 0 {
+                self.last_current_ms.max(self.elapsed_ms)
+            } else {
+                self.last_current_ms
+            }),
+            last_previous: p.store_phase(self.last_previous_ms),
         }
     }
 
@@ -253,6 +359,8 @@ impl WindowView {
             current: clamp_u32(self.current),
             previous: clamp_u32(self.previous),
             attempts: add_attempts(self.attempts, hits),
+            last_current: p.store_phase(self.last_current_ms),
+            last_previous: p.store_phase(self.last_previous_ms),
         }
     }
 

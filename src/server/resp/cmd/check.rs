@@ -148,7 +148,7 @@ mod tests {
         let v = ints(&first);
         assert_eq!((v[0], v[1], v[2], v[4]), (1, 3, 2, -1), "{first}");
         // Reset: the time until both windows of the sliding window have passed.
-        assert!(v[3] > 0 && v[3] <= 7200, "{first}");
+        assert!(v[3] > 0 && v[3] <= 3600, "{first}");
         let named = run(&mut c, &d, "check k basic hits 2 WITHNAME");
         assert!(named.starts_with("*6\r\n") && named.ends_with("$5\r\nbasic\r\n"));
         assert_eq!(ints(&named)[..3], [1, 3, 0], "{named}");

@@ -306,7 +306,7 @@ mod tests {
             (v.0, v.1, v.2, v.4, v.5),
             (403, some("rate_limited"), some("user_1"), some("basic"), 0)
         );
-        assert!(v.6 > 0 && v.6 <= 7200, "retry-after {}", v.6);
+        assert!(v.6 > 0 && v.6 <= 3600, "retry-after {}", v.6);
         // A path that cannot be judged.
         assert_eq!(
             verdict(&verify(&mut c, &d, "", "/../etc/passwd", ip)).1,
