@@ -206,6 +206,50 @@ fn serve_refuses_a_bad_file_before_starting() {
     assert!(stderr.contains("not starting"), "{stderr}");
 }
 
+#[test]
+fn serve_on_a_taken_port_names_the_key_the_address_and_the_fix() {
+    // Held for the whole test: tollgate's bind must fail with "address in use".
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(&path, config_on(&addr)).unwrap();
+    let out = tollgate(&["serve", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("[server] http = \"{addr}\": cannot listen there")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("another process listens on it"), "{stderr}");
+    assert!(
+        stderr.contains("set [server] http to a free port"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_with_a_unix_socket_in_a_missing_directory_names_the_key_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("missing").join("http.sock");
+    let path = dir.path().join("tollgate.toml");
+    let text_of_file = config_on("127.0.0.1:0").replace(
+        "# unix_socket = \"/run/tollgate/http.sock\"",
+        &format!("unix_socket = {:?}", socket.display().to_string()),
+    );
+    assert!(
+        text_of_file.contains("unix_socket = \""),
+        "the default names the key"
+    );
+    std::fs::write(&path, text_of_file).unwrap();
+    let out = tollgate(&["serve", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("[server] unix_socket"), "{stderr}");
+    assert!(stderr.contains(&socket.display().to_string()), "{stderr}");
+    assert!(stderr.contains("mkdir -p"), "{stderr}");
+}
+
 // ------------------------------------------------------------------------------------------
 // serve, for real, on loopback
 

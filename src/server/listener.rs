@@ -366,11 +366,41 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
     }
 }
 
-/// Binds the HTTP TCP listener.
-pub fn bind_tcp(addr: &str) -> anyhow::Result<TcpListener> {
-    let std_listener = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("cannot listen on {addr} (server.http)"))?;
+/// Binds a TCP listener at `addr`, the value of the configuration key `key` (such as
+/// `[server] http`). The error names the key, the address, the cause and what to do.
+pub fn bind_tcp(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
+    let std_listener = bind_std_tcp(addr, key)?;
     from_std_tcp(std_listener)
+}
+
+/// [`bind_tcp`] without registering with the runtime (a door with its own event loop).
+pub fn bind_std_tcp(addr: &str, key: &str) -> anyhow::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr).map_err(|e| {
+        anyhow::anyhow!(
+            "{key} = {addr:?}: cannot listen there ({e}); {}",
+            tcp_bind_fix(&e, addr, key)
+        )
+    })
+}
+
+/// What to do about a failed TCP bind, by its cause.
+fn tcp_bind_fix(e: &io::Error, addr: &str, key: &str) -> String {
+    let port = addr.rsplit(':').next().unwrap_or("");
+    match e.kind() {
+        io::ErrorKind::AddrInUse => format!(
+            "another process listens on it (`ss -ltnp 'sport = :{port}'` names it): stop it, \
+             or set {key} to a free port"
+        ),
+        io::ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need root or the CAP_NET_BIND_SERVICE capability: set {key} to a \
+             port of 1024 or above"
+        ),
+        io::ErrorKind::AddrNotAvailable => format!(
+            "no interface of this machine has that address: set {key} to one it has \
+             (127.0.0.1 for loopback, 0.0.0.0 for every interface)"
+        ),
+        _ => format!("check {key}"),
+    }
 }
 
 /// Adopts a listener bound elsewhere (tests bind port 0 themselves, or a supervisor passes a
@@ -410,28 +440,62 @@ impl Drop for UnixSocketFile {
 ///
 /// A socket file left behind by a process that died is removed first; a live one (something
 /// accepts connections on it) or a path that is not a socket is refused, never deleted.
-pub fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<(UnixListener, UnixSocketFile)> {
+///
+/// `key` is the configuration key that names the path (such as `[server] unix_socket`); every
+/// error names it, the path, the cause and what to do.
+pub fn bind_unix(
+    path: &Path,
+    mode: u32,
+    key: &str,
+) -> anyhow::Result<(UnixListener, UnixSocketFile)> {
+    let shown = path.display().to_string();
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 bail!(
-                    "{} is in use by another process (a connection to it succeeded)",
-                    path.display()
+                    "{key} = {shown:?}: another process accepts connections on this socket (a \
+                     connection to it succeeded); stop it (another tollgate?), or set {key} to \
+                     another path"
                 );
             }
-            std::fs::remove_file(path)
-                .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+            std::fs::remove_file(path).with_context(|| {
+                format!(
+                    "{key} = {shown:?}: cannot remove the stale socket a stopped process left; \
+                     remove it by hand, or give the user tollgate runs as write access to its \
+                     directory"
+                )
+            })?;
             tracing::info!(path = %path.display(), "removed a stale Unix socket file");
         }
         Ok(_) => bail!(
-            "{} exists and is not a socket; refusing to replace it",
-            path.display()
+            "{key} = {shown:?}: the path exists and is not a socket, and tollgate never replaces \
+             it; move it away, or set {key} to another path"
         ),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "{key} = {shown:?}: cannot inspect the path; check its directory's permissions"
+                )
+            })
+        }
     }
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("cannot listen on {} (server.unix_socket)", path.display()))?;
+    let listener = UnixListener::bind(path).map_err(|e| {
+        let fix = match e.kind() {
+            io::ErrorKind::NotFound => format!(
+                "its directory does not exist: create it (mkdir -p {}), or set {key} to a path \
+                 in an existing directory",
+                path.parent().unwrap_or(Path::new("/")).display()
+            ),
+            io::ErrorKind::PermissionDenied => format!(
+                "the user tollgate runs as cannot create files in {}: give it write access, or \
+                 set {key} to a path in a directory it may write",
+                path.parent().unwrap_or(Path::new("/")).display()
+            ),
+            _ => format!("check {key}"),
+        };
+        anyhow::anyhow!("{key} = {shown:?}: cannot listen there ({e}); {fix}")
+    })?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))?;
     let m = std::fs::symlink_metadata(path)
@@ -514,17 +578,17 @@ mod tests {
             let path = dir.path().join("t.sock");
             // A stale socket: bound, then its listener dropped without removing the file.
             drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-            let (live, file) = bind_unix(&path, 0o600).unwrap();
+            let (live, file) = bind_unix(&path, 0o600, "[server] unix_socket").unwrap();
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
             // While it is live, a second bind is refused and the file stays.
-            assert!(bind_unix(&path, 0o600).is_err());
+            assert!(bind_unix(&path, 0o600, "[server] unix_socket").is_err());
             assert!(path.exists());
             drop(live);
             drop(file);
             assert!(!path.exists(), "removed on drop");
             std::fs::write(&path, b"not a socket").unwrap();
-            assert!(bind_unix(&path, 0o600).is_err());
+            assert!(bind_unix(&path, 0o600, "[server] unix_socket").is_err());
             assert!(path.exists(), "a regular file is never deleted");
         });
     }

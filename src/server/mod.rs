@@ -181,13 +181,17 @@ impl ServerBuilder {
 
         let tcp = match http_listener {
             Some(l) => listener::from_std_tcp(l)?,
-            None => listener::bind_tcp(&sc.http)?,
+            None => listener::bind_tcp(&sc.http, "[server] http")?,
         };
         let http_addr = tcp
             .local_addr()
             .context("the HTTP listener has no address")?;
         let unix = match &sc.unix_socket {
-            Some(path) => Some(listener::bind_unix(path, sc.unix_socket_mode())?),
+            Some(path) => Some(listener::bind_unix(
+                path,
+                sc.unix_socket_mode(),
+                "[server] unix_socket",
+            )?),
             None => None,
         };
 
@@ -223,7 +227,7 @@ impl ServerBuilder {
         // path: scrapes are not a hot path), with connection slots of its own.
         let metrics_addr = match sc.metrics_addr() {
             Some(addr) => {
-                let l = listener::bind_tcp(&addr.to_string()).context("server.metrics")?;
+                let l = listener::bind_tcp(&addr.to_string(), "[server] metrics")?;
                 let bound = l
                     .local_addr()
                     .context("the metrics listener has no address")?;

@@ -131,16 +131,17 @@ impl RespServer {
     ) -> anyhow::Result<Self> {
         let tcp = match &options.tcp {
             Some(addr) => {
-                let l = std::net::TcpListener::bind(addr)
-                    .with_context(|| format!("cannot listen on {addr} (resp.tcp)"))?;
+                let l = listener::bind_std_tcp(addr, "[resp] tcp")?;
                 Some(listener::from_std_tcp(l)?)
             }
             None => None,
         };
         let unix = match &options.unix_socket {
-            Some(path) => Some(
-                listener::bind_unix(path, options.unix_socket_mode).context("resp.unix_socket")?,
-            ),
+            Some(path) => Some(listener::bind_unix(
+                path,
+                options.unix_socket_mode,
+                "[resp] unix_socket",
+            )?),
             None => None,
         };
         let tcp_addr = match &tcp {
