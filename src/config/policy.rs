@@ -37,6 +37,10 @@ pub struct PolicyConfig {
     pub default_auth: String,
     /// IPv6 clients are keyed by this many leading bits in `ip` key parts (1–128).
     pub ipv6_key_prefix: u8,
+    /// Whose reading of a request path rules are judged by: `strict` (refuse every form
+    /// the backend families below read differently), `starlette` (also FastAPI), `node`
+    /// (also Next.js), `express`, `go` or `servlet`. docs/policy.md has the table.
+    pub path_reading: String,
 }
 
 impl Default for PolicyConfig {
@@ -48,6 +52,7 @@ impl Default for PolicyConfig {
             owner_bypass_roles: Vec::new(),
             default_auth: "optional".into(),
             ipv6_key_prefix: DEFAULT_IPV6_KEY_PREFIX,
+            path_reading: "strict".into(),
         }
     }
 }
@@ -66,15 +71,18 @@ mod tests {
             owner_bypass_roles = ["admin"]
             default_auth = "required"
             ipv6_key_prefix = 56
+            path_reading = "starlette"
             "#,
         )
         .unwrap();
         assert_eq!(c.owner_bypass_roles, ["admin"]);
         assert_eq!(c.ipv6_key_prefix, 56);
+        assert_eq!(c.path_reading, "starlette");
         assert!(!c.trust_unix_socket);
         assert!(toml::from_str::<PolicyConfig>("trusted = []").is_err());
         let d = PolicyConfig::default();
         assert_eq!(d.default_auth, "optional");
+        assert_eq!(d.path_reading, "strict");
         assert_eq!(d.trusted_proxies, ["127.0.0.0/8", "::1/128"]);
     }
 }

@@ -27,7 +27,7 @@ use super::{CheckError, CompiledLimit, Gate};
 use crate::auth::{AuthError, AuthInput, Authentication, Identity, PendingVerification};
 use crate::limiter::{Decision, LimitCheck};
 use crate::policy::{
-    normalize_path, AuthRequirement, KeyTemplate, PathError, Refusal, RequestFacts, RequestHeaders,
+    AuthRequirement, KeyTemplate, PathError, Refusal, RequestFacts, RequestHeaders,
 };
 
 /// The facts of one request of the protected application, as a front door found them.
@@ -175,12 +175,18 @@ impl Gate {
     /// The decision itself. Stops early, before anything is counted, only when the
     /// credentials must wait for their key set ([`Credentials::Verify`]).
     fn decide_access<'q>(&self, q: &AccessQuery<'q>, credentials: Credentials) -> Step<'q> {
-        let path = match normalize_path(q.uri) {
-            Ok(p) => p,
-            Err(e) => return Step::done(AccessDecision::early(AccessOutcome::BadPath(e), None)),
-        };
         let state = self.state.load();
-        let m = state.policy.evaluate(q.method, &path);
+        // Read as the backend will read it (`[policy] path_reading`); a path the backend
+        // could route otherwise than tollgate reads it is refused here.
+        let bad_path = |e| Step::done(AccessDecision::early(AccessOutcome::BadPath(e), None));
+        let path = match state.policy.normalize(q.uri) {
+            Ok(p) => p,
+            Err(e) => return bad_path(e),
+        };
+        let m = match state.policy.evaluate_read(q.method, &path) {
+            Ok(m) => m,
+            Err(e) => return bad_path(e),
+        };
 
         let looks_at_credentials = m.rule.auth != AuthRequirement::None;
         let identity = if looks_at_credentials {

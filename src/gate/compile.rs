@@ -125,6 +125,7 @@ fn policy_spec(config: &Config) -> PolicySpec {
         default_auth: p.default_auth.clone(),
         ipv6_key_prefix: p.ipv6_key_prefix,
         credential_headers: vec![config.auth.api_key_header.clone()],
+        path_reading: p.path_reading.clone(),
     }
 }
 
@@ -193,6 +194,7 @@ fn place(config: &Config, e: SpecError) -> Problem {
                 SettingsError::BadDefaultAuth(_) => at.key("default_auth"),
                 SettingsError::BadIpv6Prefix(_) => at.key("ipv6_key_prefix"),
                 SettingsError::EmptyRole => at.key("owner_bypass_roles"),
+                SettingsError::BadPathReading(_) => at.key("path_reading"),
             };
             Problem::value(path, e)
         }

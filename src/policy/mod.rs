@@ -42,8 +42,8 @@ use std::net::IpAddr;
 pub use client_ip::{ClientIpResolver, Peer};
 pub use headers::RequestHeaders;
 pub use key::{KeyTemplate, KeyTemplateError, RequestFacts};
-pub use path::{normalize_path, NormalizedPath, PathError};
-pub use pattern::PathPattern;
+pub use path::{normalize_path, normalize_path_as, CaseRule, NormalizedPath, PathError, PathReading};
+pub use pattern::{CaseMatch, PathPattern};
 pub use rule::{
     AuthRequirement, IdentityRef, IdentityView, MethodSet, Refusal, RouteLimit, RouteRule,
 };
@@ -62,6 +62,8 @@ pub struct Policy {
     client_ip: ClientIpResolver,
     /// Key template of every tier and named limit (they share one namespace).
     keys: HashMap<Box<str>, KeyTemplate>,
+    /// Which backend's reading of request targets rules are judged by.
+    path_reading: PathReading,
 }
 
 /// The rule that governs a request, with the path it matched (for its parameters).
@@ -203,6 +205,59 @@ impl Policy {
             fallback,
             client_ip,
             keys,
+            path_reading: settings.path_reading,
+        })
+    }
+
+    /// The backend reading paths are normalised and matched by (`[policy] path_reading`).
+    pub fn path_reading(&self) -> PathReading {
+        self.path_reading
+    }
+
+    /// Normalises a request target under this policy's [`PathReading`].
+    pub fn normalize(&self, target: &[u8]) -> Result<NormalizedPath, PathError> {
+        normalize_path_as(target, self.path_reading)
+    }
+
+    /// The rule governing `method` on `path` as this policy's backend reading routes it:
+    /// [`evaluate`](Self::evaluate) where the backend compares case, the most specific rule
+    /// matching while ignoring case where it does not (Express), and under
+    /// [`PathReading::Strict`] the exact rule unless a rule tried before it matches once case
+    /// is ignored, which is [`PathError::CaseDecidesRule`]: then which rule governs the path
+    /// depends on the backend. Does not allocate.
+    pub fn evaluate_read<'p, 'r>(
+        &'p self,
+        method: &str,
+        path: &'r NormalizedPath,
+    ) -> Result<Match<'p, 'r>, PathError> {
+        let case = self.path_reading.case();
+        if case == CaseRule::Sensitive {
+            return Ok(self.evaluate(method, path));
+        }
+        let probe = rule::MethodProbe::new(method);
+        for &i in self.order.iter() {
+            let rule = &self.rules[i as usize];
+            if !rule.methods.contains_probe(&probe) {
+                continue;
+            }
+            match rule.pattern.match_ignoring_case(path) {
+                CaseMatch::No => continue,
+                CaseMatch::IgnoringCase if case == CaseRule::Both => {
+                    return Err(PathError::CaseDecidesRule)
+                }
+                CaseMatch::Exact | CaseMatch::IgnoringCase => {
+                    return Ok(Match {
+                        rule,
+                        path,
+                        fallback: false,
+                    })
+                }
+            }
+        }
+        Ok(Match {
+            rule: &self.fallback,
+            path,
+            fallback: true,
         })
     }
 

@@ -15,6 +15,7 @@ use super::client_ip::{
     ClientIpConfigError, ClientIpResolver, DEFAULT_CLIENT_IP_HEADERS, DEFAULT_TRUSTED_PROXIES,
 };
 use super::key::{KeyPart, KeyTemplate, KeyTemplateError, DEFAULT_IPV6_KEY_PREFIX};
+use super::path::PathReading;
 use super::pattern::{PathPattern, PatternError};
 use super::rule::{AuthRequirement, BadMethod, MethodSet};
 
@@ -43,6 +44,9 @@ pub struct PolicySpec {
     /// ([`SECRET_HEADERS`](super::key::SECRET_HEADERS)), such as the API-key header: no key
     /// template may read them.
     pub credential_headers: Vec<String>,
+    /// Which backend's reading of request targets paths are judged by (see
+    /// [`PathReading`]): `strict`, `starlette`, `node`, `express`, `go` or `servlet`.
+    pub path_reading: String,
 }
 
 impl Default for PolicySpec {
@@ -59,6 +63,7 @@ impl Default for PolicySpec {
             default_auth: AuthRequirement::Optional.as_str().into(),
             ipv6_key_prefix: DEFAULT_IPV6_KEY_PREFIX,
             credential_headers: Vec::new(),
+            path_reading: PathReading::default().as_str().into(),
         }
     }
 }
@@ -145,6 +150,11 @@ pub enum SettingsError {
     BadIpv6Prefix(u8),
     #[error("owner_bypass_roles: empty role name")]
     EmptyRole,
+    #[error(
+        "path_reading = {0:?}: expected \"strict\", \"starlette\", \"node\", \"express\", \"go\" \
+         or \"servlet\""
+    )]
+    BadPathReading(String),
 }
 
 /// One problem in a [`PolicySpec`], with what it is about.
@@ -207,6 +217,7 @@ pub(super) struct Settings {
     pub client_ip: ClientIpResolver,
     pub default_auth: AuthRequirement,
     pub ipv6_key_prefix: u8,
+    pub path_reading: PathReading,
 }
 
 impl PolicySpec {
@@ -231,10 +242,15 @@ impl PolicySpec {
         if self.owner_bypass_roles.iter().any(|r| r.is_empty()) {
             bad(SettingsError::EmptyRole);
         }
+        let path_reading = PathReading::parse(&self.path_reading).unwrap_or_else(|| {
+            bad(SettingsError::BadPathReading(self.path_reading.clone()));
+            PathReading::default()
+        });
         Settings {
             client_ip,
             default_auth,
             ipv6_key_prefix: self.ipv6_key_prefix,
+            path_reading,
         }
     }
 
