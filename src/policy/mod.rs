@@ -509,4 +509,69 @@ mod tests {
         assert_eq!(p.key_template("auth").unwrap().to_string(), "ip");
         assert!(p.key_template("nope").is_none());
     }
+
+    /// The rule `path` is judged by under `reading` (`Err(code)` when refused).
+    fn route_read(reading: &str, method: &str, path: &str) -> Result<String, &'static str> {
+        let routes = r#"
+            [[routes]]
+            path = "/api/admin/**"
+            roles = ["admin"]
+            [[routes]]
+            path = "/api/users/{user_id}/**"
+            owner = "user_id"
+            [[routes]]
+            path = "/api/Upload**"
+            auth = "required"
+            [[routes]]
+            path = "/caf%C3%A9/x"
+            auth = "required"
+            [[routes]]
+            path = "/api/**"
+            auth = "optional"
+        "#;
+        #[derive(serde::Deserialize)]
+        struct W {
+            routes: Vec<RouteSpec>,
+        }
+        let p = Policy::compile(&PolicySpec {
+            routes: toml::from_str::<W>(routes).unwrap().routes,
+            path_reading: reading.into(),
+            ..PolicySpec::default()
+        })
+        .unwrap();
+        let path = p.normalize(path.as_bytes()).map_err(|e| e.code())?;
+        let m = p.evaluate_read(method, &path).map_err(|e| e.code())?;
+        Ok(if m.is_fallback() {
+            "fallback".into()
+        } else {
+            m.rule.route().to_string()
+        })
+    }
+
+    #[test]
+    fn case_is_judged_as_the_backend_routes_it() {
+        let r = |reading, path| route_read(reading, "GET", path);
+        // Express routes `/API/admin/x` to the admin route; so does tollgate under its
+        // reading. Case-sensitive backends serve no admin route there.
+        assert_eq!(r("express", "/API/admin/x").unwrap(), "/api/admin/**");
+        assert_eq!(r("starlette", "/API/admin/x").unwrap(), "fallback");
+        assert_eq!(r("go", "/api/ADMIN/x").unwrap(), "/api/**");
+        // Strict: the rule depends on case, so the path is refused ...
+        assert_eq!(r("strict", "/API/admin/x"), Err("case_decides_rule"));
+        assert_eq!(r("strict", "/api/Admin/x"), Err("case_decides_rule"));
+        assert_eq!(r("strict", "/api/upload-x"), Err("case_decides_rule"));
+        assert_eq!(r("strict", "/CAF%C3%89/x"), Err("case_decides_rule"));
+        // ... but mixed case that decides nothing passes: ids, and exact matches.
+        assert_eq!(r("strict", "/api/users/User_AbC/tasks").unwrap(), "/api/users/{user_id}/**");
+        assert_eq!(r("strict", "/api/Upload-1").unwrap(), "/api/Upload**");
+        assert_eq!(r("strict", "/api/admin/X").unwrap(), "/api/admin/**");
+        assert_eq!(r("strict", "/Static/Logo.png").unwrap(), "fallback");
+        // Express folds prefixes and non-ASCII letters like a JavaScript `i` regex.
+        assert_eq!(r("express", "/api/UPLOAD-1").unwrap(), "/api/Upload**");
+        assert_eq!(r("express", "/CAF%C3%89/X").unwrap(), "/caf%C3%A9/x");
+        assert!(pattern::eq_ignoring_case("Straße", "STRAßE"));
+        // A non-ASCII letter never folds to an ASCII one (the Kelvin sign is not `k`).
+        assert!(!pattern::eq_ignoring_case("\u{212A}ey", "key"));
+        assert!(!pattern::eq_ignoring_case("\u{17F}", "s"));
+    }
 }
