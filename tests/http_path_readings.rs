@@ -18,7 +18,11 @@ use http_support::tcp_client;
 /// `X-User-Id` answered (`-` for none).
 /// The test config (tests/http_support/auth.rs): `/api/**` required, `/api/users/{user_id}/**`
 /// owner, `/api/admin/**` role admin, anything else optional.
-type Row = (&'static str, bool, &'static [(&'static str, u16, &'static str)]);
+type Row = (
+    &'static str,
+    bool,
+    &'static [(&'static str, u16, &'static str)],
+);
 
 const ROWS: &[Row] = &[
     // Node and Next.js read `/api/admin/x`.
@@ -35,7 +39,11 @@ const ROWS: &[Row] = &[
     (
         "/api%5Cadmin%5Cx",
         false,
-        &[("strict", 403, "bad_path"), ("node", 200, "-"), ("go", 200, "-")],
+        &[
+            ("strict", 403, "bad_path"),
+            ("node", 200, "-"),
+            ("go", 200, "-"),
+        ],
     ),
     // The application reads bob's path.
     (
@@ -72,7 +80,11 @@ const ROWS: &[Row] = &[
     (
         "/api/ADMIN/x",
         true,
-        &[("strict", 403, "bad_path"), ("express", 403, "forbidden"), ("go", 200, "user_1")],
+        &[
+            ("strict", 403, "bad_path"),
+            ("express", 403, "forbidden"),
+            ("go", 200, "user_1"),
+        ],
     ),
     // Mixed case that decides no rule passes by default: ids are case-sensitive.
     (
@@ -98,7 +110,11 @@ const ROWS: &[Row] = &[
     (
         "/api/users/user_1/..;/bob/tasks",
         true,
-        &[("strict", 403, "bad_path"), ("servlet", 403, "not_owner"), ("node", 403, "bad_path")],
+        &[
+            ("strict", 403, "bad_path"),
+            ("servlet", 403, "not_owner"),
+            ("node", 403, "bad_path"),
+        ],
     ),
     // Dot segments: resolved, or refused where the backend keeps them literal.
     (
@@ -117,9 +133,21 @@ const ROWS: &[Row] = &[
         false,
         &[("strict", 403, "bad_path"), ("starlette", 200, "-")],
     ),
-    ("/api/ad%09min/x", false, &[("strict", 403, "bad_path"), ("node", 403, "bad_path")]),
-    ("/api/admin%00", false, &[("strict", 403, "bad_path"), ("go", 403, "bad_path")]),
-    ("/%C0%AE%C0%AE/api", false, &[("strict", 403, "bad_path"), ("servlet", 403, "bad_path")]),
+    (
+        "/api/ad%09min/x",
+        false,
+        &[("strict", 403, "bad_path"), ("node", 403, "bad_path")],
+    ),
+    (
+        "/api/admin%00",
+        false,
+        &[("strict", 403, "bad_path"), ("go", 403, "bad_path")],
+    ),
+    (
+        "/%C0%AE%C0%AE/api",
+        false,
+        &[("strict", 403, "bad_path"), ("servlet", 403, "bad_path")],
+    ),
     (
         "http://app.example/api/admin/x",
         false,
@@ -160,7 +188,8 @@ async fn each_form_is_judged_as_the_backend_reads_it() {
 
 #[test]
 fn an_unknown_reading_is_a_configuration_error_at_its_line() {
-    let text = "[tiers.basic]\nlimit = 1\nwindow = \"1m\"\n\n[policy]\npath_reading = \"fastapi\"\n";
+    let text =
+        "[tiers.basic]\nlimit = 1\nwindow = \"1m\"\n\n[policy]\npath_reading = \"fastapi\"\n";
     let e = tollgate::gate::compile::from_toml_str(text, "t.toml")
         .map(|_| ())
         .unwrap_err()

@@ -42,7 +42,9 @@ use std::net::IpAddr;
 pub use client_ip::{ClientIpResolver, Peer};
 pub use headers::RequestHeaders;
 pub use key::{KeyTemplate, KeyTemplateError, RequestFacts};
-pub use path::{normalize_path, normalize_path_as, CaseRule, NormalizedPath, PathError, PathReading};
+pub use path::{
+    normalize_path, normalize_path_as, CaseRule, NormalizedPath, PathError, PathReading,
+};
 pub use pattern::{CaseMatch, PathPattern};
 pub use rule::{
     AuthRequirement, IdentityRef, IdentityView, MethodSet, Refusal, RouteLimit, RouteRule,
@@ -562,7 +564,10 @@ mod tests {
         assert_eq!(r("strict", "/api/upload-x"), Err("case_decides_rule"));
         assert_eq!(r("strict", "/CAF%C3%89/x"), Err("case_decides_rule"));
         // ... but mixed case that decides nothing passes: ids, and exact matches.
-        assert_eq!(r("strict", "/api/users/User_AbC/tasks").unwrap(), "/api/users/{user_id}/**");
+        assert_eq!(
+            r("strict", "/api/users/User_AbC/tasks").unwrap(),
+            "/api/users/{user_id}/**"
+        );
         assert_eq!(r("strict", "/api/Upload-1").unwrap(), "/api/Upload**");
         assert_eq!(r("strict", "/api/admin/X").unwrap(), "/api/admin/**");
         assert_eq!(r("strict", "/Static/Logo.png").unwrap(), "fallback");

@@ -397,9 +397,15 @@ pub fn normalize_path_as(target: &[u8], reading: PathReading) -> Result<Normaliz
             LeadingSlashes::Authority => {
                 // WHATWG: any run of slashes after the first starts the authority, which
                 // ends at the next slash; what follows is the path (the root if nothing).
-                let host = rest.iter().position(|&b| !is_separator(b)).unwrap_or(rest.len());
+                let host = rest
+                    .iter()
+                    .position(|&b| !is_separator(b))
+                    .unwrap_or(rest.len());
                 rest = &rest[host..];
-                let path = rest.iter().position(|&b| is_separator(b)).unwrap_or(rest.len());
+                let path = rest
+                    .iter()
+                    .position(|&b| is_separator(b))
+                    .unwrap_or(rest.len());
                 rest = &rest[path..];
             }
         }
@@ -516,8 +522,8 @@ fn decode_segment_into(raw: &[u8], out: &mut Vec<u8>, rules: Rules) -> Result<Se
 /// SIGN, SMALL FULL STOP, SMALL REVERSE SOLIDUS, SMALL SEMICOLON, SMALL PERCENT SIGN, ONE
 /// DOT LEADER, GREEK QUESTION MARK (canonically `;`).
 const LOOKALIKES: [char; 11] = [
-    '\u{FF0F}', '\u{FF3C}', '\u{FF0E}', '\u{FF1B}', '\u{FF05}', '\u{FE52}', '\u{FE68}',
-    '\u{FE54}', '\u{FE6A}', '\u{2024}', '\u{037E}',
+    '\u{FF0F}', '\u{FF3C}', '\u{FF0E}', '\u{FF1B}', '\u{FF05}', '\u{FE52}', '\u{FE68}', '\u{FE54}',
+    '\u{FE6A}', '\u{2024}', '\u{037E}',
 ];
 
 /// Whether a decoded segment holds a [`LOOKALIKES`] character; an error if it is not UTF-8.
@@ -544,6 +550,7 @@ mod tests {
     /// reading makes of it (`Ok(path)` or `Err(code)`), in [`PathReading::ALL`]'s order.
     type Row = (&'static str, [Result<&'static str, &'static str>; 6]);
 
+    #[rustfmt::skip]
     const ROWS: &[Row] = &[
         // Backslash, raw: WHATWG parsers (Node, Next.js) read `/`, Tomcat answers 400,
         // the others keep a literal character.
