@@ -66,6 +66,9 @@ pub struct Policy {
     keys: HashMap<Box<str>, KeyTemplate>,
     /// Which backend's reading of request targets rules are judged by.
     path_reading: PathReading,
+    /// Whether some rule has an upper-case letter in a literal (see
+    /// [`PathPattern::has_upper_case_literal`]).
+    upper_case_literals: bool,
 }
 
 /// The rule that governs a request, with the path it matched (for its parameters).
@@ -201,6 +204,7 @@ impl Policy {
             limits: Box::new([]),
         };
 
+        let upper_case_literals = rules.iter().any(|r| r.pattern.has_upper_case_literal());
         Ok(Self {
             rules: rules.into(),
             order: order.into(),
@@ -208,6 +212,7 @@ impl Policy {
             client_ip,
             keys,
             path_reading: settings.path_reading,
+            upper_case_literals,
         })
     }
 
@@ -233,16 +238,24 @@ impl Policy {
         path: &'r NormalizedPath,
     ) -> Result<Match<'p, 'r>, PathError> {
         let case = self.path_reading.case();
-        if case == CaseRule::Sensitive {
+        // Lower-case literals and a path without upper-case or non-ASCII letters match the
+        // same ignoring case or not: the common case costs one scan of the path.
+        let path_may_fold = || {
+            path.as_str()
+                .bytes()
+                .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+        };
+        if case == CaseRule::Sensitive || (!self.upper_case_literals && !path_may_fold()) {
             return Ok(self.evaluate(method, path));
         }
         let probe = rule::MethodProbe::new(method);
         for &i in self.order.iter() {
             let rule = &self.rules[i as usize];
-            if !rule.methods.contains_probe(&probe) {
+            let how = rule.pattern.match_ignoring_case(path);
+            if how == CaseMatch::No || !rule.methods.contains_probe(&probe) {
                 continue;
             }
-            match rule.pattern.match_ignoring_case(path) {
+            match how {
                 CaseMatch::No => continue,
                 CaseMatch::IgnoringCase if case == CaseRule::Both => {
                     return Err(PathError::CaseDecidesRule)

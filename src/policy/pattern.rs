@@ -294,6 +294,17 @@ impl PathPattern {
         }
     }
 
+    /// Whether a literal segment or prefix has an ASCII upper-case letter: only then can a
+    /// path without upper-case and non-ASCII letters match it differently once case is
+    /// ignored (a non-ASCII letter never folds to an ASCII one).
+    pub fn has_upper_case_literal(&self) -> bool {
+        let upper = |s: &str| s.bytes().any(|b| b.is_ascii_uppercase());
+        self.segments.iter().any(|seg| match seg {
+            Segment::Literal(lit) => upper(lit),
+            _ => false,
+        }) || matches!(&self.tail, Tail::PrefixRest(prefix) if upper(prefix))
+    }
+
     /// The value of parameter `name` in `path`, which must be a path this pattern matches.
     pub fn param<'a>(&self, name: &str, path: &'a NormalizedPath) -> Option<&'a str> {
         let &(_, pos) = self.params.iter().find(|(n, _)| &**n == name)?;
@@ -330,8 +341,20 @@ pub enum CaseMatch {
 /// that a non-ASCII character never folds to an ASCII one (`ſ` is not `s`, the Kelvin sign
 /// is not `k`).
 pub fn eq_ignoring_case(a: &str, b: &str) -> bool {
-    if a.is_ascii() && b.is_ascii() {
-        return a.eq_ignore_ascii_case(b);
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    if x.len() == y.len() && x.eq_ignore_ascii_case(y) {
+        return true;
+    }
+    // A non-ASCII character folds only to a non-ASCII one, so an ASCII string equals only
+    // ASCII strings, and two strings differing in a leading ASCII letter differ.
+    match (x.first(), y.first()) {
+        (Some(p), Some(q)) if p.is_ascii() && q.is_ascii() && !p.eq_ignore_ascii_case(q) => {
+            return false
+        }
+        _ => {}
+    }
+    if a.is_ascii() || b.is_ascii() {
+        return false;
     }
     a.chars().map(fold_char).eq(b.chars().map(fold_char))
 }
