@@ -239,13 +239,8 @@ impl Policy {
     ) -> Result<Match<'p, 'r>, PathError> {
         let case = self.path_reading.case();
         // Lower-case literals and a path without upper-case or non-ASCII letters match the
-        // same ignoring case or not: the common case costs one scan of the path.
-        let path_may_fold = || {
-            path.as_str()
-                .bytes()
-                .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
-        };
-        if case == CaseRule::Sensitive || (!self.upper_case_literals && !path_may_fold()) {
+        // same ignoring case or not: the common case costs one flag test.
+        if case == CaseRule::Sensitive || (!self.upper_case_literals && !path.may_fold()) {
             return Ok(self.evaluate(method, path));
         }
         let probe = rule::MethodProbe::new(method);

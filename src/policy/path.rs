@@ -243,18 +243,28 @@ impl PathError {
 /// Invariants (checked by the property tests): it starts with `/`; it is `/` alone or has no
 /// trailing `/`; it contains no `//`; no segment is `.` or `..`; no segment contains a
 /// control character; every segment is non-empty.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct NormalizedPath {
     path: String,
     /// `(start, end)` byte offsets of each segment in `path`. Paths are at most
     /// [`MAX_PATH_BYTES`] long before decoding and decoding only shrinks, so `u16` fits.
     segments: SmallVec<[(u16, u16); 12]>,
+    /// Whether a decoded byte was an ASCII upper-case letter or non-ASCII (possibly in a
+    /// segment `..` removed since): only such a path can match a lower-case pattern
+    /// differently once case is ignored.
+    may_fold: bool,
 }
 
 impl NormalizedPath {
     /// The decoded path, `/` for the root.
     pub fn as_str(&self) -> &str {
         &self.path
+    }
+
+    /// Whether the path may have letters whose case folds (ASCII upper case, or anything
+    /// non-ASCII); `false` means all its letters are lower-case ASCII.
+    pub fn may_fold(&self) -> bool {
+        self.may_fold
     }
 
     /// Number of segments (0 for the root).
@@ -298,6 +308,16 @@ impl NormalizedPath {
         out
     }
 }
+
+/// Two paths are equal when their segments are: `may_fold` is a hint about how they were
+/// written, not part of the path.
+impl PartialEq for NormalizedPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path && self.segments == other.segments
+    }
+}
+
+impl Eq for NormalizedPath {}
 
 impl fmt::Debug for NormalizedPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -414,6 +434,7 @@ pub fn normalize_path_as(target: &[u8], reading: PathReading) -> Result<Normaliz
     // Decoding never lengthens a segment, so `raw.len()` bytes always suffice.
     let mut out: Vec<u8> = Vec::with_capacity(raw.len());
     let mut segments: SmallVec<[(u16, u16); 12]> = SmallVec::new();
+    let mut may_fold = false;
 
     for raw_seg in rest.split(|&b| is_separator(b)) {
         let raw_seg = if rules.strip_parameters {
@@ -432,6 +453,7 @@ pub fn normalize_path_as(target: &[u8], reading: PathReading) -> Result<Normaliz
         out.push(b'/');
         let start = out.len();
         let seen = decode_segment_into(raw_seg, &mut out, rules)?;
+        may_fold |= seen.may_fold;
         let seg = &out[start..];
         match seg {
             b"." | b".." if rules.refuse_dot_segments => return Err(PathError::DotSegment),
@@ -463,7 +485,11 @@ pub fn normalize_path_as(target: &[u8], reading: PathReading) -> Result<Normaliz
     // Separators are ASCII and can never be part of a multi-byte sequence, so the whole is
     // valid UTF-8 exactly when every segment is.
     let path = String::from_utf8(out).map_err(|_| PathError::InvalidUtf8)?;
-    Ok(NormalizedPath { path, segments })
+    Ok(NormalizedPath {
+        path,
+        segments,
+        may_fold,
+    })
 }
 
 /// What decoding a segment came across, for the checks made on the whole segment.
@@ -471,6 +497,7 @@ pub fn normalize_path_as(target: &[u8], reading: PathReading) -> Result<Normaliz
 struct Seen {
     raw_semicolon: bool,
     non_ascii: bool,
+    may_fold: bool,
 }
 
 /// Appends the percent-decoded `raw` segment to `out`, enforcing the byte rules.
@@ -512,8 +539,10 @@ fn decode_segment_into(raw: &[u8], out: &mut Vec<u8>, rules: Rules) -> Result<Se
             return Err(PathError::Backslash);
         }
         seen.non_ascii |= decoded >= 0x80;
+        seen.may_fold |= decoded.is_ascii_uppercase();
         out.push(decoded);
     }
+    seen.may_fold |= seen.non_ascii;
     Ok(seen)
 }
 
@@ -732,5 +761,11 @@ mod tests {
         let root = normalize_path(b"/").unwrap();
         assert_eq!(root.segment_count(), 0);
         assert_eq!(root.to_uri_string(), "/");
+        // `may_fold` may be set by a segment `..` removed, and takes no part in equality.
+        let p = normalize_path(b"/A/../b").unwrap();
+        assert!(p.may_fold());
+        assert!(!normalize_path(b"/b").unwrap().may_fold());
+        assert_eq!(p, normalize_path(b"/b").unwrap());
+        assert!(normalize_path(b"/caf%C3%A9").unwrap().may_fold());
     }
 }
