@@ -118,6 +118,27 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
+    // What the gate calls: the default (strict) reading, which also compares case-insensitively
+    // where a literal differs, so that a path whose rule depends on case is refused.
+    let mut g = c.benchmark_group("evaluate_read_strict_48_rules");
+    let mixed_case = [(
+        "owner_subtree_mixed_case",
+        "GET",
+        "/api/users/AlIcE/tasks/42",
+    )];
+    for (name, method, path) in cases.into_iter().chain(mixed_case) {
+        let p = normalize_path(path.as_bytes()).unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(policy.evaluate_read(black_box(method), black_box(&p)))
+                    .unwrap()
+                    .rule
+                    .index
+            })
+        });
+    }
+    g.finish();
+
     let path = normalize_path(b"/api/users/alice/tasks/42").unwrap();
     let m = policy.evaluate("GET", &path);
     let roles = ["user".to_string()];

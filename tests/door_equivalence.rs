@@ -627,6 +627,21 @@ fn cases() -> Vec<Case> {
             None, None, "allowed remaining=0"),
         access_from("one key: /auth sees it", Cred::None, b"GET", b"/other", "198.51.100.9",
             "403 rate_limited tier=anonymous rem=0"),
+        // --- paths a backend reads otherwise (default reading: strict) -------------------
+        access("a backslash, which URL parsers read as /", Cred::None, "GET",
+            b"/api\\admin\\x", "403 bad_path"),
+        access("an encoded backslash", Cred::None, "GET", b"/api%5Cadmin%5Cx", "403 bad_path"),
+        access("dot-dot-backslash into another user's path", user_1(), "GET",
+            b"/api/users/user_1/..\\bob/tasks", "403 bad_path"),
+        access("a leading //, which URL parsers read as a host", user_1(), "GET",
+            b"//app.example/api/users/bob/tasks", "403 bad_path"),
+        access("upper case that changes the rule", Cred::None, "GET", b"/API/admin/x",
+            "403 bad_path"),
+        access("upper case that changes nothing", user_1(), "GET", b"/api/users/user_1/Tasks",
+            "200 user=user_1"),
+        access("; parameters, which servlet containers strip", Cred::None, "GET",
+            b"/api;/admin/x", "403 bad_path"),
+        access("a fullwidth solidus", Cred::None, "GET", b"/api%EF%BC%8Fadmin", "403 bad_path"),
     ]
 }
 

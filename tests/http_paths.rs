@@ -78,6 +78,11 @@ async fn fast_path_and_hyper_give_identical_answers() {
         // /auth (tests/http_auth.rs has the full set) and the admin API (off: 404).
         "GET /auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: /x\r\n\r\n".to_string(),
         "POST /auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: /x\r\n\r\n".to_string(),
+        // Paths a backend reads otherwise than tollgate by default (tests/http_path_readings.rs).
+        "GET /auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: /api\\admin\\x\r\n\r\n".to_string(),
+        "GET /auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: //h/api/x\r\n\r\n".to_string(),
+        "GET /auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: /api;/admin\r\n\r\n".to_string(),
+        "GET /auth HTTP/1.1\r\nHost: t\r\nX-Original-URI: /API/x\r\n\r\n".to_string(),
         get("/auth"),
         get("/admin/revocations"),
     ];

@@ -45,6 +45,10 @@ pub struct PolicyConfig {
     /// Names of `[limits.*]` that every passed preflight spends (keyed by their templates,
     /// as an anonymous request), to bound a flood of preflights. Default: none.
     pub cors_preflight_limits: Vec<String>,
+    /// Whose reading of a request path rules are judged by: `strict` (refuse every form
+    /// the backend families below read differently), `starlette` (also FastAPI), `node`
+    /// (also Next.js), `express`, `go` or `servlet`. docs/policy.md has the table.
+    pub path_reading: String,
 }
 
 impl Default for PolicyConfig {
@@ -58,6 +62,7 @@ impl Default for PolicyConfig {
             ipv6_key_prefix: DEFAULT_IPV6_KEY_PREFIX,
             cors_preflight: "pass".into(),
             cors_preflight_limits: Vec::new(),
+            path_reading: "strict".into(),
         }
     }
 }
@@ -78,11 +83,13 @@ mod tests {
             ipv6_key_prefix = 56
             cors_preflight = "judge"
             cors_preflight_limits = ["preflight"]
+            path_reading = "starlette"
             "#,
         )
         .unwrap();
         assert_eq!(c.owner_bypass_roles, ["admin"]);
         assert_eq!(c.ipv6_key_prefix, 56);
+        assert_eq!(c.path_reading, "starlette");
         assert!(!c.trust_unix_socket);
         assert_eq!(c.cors_preflight, "judge");
         assert_eq!(c.cors_preflight_limits, ["preflight"]);
@@ -91,5 +98,6 @@ mod tests {
         assert_eq!(d.default_auth, "optional");
         assert_eq!(d.cors_preflight, "pass");
         assert_eq!(d.trusted_proxies, ["127.0.0.1/32", "::1/128"]);
+        assert_eq!(d.path_reading, "strict");
     }
 }

@@ -39,8 +39,7 @@ use super::{CheckError, CompiledLimit, CompiledTier, Gate, GateState};
 use crate::auth::{AuthError, AuthInput, Authentication, Identity, PendingVerification};
 use crate::limiter::{Decision, LimitCheck};
 use crate::policy::{
-    normalize_path, AuthRequirement, KeyTemplate, PathError, Refusal, RequestFacts, RequestHeaders,
-    RouteLimit,
+    AuthRequirement, KeyTemplate, PathError, Refusal, RequestFacts, RequestHeaders, RouteLimit,
 };
 
 /// The facts of one request of the protected application, as a front door found them.
@@ -217,11 +216,17 @@ impl Gate {
         q: &AccessQuery<'q>,
         credentials: Credentials,
     ) -> Step<'q> {
-        let path = match normalize_path(q.uri) {
+        // Read as the backend will read it (`[policy] path_reading`); a path the backend
+        // could route otherwise than tollgate reads it is refused here.
+        let bad_path = |e| Step::done(AccessDecision::early(AccessOutcome::BadPath(e), None));
+        let path = match state.policy.normalize(q.uri) {
             Ok(p) => p,
-            Err(e) => return Step::done(AccessDecision::early(AccessOutcome::BadPath(e), None)),
+            Err(e) => return bad_path(e),
         };
-        let m = state.policy.evaluate(q.method, &path);
+        let m = match state.policy.evaluate_read(q.method, &path) {
+            Ok(m) => m,
+            Err(e) => return bad_path(e),
+        };
         if state.policy.passes_as_preflight(q.method, q.headers) {
             return Step::Decided(self.pass_preflight(state, q, m.rule.route()));
         }

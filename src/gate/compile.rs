@@ -127,6 +127,7 @@ fn policy_spec(config: &Config) -> PolicySpec {
         credential_headers: vec![config.auth.api_key_header.clone()],
         cors_preflight: p.cors_preflight.clone(),
         cors_preflight_limits: p.cors_preflight_limits.clone(),
+        path_reading: p.path_reading.clone(),
     }
 }
 
@@ -210,6 +211,7 @@ fn place(config: &Config, e: SpecError) -> Problem {
                         None => limits,
                     }
                 }
+                SettingsError::BadPathReading(_) => at.key("path_reading"),
             };
             Problem::value(path, e)
         }

@@ -43,8 +43,10 @@ use std::net::IpAddr;
 pub use client_ip::{ClientIpResolver, Peer};
 pub use headers::RequestHeaders;
 pub use key::{KeyTemplate, KeyTemplateError, RequestFacts};
-pub use path::{normalize_path, NormalizedPath, PathError};
-pub use pattern::PathPattern;
+pub use path::{
+    normalize_path, normalize_path_as, CaseRule, NormalizedPath, PathError, PathReading,
+};
+pub use pattern::{CaseMatch, PathPattern};
 pub use preflight::CorsPreflight;
 pub use rule::{
     AuthRequirement, IdentityRef, IdentityView, MethodSet, Refusal, RouteLimit, RouteRule,
@@ -68,6 +70,11 @@ pub struct Policy {
     cors_preflight: CorsPreflight,
     /// The limits a passed preflight spends.
     preflight_limits: Box<[RouteLimit]>,
+    /// Which backend's reading of request targets rules are judged by.
+    path_reading: PathReading,
+    /// Whether some rule has an upper-case letter in a literal (see
+    /// [`PathPattern::has_upper_case_literal`]).
+    upper_case_literals: bool,
 }
 
 /// The rule that governs a request, with the path it matched (for its parameters).
@@ -198,6 +205,7 @@ impl Policy {
             tier_limit: true,
         };
 
+        let upper_case_literals = rules.iter().any(|r| r.pattern.has_upper_case_literal());
         Ok(Self {
             rules: rules.into(),
             order: order.into(),
@@ -206,6 +214,63 @@ impl Policy {
             preflight_limits: route_limits(&spec.cors_preflight_limits, &keys),
             cors_preflight: settings.cors_preflight,
             keys,
+            path_reading: settings.path_reading,
+            upper_case_literals,
+        })
+    }
+
+    /// The backend reading paths are normalised and matched by (`[policy] path_reading`).
+    pub fn path_reading(&self) -> PathReading {
+        self.path_reading
+    }
+
+    /// Normalises a request target under this policy's [`PathReading`].
+    pub fn normalize(&self, target: &[u8]) -> Result<NormalizedPath, PathError> {
+        normalize_path_as(target, self.path_reading)
+    }
+
+    /// The rule governing `method` on `path` as this policy's backend reading routes it:
+    /// [`evaluate`](Self::evaluate) where the backend compares case, the most specific rule
+    /// matching while ignoring case where it does not (Express), and under
+    /// [`PathReading::Strict`] the exact rule unless a rule tried before it matches once case
+    /// is ignored, which is [`PathError::CaseDecidesRule`]: then which rule governs the path
+    /// depends on the backend. Does not allocate.
+    pub fn evaluate_read<'p, 'r>(
+        &'p self,
+        method: &str,
+        path: &'r NormalizedPath,
+    ) -> Result<Match<'p, 'r>, PathError> {
+        let case = self.path_reading.case();
+        // Lower-case literals and a path without upper-case or non-ASCII letters match the
+        // same ignoring case or not: the common case costs one flag test.
+        if case == CaseRule::Sensitive || (!self.upper_case_literals && !path.may_fold()) {
+            return Ok(self.evaluate(method, path));
+        }
+        let probe = rule::MethodProbe::new(method);
+        for &i in self.order.iter() {
+            let rule = &self.rules[i as usize];
+            let how = rule.pattern.match_ignoring_case(path);
+            if how == CaseMatch::No || !rule.methods.contains_probe(&probe) {
+                continue;
+            }
+            match how {
+                CaseMatch::No => continue,
+                CaseMatch::IgnoringCase if case == CaseRule::Both => {
+                    return Err(PathError::CaseDecidesRule)
+                }
+                CaseMatch::Exact | CaseMatch::IgnoringCase => {
+                    return Ok(Match {
+                        rule,
+                        path,
+                        fallback: false,
+                    })
+                }
+            }
+        }
+        Ok(Match {
+            rule: &self.fallback,
+            path,
+            fallback: true,
         })
     }
 
@@ -485,5 +550,73 @@ mod tests {
         assert_eq!(names, ["auth=ip", "upload=user"]);
         assert_eq!(p.key_template("auth").unwrap().to_string(), "ip");
         assert!(p.key_template("nope").is_none());
+    }
+
+    /// The rule `path` is judged by under `reading` (`Err(code)` when refused).
+    fn route_read(reading: &str, method: &str, path: &str) -> Result<String, &'static str> {
+        let routes = r#"
+            [[routes]]
+            path = "/api/admin/**"
+            roles = ["admin"]
+            [[routes]]
+            path = "/api/users/{user_id}/**"
+            owner = "user_id"
+            [[routes]]
+            path = "/api/Upload**"
+            auth = "required"
+            [[routes]]
+            path = "/caf%C3%A9/x"
+            auth = "required"
+            [[routes]]
+            path = "/api/**"
+            auth = "optional"
+        "#;
+        #[derive(serde::Deserialize)]
+        struct W {
+            routes: Vec<RouteSpec>,
+        }
+        let p = Policy::compile(&PolicySpec {
+            routes: toml::from_str::<W>(routes).unwrap().routes,
+            path_reading: reading.into(),
+            ..PolicySpec::default()
+        })
+        .unwrap();
+        let path = p.normalize(path.as_bytes()).map_err(|e| e.code())?;
+        let m = p.evaluate_read(method, &path).map_err(|e| e.code())?;
+        Ok(if m.is_fallback() {
+            "fallback".into()
+        } else {
+            m.rule.route().to_string()
+        })
+    }
+
+    #[test]
+    fn case_is_judged_as_the_backend_routes_it() {
+        let r = |reading, path| route_read(reading, "GET", path);
+        // Express routes `/API/admin/x` to the admin route; so does tollgate under its
+        // reading. Case-sensitive backends serve no admin route there.
+        assert_eq!(r("express", "/API/admin/x").unwrap(), "/api/admin/**");
+        assert_eq!(r("starlette", "/API/admin/x").unwrap(), "fallback");
+        assert_eq!(r("go", "/api/ADMIN/x").unwrap(), "/api/**");
+        // Strict: the rule depends on case, so the path is refused ...
+        assert_eq!(r("strict", "/API/admin/x"), Err("case_decides_rule"));
+        assert_eq!(r("strict", "/api/Admin/x"), Err("case_decides_rule"));
+        assert_eq!(r("strict", "/api/upload-x"), Err("case_decides_rule"));
+        assert_eq!(r("strict", "/CAF%C3%89/x"), Err("case_decides_rule"));
+        // ... but mixed case that decides nothing passes: ids, and exact matches.
+        assert_eq!(
+            r("strict", "/api/users/User_AbC/tasks").unwrap(),
+            "/api/users/{user_id}/**"
+        );
+        assert_eq!(r("strict", "/api/Upload-1").unwrap(), "/api/Upload**");
+        assert_eq!(r("strict", "/api/admin/X").unwrap(), "/api/admin/**");
+        assert_eq!(r("strict", "/Static/Logo.png").unwrap(), "fallback");
+        // Express folds prefixes and non-ASCII letters like a JavaScript `i` regex.
+        assert_eq!(r("express", "/api/UPLOAD-1").unwrap(), "/api/Upload**");
+        assert_eq!(r("express", "/CAF%C3%89/X").unwrap(), "/caf%C3%A9/x");
+        assert!(pattern::eq_ignoring_case("Straße", "STRAßE"));
+        // A non-ASCII letter never folds to an ASCII one (the Kelvin sign is not `k`).
+        assert!(!pattern::eq_ignoring_case("\u{212A}ey", "key"));
+        assert!(!pattern::eq_ignoring_case("\u{17F}", "s"));
     }
 }

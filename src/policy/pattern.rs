@@ -249,6 +249,62 @@ impl PathPattern {
         }
     }
 
+    /// Whether the pattern matches the path exactly, only when letter case is ignored (the
+    /// way Express's default router compares: see [`eq_ignoring_case`]), or not at all.
+    /// Does not allocate; costs more than [`matches`](Self::matches) only where a literal
+    /// differs from the path's segment.
+    pub fn match_ignoring_case(&self, path: &NormalizedPath) -> CaseMatch {
+        let n = path.segment_count();
+        let k = self.segments.len();
+        let fits = match self.tail {
+            Tail::Exact => n == k,
+            Tail::Rest => n >= k,
+            Tail::PrefixRest(_) => n > k,
+        };
+        if !fits {
+            return CaseMatch::No;
+        }
+        let mut folded = false;
+        for (i, seg) in self.segments.iter().enumerate().rev() {
+            if let Segment::Literal(lit) = seg {
+                let Some(s) = path.segment(i) else {
+                    return CaseMatch::No;
+                };
+                if s != &**lit {
+                    if !eq_ignoring_case(s, lit) {
+                        return CaseMatch::No;
+                    }
+                    folded = true;
+                }
+            }
+        }
+        if let Tail::PrefixRest(prefix) = &self.tail {
+            let s = path.segment(k).unwrap_or_default();
+            if !s.starts_with(&**prefix) {
+                if !starts_with_ignoring_case(s, prefix) {
+                    return CaseMatch::No;
+                }
+                folded = true;
+            }
+        }
+        if folded {
+            CaseMatch::IgnoringCase
+        } else {
+            CaseMatch::Exact
+        }
+    }
+
+    /// Whether a literal segment or prefix has an ASCII upper-case letter: only then can a
+    /// path without upper-case and non-ASCII letters match it differently once case is
+    /// ignored (a non-ASCII letter never folds to an ASCII one).
+    pub fn has_upper_case_literal(&self) -> bool {
+        let upper = |s: &str| s.bytes().any(|b| b.is_ascii_uppercase());
+        self.segments.iter().any(|seg| match seg {
+            Segment::Literal(lit) => upper(lit),
+            _ => false,
+        }) || matches!(&self.tail, Tail::PrefixRest(prefix) if upper(prefix))
+    }
+
     /// The value of parameter `name` in `path`, which must be a path this pattern matches.
     pub fn param<'a>(&self, name: &str, path: &'a NormalizedPath) -> Option<&'a str> {
         let &(_, pos) = self.params.iter().find(|(n, _)| &**n == name)?;
@@ -266,6 +322,58 @@ impl PathPattern {
         self.params
             .iter()
             .filter_map(move |(n, pos)| Some((&**n, path.segment(*pos as usize)?)))
+    }
+}
+
+/// How a pattern matches a path when letter case may be ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseMatch {
+    /// Not even ignoring case.
+    No,
+    /// Byte for byte.
+    Exact,
+    /// Only when letter case is ignored.
+    IgnoringCase,
+}
+
+/// Case-insensitive equality as a JavaScript `i` regular expression without the `u` flag
+/// (Express's `path-to-regexp`) sees it: each character compared by its upper case, except
+/// that a non-ASCII character never folds to an ASCII one (`ſ` is not `s`, the Kelvin sign
+/// is not `k`).
+pub fn eq_ignoring_case(a: &str, b: &str) -> bool {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    if x.len() == y.len() && x.eq_ignore_ascii_case(y) {
+        return true;
+    }
+    // A non-ASCII character folds only to a non-ASCII one, so an ASCII string equals only
+    // ASCII strings, and two strings differing in a leading ASCII letter differ.
+    match (x.first(), y.first()) {
+        (Some(p), Some(q)) if p.is_ascii() && q.is_ascii() && !p.eq_ignore_ascii_case(q) => {
+            return false
+        }
+        _ => {}
+    }
+    if a.is_ascii() || b.is_ascii() {
+        return false;
+    }
+    a.chars().map(fold_char).eq(b.chars().map(fold_char))
+}
+
+fn starts_with_ignoring_case(s: &str, prefix: &str) -> bool {
+    let mut chars = s.chars();
+    prefix
+        .chars()
+        .all(|p| chars.next().is_some_and(|c| fold_char(c) == fold_char(p)))
+}
+
+fn fold_char(c: char) -> char {
+    if c.is_ascii() {
+        return c.to_ascii_uppercase();
+    }
+    let mut upper = c.to_uppercase();
+    match (upper.next(), upper.next()) {
+        (Some(u), None) if !u.is_ascii() => u,
+        _ => c,
     }
 }
 
@@ -293,7 +401,9 @@ fn decode_literal(seg: &str) -> Result<Box<str>, PatternError> {
     let mut probe = String::with_capacity(seg.len() + 1);
     probe.push('/');
     probe.push_str(seg);
-    match super::path::normalize_path(probe.as_bytes()) {
+    // Go's reading keeps `\` and `;` literal and refuses nothing the others accept, so a
+    // literal means the same under every reading that can produce it.
+    match super::path::normalize_path_as(probe.as_bytes(), super::path::PathReading::Go) {
         Ok(p) if p.segment_count() == 1 => Ok(p.as_str()[1..].into()),
         Ok(_) => Err(PatternError::DotSegment),
         Err(super::path::PathError::AboveRoot) => Err(PatternError::DotSegment),

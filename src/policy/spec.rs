@@ -15,6 +15,7 @@ use super::client_ip::{
     ClientIpConfigError, ClientIpResolver, DEFAULT_CLIENT_IP_HEADERS, DEFAULT_TRUSTED_PROXIES,
 };
 use super::key::{KeyPart, KeyTemplate, KeyTemplateError, DEFAULT_IPV6_KEY_PREFIX};
+use super::path::PathReading;
 use super::pattern::{PathPattern, PatternError};
 use super::preflight::CorsPreflight;
 use super::rule::{AuthRequirement, BadMethod, MethodSet};
@@ -49,6 +50,9 @@ pub struct PolicySpec {
     pub cors_preflight: String,
     /// Names of the limits a passed preflight spends (keys from their templates, anonymous).
     pub cors_preflight_limits: Vec<String>,
+    /// Which backend's reading of request targets paths are judged by (see
+    /// [`PathReading`]): `strict`, `starlette`, `node`, `express`, `go` or `servlet`.
+    pub path_reading: String,
 }
 
 impl Default for PolicySpec {
@@ -68,6 +72,7 @@ impl Default for PolicySpec {
             credential_headers: Vec::new(),
             cors_preflight: CorsPreflight::default().as_str().into(),
             cors_preflight_limits: Vec::new(),
+            path_reading: PathReading::default().as_str().into(),
         }
     }
 }
@@ -185,6 +190,11 @@ pub enum SettingsError {
     EmptyPreflightLimit,
     #[error("cors_preflight_limits: limit {0:?} is listed twice")]
     DuplicatePreflightLimit(String),
+    #[error(
+        "path_reading = {0:?}: expected \"strict\", \"starlette\", \"node\", \"express\", \"go\" \
+         or \"servlet\""
+    )]
+    BadPathReading(String),
 }
 
 /// One problem in a [`PolicySpec`], with what it is about.
@@ -248,6 +258,7 @@ pub(super) struct Settings {
     pub default_auth: AuthRequirement,
     pub ipv6_key_prefix: u8,
     pub cors_preflight: CorsPreflight,
+    pub path_reading: PathReading,
 }
 
 impl PolicySpec {
@@ -286,11 +297,16 @@ impl PolicySpec {
         {
             bad(SettingsError::DuplicatePreflightLimit(twice.clone()));
         }
+        let path_reading = PathReading::parse(&self.path_reading).unwrap_or_else(|| {
+            bad(SettingsError::BadPathReading(self.path_reading.clone()));
+            PathReading::default()
+        });
         Settings {
             client_ip,
             default_auth,
             ipv6_key_prefix: self.ipv6_key_prefix,
             cors_preflight,
+            path_reading,
         }
     }
 
