@@ -41,7 +41,6 @@ impl Stack {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tollgate.toml");
         let mut c = Config::load(&path).unwrap_or_else(|e| panic!("examples/tollgate.toml: {e}"));
         c.server.http = "127.0.0.1:0".into();
-        c.policy.trusted_proxies = vec!["127.0.0.1/32".into()];
         let issuer = &mut c.auth.issuers[0];
         issuer.issuer = Some(m.issuer.clone());
         issuer.audiences = vec![m.audience.clone()];

@@ -57,11 +57,15 @@ impl<'a> Request<'a> {
 }
 
 fn decide(policy: &Policy, req: &Request<'_>) -> Outcome {
-    let path = match normalize_path(req.uri.as_bytes()) {
+    // As the gate reads a path: under the policy's `path_reading`.
+    let path = match policy.normalize(req.uri.as_bytes()) {
         Ok(p) => p,
         Err(e) => return Outcome::BadPath(e.code()),
     };
-    let m = policy.evaluate(req.method, &path);
+    let m = match policy.evaluate_read(req.method, &path) {
+        Ok(m) => m,
+        Err(e) => return Outcome::BadPath(e.code()),
+    };
     let identity = req.user.map(|(user_id, roles)| IdentityRef {
         user_id,
         roles,
@@ -138,13 +142,21 @@ fn embedded_default_routes() {
             "{path}"
         );
     }
-    // The base of a `/**` rule belongs to it, and so do `..` tricks that land inside.
+    // The base of a `/**` rule belongs to it. A `..` is refused by default: backends
+    // disagree on whether it is a step up.
+    assert_eq!(
+        decide(
+            &policy,
+            &request("GET", "/api/auth?next=/").via_nginx_for("203.0.113.7")
+        ),
+        allowed("/api/auth/**", &[])
+    );
     assert_eq!(
         decide(
             &policy,
             &request("GET", "/api/x/../auth?next=/").via_nginx_for("203.0.113.7")
         ),
-        allowed("/api/auth/**", &[])
+        Outcome::BadPath("dot_segment")
     );
     // Uploads need a user and are counted per user.
     assert_eq!(
@@ -205,7 +217,13 @@ auth = "none"
 "#;
 
 fn owner_policy() -> Policy {
-    let config = Config::from_toml_str(OWNER_CONFIG, "owner-test").unwrap();
+    owner_policy_reading("strict")
+}
+
+/// The same rules under another `[policy] path_reading`.
+fn owner_policy_reading(reading: &str) -> Policy {
+    let mut config = Config::from_toml_str(OWNER_CONFIG, "owner-test").unwrap();
+    config.policy.path_reading = reading.into();
     compile(&config).unwrap().policy
 }
 
@@ -224,28 +242,55 @@ fn owner_only_paths() {
         decide(&p, &request("GET", "/api/users/bob/tasks").by("alice", &[])),
         Outcome::Refused(403, "not_owner")
     );
-    // The issue's example: judged as bob's path.
+    // `..`: bob's path to a backend that resolves it (Go, Node, servlets), alice's to one
+    // that routes it literally (Starlette, Express): refused by default, judged as the
+    // backend reads it under its reading.
+    for who in ["alice", "bob"] {
+        assert_eq!(
+            decide(
+                &p,
+                &request("GET", "/api/users/alice/../bob/tasks").by(who, &[])
+            ),
+            Outcome::BadPath("dot_segment"),
+            "{who}"
+        );
+    }
+    let go = owner_policy_reading("go");
     assert_eq!(
         decide(
-            &p,
+            &go,
             &request("GET", "/api/users/alice/../bob/tasks").by("alice", &[])
         ),
         Outcome::Refused(403, "not_owner")
     );
     assert_eq!(
         decide(
-            &p,
+            &go,
             &request("GET", "/api/users/alice/../bob/tasks").by("bob", &[])
         ),
         allowed(owner_rule, &[])
     );
+    assert_eq!(
+        decide(
+            &owner_policy_reading("starlette"),
+            &request("GET", "/api/users/alice/../bob/tasks").by("alice", &[])
+        ),
+        Outcome::BadPath("dot_segment")
+    );
     // Encoded dots are dots; repeated slashes and the query change nothing.
+    assert_eq!(
+        decide(
+            &go,
+            &request("GET", "/api/users/alice/%2E%2E/bob//tasks?as=alice").by("alice", &[])
+        ),
+        Outcome::Refused(403, "not_owner")
+    );
     assert_eq!(
         decide(
             &p,
             &request("GET", "/api/users/alice/%2E%2E/bob//tasks?as=alice").by("alice", &[])
         ),
-        Outcome::Refused(403, "not_owner")
+        Outcome::BadPath("dot_segment")
     );
     assert_eq!(
         decide(
@@ -262,10 +307,10 @@ fn owner_only_paths() {
         ),
         Outcome::BadPath("encoded_slash")
     );
-    // Climbing out of the owner subtree lands on another rule.
+    // Climbing out of the owner subtree lands on another rule (where `..` is resolved).
     assert_eq!(
         decide(
-            &p,
+            &go,
             &request("GET", "/api/users/alice/../../admin/x").by("alice", &[])
         ),
         Outcome::Refused(403, "forbidden")
@@ -328,7 +373,7 @@ fn other_rules_and_bad_targets() {
         allowed("/healthz", &[])
     );
     for (uri, code) in [
-        ("/api/../..", "above_root"),
+        ("/api/../..", "dot_segment"),
         ("/api/%zz", "invalid_percent_encoding"),
         ("/api/%00", "control_character"),
         ("/api/%FF", "invalid_utf8"),
@@ -342,6 +387,11 @@ fn other_rules_and_bad_targets() {
             "{uri:?}"
         );
     }
+    // Where the backend resolves `..`, climbing above the root is the error.
+    assert_eq!(
+        decide(&owner_policy_reading("go"), &request("GET", "/api/../..")),
+        Outcome::BadPath("above_root")
+    );
 }
 
 #[test]

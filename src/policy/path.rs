@@ -2,9 +2,11 @@
 //! into the one canonical path that route rules are matched against.
 //!
 //! The point of normalising is that tollgate must judge the path the application will
-//! serve, not the bytes the client happened to send: `/api/users/alice/../bob/tasks`,
-//! `/api/users//bob/tasks` and `/api/users/%62ob/tasks` are all bob's path. The rules, in
-//! the order they are applied (docs/policy.md has the table):
+//! serve, not the bytes the client happened to send: `/api/users//bob/tasks` and
+//! `/api/users/%62ob/tasks` are both bob's path, and so is `/api/users/alice/../bob/tasks`
+//! to a backend that resolves dot segments (to one that does not, it is alice's: the default
+//! reading refuses it, see below). The rules, in the order they are applied (docs/policy.md
+//! has the table):
 //!
 //! 1. The query string and fragment (from the first `?` or `#`) take no part.
 //! 2. The path must start with `/` and be at most [`MAX_PATH_BYTES`] bytes long.
@@ -15,9 +17,11 @@
 //!    applications disagree on what it means (some decode it and route on the result,
 //!    some do not), so any reading tollgate picked could differ from the application's.
 //! 5. Empty segments (repeated or trailing slashes) are dropped.
-//! 6. `.` segments are dropped and `..` removes the previous segment, *after* decoding
-//!    (so `%2e%2e` counts as `..`, as it does for servers that decode before resolving).
-//!    A `..` that would climb above the root is an error, as nginx treats it.
+//! 6. Under the readings whose backends resolve them (`node`, `go`, `servlet`), `.` segments
+//!    are dropped and `..` removes the previous segment, *after* decoding (so `%2e%2e` counts
+//!    as `..`, as it does for servers that decode before resolving); a `..` that would climb
+//!    above the root is an error, as nginx treats it. Under the others, `strict` included,
+//!    a `.` or `..` segment (raw or encoded) is an error.
 //! 7. A segment that is `.` or `..` followed by `;` (`..;/`, a path parameter some Java
 //!    servers strip before resolving dot segments) is an error: it would be a literal for
 //!    tollgate and a parent-directory step for such a server.
@@ -30,8 +34,9 @@
 //! literal segment, Express matches routes ignoring case. [`PathReading`] names the
 //! families; `[policy] path_reading` picks one. Under the default, [`PathReading::Strict`],
 //! every form on which the families disagree is refused (a [`PathError`] the gate answers
-//! with `bad_path`), except `..`, which is resolved as RFC 3986, WHATWG, Go and servlet
-//! containers do. docs/policy.md has the table: each form, what each family does with it,
+//! with `bad_path`), dot segments included: WHATWG, Go and servlet containers resolve `..`,
+//! Starlette and Express route it as a literal segment, so `/api/users/bob/../alice/x` is
+//! alice's path to one and bob's to the other. docs/policy.md has the table: each form, what each family does with it,
 //! and what tollgate does under each reading.
 //!
 //! Case is the one difference decided at matching rather than here: see
@@ -138,7 +143,10 @@ impl PathReading {
                 PathReading::Node => LeadingSlashes::Authority,
                 _ => LeadingSlashes::Collapse,
             },
-            refuse_dot_segments: matches!(self, PathReading::Starlette | PathReading::Express),
+            refuse_dot_segments: matches!(
+                self,
+                PathReading::Strict | PathReading::Starlette | PathReading::Express
+            ),
             refuse_lookalikes: strict,
         }
     }
@@ -207,7 +215,10 @@ pub enum PathError {
     LeadingDoubleSlash,
     #[error("the request path has ';' parameters, which servlet containers strip")]
     PathParameters,
-    #[error("the request path has a '.' or '..' segment, which this backend does not resolve")]
+    #[error(
+        "the request path has a '.' or '..' segment, which some backends resolve and others \
+         keep as a literal segment"
+    )]
     DotSegment,
     #[error("the request path contains a Unicode look-alike of '/', '\\', '.', ';' or '%'")]
     LookalikeCharacter,
@@ -367,9 +378,10 @@ fn is_control(b: u8) -> bool {
 ///
 /// ```
 /// use tollgate::policy::path::normalize_path;
-/// let p = normalize_path(b"/api/users/alice/../bob//tasks/?page=2").unwrap();
+/// let p = normalize_path(b"/api/users/%62ob//tasks/?page=2").unwrap();
 /// assert_eq!(p.as_str(), "/api/users/bob/tasks");
 /// assert!(normalize_path(b"/api\\admin").is_err()); // `\` is `/` for some backends
+/// assert!(normalize_path(b"/api/users/alice/../bob").is_err()); // `..` is literal for others
 /// ```
 pub fn normalize_path(target: &[u8]) -> Result<NormalizedPath, PathError> {
     normalize_path_as(target, PathReading::Strict)
@@ -615,11 +627,12 @@ mod tests {
             Err("dot_segment_parameters"), Ok("/admin")]),
         // An encoded `;` is a literal for every family (Tomcat decodes after stripping).
         ("/api%3B/admin/x", [Ok("/api;/admin/x"); 6]),
-        // Dot segments, raw and encoded: resolved, except by the literal readers.
-        ("/a/b/../c", [Ok("/a/c"), Err("dot_segment"), Ok("/a/c"), Err("dot_segment"),
+        // Dot segments, raw and encoded: resolved by WHATWG, Go and servlet containers,
+        // literal for Starlette and Express; the families disagree, so strict refuses.
+        ("/a/b/../c", [Err("dot_segment"), Err("dot_segment"), Ok("/a/c"), Err("dot_segment"),
             Ok("/a/c"), Ok("/a/c")]),
-        ("/a/b/.%2E/c/%2e", [Ok("/a/c"), Err("dot_segment"), Ok("/a/c"), Err("dot_segment"),
-            Ok("/a/c"), Ok("/a/c")]),
+        ("/a/b/.%2E/c/%2e", [Err("dot_segment"), Err("dot_segment"), Ok("/a/c"),
+            Err("dot_segment"), Ok("/a/c"), Ok("/a/c")]),
         // Overlong UTF-8 (`%C0%AE` is an overlong `.`): never UTF-8.
         ("/%C0%AE%C0%AE/admin", [Err("invalid_utf8"); 6]),
         // Fullwidth solidus and full stop: folded by no family; refused by default.
@@ -669,25 +682,39 @@ mod tests {
     }
 
     #[test]
-    fn dot_dot_is_resolved_before_matching() {
+    fn dot_dot_is_resolved_before_matching_where_the_backend_resolves_it() {
+        let go = |s: &str| read(s, Go);
         assert_eq!(
-            norm("/api/users/alice/../bob/tasks").unwrap(),
+            go("/api/users/alice/../bob/tasks").unwrap(),
             "/api/users/bob/tasks"
         );
         assert_eq!(
-            norm("/api/users/alice/%2e%2E/bob/tasks").unwrap(),
+            go("/api/users/alice/%2e%2E/bob/tasks").unwrap(),
             "/api/users/bob/tasks"
         );
-        assert_eq!(norm("/a/./b/.").unwrap(), "/a/b");
-        assert_eq!(norm("/a/b/..").unwrap(), "/a");
-        assert_eq!(norm("/a/..").unwrap(), "/");
+        assert_eq!(go("/a/./b/.").unwrap(), "/a/b");
+        assert_eq!(go("/a/b/..").unwrap(), "/a");
+        assert_eq!(go("/a/..").unwrap(), "/");
+        // Starlette and Express keep them literal: by default they are refused, raw or
+        // encoded (browsers resolve them before sending, so no real page sends one).
+        for target in [
+            "/api/users/alice/../bob/tasks",
+            "/a/%2e%2E/b",
+            "/a/./b",
+            "/a/b/..",
+        ] {
+            assert_eq!(norm(target), Err(PathError::DotSegment), "{target}");
+        }
     }
 
     #[test]
     fn above_root_is_refused() {
-        assert_eq!(norm("/.."), Err(PathError::AboveRoot));
-        assert_eq!(norm("/a/../../b"), Err(PathError::AboveRoot));
-        assert_eq!(norm("/%2e%2e/etc"), Err(PathError::AboveRoot));
+        for reading in [Go, Node, Servlet] {
+            assert_eq!(read("/..", reading), Err(PathError::AboveRoot));
+            assert_eq!(read("/a/../../b", reading), Err(PathError::AboveRoot));
+            assert_eq!(read("/%2e%2e/etc", reading), Err(PathError::AboveRoot));
+        }
+        assert_eq!(norm("/%2e%2e/etc"), Err(PathError::DotSegment));
     }
 
     #[test]
@@ -762,7 +789,7 @@ mod tests {
         assert_eq!(root.segment_count(), 0);
         assert_eq!(root.to_uri_string(), "/");
         // `may_fold` may be set by a segment `..` removed, and takes no part in equality.
-        let p = normalize_path(b"/A/../b").unwrap();
+        let p = normalize_path_as(b"/A/../b", Go).unwrap();
         assert!(p.may_fold());
         assert!(!normalize_path(b"/b").unwrap().may_fold());
         assert_eq!(p, normalize_path(b"/b").unwrap());
