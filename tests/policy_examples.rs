@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderValue};
 use tollgate::config::Config;
 use tollgate::gate::compile::compile;
-use tollgate::policy::{normalize_path, IdentityRef, Peer, Policy, RequestFacts};
+use tollgate::policy::{IdentityRef, Peer, Policy, RequestFacts};
 
 /// What `/auth` would answer, reduced to what the policy decides.
 #[derive(Debug, PartialEq, Eq)]
