@@ -334,8 +334,8 @@ impl WindowView {
             if count == 0 {
                 return 0;
             }
-            let max_left = (u128::from(room) * u128::from(w) / u128::from(count))
-                .min(u128::from(w)) as u64;
+            let max_left =
+                (u128::from(room) * u128::from(w) / u128::from(count)).min(u128::from(w)) as u64;
             (w - max_left).min(q)
         };
         let at = if self.current + hits > p.limit {
