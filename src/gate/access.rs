@@ -300,7 +300,7 @@ impl Gate {
             });
             limits.push(&tier.limit);
         }
-        if let Err(e) = named_limits(&state, &m.rule.limits, &facts, &mut limits, &mut keys) {
+        if let Err(e) = named_limits(state, &m.rule.limits, &facts, &mut limits, &mut keys) {
             return Step::Decided(Err(e));
         }
         // A route that spends no tier quota and names no limit of its own: nothing to count.
