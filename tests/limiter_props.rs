@@ -2,7 +2,7 @@
 //! here, independently of the engine, on random traces:
 //!
 //! - the sliding-window counter never admits more than the limit in an aligned window, nor
-//!   more than `2·L − ⌈L / (W_ms − 1)⌉` in any window of its length (the theoretical worst
+//!   more than `2·L − ⌈2·L / W_ms⌉` in any window of its length (the theoretical worst
 //!   case, docs/algorithms.md), and the constructed worst case reaches that bound exactly;
 //! - its `reset` and `retry_after` are at most the window, and a request that waits
 //!   `retry_after` with no other traffic on its key is admitted;
@@ -147,10 +147,10 @@ fn bursty_gap(w_ms: u64) -> impl Strategy<Value = u64> {
     prop_oneof![4 => 0..50u64, 1 => 0..=2 * w_ms]
 }
 
-/// The most hits the counter can admit in a window of its length: `2·L − ⌈L / (W_ms − 1)⌉`
-/// (docs/algorithms.md, "The worst case"): `2L − 1` for any limit below `W_ms`.
+/// The most hits the counter can admit in a window of its length: `2·L − ⌈2·L / W_ms⌉`
+/// (docs/algorithms.md, "The worst case"): `2L − 1` for any limit up to `W_ms / 2`.
 fn window_bound(limit: u64, w_ms: u64) -> u64 {
-    2 * limit - limit.div_ceil(w_ms - 1)
+    2 * limit - (2 * limit).div_ceil(w_ms)
 }
 
 /// Checks a key's admissions `(t, hits)`: at most `limit` per aligned window, at most
@@ -194,8 +194,8 @@ fn check_admissions(log: &[(u64, u64)], limit: u64, w_ms: u64) -> Result<u64, Te
 /// The constructed worst case (docs/algorithms.md): a quiet window, then `limit` hits in the
 /// last millisecond of the next window, then as many as pass two milliseconds before the end
 /// of the window after. Both bursts lie in one window `(t − W, t]`, which then holds exactly
-/// `2·L − ⌈L / (W_ms − 1)⌉`: the first burst, at phase `W_ms − 1`, still weighs
-/// `L / (W_ms − 1)` one millisecond before it leaves.
+/// `2·L − ⌈2·L / W_ms⌉`: the first burst, at phase `W_ms − 1`, has not left yet (its phase
+/// is `q`), so it still weighs the classic `L × 2 / W_ms`.
 #[test]
 fn the_constructed_worst_case_reaches_the_bound_exactly() {
     for (limit, window_secs) in [
@@ -216,7 +216,7 @@ fn the_constructed_worst_case_reaches_the_bound_exactly() {
         let room = remaining(&l, &s, "k");
         assert_eq!(
             room,
-            limit - limit.div_ceil(w_ms - 1),
+            limit - (2 * limit).div_ceil(w_ms),
             "L={limit} W={window_secs}s"
         );
         assert!(check1(&l, &s, "k", room).allowed);

@@ -49,7 +49,8 @@ use window::{abuse_due, WindowParams, WindowView, ABUSE_REPORTED};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
-    /// Two fixed windows, the previous weighted by its remaining overlap. O(1) memory.
+    /// Two fixed windows, the previous weighted by its remaining overlap until its latest
+    /// hit has left the sliding window. O(1) memory.
     #[default]
     SlidingWindow,
     /// Exact: keeps every admitted timestamp. Limits of at most [`SLIDING_LOG_MAX`].

@@ -59,7 +59,7 @@ fn admits_up_to_the_limit_then_denies() {
 }
 
 #[test]
-fn previous_window_weighs_by_the_part_of_it_still_in_the_sliding_window() {
+fn previous_window_weighs_as_spread_over_the_window_until_its_latest_hit_leaves() {
     let (l, c) = limiter(1000);
     let s = spec("w", 10, 60, Algorithm::SlidingWindow);
     // 10 hits half-way through a window: its latest hit is at phase 30 s.
@@ -71,21 +71,28 @@ fn previous_window_weighs_by_the_part_of_it_still_in_the_sliding_window() {
     let d = one(&l, &s, "k", 1);
     assert!(!d.allowed);
     assert_eq!(d.deciding().remaining, 0);
-    // They are taken as spread over [0, 30 s]: at 15 s into the window half of them weigh,
-    // so exactly 5 more fit.
+    // Until phase 30 s they weigh as the classic counter weighs them, spread over the whole
+    // window: at 15 s into the window three quarters of them (7.5), so exactly 2 more fit.
     c.set_millis(T0 + 75_000);
-    assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 5);
-    assert!(one(&l, &s, "k", 5).allowed);
+    assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 2);
+    assert!(one(&l, &s, "k", 2).allowed);
     assert!(!one(&l, &s, "k", 1).allowed);
-    // One window after they were admitted, all 10 have left: only this window's 5 count.
+    // A millisecond before phase 30 s they still weigh a little over 5…
+    c.set_millis(T0 + 89_999);
+    assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 2);
+    // …and one window after they were admitted all 10 have left: only this window's 2
+    // count.
     c.set_millis(T0 + 90_000);
-    assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 5);
-    // Next window: the 5 (latest at phase 15 s) become the previous window's count,
-    // weighing fully at its start, and nothing one window after they were admitted.
+    assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 8);
+    // Next window: the 2 (latest at phase 15 s) become the previous window's count,
+    // weighing fully at its start, as spread over the window until phase 15 s, and nothing
+    // from then on.
     c.set_millis(T0 + 120_000);
-    assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 5);
+    assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 8);
     c.set_millis(T0 + 127_500);
-    assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 7);
+    assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 8);
+    c.set_millis(T0 + 134_999);
+    assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 8);
     c.set_millis(T0 + 135_000);
     assert_eq!(one(&l, &s, "k", 0).deciding().remaining, 10);
 }
@@ -108,8 +115,9 @@ fn a_hit_is_out_of_the_estimate_one_window_after_it_was_admitted() {
     assert_eq!(d.deciding().retry_after_secs, Some(3600));
     c.set_millis(T0 + 3_600_999);
     assert!(!one(&l, &s, "k", 10).allowed);
-    // (A single hit fits sooner: the estimate takes the 10 as spread over [0, 1 s].)
-    assert!(would_admit(&l, &s, "k", 1));
+    // Until then they weigh as the classic counter weighs them (9.997 of the 10 here), so
+    // not even a single hit fits sooner.
+    assert!(!would_admit(&l, &s, "k", 1));
     c.set_millis(T0 + 3_601_000);
     assert!(one(&l, &s, "k", 10).allowed);
 }

@@ -1,29 +1,42 @@
 //! The sliding-window counter: one compact state per (limit, key) and the arithmetic that
 //! turns it into decisions.
 //!
-//! A state holds the hit counts of the current and the previous fixed window (windows are
-//! aligned to the Unix epoch, so every node agrees on them), and for each the *phase* of its
-//! latest admitted hit (`q`, time into its window). The number of hits "in the last window" is
-//! estimated as
+//! # The algorithm
+//!
+//! Time is cut into fixed windows of the limit's length `W`, aligned to the Unix epoch (so
+//! every node agrees on them). A state holds the hits admitted in the current window and in
+//! the previous one, and for each the *phase* of its latest admitted hit (`q`, the time
+//! into its window). The hits "in the last window", the sliding window `(now − W, now]`,
+//! are estimated as
 //!
 //! ```text
-//! estimate = previous × (q − e) / q + current    while e < q, else current
-//!            (e: time elapsed in the current window, q: the previous window's latest hit)
+//! estimate = previous × (W − e) / W + current    while e < q
+//! estimate = current                             once e ≥ q
+//!            (e: time elapsed in the current window, q: phase of the previous window's latest hit)
 //! ```
 //!
-//! that is, the previous window's hits are taken as spread evenly over `[0, q]`, where they
-//! really lie. A hit at phase `q` leaves the sliding window `(now − W, now]` exactly at phase
-//! `q` of the next window, and there its weight reaches 0: every hit is out of the estimate
-//! one window after it was admitted, never later. So `reset` and `retry_after` are at most
-//! the window (spreading the hits over the whole window instead, as the classic counter
-//! does, kept a hit weighing until the end of the next window: up to two windows).
+//! - While `e < q` this is the classic sliding-window counter: the previous window's hits
+//!   are taken as spread evenly over the whole window, so the part of them still inside the
+//!   sliding window is `(W − e) / W`.
+//! - From `e = q` on the estimate is exact: every hit of the previous window was admitted
+//!   at a phase of at most `q`, so it has left the sliding window, and the previous window
+//!   weighs nothing.
+//!
+//! The weight is never below the classic one except where the previous window's hits have
+//! provably left, so the counter is never more permissive than the classic counter but
+//! there; and every hit is out of the estimate one window after it was admitted, never
+//! later (the classic weight kept a hit at the start of a window weighing until the end of
+//! the next one). So `reset` and `retry_after` are at most the window, and a client that
+//! waits `retry_after` with nothing else on its key is admitted.
 //!
 //! A request of `h` hits is admitted when `estimate + h ≤ limit`. All comparisons are done
-//! exactly in integers (multiplied through by `q`, in `u128`), so no rounding ever admits a
-//! hit the formula would refuse.
+//! exactly in integers (multiplied through by `W`, in `u128`), so no rounding ever admits a
+//! hit the formula would refuse. In any window of length `W`, aligned or not, the counter
+//! admits at most `2·L − ⌈2·L / W_ms⌉`, the classic counter's bound (docs/algorithms.md,
+//! "The worst case").
 //!
-//! Counts merged from other nodes carry no phase: they weigh as spread over their whole
-//! window (`q = W`), which is never less than their real weight.
+//! Counts merged from other nodes carry no phase: a window holding any weighs as the
+//! classic counter weighs it (`q = W`), never less than its real weight.
 //!
 //! The state is 32 bytes, so a hash table of them costs 40 to 80 bytes per tracked key (see
 //! docs/algorithms.md, "Memory layout").
@@ -108,8 +121,9 @@ pub(crate) struct WindowView {
     /// Phase (ms) of the latest hit counted in `current`: its hits leave the estimate by
     /// this phase of the next window.
     pub last_current_ms: u64,
-    /// Phase (ms) of the latest hit counted in `previous`: their weight is
-    /// `(q − e) / q` and reaches 0 at `e = q`.
+    /// Phase (ms) of the latest hit counted in `previous`: they weigh `(W − e) / W`
+    /// while `e < q` and nothing from `e = q` on, when all of them have left the sliding
+    /// window.
     pub last_previous_ms: u64,
     /// Attempts in the current window, including the flag bit.
     pub attempts: u32,
@@ -234,15 +248,17 @@ impl WindowView {
         }
     }
 
-    /// How much of `previous` still weighs: `(left, scale)` with weight `left / scale`,
-    /// `(q − e, q)` while `e < q`, else `(0, 1)`.
+    /// How much of `previous` still weighs: `(left, scale)` with weight `left / scale`.
+    /// The classic `(W − e, W)` while `e < q`; `(0, 1)` from `q` on, when every hit of the
+    /// previous window has left the sliding window.
     #[inline]
-    fn decay(&self) -> (u64, u64) {
-        let q = self.last_previous_ms;
-        if self.previous == 0 || self.elapsed_ms >= q {
+    fn decay(&self, p: &WindowParams) -> (u64, u64) {
+        let w = p.window_ms();
+        if self.previous == 0 || self.elapsed_ms >= self.last_previous_ms {
             (0, 1)
         } else {
-            (q - self.elapsed_ms, q)
+            // `elapsed_ms < last_previous_ms ≤ W`, so `left` is at least 1.
+            (w - self.elapsed_ms, w)
         }
     }
 
@@ -252,9 +268,10 @@ impl WindowView {
         u128::from(self.previous) * u128::from(left) + u128::from(self.current) * u128::from(scale)
     }
 
-    /// The estimate `previous × (q − e) / q + current`, rounded up.
-    pub fn estimate_rounded_up(&self, _p: &WindowParams) -> u64 {
-        let (left, scale) = self.decay();
+    /// The estimate `previous × (W − e) / W + current` (`current` alone from `e = q` on),
+    /// rounded up.
+    pub fn estimate_rounded_up(&self, p: &WindowParams) -> u64 {
+        let (left, scale) = self.decay(p);
         let scaled = self.used_scaled(left, scale).div_ceil(u128::from(scale));
         u64::try_from(scaled).unwrap_or(u64::MAX)
     }
@@ -264,7 +281,7 @@ impl WindowView {
         if hits > p.limit {
             return false;
         }
-        let (left, scale) = self.decay();
+        let (left, scale) = self.decay(p);
         let scale_128 = u128::from(scale);
         self.used_scaled(left, scale) + u128::from(hits) * scale_128
             <= u128::from(p.limit) * scale_128
@@ -272,7 +289,7 @@ impl WindowView {
 
     /// Hits still available: `floor(limit − estimate)`.
     pub fn remaining(&self, p: &WindowParams) -> u64 {
-        let (left, scale) = self.decay();
+        let (left, scale) = self.decay(p);
         let cap = u128::from(p.limit) * u128::from(scale);
         let used = self.used_scaled(left, scale);
         if used >= cap {
@@ -292,7 +309,7 @@ impl WindowView {
             start_ms
                 .saturating_add(p.window_ms())
                 .saturating_add(self.last_current_ms)
-        } else if self.decay().0 > 0 {
+        } else if self.decay(p).0 > 0 {
             start_ms.saturating_add(self.last_previous_ms)
         } else {
             return 0;
@@ -307,16 +324,19 @@ impl WindowView {
             return p.window_secs.max(1);
         }
         let start_ms = self.start_secs.saturating_mul(1000);
-        // Both cases solve `weight × (q − e) ≤ room × q` for the smallest e, where `weight`
-        // is the count that will be decaying, `q` the phase of its latest hit and `room`
-        // what the limit leaves for it.
-        let earliest = |weight: u64, room: u64, q: u64| -> u64 {
-            if weight == 0 || q == 0 {
+        let w = p.window_ms();
+        // Both cases look for the earliest phase `e` of a window at which `count` hits of the
+        // window before it, the latest at phase `q`, leave `room` for the request: the
+        // smallest `e` with `count × (W − e) ≤ room × W`, which is
+        // `W − min(W, ⌊room × W / count⌋)` (the classic weight decays linearly), or `q`
+        // if that comes first (from `q` on the count weighs nothing).
+        let earliest = |count: u64, room: u64, q: u64| -> u64 {
+            if count == 0 {
                 return 0;
             }
             let max_left =
-                (u128::from(room) * u128::from(q) / u128::from(weight)).min(u128::from(q));
-            q - max_left as u64
+                (u128::from(room) * u128::from(w) / u128::from(count)).min(u128::from(w)) as u64;
+            (w - max_left).min(q)
         };
         let at = if self.current + hits > p.limit {
             // Not in this window: in the next one, the current count becomes the decaying
@@ -396,4 +416,90 @@ pub(crate) fn clamp_u32(v: u64) -> u32 {
 
 pub(crate) fn ceil_secs(ms: u64) -> u64 {
     ms.div_ceil(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-01-01T00:00:00Z, in seconds: a window edge.
+    const START: u64 = 1_767_225_600;
+
+    /// 60 hits in the previous minute, the latest at phase 40 s; nothing yet in this one.
+    fn view(p: &WindowParams, elapsed_ms: u64) -> WindowView {
+        WindowView {
+            start_secs: START,
+            elapsed_ms,
+            current: 0,
+            previous: 60,
+            last_current_ms: 0,
+            last_previous_ms: 40_000,
+            attempts: 0,
+        }
+        .with_remote(0, 0, p)
+    }
+
+    #[test]
+    fn the_previous_window_weighs_classically_until_its_latest_hit_leaves_then_nothing() {
+        let p = WindowParams {
+            limit: 100,
+            window_secs: 60,
+        };
+        // At the edge the previous window weighs fully.
+        assert_eq!(view(&p, 0).decay(&p), (60_000, 60_000));
+        assert_eq!(view(&p, 0).remaining(&p), 40);
+        // Just before phase q: the classic weight (W − e) / W, 60 × 20 001 / 60 000 = 20.001.
+        let before = view(&p, 39_999);
+        assert_eq!(before.decay(&p), (20_001, 60_000));
+        assert_eq!(before.estimate_rounded_up(&p), 21);
+        assert_eq!(before.remaining(&p), 79);
+        assert!(before.admits(&p, 79));
+        assert!(!before.admits(&p, 80));
+        // At phase q every one of the 60 has left the sliding window: weight 0.
+        let at_q = view(&p, 40_000);
+        assert_eq!(at_q.decay(&p), (0, 1));
+        assert_eq!(at_q.estimate_rounded_up(&p), 0);
+        assert_eq!(at_q.remaining(&p), 100);
+        assert!(at_q.admits(&p, 100));
+        assert_eq!(at_q.reset_secs(&p, START * 1000 + 40_000), 0);
+        // Remote hits (phase unknown) make their window weigh as the classic counter weighs
+        // it, to its end: the 60 own and 60 remote hits weigh a third of 120 at phase 40 s,
+        // 0.002 a millisecond before the end of the window.
+        let remote = view(&p, 40_000).with_remote(0, 60, &p);
+        assert_eq!(remote.last_previous_ms, 60_000);
+        assert_eq!(remote.remaining(&p), 60);
+        assert_eq!(view(&p, 59_999).with_remote(0, 60, &p).remaining(&p), 99);
+    }
+
+    #[test]
+    fn retry_after_is_the_classic_answer_or_phase_q_whichever_comes_first() {
+        let p = WindowParams {
+            limit: 100,
+            window_secs: 60,
+        };
+        let now_ms = START * 1000;
+        let at_edge = view(&p, 0);
+        // 41 hits need the 60 to weigh at most 59: `60 × (W − e) ≤ 59 × W` from e = 1 s,
+        // before q.
+        assert_eq!(at_edge.retry_after_secs(&p, 41, now_ms), 1);
+        // The whole limit needs them to weigh nothing: the classic weight reaches 0 only at
+        // the end of the window, the step at phase q = 40 s.
+        assert_eq!(at_edge.retry_after_secs(&p, 100, now_ms), 40);
+        assert_eq!(at_edge.reset_secs(&p, now_ms), 40);
+        // When this window's own count leaves no room, the answer is in the next window,
+        // where that count decays from its own latest phase (here 10 s into this window).
+        let full = WindowView {
+            current: 90,
+            last_current_ms: 10_000,
+            ..view(&p, 40_000)
+        };
+        let now_ms = START * 1000 + 40_000;
+        assert!(!full.admits(&p, 11));
+        // 11 hits: `90 × (W − e) ≤ 89 × W` from e = ⌈60 000 / 90⌉ ms = 667 ms into the next
+        // window: 20.667 s from now, rounded up.
+        assert_eq!(full.retry_after_secs(&p, 11, now_ms), 21);
+        // 100 hits: at phase 10 s of the next window, when the 90 have left.
+        assert_eq!(full.retry_after_secs(&p, 100, now_ms), 30);
+        assert_eq!(full.reset_secs(&p, now_ms), 30);
+    }
 }
