@@ -1,4 +1,4 @@
-//! A real nginx for `tests/nginx.rs`: started from `examples/nginx.conf` itself, with only its
+//! A real nginx for the nginx tests (`tests/nginx*.rs`): started from `examples/nginx.conf` itself, with only its
 //! addresses, access log and temporary directories moved into a temporary directory; an
 //! upstream application that records and echoes what it received; and a raw HTTP/1.1 client
 //! that sends request targets byte for byte (no `..` resolution) from a chosen loopback
@@ -8,6 +8,9 @@
 //! wait is bounded.
 
 #![allow(dead_code)]
+
+/// The whole stack (nginx, tollgate, the applications) the tests drive.
+pub mod stack;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
