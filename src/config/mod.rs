@@ -4,7 +4,8 @@
 //! is acceptable, and nothing of the components that run on it (it imports none of them).
 //! It owns:
 //! - the schema: [`Config`] and its sections, deserialized with serde; each later section
-//!   lives in its own file ([`auth`], [`log`], [`routes`], [`policy`], [`resp`], [`check`]) so that it
+//!   lives in its own file ([`auth`], [`log`], [`routes`], [`policy`], [`resp`], [`check`],
+//!   [`cluster`]) so that it
 //!   can grow on its own;
 //! - loading: [`Config::load`] (a file), [`Config::from_toml_str`] (text),
 //!   [`Config::embedded`] (the commented default compiled in from `default.toml`, which
@@ -36,6 +37,7 @@
 
 pub mod auth;
 pub mod check;
+pub mod cluster;
 pub mod duration;
 pub mod error;
 mod locate;
@@ -55,6 +57,7 @@ use serde::Deserialize;
 
 pub use auth::AuthConfig;
 pub use check::{CheckCallerConfig, CheckConfig};
+pub use cluster::{ClusterConfig, Seed};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, ConfigPath, ErrorKind, Issue, PathSegment, Position};
 pub use locate::Target;
@@ -108,6 +111,9 @@ pub struct Config {
     /// Who may call `/check` and `CHECK` (which spend any key's quota).
     #[serde(default)]
     pub check: CheckConfig,
+    /// Sharing counters and revocations with the peers of one deployment (off by default).
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 /// One limit: `limit` hits per `window`.

@@ -288,6 +288,9 @@ impl Config {
 
         // [check]
         self.check.validate(&ConfigPath::root().key("check"), v);
+
+        // [cluster]
+        self.cluster.validate(&ConfigPath::root().key("cluster"), v);
     }
 
     /// Tiers named by `[auth]` must exist.

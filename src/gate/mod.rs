@@ -740,6 +740,7 @@ fn summarise(
             debug(&running.auth.revocation) != debug(&n.auth.revocation),
         ),
         ("check", running.check != n.check),
+        ("cluster", running.cluster != n.cluster),
     ] {
         if differs {
             s.restart_required.push(name.to_string());

@@ -62,6 +62,9 @@ impl Preflight {
         if let Err(e) = hash_key::limiter_hash_key(&config.limiter, env) {
             p.problems.push(format!("[limiter] {e:#}"));
         }
+        if let Err(e) = config.cluster.read_secret(env) {
+            p.problems.push(format!("[cluster] {e}"));
+        }
         p
     }
 
@@ -191,6 +194,28 @@ mod tests {
             "{p:?}"
         );
         assert!(!p.is_ok());
+    }
+
+    #[test]
+    fn a_cluster_secret_missing_or_short_is_a_problem() {
+        let mut c = Config::default();
+        c.cluster.enabled = true;
+        c.cluster.secret_env = Some("TOLLGATE_TEST_NO_SUCH_CLUSTER_SECRET".into());
+        let p = Preflight::run(&c, &no_env);
+        assert_eq!(p.problems.len(), 1, "{:#?}", p.problems);
+        assert!(
+            p.problems[0].starts_with(
+                "[cluster] cluster.secret_env: the variable \
+                 TOLLGATE_TEST_NO_SUCH_CLUSTER_SECRET"
+            ),
+            "{p:?}"
+        );
+        let p = Preflight::run(&c, &|_| Some("x".repeat(31)));
+        assert!(
+            p.problems.iter().any(|e| e.contains("holds 31 bytes")),
+            "{p:?}"
+        );
+        assert!(Preflight::run(&c, &|_| Some("x".repeat(32))).is_ok());
     }
 
     #[test]
