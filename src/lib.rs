@@ -41,6 +41,8 @@
 //!   no protocol) and [`server::readiness`].
 //! - [`resp`]: RESP2/RESP3 framing, the request parser and the reply encoder.
 //! - [`client`]: an async, pipelining Rust client for the RESP protocol.
+//! - [`cluster`]: sidecars of one deployment sharing counters and revocations by gossip
+//!   (off unless configured): membership behind [`cluster::membership::Membership`].
 //! - [`metrics`]: the Prometheus registry and every exported series.
 //! - [`problem`]: RFC 9457 problem details for input that cannot be answered.
 //! - [`logging`]: the tracing subscriber (text or JSON, level reloadable).
@@ -81,6 +83,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod gate;
 pub mod limiter;
