@@ -226,17 +226,14 @@ impl ClusterConfig {
             }
         }
         match self.gossip.as_deref().map(str::trim) {
-            Some(g) => {
-                if g.parse::<SocketAddr>().is_err() {
-                    v.invalid(
-                        at.key("gossip"),
-                        format!(
-                            "{g:?} is not a UDP address to gossip on (use IP:port, e.g. \
-                             \"0.0.0.0:7946\" in a pod)"
-                        ),
-                    );
-                }
-            }
+            Some(g) if g.parse::<SocketAddr>().is_err() => v.invalid(
+                at.key("gossip"),
+                format!(
+                    "{g:?} is not a UDP address to gossip on (use IP:port, e.g. \
+                     \"0.0.0.0:7946\" in a pod)"
+                ),
+            ),
+            Some(_) => {}
             None if self.enabled => v.invalid(
                 at.key("enabled"),
                 "a cluster needs an address to gossip on: set cluster.gossip = \
