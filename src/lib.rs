@@ -16,6 +16,9 @@
 //!   [`limiter::Limiter::check`] decides all the limits of a request at once, and a denial
 //!   consumes nothing. Counts of other nodes can be merged in by cell
 //!   ([`limiter::Limiter::merge_cell`]), for a cluster layer to build on.
+//! - [`cluster`]: the sidecars of a deployment sharing their counts by gossip, above the
+//!   limiter; for now the counter plane's datagram ([`cluster::wire`]: layout, MAC, encoder
+//!   and decoder).
 //! - [`config`]: the TOML schema, the embedded default, validation with file:line:column
 //!   errors, the typed views (durations, addresses, file modes). Data: it imports no other
 //!   module; [`gate::compile`] turns it into what runs.
@@ -81,6 +84,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod gate;
 pub mod limiter;
