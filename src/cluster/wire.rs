@@ -528,3 +528,399 @@ fn read_varint(input: &mut &[u8]) -> Result<u64, Malformation> {
     }
     Err(Malformation::Varint)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limiter::MAX_WINDOW_SECS;
+    use proptest::prelude::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const NOW: u64 = 1_750_000_000_000;
+    const OPEN: Freshness = Freshness {
+        max_age_ms: 5_000,
+        max_ahead_ms: 1_000,
+    };
+
+    fn key() -> ClusterKey {
+        ClusterKey::new(SECRET).unwrap()
+    }
+
+    fn cell(n: u64, window_secs: u64) -> CellId {
+        CellId {
+            limit: 0x1111_2222_3333_4444 ^ n,
+            state_hash: n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            window_secs,
+            window_start_secs: NOW / 1000 / window_secs * window_secs,
+        }
+    }
+
+    fn encode_all(cells: &[(CellId, u64)]) -> (Vec<Vec<u8>>, Encoded) {
+        let mut out = Vec::new();
+        let mut enc = Encoder::new(key(), node_id("node-a"), 7, 100);
+        let done = enc.encode(NOW, cells.iter().copied(), |d| out.push(d.to_vec()));
+        (out, done)
+    }
+
+    /// One full datagram, and the cells in it.
+    fn full_datagram() -> Vec<u8> {
+        let cells: Vec<(CellId, u64)> = (1..200).map(|n| (cell(n, 60), n * 37)).collect();
+        let (datagrams, _) = encode_all(&cells);
+        assert!(datagrams.len() > 1);
+        datagrams[0].clone()
+    }
+
+    /// A signed datagram with `body` after a header counting `count` cells.
+    fn signed(count: u16, body: &[u8]) -> Vec<u8> {
+        let mut d = vec![VERSION];
+        for f in [1u64, 2, NOW, 3] {
+            d.extend_from_slice(&f.to_be_bytes());
+        }
+        d.extend_from_slice(&count.to_be_bytes());
+        d.extend_from_slice(body);
+        key().append_tag(&mut d);
+        d
+    }
+
+    fn cell_bytes(limit: u64, state: u64, varints: &[&[u8]]) -> Vec<u8> {
+        let mut b = limit.to_be_bytes().to_vec();
+        b.extend_from_slice(&state.to_be_bytes());
+        for v in varints {
+            b.extend_from_slice(v);
+        }
+        b
+    }
+
+    #[test]
+    fn a_short_secret_cannot_make_a_key() {
+        assert_eq!(
+            ClusterKey::new(&SECRET[..31]).unwrap_err(),
+            SecretTooShort { len: 31 }
+        );
+        assert!(ClusterKey::new(&[]).is_err());
+        let e = ClusterKey::new(b"short").unwrap_err().to_string();
+        assert!(e.contains("5 bytes") && e.contains("at least 32"), "{e}");
+        assert_eq!(format!("{:?}", key()), "ClusterKey(..)");
+    }
+
+    #[test]
+    fn a_datagram_decodes_to_what_was_encoded() {
+        let cells = vec![
+            (cell(1, 60), 5),
+            (cell(2, 1), 0),
+            (cell(3, 86_400), u64::MAX),
+        ];
+        let (datagrams, done) = encode_all(&cells);
+        assert_eq!(
+            done,
+            Encoded {
+                datagrams: 1,
+                cells: 3,
+                skipped: 0
+            }
+        );
+        let d = decode(&datagrams[0], &key(), NOW, OPEN).unwrap();
+        assert_eq!(
+            d.header,
+            Header {
+                node: node_id("node-a"),
+                generation: 7,
+                sent_at_ms: NOW,
+                sequence: 100
+            }
+        );
+        assert_eq!(d.cells.len(), 3);
+        assert_eq!(d.cells.collect::<Vec<_>>(), cells);
+        // Typical cells are small: a minute window, a count under 2^14.
+        assert_eq!(
+            HEADER_BYTES + TAG_BYTES + 2 * (16 + 1 + 4 + 2),
+            encode_all(&[(cell(1, 60), 300), (cell(2, 60), 300)]).0[0].len()
+        );
+    }
+
+    #[test]
+    fn node_ids_are_stable() {
+        assert_eq!(node_id("node-a"), node_id("node-a"));
+        assert_ne!(node_id("node-a"), node_id("node-b"));
+        // SHA-256("") begins e3b0c442 98fc1c14.
+        assert_eq!(node_id(""), 0xe3b0_c442_98fc_1c14);
+    }
+
+    #[test]
+    fn ill_formed_cells_are_left_out_and_counted() {
+        let mut zero_hash = cell(1, 60);
+        zero_hash.state_hash = 0;
+        let mut misaligned = cell(2, 60);
+        misaligned.window_start_secs += 1;
+        let mut too_long = cell(3, 60);
+        too_long.window_secs = MAX_WINDOW_SECS + 1;
+        too_long.window_start_secs = 0;
+        let good = (cell(4, 60), 9);
+        let (datagrams, done) = encode_all(&[(zero_hash, 1), (misaligned, 1), good, (too_long, 1)]);
+        assert_eq!((done.datagrams, done.cells, done.skipped), (1, 1, 3));
+        let d = decode(&datagrams[0], &key(), NOW, OPEN).unwrap();
+        assert_eq!(d.cells.collect::<Vec<_>>(), vec![good]);
+        assert_eq!(
+            encode_all(&[]).1,
+            Encoded::default(),
+            "no cells, no datagram"
+        );
+    }
+
+    #[test]
+    fn datagrams_are_numbered_and_packed_full() {
+        let cells: Vec<(CellId, u64)> = (1..500).map(|n| (cell(n, 60 + n % 3), n)).collect();
+        let (datagrams, done) = encode_all(&cells);
+        assert_eq!(done.cells, cells.len());
+        let mut next = 0;
+        for (i, d) in datagrams.iter().enumerate() {
+            assert!(d.len() <= MAX_DATAGRAM_BYTES);
+            let got = decode(d, &key(), NOW, OPEN).unwrap();
+            assert_eq!(got.header.sequence, 100 + i as u64);
+            let n = got.cells.len();
+            assert!(n <= MAX_CELLS_PER_DATAGRAM);
+            // Greedy: the first cell of the next datagram would not have fitted.
+            if let Some(&(c, count)) = cells.get(next + n) {
+                let mut b = [0u8; MAX_CELL_BYTES];
+                let len = write_cell(&c, count, &mut b).unwrap();
+                assert!(d.len() + len > MAX_DATAGRAM_BYTES, "datagram {i} not full");
+            }
+            next += n;
+        }
+        assert_eq!(next, cells.len());
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_refused() {
+        let d = full_datagram();
+        assert!(d.len() > MAX_DATAGRAM_BYTES - MAX_CELL_BYTES);
+        for bit in 0..d.len() * 8 {
+            let mut flipped = d.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let want = if bit < 8 {
+                DropReason::BadVersion
+            } else {
+                DropReason::BadMac
+            };
+            assert_eq!(
+                decode(&flipped, &key(), NOW, OPEN).unwrap_err(),
+                want,
+                "bit {bit}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let d = full_datagram();
+        for len in 0..d.len() {
+            let want = if len < HEADER_BYTES + TAG_BYTES {
+                DropReason::TooShort
+            } else {
+                DropReason::BadMac
+            };
+            assert_eq!(
+                decode(&d[..len], &key(), NOW, OPEN).unwrap_err(),
+                want,
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_key_is_refused() {
+        let d = full_datagram();
+        let other = ClusterKey::new(b"0123456789abcdef0123456789abcdeF").unwrap();
+        assert_eq!(
+            decode(&d, &other, NOW, OPEN).unwrap_err(),
+            DropReason::BadMac
+        );
+        // The secret itself, used as the key, is not the derived key either.
+        let mut raw = d[..d.len() - TAG_BYTES].to_vec();
+        let t = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, SECRET), &raw);
+        raw.extend_from_slice(t.as_ref());
+        assert_eq!(
+            decode(&raw, &key(), NOW, OPEN).unwrap_err(),
+            DropReason::BadMac
+        );
+    }
+
+    #[test]
+    fn stale_and_future_datagrams_are_refused_at_their_bounds() {
+        let d = full_datagram();
+        let at = |now| decode(&d, &key(), now, OPEN).map(|_| ());
+        assert_eq!(at(NOW + OPEN.max_age_ms), Ok(()));
+        assert_eq!(at(NOW + OPEN.max_age_ms + 1), Err(DropReason::Stale));
+        assert_eq!(at(u64::MAX), Err(DropReason::Stale));
+        assert_eq!(at(NOW - OPEN.max_ahead_ms), Ok(()));
+        assert_eq!(at(NOW - OPEN.max_ahead_ms - 1), Err(DropReason::Future));
+        assert_eq!(at(0), Err(DropReason::Future));
+        let wide = Freshness {
+            max_age_ms: u64::MAX,
+            max_ahead_ms: u64::MAX,
+        };
+        assert!(decode(&d, &key(), 0, wide).is_ok());
+        assert!(decode(&d, &key(), u64::MAX, wide).is_ok());
+    }
+
+    #[test]
+    fn an_oversized_input_is_refused_on_its_length() {
+        // A valid datagram with one byte more is refused before its tag is even looked at.
+        let mut d = full_datagram();
+        d.resize(MAX_DATAGRAM_BYTES + 1, 0);
+        assert_eq!(
+            decode(&d, &key(), NOW, OPEN).unwrap_err(),
+            DropReason::TooLong
+        );
+        let huge = vec![VERSION; 1 << 20];
+        assert_eq!(
+            decode(&huge, &key(), NOW, OPEN).unwrap_err(),
+            DropReason::TooLong
+        );
+    }
+
+    #[test]
+    fn a_foreign_version_is_refused() {
+        let mut d = full_datagram();
+        d[0] = 2;
+        assert_eq!(
+            decode(&d, &key(), NOW, OPEN).unwrap_err(),
+            DropReason::BadVersion
+        );
+    }
+
+    #[test]
+    fn authentic_but_malformed_bodies_are_refused() {
+        let m = |d: Vec<u8>| match decode(&d, &key(), NOW, OPEN) {
+            Err(DropReason::Malformed(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let good = cell_bytes(1, 2, &[&[60], &[0x80, 0x01], &[5]]);
+        assert_eq!(
+            decode(&signed(1, &good), &key(), NOW, OPEN)
+                .unwrap()
+                .cells
+                .collect::<Vec<_>>(),
+            vec![(
+                CellId {
+                    limit: 1,
+                    state_hash: 2,
+                    window_secs: 60,
+                    window_start_secs: 128 * 60
+                },
+                5
+            )]
+        );
+        assert!(decode(&signed(0, &[]), &key(), NOW, OPEN).is_ok());
+        // A count that cannot fit, a count that almost fits, a count too small.
+        assert_eq!(m(signed(u16::MAX, &good)), Malformation::CellCount);
+        let two = [good.clone(), good.clone()].concat();
+        assert_eq!(m(signed(3, &two[..two.len() - 1])), Malformation::CellCount);
+        assert_eq!(m(signed(1, &two)), Malformation::TrailingBytes);
+        assert_eq!(m(signed(0, &[0])), Malformation::TrailingBytes);
+        // Cells that are not well formed.
+        let zero_hash = cell_bytes(1, 0, &[&[60], &[1], &[5]]);
+        assert_eq!(m(signed(1, &zero_hash)), Malformation::Cell);
+        let zero_window = cell_bytes(1, 2, &[&[0], &[1], &[5]]);
+        assert_eq!(m(signed(1, &zero_window)), Malformation::Cell);
+        let mut w = [0u8; 10];
+        let n = write_varint(MAX_WINDOW_SECS + 1, &mut w);
+        let long_window = cell_bytes(1, 2, &[&w[..n], &[1], &[5]]);
+        assert_eq!(m(signed(1, &long_window)), Malformation::Cell);
+        let overflow = [0xff; 9].iter().chain(&[0x01]).copied().collect::<Vec<_>>();
+        let start_overflows = cell_bytes(1, 2, &[&[60], &overflow, &[5]]);
+        assert_eq!(m(signed(1, &start_overflows)), Malformation::Cell);
+        // Varints: not in shortest form, longer than 64 bits.
+        let padded = cell_bytes(1, 2, &[&[60], &[1], &[0x85, 0x00]]);
+        assert_eq!(m(signed(1, &padded)), Malformation::Varint);
+        let wide = [0xff; 9].iter().chain(&[0x02]).copied().collect::<Vec<_>>();
+        let too_wide = cell_bytes(1, 2, &[&[60], &[1], &wide]);
+        assert_eq!(m(signed(1, &too_wide)), Malformation::Varint);
+        let endless = cell_bytes(1, 2, &[&[60], &[1], &[0x80; 11]]);
+        assert_eq!(m(signed(1, &endless)), Malformation::Varint);
+    }
+
+    #[test]
+    fn varints_round_trip_at_their_edges() {
+        for v in [0, 1, 127, 128, 16_383, 16_384, u64::MAX / 2, u64::MAX] {
+            let mut b = [0u8; 10];
+            let n = write_varint(v, &mut b);
+            let mut r = &b[..n];
+            assert_eq!(read_varint(&mut r), Ok(v));
+            assert!(r.is_empty());
+        }
+    }
+
+    #[test]
+    fn labels_are_stable_and_distinct() {
+        let reasons = [
+            DropReason::TooLong,
+            DropReason::TooShort,
+            DropReason::BadVersion,
+            DropReason::BadMac,
+            DropReason::Stale,
+            DropReason::Future,
+            DropReason::Malformed(Malformation::Varint),
+        ];
+        let labels: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels, DropReason::LABELS);
+        assert_eq!(
+            DropReason::Malformed(Malformation::Cell).to_string(),
+            "malformed (Cell)"
+        );
+    }
+
+    fn any_cell() -> impl Strategy<Value = (CellId, u64)> {
+        let window = prop_oneof![1u64..=86_400, 1..=MAX_WINDOW_SECS];
+        (any::<u64>(), 1u64.., window, any::<u64>(), any::<u64>()).prop_map(
+            |(limit, state_hash, window_secs, start, count)| {
+                let cell = CellId {
+                    limit,
+                    state_hash,
+                    window_secs,
+                    window_start_secs: start / window_secs * window_secs,
+                };
+                let count = if count % 2 == 0 {
+                    count % 20_000
+                } else {
+                    count
+                };
+                (cell, count)
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn any_cells_round_trip_in_datagrams_within_the_bound(
+            cells in proptest::collection::vec(any_cell(), 0..300),
+            sent_at in any::<u64>(),
+            first_sequence in any::<u64>(),
+        ) {
+            let mut enc = Encoder::new(key(), 42, 9, first_sequence);
+            let mut datagrams = Vec::new();
+            let done = enc.encode(sent_at, cells.iter().copied(), |d| datagrams.push(d.to_vec()));
+            prop_assert_eq!(done.skipped, 0);
+            prop_assert_eq!(done.datagrams, datagrams.len());
+            let any_time = Freshness { max_age_ms: u64::MAX, max_ahead_ms: u64::MAX };
+            let mut back = Vec::new();
+            for (i, d) in datagrams.iter().enumerate() {
+                prop_assert!(d.len() <= MAX_DATAGRAM_BYTES);
+                let got = decode(d, &key(), sent_at, any_time).unwrap();
+                prop_assert_eq!(got.header, Header {
+                    node: 42,
+                    generation: 9,
+                    sent_at_ms: sent_at,
+                    sequence: first_sequence.wrapping_add(i as u64),
+                });
+                back.extend(got.cells);
+            }
+            prop_assert_eq!(back, cells);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_decode(data in proptest::collection::vec(any::<u8>(), 0..1300)) {
+            prop_assert!(decode(&data, &key(), NOW, OPEN).is_err());
+        }
+    }
+}
