@@ -125,7 +125,8 @@ pub struct SecretTooShort {
 }
 
 impl ClusterKey {
-    /// The counter plane's key for `secret` (HMAC-SHA256 of [`KEY_LABEL`] under the secret).
+    /// The counter plane's key for `secret`: HMAC-SHA256 keyed with the HMAC-SHA256, under the
+    /// secret, of the label `tollgate cluster counter plane v1`.
     pub fn new(secret: &[u8]) -> Result<Self, SecretTooShort> {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(SecretTooShort { len: secret.len() });
