@@ -16,6 +16,10 @@
 //!   [`limiter::Limiter::check`] decides all the limits of a request at once, and a denial
 //!   consumes nothing. Counts of other nodes can be merged in by cell
 //!   ([`limiter::Limiter::merge_cell`]), for a cluster layer to build on.
+//! - [`cluster`]: the sidecars of a deployment sharing their counts and revocations by
+//!   gossip, above the limiter (off unless configured; not running yet): membership behind
+//!   [`cluster::membership::Membership`], and the counter plane's datagram
+//!   ([`cluster::wire`]: layout, MAC, encoder and decoder).
 //! - [`config`]: the TOML schema, the embedded default, validation with file:line:column
 //!   errors, the typed views (durations, addresses, file modes). Data: it imports no other
 //!   module; [`gate::compile`] turns it into what runs.
@@ -41,8 +45,6 @@
 //!   no protocol) and [`server::readiness`].
 //! - [`resp`]: RESP2/RESP3 framing, the request parser and the reply encoder.
 //! - [`client`]: an async, pipelining Rust client for the RESP protocol.
-//! - [`cluster`]: sidecars of one deployment sharing counters and revocations by gossip
-//!   (off unless configured): membership behind [`cluster::membership::Membership`].
 //! - [`metrics`]: the Prometheus registry and every exported series.
 //! - [`problem`]: RFC 9457 problem details for input that cannot be answered.
 //! - [`logging`]: the tracing subscriber (text or JSON, level reloadable).

@@ -59,8 +59,13 @@ const RULES: &[Rule] = &[
     },
     Rule {
         files: "auth/",
-        reach: Reach::Not(&["gate", "server", "cli", "client"]),
-        why: "auth/ is called by the gate and knows no door",
+        reach: Reach::Not(&["gate", "server", "cli", "client", "cluster"]),
+        why: "auth/ is called by the gate and knows no door, nor the cluster layer above it",
+    },
+    Rule {
+        files: "cluster/wire.rs",
+        reach: Reach::Only(&["limiter"]),
+        why: "the counter plane's datagram is pure: it knows only the limiter's cell types",
     },
 ];
 
@@ -423,4 +428,18 @@ fn super_paths_resolve_against_the_file() {
     assert!(!breaks(limiter, "limiter", "clock::Clock"));
     assert!(!breaks(limiter, "limiter", "limiter::hash"));
     assert!(breaks(limiter, "limiter", "metrics::Metrics"));
+    assert!(breaks(limiter, "limiter", "cluster::wire"));
+    // The datagram format knows the limiter's cells and nothing else of tollgate.
+    let wire = RULES.iter().find(|r| r.files == "cluster/wire.rs").unwrap();
+    assert!(!breaks(wire, "cluster", "limiter::CellId"));
+    assert!(!breaks(wire, "cluster", "cluster::wire"));
+    assert!(breaks(wire, "cluster", "clock::Clock"));
+    assert!(breaks(wire, "cluster", "metrics::Metrics"));
+    // Nothing below the cluster layer reaches it.
+    let auth = RULES.iter().find(|r| r.files == "auth/").unwrap();
+    assert!(breaks(auth, "auth", "cluster::wire::decode"));
+    for below in ["config/", "policy/"] {
+        let rule = RULES.iter().find(|r| r.files == below).unwrap();
+        assert!(breaks(rule, below.trim_end_matches('/'), "cluster"));
+    }
 }

@@ -1,8 +1,24 @@
-//! The cluster: the sidecars of one deployment sharing their counters and revocations by
-//! gossip, so that they act as one limiter and one revocation list without a central store
+//! The cluster layer: the sidecars of one deployment sharing their counters and revocations
+//! by gossip, so that they act as one limiter and one revocation list without a central store
 //! (docs/cluster.md). Off unless `[cluster] enabled`.
+//!
+//! In the manner of limitador's `storage/distributed`: every node keeps counting locally in
+//! its own [`crate::limiter::Limiter`], which stays the only place a decision is made; this
+//! layer only carries counts between nodes. Each node publishes the *absolute* values of its
+//! own changed cells ([`crate::limiter::Limiter::drain_changed_cells`]) to its peers, and
+//! merges what its peers publish into a slot of their own
+//! ([`crate::limiter::Limiter::merge_cell`]) by taking the maximum, so that loss,
+//! duplication and reordering of what is sent cost only staleness, never a wrong count.
+//!
+//! It sits above the limiter and beside the gate: it imports the limiter's cell types, and
+//! nothing below it (limiter, policy, config, auth) imports it.
 //!
 //! - [`membership`]: who the live peers are and the few values each publishes, behind a
 //!   trait of tollgate's, with a deterministic in-memory network for tests and simulation.
+//! - [`wire`]: the counter plane's datagram — its layout, its MAC under the cluster secret,
+//!   an encoder that packs cells into datagrams of at most
+//!   [`wire::MAX_DATAGRAM_BYTES`], and a decoder that refuses anything else with a reason.
+//!   Pure: no sockets, no clock.
 
 pub mod membership;
+pub mod wire;
