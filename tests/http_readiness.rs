@@ -149,3 +149,75 @@ fetch_timeout = "30s"
 
     server.stop().await.expect("stops");
 }
+
+#[tokio::test]
+async fn a_reload_that_replaces_a_waiting_key_set_stops_waiting_for_the_old_one() {
+    // Two JWKS endpoints that never answer (their release is never sent).
+    let (first, _hold_first, first_asked) = held_back_jwks().await;
+    let (second, _hold_second, second_asked) = held_back_jwks().await;
+    let m = auth_support::manifest();
+    let config = |url: &str| {
+        format!(
+            r#"
+[server]
+http = "127.0.0.1:0"
+
+[tiers.anonymous]
+limit = 100
+window = "1h"
+key = "ip"
+
+[tiers.basic]
+limit = 100
+window = "1h"
+
+[[auth.issuers]]
+name = "better-auth"
+issuer = "{iss}"
+audiences = ["{aud}"]
+jwks_url = "{url}"
+fetch_timeout = "30s"
+"#,
+            iss = m.issuer,
+            aud = m.audience,
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(&path, config(&first)).unwrap();
+    let server = ServerBuilder::new(Config::load(&path).expect("test config"))
+        .config_path(&path)
+        .start()
+        .await
+        .expect("server starts");
+    tokio::time::timeout(Duration::from_secs(10), first_asked)
+        .await
+        .expect("tollgate fetches the first key set")
+        .expect("the JWKS server runs");
+    let old_keys = std::sync::Arc::downgrade(
+        server
+            .gate()
+            .authenticator()
+            .issuer_keys()
+            .next()
+            .expect("one issuer"),
+    );
+
+    // The same issuer, its keys from elsewhere: a new key set, still not there.
+    std::fs::write(&path, config(&second)).unwrap();
+    server.reload_config_file().expect("the reload applies");
+    tokio::time::timeout(Duration::from_secs(10), second_asked)
+        .await
+        .expect("tollgate fetches the new key set")
+        .expect("the JWKS server runs");
+    assert!(!server.readiness().is_ready(), "no key set has arrived");
+
+    // Nothing keeps waiting for the replaced key set: its refresh stopped with the old
+    // configuration, and the task that would have marked it ready is gone with it.
+    http_support::eventually("the replaced key set to be released", || {
+        old_keys.upgrade().is_none()
+    })
+    .await;
+    assert!(!server.readiness().is_ready());
+    server.stop().await.unwrap();
+}

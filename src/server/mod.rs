@@ -19,15 +19,16 @@ pub mod listener;
 pub mod readiness;
 pub mod resp;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, IssuerKeys};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::gate::AdminAccess;
@@ -177,7 +178,8 @@ impl ServerBuilder {
         // Key sets: fetched and refreshed in the background; not ready until each issuer
         // has one (a token of an issuer without keys cannot be judged).
         gate.authenticator().start();
-        track_key_set_readiness(&gate, &readiness);
+        let key_set_watchers = KeySetWatchers::default();
+        track_key_set_readiness(&gate, &readiness, &key_set_watchers);
 
         let tcp = match http_listener {
             Some(l) => listener::from_std_tcp(l)?,
@@ -317,6 +319,7 @@ impl ServerBuilder {
             resp_addr,
             resp_unix_socket,
             config_path,
+            key_set_watchers,
             env,
             controller,
             supervisor,
@@ -327,25 +330,47 @@ impl ServerBuilder {
 /// Keeps one readiness condition per issuer key set, `keyset:NAME`, for the issuers of the
 /// configuration in force: at start, and after a reload (an issuer added is waited for, one
 /// removed no longer is).
-fn track_key_set_readiness(gate: &Gate, readiness: &Readiness) {
+fn track_key_set_readiness(gate: &Gate, readiness: &Readiness, watchers: &KeySetWatchers) {
     let auth = gate.authenticator();
-    let names: Vec<String> = auth
+    let current: Vec<(String, &Arc<IssuerKeys>)> = auth
         .issuer_keys()
-        .map(|k| format!("keyset:{}", k.name()))
+        .map(|k| (format!("keyset:{}", k.name()), k))
         .collect();
-    readiness
-        .remove_where(|name| name.starts_with("keyset:") && !names.contains(&name.to_string()));
-    for keys in auth.issuer_keys() {
-        let flag = readiness.register(&format!("keyset:{}", keys.name()), keys.is_ready());
-        if !flag.get() {
-            tokio::spawn(mark_ready_when_keys_arrive(keys.clone(), flag));
+    readiness.remove_where(|name| {
+        name.starts_with("keyset:") && !current.iter().any(|(n, _)| n == name)
+    });
+    let mut watching = watchers.0.lock();
+    // A watcher whose issuer a reload removed, or whose key set it replaced, would wait for
+    // keys nobody uses (and hold them): stop it.
+    watching.retain(|name, (keys, task)| {
+        let still = current
+            .iter()
+            .any(|(n, k)| n == name && Weak::ptr_eq(keys, &Arc::downgrade(k)));
+        if !still {
+            task.abort();
+        }
+        still
+    });
+    for (name, keys) in current {
+        let flag = readiness.register(&name, keys.is_ready());
+        if !flag.get() && !watching.contains_key(&name) {
+            let task = tokio::spawn(mark_ready_when_keys_arrive(keys.clone(), flag));
+            watching.insert(name, (Arc::downgrade(keys), task.abort_handle()));
         }
     }
 }
 
+/// A watcher: the key set it waits for, and its task.
+type KeySetWatcher = (Weak<IssuerKeys>, AbortHandle);
+
+/// The task per `keyset:NAME` condition that sets it once the issuer's key set arrives,
+/// with the key set it waits for.
+#[derive(Clone, Default)]
+struct KeySetWatchers(Arc<parking_lot::Mutex<HashMap<String, KeySetWatcher>>>);
+
 /// Sets `flag` once the issuer has a key set. A key set, once there, is never taken away
 /// (a failed refresh keeps the last good one), so the flag never goes back.
-async fn mark_ready_when_keys_arrive(keys: Arc<crate::auth::IssuerKeys>, flag: ReadinessFlag) {
+async fn mark_ready_when_keys_arrive(keys: Arc<IssuerKeys>, flag: ReadinessFlag) {
     loop {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
         if keys.wait_ready_until(deadline).await {
@@ -389,6 +414,8 @@ pub struct ServerHandle {
     resp_addr: Option<SocketAddr>,
     resp_unix_socket: Option<PathBuf>,
     config_path: Option<PathBuf>,
+    /// The tasks that mark each issuer's key set ready (a reload replaces them).
+    key_set_watchers: KeySetWatchers,
     /// Where a reload reads the secrets its configuration names.
     env: EnvLookup,
     controller: Arc<ShutdownController>,
@@ -447,7 +474,7 @@ impl ServerHandle {
                 return Err(e.into());
             }
         };
-        track_key_set_readiness(&self.gate, &self.readiness);
+        track_key_set_readiness(&self.gate, &self.readiness, &self.key_set_watchers);
         Ok(summary)
     }
 
