@@ -14,6 +14,7 @@ use super::revocation::{RevocationError, RevocationOptions};
 use super::verify::{AlgSet, ClaimRules};
 use crate::clock::Clock;
 use crate::config::auth::{IssuerConfig, KeySourceConfig, MIN_HS256_SECRET_BYTES};
+use crate::config::secret::SecretEnv;
 use crate::config::AuthConfig;
 
 /// One configured issuer.
@@ -71,19 +72,14 @@ pub(super) fn issuer_keys(
     let name = &ic.name;
     Ok(match ic.key_source()? {
         KeySourceConfig::SecretEnv(var) => {
-            let secret = env(var).ok_or_else(|| {
-                format!(
-                    "issuer {name:?}: hs256_secret_env: the environment variable {var} is not \
-                     set; set it to the issuer's shared secret (at least \
-                     {MIN_HS256_SECRET_BYTES} bytes)"
-                )
-            })?;
-            if secret.len() < MIN_HS256_SECRET_BYTES {
-                return Err(format!(
-                    "issuer {name:?}: hs256_secret_env: the HS256 secret in {var} is {} bytes; at least {MIN_HS256_SECRET_BYTES} are required",
-                    secret.len()
-                ));
+            let secret = SecretEnv {
+                key: &format!("issuer {name:?}: hs256_secret_env"),
+                var,
+                what: "the issuer's HS256 secret",
+                when_unset: "set it to the secret the issuer signs with",
+                min_bytes: MIN_HS256_SECRET_BYTES,
             }
+            .read(env)?;
             IssuerKeys::fixed(name, KeySet::hs256(secret.as_bytes()))
         }
         KeySourceConfig::File(path) => IssuerKeys::fixed(

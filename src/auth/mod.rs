@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-pub use admin::AdminSecret;
+pub use admin::{AdminSecret, MIN_ADMIN_SECRET_BYTES};
 pub use api_key::ApiKeys;
 pub use build::{check_key_source, revocation_log_error};
 pub use cache::{CacheStats, TokenCache};

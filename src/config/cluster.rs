@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::secret::SecretEnv;
 use super::{format_duration, parse_duration, ConfigPath, Validation};
 
 /// Shortest cluster secret, in bytes (as for the admin and caller secrets).
@@ -197,19 +198,14 @@ impl ClusterConfig {
                     .into(),
             );
         };
-        let value = env(var).ok_or_else(|| {
-            format!(
-                "cluster.secret_env: the variable {var} (the cluster secret) is not set; \
-                 export it on every node, the same value everywhere"
-            )
-        })?;
-        if value.len() < MIN_CLUSTER_SECRET_BYTES {
-            return Err(format!(
-                "cluster.secret_env: {var} holds {} bytes; the cluster secret needs at least \
-                 {MIN_CLUSTER_SECRET_BYTES} (e.g. openssl rand -hex 32)",
-                value.len()
-            ));
+        let value = SecretEnv {
+            key: "cluster.secret_env",
+            var,
+            what: "the cluster secret",
+            when_unset: "export it on every node, the same value everywhere",
+            min_bytes: MIN_CLUSTER_SECRET_BYTES,
         }
+        .read(env)?;
         Ok(Some(value.into_bytes()))
     }
 

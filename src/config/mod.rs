@@ -45,6 +45,7 @@ pub mod log;
 pub mod policy;
 pub mod resp;
 pub mod routes;
+pub mod secret;
 mod validate;
 
 use std::collections::BTreeMap;

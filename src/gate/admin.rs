@@ -17,7 +17,8 @@
 
 use std::sync::Arc;
 
-use crate::auth::AdminSecret;
+use crate::auth::{AdminSecret, MIN_ADMIN_SECRET_BYTES};
+use crate::config::secret::SecretEnv;
 use crate::config::Config;
 
 /// How the admin operations may be reached, built once from the configuration.
@@ -105,9 +106,14 @@ impl AdminAccess {
         }
         let secret = match secret_env {
             Some(var) => {
-                let v = env(var).ok_or_else(|| {
-                    format!("the admin secret variable {var} (auth.admin.secret_env) is not set")
-                })?;
+                let v = SecretEnv {
+                    key: "auth.admin.secret_env",
+                    var,
+                    what: "the admin secret",
+                    when_unset: "export it, or disable the admin API",
+                    min_bytes: MIN_ADMIN_SECRET_BYTES,
+                }
+                .read(env)?;
                 Some(Arc::new(
                     AdminSecret::new(v.as_bytes()).map_err(|e| format!("{var}: {e}"))?,
                 ))

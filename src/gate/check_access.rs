@@ -26,6 +26,7 @@ use ipnet::IpNet;
 
 use crate::auth::{bearer_token, AdminSecret};
 use crate::config::check::MIN_CHECK_SECRET_BYTES;
+use crate::config::secret::SecretEnv;
 use crate::config::Config;
 use crate::policy::Peer;
 
@@ -138,20 +139,14 @@ impl CheckAccess {
         let mut callers = Vec::with_capacity(c.callers.len());
         for (i, caller) in c.callers.iter().enumerate() {
             let var = &caller.secret_env;
-            let value = env(var).ok_or_else(|| {
-                format!(
-                    "check.callers[{i}].secret_env: the variable {var} (the secret of caller \
-                     {:?}) is not set; export it, or remove the caller",
-                    caller.name
-                )
-            })?;
-            if value.len() < MIN_CHECK_SECRET_BYTES {
-                return Err(format!(
-                    "check.callers[{i}].secret_env: {var} holds {} bytes; a caller's secret \
-                     needs at least {MIN_CHECK_SECRET_BYTES} (e.g. openssl rand -hex 32)",
-                    value.len()
-                ));
+            let value = SecretEnv {
+                key: &format!("check.callers[{i}].secret_env"),
+                var,
+                what: &format!("the secret of caller {:?}", caller.name),
+                when_unset: "export it, or remove the caller",
+                min_bytes: MIN_CHECK_SECRET_BYTES,
             }
+            .read(env)?;
             let secret = AdminSecret::new(value.as_bytes()).map_err(|e| format!("{var}: {e}"))?;
             callers.push(NamedCaller {
                 name: caller.name.as_str().into(),

@@ -8,8 +8,7 @@
 //! outsiders cannot aim hash collisions. The environment is read through the lookup the
 //! gate was built with, never from `std::env` directly, so tests and embedders inject it.
 
-use anyhow::bail;
-
+use crate::config::secret::SecretEnv;
 use crate::config::LimiterConfig;
 
 /// Shortest hash-key secret accepted, in bytes.
@@ -23,19 +22,16 @@ pub(super) fn limiter_hash_key(
     let mut key = [0u8; 16];
     match &config.hash_key_env {
         Some(var) => {
-            let Some(secret) = env(var) else {
-                bail!(
-                    "limiter.hash_key_env names the environment variable {var}, which is not set: \
-                     set it to the secret shared by the nodes (at least {MIN_HASH_KEY_SECRET_BYTES} bytes), \
-                     or remove hash_key_env for a random per-process key"
-                );
-            };
-            if secret.len() < MIN_HASH_KEY_SECRET_BYTES {
-                bail!(
-                    "the hash key secret in {var} is {} bytes; at least {MIN_HASH_KEY_SECRET_BYTES} are required",
-                    secret.len()
-                );
+            let secret = SecretEnv {
+                key: "limiter.hash_key_env",
+                var,
+                what: "the key-hash secret",
+                when_unset: "set it to the secret shared by the nodes, or remove hash_key_env \
+                             for a random per-process key",
+                min_bytes: MIN_HASH_KEY_SECRET_BYTES,
             }
+            .read(env)
+            .map_err(anyhow::Error::msg)?;
             let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
             key.copy_from_slice(&digest.as_ref()[..16]);
         }
