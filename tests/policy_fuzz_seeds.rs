@@ -4,8 +4,7 @@
 //! and over proptest-generated mutations of the seeds. A body panics when an invariant
 //! breaks, which fails the test. docs/fuzzing.md describes the real fuzzing runs.
 
-use std::fs;
-use std::path::PathBuf;
+mod fuzz_support;
 
 use proptest::prelude::*;
 
@@ -27,70 +26,16 @@ const TARGETS: [(&str, Body); 4] = [
     ("config_parse", config_parse::run),
 ];
 
-/// Every file of `fuzz/<dir>/<target>/`, sorted; an absent directory has none.
-fn inputs(dir: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz")
-        .join(dir)
-        .join(target);
-    let Ok(entries) = fs::read_dir(&root) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let data = fs::read(&p).unwrap();
-            (p, data)
-        })
-        .collect()
-}
-
 #[test]
 fn every_target_passes_its_seed_corpus_and_regressions() {
     for (target, body) in TARGETS {
-        let seeds = inputs("seeds", target);
-        assert!(
-            seeds.len() >= 3,
-            "{target}: expected a seed corpus in fuzz/seeds/{target}/"
-        );
-        for (path, data) in seeds.iter().chain(inputs("regressions", target).iter()) {
-            let outcome = std::panic::catch_unwind(|| body(data));
-            assert!(outcome.is_ok(), "{target} failed on {}", path.display());
-        }
+        fuzz_support::replay_seeds_and_regressions(target, body, 3);
     }
 }
 
 /// A seed with some bytes overwritten, inserted or cut: cheap structure-aware mutation.
 fn mutated(target: &'static str) -> impl Strategy<Value = Vec<u8>> {
-    let seeds: Vec<Vec<u8>> = inputs("seeds", target)
-        .into_iter()
-        .map(|(_, d)| d)
-        .collect();
-    let n = seeds.len().max(1);
-    (
-        0..n,
-        proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 0..8),
-    )
-        .prop_map(move |(i, edits)| {
-            let mut data = seeds.get(i).cloned().unwrap_or_default();
-            for (pos, byte, op) in edits {
-                let at = if data.is_empty() { 0 } else { pos % data.len() };
-                match op {
-                    0 if !data.is_empty() => data[at] = byte,
-                    1 => data.insert(at, byte),
-                    _ if !data.is_empty() => {
-                        data.remove(at);
-                    }
-                    _ => data.push(byte),
-                }
-            }
-            data
-        })
+    fuzz_support::mutated(target, 1)
 }
 
 proptest! {
