@@ -57,13 +57,12 @@ async fn held_back_jwks() -> (String, oneshot::Sender<()>, oneshot::Receiver<()>
     (url, release_tx, asked_rx)
 }
 
-#[tokio::test]
-async fn readyz_waits_for_every_issuer_key_set() {
-    let (url, release, asked) = held_back_jwks().await;
+/// One issuer, the fixtures' Better Auth, whose key set is fetched from `jwks_url`; every
+/// `/api/**` route needs its token.
+fn config_text(jwks_url: &str) -> String {
     let m = auth_support::manifest();
-    let config = Config::from_toml_str(
-        &format!(
-            r#"
+    format!(
+        r#"
 [server]
 http = "127.0.0.1:0"
 
@@ -84,15 +83,18 @@ auth = "required"
 name = "better-auth"
 issuer = "{iss}"
 audiences = ["{aud}"]
-jwks_url = "{url}"
+jwks_url = "{jwks_url}"
 fetch_timeout = "30s"
 "#,
-            iss = m.issuer,
-            aud = m.audience,
-        ),
-        "test",
+        iss = m.issuer,
+        aud = m.audience,
     )
-    .expect("test config");
+}
+
+#[tokio::test]
+async fn readyz_waits_for_every_issuer_key_set() {
+    let (url, release, asked) = held_back_jwks().await;
+    let config = Config::from_toml_str(&config_text(&url), "test").expect("test config");
     let server = ServerBuilder::new(config)
         .start()
         .await
@@ -155,36 +157,9 @@ async fn a_reload_that_replaces_a_waiting_key_set_stops_waiting_for_the_old_one(
     // Two JWKS endpoints that never answer (their release is never sent).
     let (first, _hold_first, first_asked) = held_back_jwks().await;
     let (second, _hold_second, second_asked) = held_back_jwks().await;
-    let m = auth_support::manifest();
-    let config = |url: &str| {
-        format!(
-            r#"
-[server]
-http = "127.0.0.1:0"
-
-[tiers.anonymous]
-limit = 100
-window = "1h"
-key = "ip"
-
-[tiers.basic]
-limit = 100
-window = "1h"
-
-[[auth.issuers]]
-name = "better-auth"
-issuer = "{iss}"
-audiences = ["{aud}"]
-jwks_url = "{url}"
-fetch_timeout = "30s"
-"#,
-            iss = m.issuer,
-            aud = m.audience,
-        )
-    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tollgate.toml");
-    std::fs::write(&path, config(&first)).unwrap();
+    std::fs::write(&path, config_text(&first)).unwrap();
     let server = ServerBuilder::new(Config::load(&path).expect("test config"))
         .config_path(&path)
         .start()
@@ -204,7 +179,7 @@ fetch_timeout = "30s"
     );
 
     // The same issuer, its keys from elsewhere: a new key set, still not there.
-    std::fs::write(&path, config(&second)).unwrap();
+    std::fs::write(&path, config_text(&second)).unwrap();
     server.reload_config_file().expect("the reload applies");
     tokio::time::timeout(Duration::from_secs(10), second_asked)
         .await
