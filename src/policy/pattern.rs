@@ -220,17 +220,23 @@ impl PathPattern {
                 })
     }
 
-    /// Whether the pattern matches the path. Does not allocate.
+    /// Whether the path has as many segments as the pattern needs: exactly its own for an
+    /// exact pattern, at least as many for `/**`, one more for a prefix (`/api/upload**`).
     #[inline]
-    pub fn matches(&self, path: &NormalizedPath) -> bool {
-        let n = path.segment_count();
-        let k = self.segments.len();
-        let fits = match self.tail {
+    fn fits(&self, path: &NormalizedPath) -> bool {
+        let (n, k) = (path.segment_count(), self.segments.len());
+        match self.tail {
             Tail::Exact => n == k,
             Tail::Rest => n >= k,
             Tail::PrefixRest(_) => n > k,
-        };
-        if !fits {
+        }
+    }
+
+    /// Whether the pattern matches the path. Does not allocate.
+    #[inline]
+    pub fn matches(&self, path: &NormalizedPath) -> bool {
+        let k = self.segments.len();
+        if !self.fits(path) {
             return false;
         }
         // Literals are compared from the deepest one back: rules of one application share
@@ -254,14 +260,8 @@ impl PathPattern {
     /// Does not allocate; costs more than [`matches`](Self::matches) only where a literal
     /// differs from the path's segment.
     pub fn match_ignoring_case(&self, path: &NormalizedPath) -> CaseMatch {
-        let n = path.segment_count();
         let k = self.segments.len();
-        let fits = match self.tail {
-            Tail::Exact => n == k,
-            Tail::Rest => n >= k,
-            Tail::PrefixRest(_) => n > k,
-        };
-        if !fits {
+        if !self.fits(path) {
             return CaseMatch::No;
         }
         let mut folded = false;
