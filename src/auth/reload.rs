@@ -24,6 +24,7 @@
 use std::sync::Arc;
 
 use super::build::{issuer_keys, Issuer};
+use super::jwks::IssuerKeys;
 use super::Authenticator;
 use crate::config::auth::IssuerConfig;
 use crate::config::AuthConfig;
@@ -60,26 +61,28 @@ impl Authenticator {
         for (i, ic) in new.issuers.iter().enumerate() {
             let label = format!("auth.issuers.{}", ic.name);
             let before = old.issuers.iter().position(|o| o.name == ic.name);
-            let kept = match before {
+            let keys = match before {
                 Some(j) => {
-                    let kept = self.keys_if_unchanged(j, &old.issuers[j], ic, env)?;
-                    if old.issuers[j] != *ic || kept.is_none() {
+                    let keys = self.key_set_for(j, &old.issuers[j], ic, env)?;
+                    let kept = matches!(keys, ReloadedKeys::Kept(_));
+                    if old.issuers[j] != *ic || !kept {
                         changes.changed.push(label);
                     }
-                    if i != j || old.issuers[j] != *ic || kept.is_none() {
+                    if i != j || old.issuers[j] != *ic || !kept {
                         issuers_unchanged = false;
                     }
-                    kept
+                    keys
                 }
                 None => {
                     changes.added.push(label);
                     issuers_unchanged = false;
-                    None
+                    ReloadedKeys::New
                 }
             };
-            issuers.push(match kept {
-                Some(issuer) => issuer,
-                None => Issuer::from_config(ic, &self.clock, env)?,
+            issuers.push(match keys {
+                ReloadedKeys::Kept(issuer) => issuer,
+                ReloadedKeys::Reread(keys) => Issuer::with_keys(ic, keys, Arc::default())?,
+                ReloadedKeys::New => Issuer::from_config(ic, &self.clock, env)?,
             });
         }
         for o in &old.issuers {
@@ -147,34 +150,45 @@ impl Authenticator {
         Ok((next, changes))
     }
 
-    /// Issuer `j` of this authenticator, reconfigured as `new`, on its present key set when
-    /// the key source is unchanged and still holds the same keys; `None` when the key set
-    /// must be built anew.
-    fn keys_if_unchanged(
+    /// The key set issuer `j` of this authenticator runs on once reconfigured as `new`: its
+    /// present one when the key source is unchanged and still holds the same keys, else the
+    /// file or secret as just read again, else (another source) a new one to build.
+    fn key_set_for(
         &self,
         j: usize,
         old: &IssuerConfig,
         new: &IssuerConfig,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<Issuer>, String> {
+    ) -> Result<ReloadedKeys, String> {
         if !same_key_source(old, new) {
-            return Ok(None);
+            return Ok(ReloadedKeys::New);
         }
         let running = &self.issuers[j];
         if !running.keys.is_remote() {
             // A file or a secret: read it again; the same keys keep the same set (and the
             // cache entries verified under it), new keys replace it.
-            let reread = issuer_keys(new, &self.clock, env)?;
+            let reread = Arc::new(issuer_keys(new, &self.clock, env)?);
             let same = match (reread.current(), running.keys.current()) {
                 (Some(a), Some(b)) => a.keeps_every_key_of(&b) && b.keeps_every_key_of(&a),
                 _ => false,
             };
             if !same {
-                return Ok(None);
+                return Ok(ReloadedKeys::Reread(reread));
             }
         }
-        Issuer::with_keys(new, Arc::clone(&running.keys), Arc::clone(&running.refresh)).map(Some)
+        Issuer::with_keys(new, Arc::clone(&running.keys), Arc::clone(&running.refresh))
+            .map(ReloadedKeys::Kept)
     }
+}
+
+/// What a reloaded issuer's key set is.
+enum ReloadedKeys {
+    /// The running issuer, reconfigured, on its present key set (and refresh task).
+    Kept(Issuer),
+    /// The same file or secret, read again for this reload, holding other keys.
+    Reread(Arc<IssuerKeys>),
+    /// Another key source: built anew.
+    New,
 }
 
 /// Whether two issuer configurations fetch or read the same key set the same way (their
