@@ -636,6 +636,26 @@ fn access_header_names(policy: &Policy) -> Box<[HeaderName]> {
     names.into()
 }
 
+/// Records in `s` the names of `new` that `old` lacks (added), that differ (changed), and
+/// the names of `old` that `new` lacks (removed); returns how many are the same.
+fn compare<V: PartialEq>(
+    old: &HashMap<String, V>,
+    new: &HashMap<String, V>,
+    s: &mut ReloadSummary,
+) -> usize {
+    let mut same = 0;
+    for (name, v) in new {
+        match old.get(name) {
+            None => s.added.push(name.clone()),
+            Some(o) if o != v => s.changed.push(name.clone()),
+            Some(_) => same += 1,
+        }
+    }
+    s.removed
+        .extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
+    same
+}
+
 fn summarise(
     old: &GateState,
     new: &GateState,
@@ -646,65 +666,56 @@ fn summarise(
         token_cache_kept: auth.token_cache_kept,
         ..ReloadSummary::default()
     };
-    let mut diff = |section: &str, old: Vec<(&str, &LimitSpec)>, new: Vec<(&str, &LimitSpec)>| {
-        let old: HashMap<_, _> = old.into_iter().collect();
-        let new: HashMap<_, _> = new.into_iter().collect();
-        for (name, spec) in &new {
-            match old.get(name) {
-                None => s.added.push(format!("{section}.{name}")),
-                Some(o) if *o != *spec => s.changed.push(format!("{section}.{name}")),
-                Some(_) => s.unchanged += 1,
-            }
-        }
-        for name in old.keys().filter(|n| !new.contains_key(*n)) {
-            s.removed.push(format!("{section}.{name}"));
-        }
+    let named = |section: &str, specs: Vec<(&str, &LimitSpec)>| -> HashMap<String, LimitSpec> {
+        specs
+            .into_iter()
+            .map(|(name, spec)| (format!("{section}.{name}"), spec.clone()))
+            .collect()
     };
-    diff(
-        "tiers",
-        old.tiers
-            .iter()
-            .map(|(k, v)| (&**k, &v.limit.spec))
-            .collect(),
-        new.tiers
-            .iter()
-            .map(|(k, v)| (&**k, &v.limit.spec))
-            .collect(),
+    s.unchanged += compare(
+        &named(
+            "tiers",
+            old.tiers
+                .iter()
+                .map(|(k, v)| (&**k, &v.limit.spec))
+                .collect(),
+        ),
+        &named(
+            "tiers",
+            new.tiers
+                .iter()
+                .map(|(k, v)| (&**k, &v.limit.spec))
+                .collect(),
+        ),
+        &mut s,
     );
-    diff(
-        "limits",
-        old.limits.iter().map(|(k, v)| (&**k, &v.spec)).collect(),
-        new.limits.iter().map(|(k, v)| (&**k, &v.spec)).collect(),
+    s.unchanged += compare(
+        &named(
+            "limits",
+            old.limits.iter().map(|(k, v)| (&**k, &v.spec)).collect(),
+        ),
+        &named(
+            "limits",
+            new.limits.iter().map(|(k, v)| (&**k, &v.spec)).collect(),
+        ),
+        &mut s,
     );
     let (o, n) = (&old.config, &new.config);
     // Routes, by what they match: a route is named by its methods and path.
-    let route_name = |r: &crate::config::RouteConfig| {
-        if r.methods.is_empty() {
-            format!("routes[{}]", r.path)
-        } else {
-            format!("routes[{} {}]", r.methods.join(","), r.path)
-        }
+    let routes = |c: &Config| -> HashMap<String, String> {
+        c.routes
+            .iter()
+            .map(|r| {
+                let name = if r.methods.is_empty() {
+                    format!("routes[{}]", r.path)
+                } else {
+                    format!("routes[{} {}]", r.methods.join(","), r.path)
+                };
+                (name, format!("{r:?}"))
+            })
+            .collect()
     };
-    let old_routes: HashMap<String, String> = o
-        .routes
-        .iter()
-        .map(|r| (route_name(r), format!("{r:?}")))
-        .collect();
-    let new_routes: HashMap<String, String> = n
-        .routes
-        .iter()
-        .map(|r| (route_name(r), format!("{r:?}")))
-        .collect();
-    for (name, rule) in &new_routes {
-        match old_routes.get(name) {
-            None => s.added.push(name.clone()),
-            Some(o) if o != rule => s.changed.push(name.clone()),
-            Some(_) => {}
-        }
-    }
-    for name in old_routes.keys().filter(|k| !new_routes.contains_key(*k)) {
-        s.removed.push(name.clone());
-    }
+    compare(&routes(o), &routes(n), &mut s);
     let debug = |v: &dyn fmt::Debug| format!("{v:?}");
     if debug(&o.policy) != debug(&n.policy) {
         s.changed.push("policy".into());
