@@ -315,8 +315,9 @@ impl Config {
         })
     }
 
-    /// The embedded default configuration (`src/config/default.toml`, compiled in): the seeds'
-    /// tiers, the `auth` and `upload` limits and their routes, HTTP on `127.0.0.1:8080`.
+    /// The embedded default configuration (`src/config/default.toml`, compiled in): the tiers
+    /// anonymous, basic, premium and api_key, the `auth` and `upload` limits and their
+    /// routes, HTTP on `127.0.0.1:8080`.
     pub fn embedded() -> Self {
         // The text is fixed at build time and a test parses it, so failing here is a build
         // defect, never an input problem.
