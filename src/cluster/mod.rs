@@ -21,4 +21,5 @@
 //!   Pure: no sockets, no clock.
 
 pub mod membership;
+pub mod metrics;
 pub mod wire;

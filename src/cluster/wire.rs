@@ -128,11 +128,19 @@ impl ClusterKey {
     /// The counter plane's key for `secret`: HMAC-SHA256 keyed with the HMAC-SHA256, under the
     /// secret, of the label `tollgate cluster counter plane v1`.
     pub fn new(secret: &[u8]) -> Result<Self, SecretTooShort> {
+        Self::for_plane(secret, KEY_LABEL)
+    }
+
+    /// The key of another use of the cluster secret, derived under its own `label` (say
+    /// `b"tollgate cluster membership v1"`): HMAC-SHA256 keyed with the HMAC-SHA256, under
+    /// the secret, of the label. Distinct labels give unrelated keys, so nothing signed for
+    /// one plane is ever accepted by another.
+    pub fn for_plane(secret: &[u8], label: &[u8]) -> Result<Self, SecretTooShort> {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(SecretTooShort { len: secret.len() });
         }
         let root = hmac::Key::new(hmac::HMAC_SHA256, secret);
-        let derived = hmac::sign(&root, KEY_LABEL);
+        let derived = hmac::sign(&root, label);
         Ok(Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
         })
@@ -145,8 +153,17 @@ impl ClusterKey {
     }
 
     /// Whether `tag` is the tag of `signed`, compared in constant time.
-    fn verifies(&self, signed: &[u8], tag: &[u8]) -> bool {
+    pub fn verifies(&self, signed: &[u8], tag: &[u8]) -> bool {
         hmac::verify(&self.key, signed, tag).is_ok()
+    }
+
+    /// The signed part of `bytes` when its last [`TAG_BYTES`] are their tag under this key,
+    /// checked in constant time; `None` when too short to hold a tag or when it does not
+    /// verify.
+    pub fn open<'a>(&self, bytes: &'a [u8]) -> Option<&'a [u8]> {
+        let cut = bytes.len().checked_sub(TAG_BYTES)?;
+        let (signed, tag) = bytes.split_at(cut);
+        self.verifies(signed, tag).then_some(signed)
     }
 }
 
