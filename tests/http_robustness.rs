@@ -20,6 +20,7 @@ fn shared() -> HttpShared {
         readiness: Default::default(),
         max_uri_bytes: 4096,
         endpoints: tollgate::server::http::Endpoints::ALL,
+        cluster: None,
     }
 }
 

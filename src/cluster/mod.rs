@@ -22,4 +22,5 @@
 
 pub mod membership;
 pub mod metrics;
+pub mod status;
 pub mod wire;

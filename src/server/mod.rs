@@ -197,6 +197,9 @@ impl ServerBuilder {
             None => None,
         };
 
+        // The cluster layer, when `[cluster] enabled`: started once the gate exists, before
+        // any door answers, so the doors can show its report.
+        let cluster_status: Option<crate::cluster::status::ClusterStatus> = None;
         let settings = Arc::new(HttpConnSettings::new(
             header_read_timeout,
             idle_timeout,
@@ -210,6 +213,7 @@ impl ServerBuilder {
             endpoints: Endpoints::Main {
                 metrics: sc.metrics_on_http,
             },
+            cluster: cluster_status.clone(),
         });
         let slots = Arc::new(ConnectionSlots::new(sc.max_connections));
         let controller = Arc::new(ShutdownController::new());
@@ -238,6 +242,7 @@ impl ServerBuilder {
                     readiness: readiness.clone(),
                     max_uri_bytes: sc.max_uri_bytes,
                     endpoints: Endpoints::MetricsOnly,
+                    cluster: None,
                 });
                 let metrics_settings = Arc::new(HttpConnSettings::new(
                     header_read_timeout,

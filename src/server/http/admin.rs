@@ -1,5 +1,7 @@
 //! The admin API: `POST /admin/revoke` (revoke a token by `jti`, or every token of a subject
-//! issued before a time) and `GET /admin/revocations` (every live revocation). Who may call
+//! issued before a time), `GET /admin/revocations` (every live revocation) and
+//! `GET /admin/cluster` (this node's peers, their state, generation, last-heard age and
+//! merge lag: `cluster::status`). Who may call
 //! it is the gate's decision (`gate::AdminAccess`, from `[auth.admin]`); this door words its
 //! refusals: disabled (404), the Unix socket only (403 elsewhere), and the admin secret as a
 //! bearer token (401 without it). Recording and listing are the gate's too ([`Gate::revoke`]).
@@ -35,6 +37,7 @@ pub const ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) enum AdminEndpoint {
     Revoke,
     Revocations,
+    Cluster,
 }
 
 impl HttpService {
@@ -54,6 +57,7 @@ impl HttpService {
             };
         let reply = match endpoint {
             AdminEndpoint::Revocations => shared.revocations().await,
+            AdminEndpoint::Cluster => shared.cluster_report(),
             AdminEndpoint::Revoke => match read_body(req).await {
                 Ok(body) => shared.revoke(&body).await,
                 Err(p) => problem_reply(&shared.refuse(p)),
@@ -94,11 +98,16 @@ impl HttpShared {
                 "GET, HEAD",
                 method == Method::GET || method == Method::HEAD,
             ),
+            "/admin/cluster" => (
+                AdminEndpoint::Cluster,
+                "GET, HEAD",
+                method == Method::GET || method == Method::HEAD,
+            ),
             other => {
                 let p = self.refuse(Problem::new(
                     ProblemType::NotFound,
                     format!(
-                        "no endpoint at {}; the admin API serves /admin/revoke and /admin/revocations",
+                        "no endpoint at {}; the admin API serves /admin/revoke, /admin/revocations and /admin/cluster",
                         quote(other)
                     ),
                 ));
@@ -211,6 +220,22 @@ impl HttpShared {
                 problem_reply(&p)
             }
         }
+    }
+}
+
+impl HttpShared {
+    /// `GET /admin/cluster`: this node, its peers and their state, as JSON; `{"enabled":
+    /// false}` when `[cluster]` is off.
+    fn cluster_report(&self) -> Reply {
+        let body = match &self.cluster {
+            Some(status) => {
+                let mut v = serde_json::to_value(status.report()).expect("a report serialises");
+                v["enabled"] = serde_json::Value::Bool(true);
+                v
+            }
+            None => serde_json::json!({ "enabled": false }),
+        };
+        json_reply(StatusCode::OK, body.to_string())
     }
 }
 

@@ -60,6 +60,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+
+use crate::cluster::status::ClusterStatus;
 use std::task::{Context, Poll};
 
 use http::{Method, Request, StatusCode, Uri};
@@ -89,6 +91,8 @@ pub struct HttpShared {
     pub max_uri_bytes: usize,
     /// Which endpoints the listener serves.
     pub endpoints: Endpoints,
+    /// The cluster's latest report, for `GET /admin/cluster`; `None` when `[cluster]` is off.
+    pub cluster: Option<ClusterStatus>,
 }
 
 /// Which endpoints a listener serves.

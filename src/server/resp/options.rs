@@ -28,6 +28,9 @@ pub struct RespOptions {
     /// How long an event loop that is at least half busy polls for work before it sleeps
     /// (`resp.idle_poll_us`, [`idle_poll`]); zero never polls.
     pub idle_poll: Duration,
+    /// The cluster's latest report, for `INFO cluster`; `None` when `[cluster]` is off (not
+    /// from `[resp]`: the server sets it).
+    pub cluster: Option<crate::cluster::status::ClusterStatus>,
 }
 
 impl RespOptions {
@@ -50,6 +53,7 @@ impl RespOptions {
             shutdown_grace: config.server.shutdown_grace(),
             threads: rc.threads,
             idle_poll: idle_poll::configured_window(rc, idle_poll::cpu_quota_cores()),
+            cluster: None,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `INFO [section…]`: the door's state in Redis's INFO format — server, clients, the door's
 //! counters (commands, checks, verifies, revocations, errors, event-loop sleeps), the
-//! limiter, and the configuration it runs with.
+//! limiter, and the configuration it runs with; and, asked for by name (`INFO cluster`), the
+//! cluster's peers (`cluster::status`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -110,6 +111,17 @@ pub(super) fn apply(args: &Args<'_>, door: &DoorShared, out: &mut BytesMut) {
             door.gate.admin().describe(),
         );
     });
+    // Asked for by name only: a peer list is long, and Redis's own sections come first.
+    if wanted.iter().any(|w| w == "cluster") {
+        if !text.is_empty() {
+            text.push_str("\r\n");
+        }
+        text.push_str("# Cluster\r\n");
+        match &door.options.cluster {
+            Some(status) => status.report().info_lines(&mut text),
+            None => text.push_str(crate::cluster::status::INFO_DISABLED),
+        }
+    }
     frame::put_bulk(out, text.as_bytes());
 }
 
