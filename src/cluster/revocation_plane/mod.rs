@@ -413,7 +413,10 @@ async fn push_loop(shared: Arc<Shared>, addr: SocketAddr, mut queue: mpsc::Recei
                 }
                 // A kept connection the peer has closed (idle, or restarted): try a new one
                 // at once.
-                Err(_) if reused => stream = None,
+                Err(_) if reused => {
+                    stream = None;
+                    attempt += 1;
+                }
                 Err(e) => {
                     tracing::debug!(%addr, reason = e.as_str(), "revocation plane: push not acknowledged; will retry");
                     stream = None;
