@@ -17,9 +17,7 @@ use tokio::task::JoinHandle;
 
 use tollgate::auth::{Revocation, RevocationOptions, RevocationStore};
 use tollgate::clock::{ManualClock, SystemClock};
-use tollgate::cluster::membership::{
-    Generation, Membership, MemoryNetwork, NodeValues, Timeouts,
-};
+use tollgate::cluster::membership::{Generation, Membership, MemoryNetwork, NodeValues, Timeouts};
 use tollgate::cluster::metrics::ClusterMetrics;
 use tollgate::cluster::revocation_plane::frame::{self, Frame, Message, KEY_LABEL};
 use tollgate::cluster::revocation_plane::{
@@ -143,7 +141,10 @@ impl Node {
     }
 
     fn dropped(&self, reason: &str) -> u64 {
-        self.metrics.dropped.with_label_values(&[PLANE, reason]).get()
+        self.metrics
+            .dropped
+            .with_label_values(&[PLANE, reason])
+            .get()
     }
 
     async fn revoke(&self, r: Revocation) {
@@ -196,7 +197,10 @@ async fn a_revocation_made_on_one_node_is_in_force_on_every_node() {
         let r = jti(&format!("token-{i}"));
         let start = Instant::now();
         from.revoke(r.clone()).await;
-        until("the revocation on every node", || nodes.iter().all(|n| n.has(&r))).await;
+        until("the revocation on every node", || {
+            nodes.iter().all(|n| n.has(&r))
+        })
+        .await;
         latencies.push(start.elapsed());
     }
     latencies.sort();
@@ -208,7 +212,10 @@ async fn a_revocation_made_on_one_node_is_in_force_on_every_node() {
         latencies.last().unwrap()
     );
     let pushed: u64 = nodes.iter().map(|n| n.events("pushed")).sum();
-    assert!(pushed >= 120, "each revocation pushed to two peers: {pushed}");
+    assert!(
+        pushed >= 120,
+        "each revocation pushed to two peers: {pushed}"
+    );
     until("every push acknowledged", || {
         nodes.iter().map(|n| n.events("acked")).sum::<u64>() >= 120
     })
@@ -395,7 +402,10 @@ async fn a_weaker_revocation_from_a_peer_never_weakens_one_held() {
         before: t + 10,
         until: t + 100_000,
     };
-    until("the join on every node", || nodes.iter().all(|n| n.has(&joined))).await;
+    until("the join on every node", || {
+        nodes.iter().all(|n| n.has(&joined))
+    })
+    .await;
     for n in &nodes {
         assert_eq!(n.store.len(), 1);
     }

@@ -35,7 +35,11 @@ pub fn run(data: &[u8]) {
     }
     key.append_tag(&mut signed);
     match decode(&signed, &key, 0, ANY_TIME) {
-        Ok(f) => assert_eq!(&encode(&f, &key)[LENGTH_BYTES..], &signed[..], "one encoding"),
+        Ok(f) => assert_eq!(
+            &encode(&f, &key)[LENGTH_BYTES..],
+            &signed[..],
+            "one encoding"
+        ),
         Err(e) => assert!(
             e != FrameError::BadMac,
             "a frame signed with the key authenticates"

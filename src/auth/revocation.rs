@@ -998,7 +998,10 @@ mod tests {
         s.revoke_jti("before-subscribing", 50).unwrap();
         let mut feed = s.subscribe(2);
         s.revoke_jti("j", 50).unwrap();
-        assert!(!s.revoke_jti("j", 40).unwrap(), "nothing new: not announced");
+        assert!(
+            !s.revoke_jti("j", 40).unwrap(),
+            "nothing new: not announced"
+        );
         s.merge([Revocation::Jti {
             jti: "from-a-peer".into(),
             exp: 50,
@@ -1013,7 +1016,10 @@ mod tests {
                 exp: 50
             }
         );
-        assert!(matches!(feed.try_recv().unwrap(), Revocation::Subject { .. }));
+        assert!(matches!(
+            feed.try_recv().unwrap(),
+            Revocation::Subject { .. }
+        ));
         assert!(feed.try_recv().is_err());
         assert_eq!(s.stats.feed_overflow.load(Ordering::Relaxed), 1);
     }

@@ -92,9 +92,7 @@ async fn receive(
     let bytes = read_frame(stream, shared, idle).await?;
     let frame = decode(&bytes, &shared.key, now_ms(), shared.options.freshness)
         .map_err(ConnError::Frame)?;
-    shared
-        .metrics
-        .received(PLANE, bytes.len() + LENGTH_BYTES);
+    shared.metrics.received(PLANE, bytes.len() + LENGTH_BYTES);
     Ok(frame)
 }
 

@@ -473,11 +473,20 @@ mod tests {
         assert_eq!(decode(body, &other, NOW, WINDOW), Err(FrameError::BadMac));
         let mut flipped = body.to_vec();
         flipped[12] ^= 1;
-        assert_eq!(decode(&flipped, &key(), NOW, WINDOW), Err(FrameError::BadMac));
+        assert_eq!(
+            decode(&flipped, &key(), NOW, WINDOW),
+            Err(FrameError::BadMac)
+        );
         let mut v2 = body.to_vec();
         v2[0] = 2;
-        assert_eq!(decode(&v2, &key(), NOW, WINDOW), Err(FrameError::BadVersion));
-        assert_eq!(decode(&body[..10], &key(), NOW, WINDOW), Err(FrameError::TooShort));
+        assert_eq!(
+            decode(&v2, &key(), NOW, WINDOW),
+            Err(FrameError::BadVersion)
+        );
+        assert_eq!(
+            decode(&body[..10], &key(), NOW, WINDOW),
+            Err(FrameError::TooShort)
+        );
         let huge = vec![VERSION; MAX_FRAME_BYTES + 1];
         assert_eq!(decode(&huge, &key(), NOW, WINDOW), Err(FrameError::TooLong));
         assert_eq!(
