@@ -31,6 +31,15 @@
 //! fsynced like local ones. At the cap, entries for a `jti` or subject not yet held are
 //! refused (counted in the [`MergeSummary`]) while those that extend held entries still
 //! apply: the store never evicts a revocation to make room.
+//!
+//! For the cluster: [`RevocationStore::subscribe`] gives a bounded feed of the revocations
+//! recorded *here* (through [`RevocationStore::apply`] and the `revoke_*` calls, not those
+//! taken in by a merge, so a revocation learnt from a peer is not echoed back), which the
+//! revocation plane pushes to the peers; a full feed drops and counts
+//! ([`RevocationStats::feed_overflow`]), and the digest comparison repairs what it dropped.
+//! [`RevocationStore::digest`] is kept up to date as entries change (each change XORs one
+//! entry's hash out and one in), so publishing it every interval costs a read lock, not a
+//! pass over every entry.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -41,6 +50,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 use super::identity::TokenClaims;
 use crate::clock::Clock;
@@ -146,6 +156,8 @@ pub struct RevocationStats {
     pub refused: AtomicU64,
     /// Log compactions done.
     pub compactions: AtomicU64,
+    /// Local revocations the feed ([`RevocationStore::subscribe`]) was too full to take.
+    pub feed_overflow: AtomicU64,
 }
 
 #[derive(Default)]
@@ -154,6 +166,37 @@ struct Tables {
     jti: HashMap<String, i64>,
     /// subject → (before, until) in seconds.
     sub: HashMap<String, (i64, i64)>,
+    /// XOR of [`entry_hash`] over every entry held: kept as entries change.
+    digest: [u8; 32],
+}
+
+/// The SHA-256 of an entry's log line: what [`RevocationStore::digest`] XORs together.
+fn entry_hash(r: &Revocation) -> [u8; 32] {
+    let line = serde_json::to_vec(r).expect("a revocation serialises");
+    let mut h = [0u8; 32];
+    h.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &line).as_ref());
+    h
+}
+
+fn xor_into(d: &mut [u8; 32], h: &[u8; 32]) {
+    for (a, b) in d.iter_mut().zip(h) {
+        *a ^= b;
+    }
+}
+
+fn jti_entry(jti: &str, exp: i64) -> Revocation {
+    Revocation::Jti {
+        jti: jti.to_string(),
+        exp,
+    }
+}
+
+fn sub_entry(sub: &str, (before, until): (i64, i64)) -> Revocation {
+    Revocation::Subject {
+        sub: sub.to_string(),
+        before,
+        until,
+    }
 }
 
 impl Tables {
@@ -167,23 +210,30 @@ impl Tables {
             Revocation::Jti { jti, exp } => match self.jti.get_mut(jti) {
                 Some(e) if *e >= *exp => false,
                 Some(e) => {
+                    xor_into(&mut self.digest, &entry_hash(&jti_entry(jti, *e)));
                     *e = *exp;
+                    xor_into(&mut self.digest, &entry_hash(r));
                     true
                 }
                 None => {
                     self.jti.insert(jti.clone(), *exp);
+                    xor_into(&mut self.digest, &entry_hash(r));
                     true
                 }
             },
             Revocation::Subject { sub, before, until } => match self.sub.get_mut(sub) {
                 Some((b, u)) if *b >= *before && *u >= *until => false,
                 Some((b, u)) => {
+                    xor_into(&mut self.digest, &entry_hash(&sub_entry(sub, (*b, *u))));
                     *b = (*b).max(*before);
                     *u = (*u).max(*until);
+                    let now = sub_entry(sub, (*b, *u));
+                    xor_into(&mut self.digest, &entry_hash(&now));
                     true
                 }
                 None => {
                     self.sub.insert(sub.clone(), (*before, *until));
+                    xor_into(&mut self.digest, &entry_hash(r));
                     true
                 }
             },
@@ -192,9 +242,21 @@ impl Tables {
 
     fn purge(&mut self, now_secs: i64, slack: i64) -> usize {
         let before = self.len();
-        self.jti
-            .retain(|_, exp| exp.saturating_add(slack) > now_secs);
-        self.sub.retain(|_, (_, until)| *until > now_secs);
+        let digest = &mut self.digest;
+        self.jti.retain(|jti, exp| {
+            let live = exp.saturating_add(slack) > now_secs;
+            if !live {
+                xor_into(digest, &entry_hash(&jti_entry(jti, *exp)));
+            }
+            live
+        });
+        self.sub.retain(|sub, entry| {
+            let live = entry.1 > now_secs;
+            if !live {
+                xor_into(digest, &entry_hash(&sub_entry(sub, *entry)));
+            }
+            live
+        });
         before - self.len()
     }
 
@@ -233,6 +295,8 @@ pub struct RevocationStore {
     count: AtomicUsize,
     /// Serialises writers; `None` when memory-only.
     log: Mutex<Option<Log>>,
+    /// Where revocations recorded here are announced ([`RevocationStore::subscribe`]).
+    feed: Mutex<Option<mpsc::Sender<Revocation>>>,
     pub stats: RevocationStats,
 }
 
@@ -259,6 +323,7 @@ impl RevocationStore {
             tables: RwLock::new(Tables::default()),
             count: AtomicUsize::new(0),
             log: Mutex::new(None),
+            feed: Mutex::new(None),
             stats: RevocationStats::default(),
         }
     }
@@ -394,8 +459,30 @@ impl RevocationStore {
             self.count.store(t.len(), Ordering::Release);
         }
         self.stats.recorded.fetch_add(1, Ordering::Relaxed);
+        // Announced as soon as it is in force here, so peers log it while this node does.
+        self.announce(&r);
         self.append(log, std::slice::from_ref(&r))?;
         Ok(true)
+    }
+
+    /// A feed of the revocations recorded on this node from now on, through
+    /// [`RevocationStore::apply`] or the `revoke_*` calls (never those taken in by
+    /// [`RevocationStore::merge`]: what a peer sent is not sent back). At most `capacity`
+    /// wait in it; past that they are dropped and counted in
+    /// [`RevocationStats::feed_overflow`] (the reader repairs by digest). One feed at a time:
+    /// subscribing again replaces the previous one.
+    pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<Revocation> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        *self.feed.lock() = Some(tx);
+        rx
+    }
+
+    fn announce(&self, r: &Revocation) {
+        if let Some(feed) = self.feed.lock().as_ref() {
+            if let Err(mpsc::error::TrySendError::Full(_)) = feed.try_send(r.clone()) {
+                self.stats.feed_overflow.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Takes in another store's entries (a peer's [`RevocationStore::list_entries`]): the
@@ -531,18 +618,20 @@ impl RevocationStore {
             .collect()
     }
 
-    /// An order-independent digest of the live entries (XOR of each entry's SHA-256), for
-    /// peers to tell whether their stores agree without exchanging them.
+    /// An order-independent digest of the entries held (XOR of each entry's SHA-256), for
+    /// peers to tell whether their stores agree without exchanging them. Kept up to date as
+    /// entries change: reading it costs a read lock. (Entries past their retention count
+    /// until they are purged.)
     pub fn digest(&self) -> [u8; 32] {
-        let mut d = [0u8; 32];
-        for r in self.tables.read().entries() {
-            let line = serde_json::to_vec(&r).expect("a revocation serialises");
-            let h = ring::digest::digest(&ring::digest::SHA256, &line);
-            for (a, b) in d.iter_mut().zip(h.as_ref()) {
-                *a ^= b;
-            }
-        }
-        d
+        self.tables.read().digest
+    }
+
+    /// The first 8 bytes of [`RevocationStore::digest`]: what a node publishes to its peers.
+    pub fn digest_u64(&self) -> u64 {
+        let d = self.digest();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&d[..8]);
+        u64::from_be_bytes(first)
     }
 
     /// Drops expired entries from memory (the log is compacted separately).
@@ -854,6 +943,85 @@ mod tests {
         assert_eq!(a.digest(), b.digest(), "order does not matter");
         b.revoke_jti("j", 60).unwrap();
         assert_ne!(a.digest(), b.digest());
+    }
+
+    /// The digest as it was computed before it was kept up to date: a pass over the entries.
+    fn digest_from_scratch(s: &RevocationStore) -> [u8; 32] {
+        let mut d = [0u8; 32];
+        for r in s.tables.read().entries() {
+            xor_into(&mut d, &entry_hash(&r));
+        }
+        d
+    }
+
+    #[test]
+    fn the_kept_digest_is_the_digest_of_the_entries() {
+        let c = clock(1000);
+        let opts = RevocationOptions {
+            jti_slack_secs: 0,
+            ..Default::default()
+        };
+        let s = RevocationStore::in_memory(c.clone(), opts);
+        let empty = s.digest();
+        s.revoke_jti("a", 1100).unwrap();
+        s.revoke_jti("b", 5000).unwrap();
+        s.revoke_jti("b", 6000).unwrap();
+        s.revoke_subject("u", 900).unwrap();
+        s.merge([
+            Revocation::Subject {
+                sub: "u".into(),
+                before: 950,
+                until: 10,
+            },
+            Revocation::Jti {
+                jti: "c".into(),
+                exp: 7000,
+            },
+        ])
+        .unwrap();
+        assert_eq!(s.digest(), digest_from_scratch(&s));
+        c.advance_millis(200_000);
+        assert_eq!(s.purge_expired(), 1);
+        assert_eq!(s.digest(), digest_from_scratch(&s));
+        s.compact().unwrap();
+        assert_eq!(s.digest(), digest_from_scratch(&s));
+        assert_ne!(s.digest(), empty);
+        assert_eq!(
+            s.digest_u64(),
+            u64::from_be_bytes(s.digest()[..8].try_into().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_feed_carries_local_revocations_only_and_counts_overflow() {
+        let s = RevocationStore::in_memory(clock(0), RevocationOptions::default());
+        s.revoke_jti("before-subscribing", 50).unwrap();
+        let mut feed = s.subscribe(2);
+        s.revoke_jti("j", 50).unwrap();
+        assert!(
+            !s.revoke_jti("j", 40).unwrap(),
+            "nothing new: not announced"
+        );
+        s.merge([Revocation::Jti {
+            jti: "from-a-peer".into(),
+            exp: 50,
+        }])
+        .unwrap();
+        s.revoke_subject("u", 10).unwrap();
+        s.revoke_jti("overflows", 50).unwrap();
+        assert_eq!(
+            feed.try_recv().unwrap(),
+            Revocation::Jti {
+                jti: "j".into(),
+                exp: 50
+            }
+        );
+        assert!(matches!(
+            feed.try_recv().unwrap(),
+            Revocation::Subject { .. }
+        ));
+        assert!(feed.try_recv().is_err());
+        assert_eq!(s.stats.feed_overflow.load(Ordering::Relaxed), 1);
     }
 
     #[test]

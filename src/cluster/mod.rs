@@ -19,8 +19,12 @@
 //!   an encoder that packs cells into datagrams of at most
 //!   [`wire::MAX_DATAGRAM_BYTES`], and a decoder that refuses anything else with a reason.
 //!   Pure: no sockets, no clock.
+//! - [`revocation_plane`]: revocations pushed to every live peer at once and acknowledged,
+//!   repaired by digest, and fetched by a joining node before it is ready; over TCP on the
+//!   gossip address, every frame authenticated.
 
 pub mod membership;
 pub mod metrics;
+pub mod revocation_plane;
 pub mod status;
 pub mod wire;

@@ -40,6 +40,11 @@ pub const INTERVAL_BOUNDS: (Duration, Duration) =
     (Duration::from_millis(10), Duration::from_secs(1));
 /// How often seeds are resolved again by default.
 pub const DEFAULT_RERESOLVE_INTERVAL: &str = "30s";
+/// How long a starting node looks for a ready peer to fetch revocations from, by default.
+pub const DEFAULT_JOIN_TIMEOUT: &str = "3s";
+/// Shortest and longest `join_timeout`.
+pub const JOIN_TIMEOUT_BOUNDS: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(600));
 /// Shortest and longest `reresolve_interval`.
 pub const RERESOLVE_BOUNDS: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(3600));
@@ -64,6 +69,9 @@ pub struct ClusterConfig {
     pub interval: String,
     /// How often the seeds' DNS names are resolved again (1s to 1h).
     pub reresolve_interval: String,
+    /// How long a starting node looks for a ready peer to fetch every revocation from before
+    /// it reports ready alone (100ms to 10m).
+    pub join_timeout: String,
 }
 
 impl Default for ClusterConfig {
@@ -76,6 +84,7 @@ impl Default for ClusterConfig {
             secret_env: None,
             interval: DEFAULT_INTERVAL.into(),
             reresolve_interval: DEFAULT_RERESOLVE_INTERVAL.into(),
+            join_timeout: DEFAULT_JOIN_TIMEOUT.into(),
         }
     }
 }
@@ -171,6 +180,12 @@ impl ClusterConfig {
     /// How often seeds are resolved again (30 s when unreadable; validation refuses that).
     pub fn reresolve_interval(&self) -> Duration {
         parse_duration(&self.reresolve_interval).unwrap_or(Duration::from_secs(30))
+    }
+
+    /// How long a starting node looks for a ready peer (3 s when unreadable; validation
+    /// refuses that).
+    pub fn join_timeout(&self) -> Duration {
+        parse_duration(&self.join_timeout).unwrap_or(Duration::from_secs(3))
     }
 
     /// This node's name: `node_name` when set, else `hostname` (read by the caller at start).
@@ -280,6 +295,12 @@ impl ClusterConfig {
             &self.reresolve_interval,
             RERESOLVE_BOUNDS,
         );
+        bounded(
+            v,
+            at.key("join_timeout"),
+            &self.join_timeout,
+            JOIN_TIMEOUT_BOUNDS,
+        );
     }
 }
 
@@ -335,6 +356,7 @@ mod tests {
         assert!(!c.enabled);
         assert_eq!(c.interval(), Duration::from_millis(50));
         assert_eq!(c.reresolve_interval(), Duration::from_secs(30));
+        assert_eq!(c.join_timeout(), Duration::from_secs(3));
         assert!(c.seeds.is_empty() && c.gossip.is_none() && c.secret_env.is_none());
         assert_eq!(c.node_name_or("pod-7"), "pod-7");
         assert_eq!(load("").unwrap().cluster, c);
@@ -346,7 +368,7 @@ mod tests {
         let c = load(&format!(
             "{GOOD}node_name = \"shop-5d9f-x2\"\nseeds = [\"10.0.0.7:7946\", \"[fd00::7]:7946\", \
              \"Peers.shop.svc.cluster.local.:7946\"]\ninterval = \"20ms\"\n\
-             reresolve_interval = \"1m\"\n"
+             reresolve_interval = \"1m\"\njoin_timeout = \"10s\"\n"
         ))
         .unwrap()
         .cluster;
@@ -369,6 +391,20 @@ mod tests {
         );
         assert_eq!(c.interval(), Duration::from_millis(20));
         assert_eq!(c.reresolve_interval(), Duration::from_secs(60));
+        assert_eq!(c.join_timeout(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_join_timeout_out_of_bounds_is_refused_with_its_position() {
+        for (value, says) in [("\"50ms\"", "too short"), ("\"1h\"", "too long")] {
+            let text = format!("{GOOD}join_timeout = {value}\n");
+            let e = load(&text).unwrap_err();
+            let at = format!(
+                "t.toml:{}:16: cluster.join_timeout:",
+                line_of(&text, "join_timeout")
+            );
+            assert!(e.contains(&at) && e.contains(says), "{e}");
+        }
     }
 
     #[test]
