@@ -228,7 +228,15 @@ async fn merge(shared: &Shared, revocations: Vec<Revocation>) -> Result<usize, C
 
 /// Connects to a peer's plane within the connect timeout.
 pub(super) async fn connect(shared: &Shared, addr: SocketAddr) -> Result<TcpStream, ConnError> {
-    let stream = timeout(shared.options.connect_timeout, TcpStream::connect(addr))
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(ip) = shared.local_ip.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = timeout(shared.options.connect_timeout, socket.connect(addr))
         .await
         .map_err(|_| ConnError::Timeout)??;
     let _ = stream.set_nodelay(true);

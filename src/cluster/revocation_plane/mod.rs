@@ -147,6 +147,9 @@ struct Shared {
     metrics: ClusterMetrics,
     options: RevocationPlaneOptions,
     next_request: AtomicU64,
+    /// The listener's own IP when it is a specific one: connections to peers leave from it,
+    /// so that a peer (and a firewall between them) sees this node's address.
+    local_ip: Option<std::net::IpAddr>,
 }
 
 /// Unix milliseconds: frames cross processes, so their times are wall times.
@@ -187,6 +190,11 @@ impl RevocationPlane {
             metrics,
             options,
             next_request: AtomicU64::new(rand::random::<u64>() >> 1),
+            local_ip: listener
+                .local_addr()
+                .ok()
+                .map(|a| a.ip())
+                .filter(|ip| !ip.is_unspecified()),
         });
         let server = tokio::spawn(conn::serve(listener, shared.clone(), shutdown.clone()));
         let joining = tokio::spawn(join(shared.clone(), membership.clone(), ready));
