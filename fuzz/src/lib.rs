@@ -9,6 +9,7 @@
 //! A body may use only the `tollgate` crate and its public dependencies (`http`), so that it
 //! compiles in both places.
 
+pub mod cluster_membership;
 pub mod cluster_wire;
 pub mod config_parse;
 pub mod policy_client_ip;

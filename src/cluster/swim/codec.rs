@@ -20,6 +20,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut};
@@ -276,8 +277,10 @@ impl Codec<SwimIdentity> for SwimCodec {
         header: &Header<SwimIdentity>,
         mut buf: impl BufMut,
     ) -> Result<(), CodecError> {
-        let len =
-            identity_len(&header.src)? + 2 + identity_len(&header.dst)? + message_len(&header.message)?;
+        let len = identity_len(&header.src)?
+            + 2
+            + identity_len(&header.dst)?
+            + message_len(&header.message)?;
         if buf.remaining_mut() < len {
             return Err(NO_ROOM);
         }
@@ -334,17 +337,25 @@ impl Codec<SwimIdentity> for SwimCodec {
 }
 
 /// What a datagram's foca payload says, read ahead of foca: its header and its member
-/// updates (the custom broadcasts behind them are left to foca). Mirrors how foca reads a
-/// datagram, so that anything refused here would be refused there.
+/// updates, with where each lies in the payload (the custom broadcasts behind them are left
+/// to foca). Reads as foca reads a datagram, so that anything refused here would be refused
+/// there.
 pub(crate) struct Preview {
     pub header: Header<SwimIdentity>,
-    pub updates: Vec<SwimIdentity>,
+    /// Where the header ends (and the update count begins, when there is one).
+    pub header_len: usize,
+    /// Each update, and the bytes it came from.
+    pub updates: Vec<(Member<SwimIdentity>, Range<usize>)>,
+    /// Where the updates end (and the custom broadcasts begin).
+    pub tail: usize,
 }
 
 /// Reads a payload's header and updates; refuses what does not parse.
-pub(crate) fn preview(mut data: &[u8]) -> Result<Preview, CodecError> {
+pub(crate) fn preview(payload: &[u8]) -> Result<Preview, CodecError> {
     let mut codec = SwimCodec;
+    let mut data = payload;
     let header = codec.decode_header(&mut data)?;
+    let header_len = payload.len() - data.len();
     let mut updates = Vec::new();
     if data.len() >= 2 && header.message != Message::Broadcast {
         let count = usize::from(read_u16(&mut data)?);
@@ -355,10 +366,17 @@ pub(crate) fn preview(mut data: &[u8]) -> Result<Preview, CodecError> {
         }
         updates.reserve(count);
         for _ in 0..count {
-            updates.push(codec.decode_member(&mut data)?.id().clone());
+            let start = payload.len() - data.len();
+            let member = codec.decode_member(&mut data)?;
+            updates.push((member, start..payload.len() - data.len()));
         }
     }
-    Ok(Preview { header, updates })
+    Ok(Preview {
+        header,
+        header_len,
+        updates,
+        tail: payload.len() - data.len(),
+    })
 }
 
 #[cfg(test)]
@@ -462,7 +480,10 @@ mod tests {
         );
         let mut bad = Vec::new();
         SwimCodec
-            .encode_member(&Member::new(id("ab", [1, 2, 3, 4]), 0, State::Alive), &mut bad)
+            .encode_member(
+                &Member::new(id("ab", [1, 2, 3, 4]), 0, State::Alive),
+                &mut bad,
+            )
             .unwrap();
         bad[1] = 0xff;
         assert_eq!(
@@ -505,7 +526,11 @@ mod tests {
             .unwrap();
         let p = preview(&buf).unwrap();
         assert_eq!(p.header, header);
-        assert_eq!(p.updates, vec![id("c", [10, 0, 0, 3])]);
+        assert_eq!(p.header_len, at);
+        assert_eq!(p.updates.len(), 1);
+        assert_eq!(p.updates[0].0, Member::alive(id("c", [10, 0, 0, 3])));
+        assert_eq!(p.updates[0].1, at + 2..buf.len());
+        assert_eq!(p.tail, buf.len());
         buf[at..at + 2].copy_from_slice(&u16::MAX.to_be_bytes());
         assert!(preview(&buf).is_err());
     }

@@ -64,7 +64,8 @@ impl SwimIdentity {
         Self::new(Arc::from(""), gossip, Generation(0))
     }
 
-    /// The node's name (empty only for a [`seed`](Self::seed) placeholder).
+    /// The node's name (empty only for the placeholder a node announces itself to when all it
+    /// knows of a seed is its address).
     pub fn name(&self) -> &str {
         &self.name
     }

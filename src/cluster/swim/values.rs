@@ -189,9 +189,8 @@ impl ValuesTable {
     /// Forgets the nodes `keep` says no to and that nothing was heard of for `after`.
     pub fn forget(&mut self, after: Duration, keep: impl Fn(&str) -> bool) {
         let now = self.now;
-        self.held.retain(|name, held| {
-            keep(name) || now.saturating_duration_since(held.seen_at) < after
-        });
+        self.held
+            .retain(|name, held| keep(name) || now.saturating_duration_since(held.seen_at) < after);
     }
 }
 
@@ -285,16 +284,25 @@ mod tests {
         assert!(!offer(record("a", 5, 2)), "a copy is not passed on");
         assert!(!offer(record("a", 5, 1)), "an older version loses");
         assert!(offer(record("a", 5, 3)));
-        assert!(offer(record("a", 6, 0)), "a restart wins whatever its version");
+        assert!(
+            offer(record("a", 6, 0)),
+            "a restart wins whatever its version"
+        );
         assert!(!offer(record("a", 5, 99)), "the previous life loses");
-        assert!(!offer(record("me", 9, 9)), "this node's name from elsewhere");
+        assert!(
+            !offer(record("me", 9, 9)),
+            "this node's name from elsewhere"
+        );
         assert_eq!(table.lock().get("a").unwrap().record, record("a", 6, 0));
         assert!(table.lock().get("me").is_none());
     }
 
     #[test]
     fn own_records_are_always_sent_and_keys_invalidate_older_ones() {
-        let table = Arc::new(Mutex::new(ValuesTable::new(Arc::from("me"), Instant::now())));
+        let table = Arc::new(Mutex::new(ValuesTable::new(
+            Arc::from("me"),
+            Instant::now(),
+        )));
         let mut h = ValuesHandler { table };
         let own = record("me", 1, 1).encode().unwrap();
         let newer = h.receive_item(&own, None).unwrap().unwrap();
