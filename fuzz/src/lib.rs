@@ -10,6 +10,7 @@
 //! compiles in both places.
 
 pub mod cluster_revocation_frame;
+pub mod cluster_membership;
 pub mod cluster_wire;
 pub mod config_parse;
 pub mod policy_client_ip;

@@ -15,6 +15,10 @@
 //!
 //! - [`membership`]: who the live peers are and the few values each publishes, behind a
 //!   trait of tollgate's, with a deterministic in-memory network for tests and simulation.
+//! - [`swim`]: that trait on the `foca` crate's SWIM failure detector, as a state machine
+//!   without I/O (the driver hands it datagrams and timers; it answers with datagrams to
+//!   send and timers to set), each node's values spread as foca broadcasts, every datagram
+//!   signed under the cluster secret.
 //! - [`wire`]: the counter plane's datagram — its layout, its MAC under the cluster secret,
 //!   an encoder that packs cells into datagrams of at most
 //!   [`wire::MAX_DATAGRAM_BYTES`], and a decoder that refuses anything else with a reason.
@@ -27,4 +31,5 @@ pub mod membership;
 pub mod metrics;
 pub mod revocation_plane;
 pub mod status;
+pub mod swim;
 pub mod wire;
