@@ -499,7 +499,10 @@ mod tests {
         assert_eq!((c.threshold, c.max_cells_per_interval), (Some(4), 1));
         load("[cluster]\nmax_cells_per_interval = 16384\n").unwrap();
         for (line, says) in [
-            ("threshold = 0", "cluster.threshold: 0 is not a publish threshold"),
+            (
+                "threshold = 0",
+                "cluster.threshold: 0 is not a publish threshold",
+            ),
             (
                 "threshold = 4294967296",
                 "cluster.threshold: 4294967296 is not a publish threshold",
