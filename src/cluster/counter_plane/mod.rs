@@ -28,7 +28,8 @@
 //!    repairs a lost datagram at the next tick. A cell that stops changing would leave a peer
 //!    that lost its last datagram stale for the rest of the window, so every published cell
 //!    is sent again [`REFRESH_AFTER_INTERVALS`] intervals after it was last sent, up to
-//!    [`REFRESHES`] times after its last change, with whatever budget the changed cells leave.
+//!    [`REFRESHES`] times after its last change (or after the last snapshot, so that a lost
+//!    snapshot datagram is repaired too), with whatever budget the changed cells leave.
 //! 6. **Snapshot on join.** A peer seen for the first time (a new name, a new generation), or
 //!    seen again after it was down or had another configuration, gets a burst of this node's
 //!    published cells (closest to their limit first, at most [`SNAPSHOT_MAX_CELLS`]), so a
@@ -55,9 +56,11 @@
 //! [`Limiter::merge_cell_with_quota`] (by maximum, with the limit's quota so that the
 //! limiter's memory cap evicts the counts farthest from their limit first).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use hashbrown::HashMap;
+use prometheus::IntCounter;
 
 use crate::limiter::{CellId, LimitSpec, Limiter, MergeOutcome, NodeSlot, MAX_LIMIT};
 
@@ -170,6 +173,25 @@ pub struct PeerCounterView {
     pub config_mismatch: bool,
 }
 
+/// The series counted per datagram, resolved for this plane's label.
+struct Counted {
+    datagrams_out: IntCounter,
+    bytes_out: IntCounter,
+    datagrams_in: IntCounter,
+    bytes_in: IntCounter,
+}
+
+impl Counted {
+    fn new(m: &ClusterMetrics) -> Self {
+        Self {
+            datagrams_out: m.datagrams.with_label_values(&[PLANE, "out"]),
+            bytes_out: m.bytes.with_label_values(&[PLANE, "out"]),
+            datagrams_in: m.datagrams.with_label_values(&[PLANE, "in"]),
+            bytes_in: m.bytes.with_label_values(&[PLANE, "in"]),
+        }
+    }
+}
+
 /// One published cell, as last sent.
 #[derive(Debug, Clone, Copy)]
 struct Published {
@@ -198,6 +220,9 @@ struct SlotEntry {
 pub struct CounterPlane {
     options: CounterPlaneOptions,
     metrics: ClusterMetrics,
+    /// This plane's series of `metrics`, resolved once (a label lookup costs a hash and a
+    /// lock; these are counted for every datagram).
+    counted: Counted,
     encoder: Encoder,
     /// Limit fingerprint → quota, from the configuration.
     quotas: HashMap<u64, u64>,
@@ -211,6 +236,10 @@ pub struct CounterPlane {
     /// The peers sent to at the last tick, with their generation.
     targets: HashMap<Arc<str>, Generation>,
     peers: HashMap<Arc<str>, PeerRecord>,
+    /// Node id → name, of the peers in `peers`.
+    by_node: HashMap<u64, Arc<str>>,
+    /// Ticks so far (the bookkeeping of gone peers runs every few).
+    ticks: u64,
     slots: HashMap<(u64, u64), SlotEntry>,
     next_slot: u32,
     /// [`Limiter::remote_counts_dropped`] as last read, to count evictions as they happen.
@@ -227,9 +256,12 @@ impl CounterPlane {
         // lives are told apart in logs and captures.
         let encoder = Encoder::new(options.key.clone(), node, options.generation.0, 0);
         Self {
+            counted: Counted::new(&metrics),
             options,
             metrics,
             encoder,
+            by_node: HashMap::new(),
+            ticks: 0,
             quotas: HashMap::new(),
             max_window_secs: 1,
             config_hash: 0,
@@ -326,7 +358,12 @@ impl CounterPlane {
     ) -> TickReport {
         let mut report = TickReport::default();
         self.nodes = 1 + peers.iter().filter(|p| p.state != PeerState::Down).count();
-        self.forget_gone_peers(peers, now_ms);
+        // Every second or so: what is kept per peer and per generation only needs that
+        // precision (a generation's slot is kept for two of the longest windows).
+        if self.ticks % REFRESH_AFTER_INTERVALS == 0 {
+            self.forget_gone_peers(peers, now_ms);
+        }
+        self.ticks += 1;
 
         // Whom to send to, and who is new.
         let mut targets: Vec<SocketAddr> = Vec::new();
@@ -337,7 +374,9 @@ impl CounterPlane {
                 self.note_mismatch(p);
                 continue;
             }
-            self.record(p).view.config_mismatch = false;
+            if let Some(r) = self.peers.get_mut(&p.name) {
+                r.view.config_mismatch = false;
+            }
             targets.push(p.values.plane);
             if self.targets.get(&p.name) != Some(&p.values.generation) {
                 joiners.push(p.values.plane);
@@ -422,9 +461,13 @@ impl CounterPlane {
             report.datagrams += self.send_cells(now_ms, &out, &targets, &mut send);
         }
 
-        // Snapshots for peers new to this node.
+        // Snapshots for peers new to this node; their cells are then re-sent like changed
+        // ones, so that a lost snapshot datagram is repaired too.
         if !joiners.is_empty() {
             let snapshot = self.snapshot();
+            for p in self.published.values_mut() {
+                p.refreshes_left = REFRESHES;
+            }
             report.datagrams += self.send_cells(now_ms, &snapshot, &joiners, &mut send);
             report.snapshots = joiners.len();
             self.metrics
@@ -462,7 +505,7 @@ impl CounterPlane {
                 Err(reason) => return Err(self.dropped(reason.as_str())),
             };
         let h = decoded.header;
-        let Some(peer) = peers.iter().find(|p| self.node_of(p) == h.node) else {
+        let Some(peer) = self.sender(peers, h.node) else {
             return Err(self.dropped("unknown_sender"));
         };
         let current = peer.values.generation.0;
@@ -477,7 +520,8 @@ impl CounterPlane {
             return Err(self.dropped("config_mismatch"));
         }
         let slot = self.slot_of(h.node, h.generation, now_ms);
-        self.metrics.received(PLANE, datagram.len());
+        self.counted.datagrams_in.inc();
+        self.counted.bytes_in.inc_by(datagram.len() as u64);
         let lag_ms = now_ms.saturating_sub(h.sent_at_ms);
         self.metrics.merge_lag.observe(lag_ms as f64 / 1000.0);
         let mut raised = 0;
@@ -506,10 +550,12 @@ impl CounterPlane {
 
     /// The record of `peer`, created on first sight.
     fn record(&mut self, peer: &Peer) -> &mut PeerRecord {
-        self.peers
-            .entry(peer.name.clone())
-            .or_insert_with(|| PeerRecord {
-                node: wire::node_id(&peer.name),
+        let by_node = &mut self.by_node;
+        self.peers.entry(peer.name.clone()).or_insert_with(|| {
+            let node = wire::node_id(&peer.name);
+            by_node.insert(node, peer.name.clone());
+            PeerRecord {
+                node,
                 view: PeerCounterView {
                     name: peer.name.clone(),
                     generation: None,
@@ -521,12 +567,21 @@ impl CounterPlane {
                     config_mismatch: false,
                 },
                 mismatch_said: None,
-            })
+            }
+        })
     }
 
-    /// The node id of `peer` (its name's, remembered).
-    fn node_of(&mut self, peer: &Peer) -> u64 {
-        self.record(peer).node
+    /// The peer of `peers` whose node id is `node`.
+    fn sender<'p>(&mut self, peers: &'p [Peer], node: u64) -> Option<&'p Peer> {
+        let named = |name: &Arc<str>| peers.iter().find(|p| p.name == *name);
+        if let Some(p) = self.by_node.get(&node).and_then(named) {
+            return Some(p);
+        }
+        // A peer not seen before: learn every listed peer's id.
+        for p in peers {
+            self.record(p);
+        }
+        self.by_node.get(&node).and_then(named)
     }
 
     /// Says once per peer generation that its configuration differs.
@@ -587,10 +642,15 @@ impl CounterPlane {
     /// being current more than two of the longest windows ago (their counts have left the
     /// limiter by then, so a late datagram of theirs could not be counted twice).
     fn forget_gone_peers(&mut self, peers: &[Peer], now_ms: u64) {
-        self.peers
-            .retain(|name, _| peers.iter().any(|p| &p.name == name));
+        self.peers.retain(|name, r| {
+            let listed = peers.iter().any(|p| &p.name == name);
+            if !listed {
+                self.by_node.remove(&r.node);
+            }
+            listed
+        });
         for p in peers {
-            let node = self.node_of(p);
+            let node = self.record(p).node;
             if let Some(e) = self.slots.get_mut(&(node, p.values.generation.0)) {
                 e.current_at_ms = now_ms;
             }
@@ -671,7 +731,8 @@ impl CounterPlane {
         for d in &outbox[..used] {
             for &addr in to {
                 send(addr, d);
-                self.metrics.sent(PLANE, d.len());
+                self.counted.datagrams_out.inc();
+                self.counted.bytes_out.inc_by(d.len() as u64);
                 sent += 1;
             }
         }
