@@ -49,7 +49,9 @@
 //! another configuration hash as `config_mismatch` (said once per peer generation in the log
 //! and in `tollgate_cluster_config_mismatches_total`). Every drop is counted by reason.
 //!
-//! Each (node, generation) gets a [`NodeSlot`] of its own, assigned here, never reused: a
+//! Each (node, generation) gets a [`NodeSlot`] of its own, assigned here, never reused (the
+//! first datagram of a new one is counted as a snapshot received,
+//! `tollgate_cluster_snapshot_transfers_total{plane="counter",direction="in"}`): a
 //! restarted node's counts, which start again from 0, go to a new slot and never lower what
 //! its previous life reported, and one life's counts are held in one slot only, so a peer is
 //! never counted twice however often its datagrams are duplicated. The cells are merged with
@@ -105,15 +107,29 @@ pub enum Threshold {
 }
 
 impl Threshold {
+    /// The setting `[cluster] threshold` makes: unset, [`Threshold::Auto`].
+    pub fn from_config(threshold: Option<u64>) -> Self {
+        threshold.map_or(Threshold::Auto, Threshold::Fixed)
+    }
+
     /// θ for a limit of `quota` hits per window in a cluster of `nodes` nodes (this one
     /// included).
     pub fn for_limit(self, quota: u64, nodes: usize) -> u64 {
         match self {
             Threshold::Fixed(t) => t.max(1),
-            Threshold::Auto => (quota / (50 * nodes.max(1) as u64)).max(1),
+            Threshold::Auto => (quota / (nodes.max(1) as u64).saturating_mul(50)).max(1),
         }
     }
 }
+
+/// The freshness bound a node should use: a datagram older than 2 s carries nothing a later
+/// datagram or a re-send (every 20 intervals, at most 1 s at the default interval) has not
+/// carried since, and a replay cannot outlive it; 1 s ahead leaves room for the clock skew
+/// of synchronised hosts. A node whose clock is further off is refused (`stale`, `future`).
+pub const DEFAULT_FRESHNESS: Freshness = Freshness {
+    max_age_ms: 2_000,
+    max_ahead_ms: 1_000,
+};
 
 /// How a [`CounterPlane`] runs.
 #[derive(Debug, Clone)]

@@ -158,6 +158,8 @@ fn the_auto_threshold_is_a_fiftieth_of_a_share_of_the_limit() {
     assert_eq!(Threshold::Auto.for_limit(100_000, 0), 2000);
     assert_eq!(Threshold::Fixed(7).for_limit(1000, 5), 7);
     assert_eq!(Threshold::Fixed(0).for_limit(1000, 5), 1);
+    assert_eq!(Threshold::from_config(None), Threshold::Auto);
+    assert_eq!(Threshold::from_config(Some(3)), Threshold::Fixed(3));
     // (N − 1)·θ stays under L/50 whatever N.
     for n in 1..200usize {
         let t = Threshold::Auto.for_limit(1000, n);
