@@ -459,3 +459,30 @@ fn datagrams_from_strangers_other_configurations_and_other_keys_are_dropped_and_
     let _ = tick(&mut b, T0, &a_seen);
     assert_eq!(metric(&b, "tollgate_cluster_remote_cells "), "1");
 }
+
+#[test]
+fn a_backlog_stays_bounded_and_every_change_goes_out_in_the_end() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut a = node("a", 1, &clock, |o| o.max_cells_per_interval = 3);
+    let b = node("b", 2, &clock, |_| {});
+    let peers = [peer_of(&b, 2, PeerState::Alive)];
+    let s = &limits()[0];
+    let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        hit(&a, s, k, 1 + i as u64 % 50);
+    }
+    let mut got = std::collections::BTreeMap::new();
+    let mut ticks = 0;
+    while got.len() < keys.len() {
+        let (r, sent) = tick(&mut a, T0 + 50 * ticks, &peers);
+        assert!(r.published <= 3);
+        assert!(a.plane.pending_cells() <= 3 * PENDING_PER_BUDGET, "bounded");
+        got.extend(cells_in(&sent, addr(2)));
+        ticks += 1;
+        assert!(ticks < 100, "every change goes out");
+    }
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(got[&a.limiter.cell_at(s, k, T0)], 1 + i as u64 % 50);
+    }
+    assert_eq!(a.limiter.changes_dropped(), 0);
+}
