@@ -13,6 +13,10 @@
 //! It sits above the limiter and beside the gate: it imports the limiter's cell types, and
 //! nothing below it (limiter, policy, config, auth) imports it.
 //!
+//! - [`counter_plane`]: what this node publishes of its own counts (changed cells at or
+//!   above a threshold, closest to their limit first, within a budget per interval; a
+//!   snapshot to each new peer) and how it merges its peers' (one slot per node generation),
+//!   sans-I/O: the driver gives it the time, the peers and the datagrams.
 //! - [`membership`]: who the live peers are and the few values each publishes, behind a
 //!   trait of tollgate's, with a deterministic in-memory network for tests and simulation.
 //! - [`swim`]: that trait on the `foca` crate's SWIM failure detector, as a state machine
@@ -27,6 +31,7 @@
 //!   repaired by digest, and fetched by a joining node before it is ready; over TCP on the
 //!   gossip address, every frame authenticated.
 
+pub mod counter_plane;
 pub mod membership;
 pub mod metrics;
 pub mod revocation_plane;

@@ -48,6 +48,15 @@ pub const JOIN_TIMEOUT_BOUNDS: (Duration, Duration) =
 /// Shortest and longest `reresolve_interval`.
 pub const RERESOLVE_BOUNDS: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(3600));
+/// Own cells a node publishes per interval by default: about six full datagrams (a typical
+/// cell takes 23 of a datagram's 1,200 bytes), room for a few hundred hot keys every
+/// interval, at most about 7 KB per peer per interval (140 KB/s at the default 50 ms).
+pub const DEFAULT_MAX_CELLS_PER_INTERVAL: u64 = 256;
+/// Most `max_cells_per_interval`: about 370 datagrams per peer per interval is already more
+/// than any use of a shared limit needs.
+pub const MAX_CELLS_PER_INTERVAL: u64 = 16_384;
+/// Largest fixed `threshold`: a count is at most 2³² − 1 in the limiter.
+pub const MAX_THRESHOLD: u64 = u32::MAX as u64;
 
 /// `[cluster]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -72,6 +81,12 @@ pub struct ClusterConfig {
     /// How long a starting node looks for a ready peer to fetch every revocation from before
     /// it reports ready alone (100ms to 10m).
     pub join_timeout: String,
+    /// The publish threshold θ: a node publishes a cell once its own count in it reaches
+    /// this. Unset: derived per limit from its quota and the cluster's size (docs/cluster.md).
+    pub threshold: Option<u64>,
+    /// Most own cells published per interval; when more changed, those closest to their
+    /// limit go first and the rest wait for the next interval (1 to 16,384).
+    pub max_cells_per_interval: u64,
 }
 
 impl Default for ClusterConfig {
@@ -85,6 +100,8 @@ impl Default for ClusterConfig {
             interval: DEFAULT_INTERVAL.into(),
             reresolve_interval: DEFAULT_RERESOLVE_INTERVAL.into(),
             join_timeout: DEFAULT_JOIN_TIMEOUT.into(),
+            threshold: None,
+            max_cells_per_interval: DEFAULT_MAX_CELLS_PER_INTERVAL,
         }
     }
 }
@@ -288,6 +305,27 @@ impl ClusterConfig {
                  limiter.hash_key_env to a variable holding the same secret on every node",
             );
         }
+        if let Some(t) = self.threshold {
+            if !(1..=MAX_THRESHOLD).contains(&t) {
+                v.invalid(
+                    at.key("threshold"),
+                    format!(
+                        "{t} is not a publish threshold: use a count from 1 to {MAX_THRESHOLD} \
+                         (or leave it out to derive one from each limit and the cluster's size)"
+                    ),
+                );
+            }
+        }
+        if !(1..=MAX_CELLS_PER_INTERVAL).contains(&self.max_cells_per_interval) {
+            v.invalid(
+                at.key("max_cells_per_interval"),
+                format!(
+                    "{} cells per interval is out of range: use 1 to {MAX_CELLS_PER_INTERVAL} \
+                     (default {DEFAULT_MAX_CELLS_PER_INTERVAL})",
+                    self.max_cells_per_interval
+                ),
+            );
+        }
         bounded(v, at.key("interval"), &self.interval, INTERVAL_BOUNDS);
         bounded(
             v,
@@ -485,6 +523,42 @@ mod tests {
         }
         load("[cluster]\ninterval = \"10ms\"\nreresolve_interval = \"1h\"\n").unwrap();
         load("[cluster]\ninterval = \"1s\"\nreresolve_interval = \"1s\"\n").unwrap();
+    }
+
+    #[test]
+    fn threshold_and_cell_budget_are_bounded_and_placed() {
+        let c = load("").unwrap().cluster;
+        assert_eq!((c.threshold, c.max_cells_per_interval), (None, 256));
+        let c = load("[cluster]\nthreshold = 4\nmax_cells_per_interval = 1\n")
+            .unwrap()
+            .cluster;
+        assert_eq!((c.threshold, c.max_cells_per_interval), (Some(4), 1));
+        load("[cluster]\nmax_cells_per_interval = 16384\n").unwrap();
+        for (line, says) in [
+            (
+                "threshold = 0",
+                "cluster.threshold: 0 is not a publish threshold",
+            ),
+            (
+                "threshold = 4294967296",
+                "cluster.threshold: 4294967296 is not a publish threshold",
+            ),
+            (
+                "max_cells_per_interval = 0",
+                "cluster.max_cells_per_interval: 0 cells per interval is out of range",
+            ),
+            (
+                "max_cells_per_interval = 16385",
+                "use 1 to 16384 (default 256)",
+            ),
+        ] {
+            let text = format!("[cluster]\n{line}\n");
+            let e = load(&text).unwrap_err();
+            let key = line.split(' ').next().unwrap();
+            let at = format!("t.toml:{}:", line_of(&text, key));
+            assert!(e.contains(&at) && e.contains(says), "{e}");
+        }
+        assert!(load("[cluster]\nthreshold = -1\n").is_err());
     }
 
     #[test]

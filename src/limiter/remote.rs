@@ -19,8 +19,13 @@
 //!   malformed ones, are ignored.
 //! - **Bounds.** At most `max_states` remote counts (one per cell and slot) in all, and at
 //!   most [`MAX_SLOTS_PER_CELL`] slots per cell. At the cap a shard first drops its cells
-//!   whose windows have passed, then evicts its cells of the oldest windows; a count that
-//!   still finds no room is not recorded. Every count so lost is counted
+//!   whose windows have passed, then evicts the cells farthest from their limit: those whose
+//!   weight in a decision now (the whole count in its own window, the share the sliding
+//!   window still gives it in the next) is the smallest fraction of the limit's quota
+//!   ([`Limiter::merge_cell_with_quota`]; a cell merged without one ranks as if its quota
+//!   were [`super::MAX_LIMIT`]). A new count that would itself rank farthest is refused
+//!   instead, and a count that still finds no room is not recorded. Every count so lost is
+//!   counted
 //!   ([`Limiter::remote_counts_dropped`]); losing one only makes decisions count fewer hits
 //!   of other nodes, so the caps can only err towards admitting. The idle sweep drops
 //!   cells whose windows have passed.
@@ -61,6 +66,8 @@ pub enum MergeOutcome {
 struct RemoteCell {
     limit: u64,
     window_secs: u64,
+    /// The limit's quota, for ranking cells at the cap (0: not known).
+    quota: u64,
     /// Sum of `slots`' counts (saturating), read by every decision on the state.
     total: u64,
     slots: SmallVec<[(NodeSlot, u64); 2]>,
@@ -70,6 +77,24 @@ impl RemoteCell {
     /// Unix second at which the window no longer weighs in any decision.
     fn expiry(&self, start: u64) -> u64 {
         start.saturating_add(2 * self.window_secs)
+    }
+
+    /// How close the cell is to its limit at `now_secs`: the hits it adds to a decision now
+    /// as a fraction of the quota. In its own window (or one ahead) all its hits count; in
+    /// the next one the sliding window weighs them by the part of the window still to run.
+    fn closeness(&self, start: u64, now_secs: u64) -> f64 {
+        let w = self.window_secs.max(1);
+        let weight = if now_secs < start.saturating_add(w) {
+            1.0
+        } else {
+            self.expiry(start).saturating_sub(now_secs) as f64 / w as f64
+        };
+        let quota = if self.quota == 0 {
+            super::MAX_LIMIT
+        } else {
+            self.quota
+        };
+        self.total as f64 * weight / quota as f64
     }
 }
 
@@ -111,10 +136,10 @@ impl RemoteCells {
             .map_or(Raise::NewCount, |c| c.raise(cell, slot, count))
     }
 
-    pub fn insert(&mut self, cell: &CellId, slot: NodeSlot, count: u64) {
+    pub fn insert(&mut self, cell: &CellId, slot: NodeSlot, count: u64, quota: u64) {
         self.0
             .get_or_insert_with(Default::default)
-            .insert(cell, slot, count);
+            .insert(cell, slot, count, quota);
     }
 
     pub fn slot_count(&self, cell: &CellId, slot: NodeSlot) -> Option<u64> {
@@ -136,8 +161,24 @@ impl RemoteCells {
         self.remove(|c| c.drop_passed(now_secs))
     }
 
-    pub fn evict_oldest(&mut self, batch: usize) -> usize {
-        self.remove(|c| c.evict_oldest(batch))
+    /// Makes room for `count` more hits of `cell` (quota `quota`) by evicting at least
+    /// `batch` slot counts of the cells farthest from their limit, never `cell`'s own. `None`
+    /// when `cell`, with the new count, would itself be the farthest: it is the one to lose.
+    pub fn evict_farthest(
+        &mut self,
+        batch: usize,
+        now_secs: u64,
+        incoming: (&CellId, u64, u64),
+    ) -> Option<usize> {
+        let mut refused = false;
+        let evicted = self.remove(|c| match c.evict_farthest(batch, now_secs, incoming) {
+            Some(n) => n,
+            None => {
+                refused = true;
+                0
+            }
+        });
+        (!refused).then_some(evicted)
     }
 
     fn remove(&mut self, f: impl FnOnce(&mut Cells) -> usize) -> usize {
@@ -197,16 +238,20 @@ impl Cells {
 
     /// Adds `slot`'s first count of `cell` (after [`RemoteCells::raise`] said `NewCount`
     /// and room was reserved).
-    pub fn insert(&mut self, cell: &CellId, slot: NodeSlot, count: u64) {
+    pub fn insert(&mut self, cell: &CellId, slot: NodeSlot, count: u64, quota: u64) {
         let c = self
             .cells
             .entry((cell.state_hash, cell.window_start_secs))
             .or_insert_with(|| RemoteCell {
                 limit: cell.limit,
                 window_secs: cell.window_secs,
+                quota,
                 total: 0,
                 slots: SmallVec::new(),
             });
+        if c.quota == 0 {
+            c.quota = quota;
+        }
         c.slots.push((slot, count));
         c.total = c.total.saturating_add(count);
         self.counts += 1;
@@ -239,33 +284,57 @@ impl Cells {
         self.remove_where(|&(_, start), c| c.expiry(start) <= now_secs)
     }
 
-    /// Evicts whole cells of the oldest windows (whose counts stop mattering soonest) until
-    /// at least `batch` slot counts have gone, or none is left. Returns how many went.
-    pub fn evict_oldest(&mut self, batch: usize) -> usize {
-        let mut expiries: Vec<u64> = self
+    /// Evicts whole cells, those farthest from their limit first ([`RemoteCell::closeness`],
+    /// ties to the older window), until at least `batch` slot counts have gone or none but
+    /// `incoming`'s cell is left. `incoming` is the cell a count is being made room for, the
+    /// count and the quota: never evicted; and when, with that count, it would be farther
+    /// from its limit than every other cell, nothing is evicted and `None` says so.
+    pub fn evict_farthest(
+        &mut self,
+        batch: usize,
+        now_secs: u64,
+        (cell, count, quota): (&CellId, u64, u64),
+    ) -> Option<usize> {
+        let keep = (cell.state_hash, cell.window_start_secs);
+        let mut ranked: Vec<(f64, u64, (u64, u64))> = self
             .cells
             .iter()
-            .map(|(&(_, start), c)| c.expiry(start))
+            .filter(|(k, _)| **k != keep)
+            .map(|(&k, c)| (c.closeness(k.1, now_secs), c.expiry(k.1), k))
             .collect();
-        expiries.sort_unstable();
-        let Some(&threshold) = expiries.get(
-            batch
-                .saturating_sub(1)
-                .min(expiries.len().saturating_sub(1)),
-        ) else {
-            return 0;
+        let incoming = match self.cells.get(&keep) {
+            Some(c) => RemoteCell {
+                total: c.total.saturating_add(count),
+                ..c.clone()
+            },
+            None => RemoteCell {
+                limit: cell.limit,
+                window_secs: cell.window_secs,
+                quota,
+                total: count,
+                slots: SmallVec::new(),
+            },
         };
-        // Every cell older than the threshold goes; of those at it, only what completes the
-        // batch.
-        let mut removed = 0;
-        self.remove_where(|&(_, start), c| {
-            let expiry = c.expiry(start);
-            let go = expiry < threshold || (expiry == threshold && removed < batch);
-            if go {
-                removed += c.slots.len();
+        let incoming = incoming.closeness(keep.1, now_secs);
+        let order = |a: &(f64, u64, (u64, u64)), b: &(f64, u64, (u64, u64))| {
+            a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+        };
+        let farthest = ranked.iter().min_by(|a, b| order(a, b))?;
+        if incoming <= farthest.0 {
+            return None;
+        }
+        // The fewest farthest cells that together hold `batch` slot counts.
+        ranked.sort_unstable_by(order);
+        let mut go = hashbrown::HashSet::new();
+        let mut held = 0;
+        for (_, _, k) in ranked {
+            if held >= batch {
+                break;
             }
-            go
-        })
+            held += self.cells.get(&k).map_or(0, |c| c.slots.len());
+            go.insert(k);
+        }
+        Some(self.remove_where(|k, _| go.contains(k)))
     }
 
     fn remove_where(&mut self, mut remove: impl FnMut(&(u64, u64), &RemoteCell) -> bool) -> usize {
@@ -293,8 +362,23 @@ impl Limiter {
     /// Records that node slot `slot` counted `count` hits in `cell`, keeping the larger of
     /// that and what was held for the slot (see the module doc of `remote.rs` for the
     /// windows accepted, the caps and what decisions then count). Never lowers a count,
-    /// never touches this node's own counts.
+    /// never touches this node's own counts. Without the limit's quota, a cell ranks at the
+    /// cap as if its quota were [`super::MAX_LIMIT`]: prefer
+    /// [`Limiter::merge_cell_with_quota`].
     pub fn merge_cell(&self, cell: &CellId, slot: NodeSlot, count: u64) -> MergeOutcome {
+        self.merge_cell_with_quota(cell, slot, count, 0)
+    }
+
+    /// [`Limiter::merge_cell`] for a cell whose limit admits `quota` hits per window (0: not
+    /// known): at the memory cap, cells farthest from their limit are evicted first, so an
+    /// eviction forgets the counts that weigh least in a decision.
+    pub fn merge_cell_with_quota(
+        &self,
+        cell: &CellId,
+        slot: NodeSlot,
+        count: u64,
+        quota: u64,
+    ) -> MergeOutcome {
         if !cell.is_well_formed() {
             return MergeOutcome::Ignored;
         }
@@ -318,19 +402,26 @@ impl Limiter {
                 MergeOutcome::Dropped
             }
             Raise::NewCount => {
-                if !self.reserve_remote(&mut shard.remote, now_secs) {
+                if !self.reserve_remote(&mut shard.remote, now_secs, (cell, count, quota)) {
                     self.remote_dropped.fetch_add(1, Ordering::Relaxed);
                     return MergeOutcome::Dropped;
                 }
-                shard.remote.insert(cell, slot, count);
+                shard.remote.insert(cell, slot, count, quota);
                 MergeOutcome::Raised
             }
         }
     }
 
-    /// Reserves room for one more remote count, to be inserted into `remote` (the locked
-    /// shard's): at the cap, drops the shard's passed cells, then evicts its oldest ones.
-    fn reserve_remote(&self, remote: &mut RemoteCells, now_secs: u64) -> bool {
+    /// Reserves room for one more remote count, `incoming` (cell, count, quota), to be
+    /// inserted into `remote` (the locked shard's): at the cap, drops the shard's passed
+    /// cells, then evicts the ones farthest from their limit (unless `incoming` would be
+    /// the farthest: then it is refused).
+    fn reserve_remote(
+        &self,
+        remote: &mut RemoteCells,
+        now_secs: u64,
+        incoming: (&CellId, u64, u64),
+    ) -> bool {
         let reserve = || {
             self.remote_counts
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
@@ -346,7 +437,10 @@ impl Limiter {
         if reserve() {
             return true;
         }
-        let evicted = remote.evict_oldest((remote.counts() / 64).max(1));
+        let batch = (remote.counts() / 64).max(1);
+        let Some(evicted) = remote.evict_farthest(batch, now_secs, incoming) else {
+            return false;
+        };
         self.remote_counts.fetch_sub(evicted, Ordering::Relaxed);
         self.remote_dropped
             .fetch_add(evicted as u64, Ordering::Relaxed);
@@ -387,7 +481,7 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{limiter, limiter_with_shards, one, spec, T0};
-    use super::super::{Algorithm, LimitCheck};
+    use super::super::{Algorithm, LimitCheck, LimitSpec};
     use super::*;
 
     const A: NodeSlot = NodeSlot(1);
@@ -567,6 +661,67 @@ mod tests {
         let fresh = l.cell_at(&s, "fresh", T0 + 120_000);
         assert_eq!(l.merge_cell(&fresh, A, 1), MergeOutcome::Raised);
         assert_eq!(l.remote_counts_dropped(), 0);
+    }
+
+    #[test]
+    fn at_the_cap_the_cells_farthest_from_their_limit_go_first() {
+        // One shard, room for four counts.
+        let (l, c) = limiter_with_shards(4, 1);
+        let s = spec("w", 10, 60, Algorithm::SlidingWindow);
+        let big = spec("big", 1000, 60, Algorithm::SlidingWindow);
+        let at = |spec: &LimitSpec, k: &str| l.cell_at(spec, k, T0);
+        let merge = |spec: &LimitSpec, k: &str, n: u64| {
+            l.merge_cell_with_quota(&at(spec, k), A, n, spec.limit)
+        };
+        assert_eq!(merge(&s, "near", 9), MergeOutcome::Raised);
+        assert_eq!(merge(&s, "mid", 5), MergeOutcome::Raised);
+        assert_eq!(merge(&s, "low", 2), MergeOutcome::Raised);
+        // 9 of 1,000 is farther from its limit than 2 of 10.
+        assert_eq!(merge(&big, "far", 9), MergeOutcome::Raised);
+        // A count nearer its limit than the farthest held evicts that one, and only it.
+        assert_eq!(merge(&s, "new", 8), MergeOutcome::Raised);
+        assert_eq!(l.remote_count(&at(&big, "far"), A), None);
+        for k in ["near", "mid", "low", "new"] {
+            assert!(l.remote_count(&at(&s, k), A).is_some(), "{k}");
+        }
+        assert_eq!(l.remote_counts_dropped(), 1);
+        // A count that would itself be the farthest is refused, evicting nothing.
+        assert_eq!(merge(&s, "tiny", 1), MergeOutcome::Dropped);
+        assert_eq!(l.remote_counts_dropped(), 2);
+        assert_eq!(l.remote_counts_held(), 4);
+        // A new slot in a held cell adds to that cell's weight, and the cell is never evicted
+        // to make room for its own count: "low" with B's 4 (6 of 10) evicts "mid" (5).
+        assert_eq!(
+            l.merge_cell_with_quota(&at(&s, "low"), B, 4, 10),
+            MergeOutcome::Raised
+        );
+        assert_eq!(l.remote_count(&at(&s, "mid"), A), None);
+        assert_eq!(l.remote_total(&at(&s, "low")), 6);
+        assert_eq!(l.remote_counts_dropped(), 3);
+        // In the next window a cell weighs by the part of its window still to run: three
+        // quarters of the way through, "low" weighs 6 × 1/4 = 1.5, "new" 2, "near" 2.25,
+        // all less than the 3 of a count of the current window, which evicts "low".
+        c.set_millis(T0 + 105_000);
+        let now = |k: &str| l.cell_at(&s, k, T0 + 105_000);
+        assert_eq!(
+            l.merge_cell_with_quota(&now("fresh"), A, 3, 10),
+            MergeOutcome::Raised
+        );
+        assert_eq!(l.remote_total(&at(&s, "low")), 0);
+        assert_eq!(l.remote_count(&at(&s, "new"), A), Some(8));
+        assert_eq!(l.remote_count(&at(&s, "near"), A), Some(9));
+        assert_eq!(l.remote_counts_dropped(), 5, "both of low's slots");
+        // Room for one more; then a count of the past window that would weigh least (5 ×
+        // 1/4) is refused.
+        assert_eq!(
+            l.merge_cell_with_quota(&now("more"), A, 3, 10),
+            MergeOutcome::Raised
+        );
+        assert_eq!(
+            l.merge_cell_with_quota(&at(&s, "old"), A, 5, 10),
+            MergeOutcome::Dropped
+        );
+        assert_eq!(l.remote_counts_held(), 4);
     }
 
     #[test]
