@@ -17,9 +17,11 @@
 //!   consumes nothing. Counts of other nodes can be merged in by cell
 //!   ([`limiter::Limiter::merge_cell`]), for a cluster layer to build on.
 //! - [`cluster`]: the sidecars of a deployment sharing their counts and revocations by
-//!   gossip, above the limiter (off unless configured; not running yet): membership behind
-//!   [`cluster::membership::Membership`], and the counter plane's datagram
-//!   ([`cluster::wire`]: layout, MAC, encoder and decoder).
+//!   gossip (off unless configured), a door like the others: one driver task per node
+//!   ([`cluster::node`]) owns a UDP socket and a TCP listener; membership and failure
+//!   detection on foca ([`cluster::swim`], behind [`cluster::membership::Membership`]); the
+//!   counter plane ([`cluster::counter_plane`], datagrams of [`cluster::wire`]) merging
+//!   peers' counts into the limiter; the revocation plane ([`cluster::revocation_plane`]).
 //! - [`config`]: the TOML schema, the embedded default, validation with file:line:column
 //!   errors, the typed views (durations, addresses, file modes). Data: it imports no other
 //!   module; [`gate::compile`] turns it into what runs.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs tollgate's whole test suite on a fresh machine: installs the real components the
-# integration tests drive (nginx for the auth_request tests, redis-tools for redis-cli),
+# integration tests drive (nginx for the auth_request tests, redis-tools for redis-cli,
+# nftables for the cluster partition test),
 # then `cargo test`. Safe to run again; installs only what is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -9,6 +10,8 @@ missing=()
 # nginx lives in /usr/sbin, which a non-root PATH may lack (the tests look there too).
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+# nftables: tests/cluster_partition.rs partitions a cluster inside a network namespace.
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "tests/run.sh: need ${missing[*]}; run as root or install them with apt-get" >&2

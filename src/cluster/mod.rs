@@ -34,6 +34,7 @@
 pub mod counter_plane;
 pub mod membership;
 pub mod metrics;
+pub mod node;
 pub mod revocation_plane;
 pub mod status;
 pub mod swim;

@@ -25,12 +25,6 @@ pub struct Preflight {
     pub not_checked: Vec<String>,
 }
 
-/// What a configuration with `[cluster] enabled = true` gets while the cluster layer (the
-/// membership driver, the counter and revocation planes) is not running in this build.
-pub const NOT_YET_CLUSTERED: &str = "[cluster] enabled = true: this version of tollgate \
-     validates [cluster] but does not run the cluster layer yet, so this sidecar would count \
-     alone; set enabled = false (docs/cluster.md says what is built so far)";
-
 impl Preflight {
     /// Checks everything `config` names outside itself, reading environment variables
     /// through `env`. Every problem is reported, not only the first.
@@ -70,11 +64,6 @@ impl Preflight {
         }
         if let Err(e) = config.cluster.read_secret(env) {
             p.problems.push(format!("[cluster] {e}"));
-        }
-        if config.cluster.enabled {
-            // Refused rather than ignored: a sidecar that silently counted alone would hand
-            // every user N times their limit behind N pods.
-            p.problems.push(NOT_YET_CLUSTERED.to_string());
         }
         p
     }
@@ -213,7 +202,7 @@ mod tests {
         c.cluster.enabled = true;
         c.cluster.secret_env = Some("TOLLGATE_TEST_NO_SUCH_CLUSTER_SECRET".into());
         let p = Preflight::run(&c, &no_env);
-        assert_eq!(p.problems.len(), 2, "{:#?}", p.problems);
+        assert_eq!(p.problems.len(), 1, "{:#?}", p.problems);
         assert!(
             p.problems[0].starts_with(
                 "[cluster] cluster.secret_env: the variable \
@@ -226,9 +215,9 @@ mod tests {
             p.problems.iter().any(|e| e.contains("holds 31 bytes")),
             "{p:?}"
         );
-        // With the secret right, what remains is that the layer does not run yet.
+        // With the secret (and the hash key it requires) right, nothing remains.
         let p = Preflight::run(&c, &|_| Some("x".repeat(32)));
-        assert_eq!(p.problems, [NOT_YET_CLUSTERED]);
+        assert_eq!(p.problems, Vec::<String>::new());
     }
 
     #[test]

@@ -198,8 +198,23 @@ impl ServerBuilder {
         };
 
         // The cluster layer, when `[cluster] enabled`: started once the gate exists, before
-        // any door answers, so the doors can show its report.
-        let cluster_status: Option<crate::cluster::status::ClusterStatus> = None;
+        // any door answers, so the doors can show its report. Its readiness condition
+        // (`cluster`) holds once it has its peers' revocations.
+        let cluster = if config.cluster.enabled {
+            Some(
+                crate::cluster::node::start(crate::cluster::node::ClusterStart {
+                    gate: gate.clone(),
+                    config: &config.cluster,
+                    env: &*env,
+                    readiness: &readiness,
+                })
+                .await?,
+            )
+        } else {
+            None
+        };
+        let cluster_status = cluster.as_ref().map(|c| c.status().clone());
+        let cluster_addr = cluster.as_ref().map(|c| c.gossip_addr());
         let settings = Arc::new(HttpConnSettings::new(
             header_read_timeout,
             idle_timeout,
@@ -281,7 +296,8 @@ impl ServerBuilder {
         // The RESP door, when `[resp] enabled`: its own listeners and connection cap, the same
         // gate and the same shutdown phases.
         let resp_server = if config.resp.enabled {
-            let options = resp::RespOptions::from_config(&config)?;
+            let mut options = resp::RespOptions::from_config(&config)?;
+            options.cluster = cluster_status.clone();
             Some(resp::RespServer::start_with_shutdown(
                 gate.clone(),
                 options,
@@ -312,7 +328,10 @@ impl ServerBuilder {
             all_slots,
             shutdown_grace,
             unix_file,
-            resp_server,
+            OtherDoors {
+                resp: resp_server,
+                cluster,
+            },
         ));
         Ok(ServerHandle {
             gate,
@@ -323,6 +342,7 @@ impl ServerBuilder {
             unix_socket,
             resp_addr,
             resp_unix_socket,
+            cluster_addr,
             config_path,
             key_set_watchers,
             env,
@@ -418,6 +438,8 @@ pub struct ServerHandle {
     unix_socket: Option<PathBuf>,
     resp_addr: Option<SocketAddr>,
     resp_unix_socket: Option<PathBuf>,
+    /// Where the cluster gossips, when `[cluster] enabled`.
+    cluster_addr: Option<SocketAddr>,
     config_path: Option<PathBuf>,
     /// The tasks that mark each issuer's key set ready (a reload replaces them).
     key_set_watchers: KeySetWatchers,
@@ -454,6 +476,12 @@ impl ServerHandle {
     }
 
     /// The decision core this server asks.
+    /// The address the cluster gossips on (UDP) and serves the revocation plane on (TCP),
+    /// as bound; `None` when `[cluster]` is off.
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.cluster_addr
+    }
+
     pub fn gate(&self) -> &Arc<Gate> {
         &self.gate
     }
@@ -504,6 +532,13 @@ impl ServerHandle {
     }
 }
 
+/// The doors beside HTTP that a shutdown stops: RESP drains with HTTP; the cluster leaves
+/// last.
+struct OtherDoors {
+    resp: Option<resp::RespServer>,
+    cluster: Option<crate::cluster::node::ClusterNode>,
+}
+
 /// Waits for the shutdown to begin, then for the accept loops to stop, then for connections
 /// to finish within the grace period; then closes what is left and removes the socket file.
 /// The RESP door (if any) drains alongside, within its own grace.
@@ -514,8 +549,12 @@ async fn supervise(
     slots: Vec<Arc<ConnectionSlots>>,
     grace: Duration,
     unix_file: Option<UnixSocketFile>,
-    resp_server: Option<resp::RespServer>,
+    doors: OtherDoors,
 ) {
+    let OtherDoors {
+        resp: resp_server,
+        cluster,
+    } = doors;
     shutdown.clone().draining().await;
     let http = async {
         for l in accept_loops {
@@ -554,6 +593,11 @@ async fn supervise(
     // Connection tasks drop their connection as soon as they see `Closing`; this only waits
     // for them to do so, bounded in case a task is stuck in a blocking call.
     let _ = tokio::time::timeout(Duration::from_secs(1), all_closed(&slots)).await;
+    // Last, once no request can be admitted here any more: leave the cluster, so peers drop
+    // this node at once (what it admitted keeps counting on them).
+    if let Some(c) = cluster {
+        let _ = tokio::time::timeout(Duration::from_secs(2), c.leave()).await;
+    }
     tracing::info!("tollgate stopped");
 }
 
