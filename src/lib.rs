@@ -44,7 +44,9 @@
 //!   `CHECK`, `VERIFY`, `REVOKE`… — and event loops of its own that poll briefly before
 //!   sleeping when busy: [`server::resp::idle_poll`]) — and what they share:
 //!   [`server::listener`] (TCP and Unix listeners, connection cap, timeouts, graceful drain;
-//!   no protocol) and [`server::readiness`].
+//!   no protocol).
+//! - [`readiness`]: the conditions `/readyz` reports, each set by the component it belongs
+//!   to (listeners, issuers' key sets, the cluster's revocations).
 //! - [`resp`]: RESP2/RESP3 framing, the request parser and the reply encoder.
 //! - [`client`]: an async, pipelining Rust client for the RESP protocol.
 //! - [`metrics`]: the Prometheus registry and every exported series.
@@ -95,5 +97,6 @@ pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod problem;
+pub mod readiness;
 pub mod resp;
 pub mod server;

@@ -24,7 +24,7 @@ use tollgate::cluster::revocation_plane::{
     RevocationPlane, RevocationPlaneOptions, FEED_CAPACITY, PLANE,
 };
 use tollgate::cluster::wire::ClusterKey;
-use tollgate::server::readiness::ReadinessFlag;
+use tollgate::readiness::ReadinessFlag;
 
 const SECRET: &[u8] = b"tollgate test cluster secret, 32+ bytes";
 const DEADLINE: Duration = Duration::from_secs(15);

@@ -39,7 +39,7 @@ use super::swim::{self, Outbox, SwimNode, SwimTimer, SwimTiming, MEMBERSHIP_KIND
 use super::wire::{self, ClusterKey};
 use crate::config::cluster::{ClusterConfig, Seed};
 use crate::gate::Gate;
-use crate::server::readiness::Readiness;
+use crate::readiness::Readiness;
 
 /// Largest datagram read: more than the planes accept, so that an oversized one is seen
 /// whole and dropped as `too_long` rather than silently truncated into something else.
@@ -249,7 +249,7 @@ struct Driver {
     generation: Generation,
     advertised: SocketAddr,
     interval: Duration,
-    ready: crate::server::readiness::ReadinessFlag,
+    ready: crate::readiness::ReadinessFlag,
     store: Arc<crate::auth::RevocationStore>,
     /// What this node last published about itself.
     published: NodeValues,

@@ -16,7 +16,6 @@
 
 pub mod http;
 pub mod listener;
-pub mod readiness;
 pub mod resp;
 
 use std::collections::HashMap;
@@ -35,8 +34,8 @@ use crate::gate::AdminAccess;
 use crate::gate::{Gate, ReloadSummary};
 use crate::metrics::Listener;
 
+pub use crate::readiness::{Readiness, ReadinessFlag};
 pub use listener::{ConnectionSlots, Phase, Shutdown};
-pub use readiness::{Readiness, ReadinessFlag};
 
 use self::http::{Endpoints, HttpConnSettings, HttpService, HttpShared};
 use self::listener::{ShutdownController, UnixSocketFile};

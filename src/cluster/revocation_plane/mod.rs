@@ -46,7 +46,7 @@ use crate::auth::{Revocation, RevocationStore};
 use crate::cluster::membership::{Generation, Membership, Peer, PeerState};
 use crate::cluster::metrics::ClusterMetrics;
 use crate::cluster::wire::{ClusterKey, Freshness};
-use crate::server::readiness::ReadinessFlag;
+use crate::readiness::ReadinessFlag;
 
 /// The `plane` label of this plane's metrics.
 pub const PLANE: &str = "revocation";

@@ -70,7 +70,7 @@ use crate::gate::{CheckCaller, CheckCredential, CheckStanding, Gate};
 use crate::policy::Peer;
 use crate::problem::{quote, Problem, ProblemType};
 
-use super::readiness::Readiness;
+use crate::readiness::Readiness;
 
 pub use self::admin::{ADMIN_BODY_TIMEOUT, ADMIN_PREFIX, MAX_ADMIN_BODY_BYTES};
 pub use self::auth::{AuthFacts, X_ORIGINAL_METHOD, X_ORIGINAL_URI};
