@@ -6,23 +6,7 @@
 
 mod fuzz_support;
 
-use proptest::prelude::*;
-
 #[path = "../fuzz/src/cluster_membership.rs"]
 mod cluster_membership;
 
-const TARGET: &str = "cluster_membership";
-
-#[test]
-fn seeds_and_regressions() {
-    fuzz_support::replay_seeds_and_regressions(TARGET, cluster_membership::run, 4);
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
-
-    #[test]
-    fn seed_mutations(data in fuzz_support::mutated(TARGET, 3)) {
-        cluster_membership::run(&data);
-    }
-}
+fuzz_target_tests!(cluster_membership, min_seeds: 4, cases: 1000);

@@ -19,16 +19,19 @@ use std::time::Instant;
 
 use cluster_support::*;
 
-const LIMITS: Limits = Limits {
-    limit: 100,
-    window_secs: 3600,
-    interval_ms: 50,
-    threshold: None,
-    cluster: true,
-};
+const LIMITS: Limits = Limits::HUNDRED_AN_HOUR;
 
 /// The network namespace, deleted when dropped.
 struct Netns(String);
+
+impl Netns {
+    /// Runs a command inside the namespace.
+    fn exec(&self, args: &[&str]) -> Result<(), String> {
+        let mut all = vec!["ip", "netns", "exec", &self.0];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+}
 
 impl Drop for Netns {
     fn drop(&mut self) {
@@ -68,25 +71,9 @@ fn namespace() -> Result<Netns, String> {
     let name = format!("tollgate-part-{}", std::process::id());
     run(&["ip", "netns", "add", &name])?;
     let ns = Netns(name);
-    run(&[
-        "ip", "netns", "exec", &ns.0, "ip", "link", "set", "lo", "up",
-    ])?;
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        &ns.0,
-        "nft",
-        "add",
-        "table",
-        "inet",
-        "tollgate_test",
-    ])?;
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        &ns.0,
+    ns.exec(&["ip", "link", "set", "lo", "up"])?;
+    ns.exec(&["nft", "add", "table", "inet", "tollgate_test"])?;
+    ns.exec(&[
         "nft",
         "add chain inet tollgate_test out { type filter hook output priority 0; }",
     ])?;
@@ -116,11 +103,7 @@ fn block(ns: &Netns, from: &[&Node], to: &[&Node]) {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        &ns.0,
+    ns.exec(&[
         "nft",
         &format!(
             "add rule inet tollgate_test out ip saddr {{ {} }} ip daddr {{ {} }} drop",
@@ -132,19 +115,8 @@ fn block(ns: &Netns, from: &[&Node], to: &[&Node]) {
 }
 
 fn heal(ns: &Netns) {
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        &ns.0,
-        "nft",
-        "flush",
-        "chain",
-        "inet",
-        "tollgate_test",
-        "out",
-    ])
-    .unwrap();
+    ns.exec(&["nft", "flush", "chain", "inet", "tollgate_test", "out"])
+        .unwrap();
 }
 
 /// Sends `total` checks of `user` round-robin over `nodes`, paced at about 200/s.

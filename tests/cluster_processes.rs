@@ -14,13 +14,7 @@ use std::time::{Duration, Instant};
 
 use cluster_support::*;
 
-const LIMITS: Limits = Limits {
-    limit: 100,
-    window_secs: 3600,
-    interval_ms: 50,
-    threshold: None,
-    cluster: true,
-};
+const LIMITS: Limits = Limits::HUNDRED_AN_HOUR;
 
 /// The default publish threshold θ for a limit `l` in a cluster of `n` nodes
 /// (docs/cluster.md, "Counter plane").
@@ -185,12 +179,7 @@ fn crash_pause_and_restart_keep_the_count_and_the_revocations() {
     // generation, its revocation log and the peers' digests repair what it missed).
     let (token, exp) = token("u-restart", "jti-restart-1");
     nodes[0].revoke_jti("jti-restart-1", exp);
-    let generation_before = nodes[0].cluster()["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "node5")
-        .map(|p| p["generation"].as_u64().unwrap());
+    let generation_before = nodes[0].peer_generation("node5");
     nodes[4].spawn();
     wait_converged_membership(&nodes);
     assert_eq!(
@@ -198,12 +187,7 @@ fn crash_pause_and_restart_keep_the_count_and_the_revocations() {
         401,
         "the restarted node refuses the token"
     );
-    let generation_after = nodes[0].cluster()["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "node5")
-        .map(|p| p["generation"].as_u64().unwrap());
+    let generation_after = nodes[0].peer_generation("node5");
     assert_ne!(
         generation_before, generation_after,
         "a restart is a new generation"

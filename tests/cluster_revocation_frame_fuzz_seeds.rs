@@ -5,36 +5,10 @@
 
 mod fuzz_support;
 
-use proptest::prelude::*;
-
 #[path = "../fuzz/src/cluster_revocation_frame.rs"]
 mod cluster_revocation_frame;
 
-const TARGET: &str = "cluster_revocation_frame";
-
-#[test]
-fn seeds_and_regressions() {
-    fuzz_support::replay_seeds_and_regressions(TARGET, cluster_revocation_frame::run, 5);
-}
-
-/// The seeds, with bytes overwritten, inserted or removed, and seeds glued together.
-fn mutated() -> impl Strategy<Value = Vec<u8>> {
-    fuzz_support::mutated(TARGET, 3)
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
-
-    #[test]
-    fn seed_mutations(data in mutated()) {
-        cluster_revocation_frame::run(&data);
-    }
-
-    #[test]
-    fn random_bytes(data in proptest::collection::vec(any::<u8>(), 0..512)) {
-        cluster_revocation_frame::run(&data);
-    }
-}
+fuzz_target_tests!(cluster_revocation_frame, min_seeds: 5, cases: 2000);
 
 /// The signed seeds were made outside tollgate (HMAC-SHA256 of the plane's label under the
 /// secret, then of the frame under that): they authenticate, so the seeds reach the parser

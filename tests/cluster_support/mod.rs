@@ -39,6 +39,18 @@ pub struct Limits {
     pub cluster: bool,
 }
 
+impl Limits {
+    /// The tests' setting: 100 per hour (so a test's few seconds stay in one window, and the
+    /// sliding window's decay adds nothing measurable), T = 50 ms, θ by default.
+    pub const HUNDRED_AN_HOUR: Limits = Limits {
+        limit: 100,
+        window_secs: 3600,
+        interval_ms: 50,
+        threshold: None,
+        cluster: true,
+    };
+}
+
 /// One tollgate process.
 pub struct Node {
     pub name: String,
@@ -284,6 +296,15 @@ impl Node {
         );
         assert_eq!(r.status, 200, "{}: /admin/cluster: {}", self.name, r.body);
         serde_json::from_str(&r.body).expect("JSON")
+    }
+
+    /// The generation this node lists for its peer `name`, if it lists it.
+    pub fn peer_generation(&self, name: &str) -> Option<u64> {
+        self.cluster()["peers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == name)?["generation"]
+            .as_u64()
     }
 
     /// Whether `/readyz` says ready.

@@ -79,3 +79,33 @@ pub fn mutated(target: &'static str, max_glued: usize) -> impl Strategy<Value = 
             data
         })
 }
+
+/// The tests of one fuzz target whose body is the module `$body` (included by the test file
+/// with `#[path]`, under the target's own name): its seeds and regressions replayed (at least
+/// `$min_seeds` seeds), `$cases` proptest mutations of the seeds, and as many random inputs
+/// of up to 512 bytes.
+#[macro_export]
+macro_rules! fuzz_target_tests {
+    ($body:ident, min_seeds: $min_seeds:expr, cases: $cases:expr) => {
+        const TARGET: &str = stringify!($body);
+
+        #[test]
+        fn seeds_and_regressions() {
+            fuzz_support::replay_seeds_and_regressions(TARGET, $body::run, $min_seeds);
+        }
+
+        proptest::proptest! {
+            #![proptest_config(proptest::prelude::ProptestConfig::with_cases($cases))]
+
+            #[test]
+            fn seed_mutations(data in fuzz_support::mutated(TARGET, 3)) {
+                $body::run(&data);
+            }
+
+            #[test]
+            fn random_bytes(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+                $body::run(&data);
+            }
+        }
+    };
+}
