@@ -216,8 +216,8 @@ struct Node {
     paused: bool,
     /// Requests that arrived while paused: (key).
     backlog: Vec<usize>,
-    /// Datagrams that arrived while paused.
-    inbox: Vec<Vec<u8>>,
+    /// Datagrams that arrived while paused, with the node that sent them.
+    inbox: Vec<(usize, Vec<u8>)>,
     peers: Vec<Peer>,
     life: usize,
 }
@@ -228,6 +228,7 @@ struct InFlight {
     at: u64,
     order: u64,
     to: usize,
+    from: usize,
     bytes: Vec<u8>,
 }
 
@@ -431,8 +432,8 @@ impl Sim {
                 let inbox = std::mem::take(&mut self.nodes[*i].inbox);
                 let now = self.now();
                 let n = &mut self.nodes[*i];
-                for d in inbox {
-                    let _ = n.plane.receive(&n.limiter, &d, now, &n.peers);
+                for (from, d) in inbox {
+                    let _ = n.plane.receive(&n.limiter, &d, now, &n.peers, addr(from));
                 }
             }
         }
@@ -488,6 +489,7 @@ impl Sim {
                 at,
                 order: self.rng.next(),
                 to,
+                from,
                 bytes: bytes.to_vec(),
             }));
         }
@@ -502,10 +504,12 @@ impl Sim {
                 continue;
             }
             if n.paused {
-                n.inbox.push(f.bytes);
+                n.inbox.push((f.from, f.bytes));
                 continue;
             }
-            let _ = n.plane.receive(&n.limiter, &f.bytes, now, &n.peers);
+            let _ = n
+                .plane
+                .receive(&n.limiter, &f.bytes, now, &n.peers, addr(f.from));
         }
     }
 

@@ -353,11 +353,17 @@ fn received_counts_go_to_the_senders_slot_and_never_count_twice() {
     let (_, sent) = tick(&mut a, T0, &[peer_of(&b, 2, PeerState::Alive)]);
     let a_seen = [peer_of(&a, 1, PeerState::Alive)];
     for (_, d) in &sent {
-        assert!(b.plane.receive(&b.limiter, d, T0 + 3, &a_seen).is_ok());
+        assert!(b
+            .plane
+            .receive(&b.limiter, d, T0 + 3, &a_seen, addr(1))
+            .is_ok());
     }
     // Duplicates change nothing.
     for (_, d) in &sent {
-        assert_eq!(b.plane.receive(&b.limiter, d, T0 + 4, &a_seen), Ok(0));
+        assert_eq!(
+            b.plane.receive(&b.limiter, d, T0 + 4, &a_seen, addr(1)),
+            Ok(0)
+        );
     }
     assert_eq!(b.limiter.remote_total(&cell), 7);
     let view = &b.plane.peer_views()[0];
@@ -375,7 +381,7 @@ fn received_counts_go_to_the_senders_slot_and_never_count_twice() {
     // Its publication and b's snapshot: the second raises nothing.
     let raised: Vec<_> = sent2
         .iter()
-        .map(|(_, d)| b.plane.receive(&b.limiter, d, T0 + 100, &a2_seen))
+        .map(|(_, d)| b.plane.receive(&b.limiter, d, T0 + 100, &a2_seen, addr(1)))
         .collect();
     assert_eq!(raised, vec![Ok(1), Ok(0)]);
     assert_eq!(
@@ -385,9 +391,11 @@ fn received_counts_go_to_the_senders_slot_and_never_count_twice() {
     );
     assert_ne!(b.plane.peer_views()[0].slot, Some(first_slot));
     assert_eq!(b.limiter.remote_count(&cell, first_slot), Some(7));
-    // The old life's datagrams are now refused, and a generation not yet known too.
+    // The old life's datagrams are now refused unless a peer relays them (see the relay
+    // tests), and a generation not yet known is refused even from a peer.
     assert_eq!(
-        b.plane.receive(&b.limiter, &sent[0].1, T0 + 100, &a2_seen),
+        b.plane
+            .receive(&b.limiter, &sent[0].1, T0 + 100, &a2_seen, addr(77)),
         Err("old_generation")
     );
     let a3 = node("a", 99, &clock, |_| {});
@@ -395,7 +403,8 @@ fn received_counts_go_to_the_senders_slot_and_never_count_twice() {
     let mut a3 = a3;
     let (_, sent3) = tick(&mut a3, T0 + 100, &[peer_of(&b, 2, PeerState::Alive)]);
     assert_eq!(
-        b.plane.receive(&b.limiter, &sent3[0].1, T0 + 100, &a2_seen),
+        b.plane
+            .receive(&b.limiter, &sent3[0].1, T0 + 100, &a2_seen, addr(1)),
         Err("unknown_generation")
     );
     assert_eq!(b.limiter.remote_total(&cell), 9);
@@ -414,7 +423,7 @@ fn datagrams_from_strangers_other_configurations_and_other_keys_are_dropped_and_
     let (_, sent) = tick(&mut a, T0, &[peer_of(&b, 2, PeerState::Alive)]);
     let d = &sent[0].1;
     assert_eq!(
-        b.plane.receive(&b.limiter, d, T0, &[]),
+        b.plane.receive(&b.limiter, d, T0, &[], addr(1)),
         Err("unknown_sender")
     );
     let mut other = peer_of(&a, 1, PeerState::Alive);
@@ -422,7 +431,7 @@ fn datagrams_from_strangers_other_configurations_and_other_keys_are_dropped_and_
     for _ in 0..3 {
         assert_eq!(
             b.plane
-                .receive(&b.limiter, d, T0, std::slice::from_ref(&other)),
+                .receive(&b.limiter, d, T0, std::slice::from_ref(&other), addr(1)),
             Err("config_mismatch")
         );
     }
@@ -430,17 +439,18 @@ fn datagrams_from_strangers_other_configurations_and_other_keys_are_dropped_and_
     assert_eq!(metric(&b, "tollgate_cluster_config_mismatches_total"), "1");
     let a_seen = [peer_of(&a, 1, PeerState::Alive)];
     assert_eq!(
-        b.plane.receive(&b.limiter, d, T0 + 6_000, &a_seen),
+        b.plane.receive(&b.limiter, d, T0 + 6_000, &a_seen, addr(1)),
         Err("stale")
     );
     let mut forged = d.clone();
     forged[40] ^= 1;
     assert_eq!(
-        b.plane.receive(&b.limiter, &forged, T0, &a_seen),
+        b.plane.receive(&b.limiter, &forged, T0, &a_seen, addr(1)),
         Err("bad_mac")
     );
     assert_eq!(
-        b.plane.receive(&b.limiter, &[1; 2000], T0, &a_seen),
+        b.plane
+            .receive(&b.limiter, &[1; 2000], T0, &a_seen, addr(1)),
         Err("too_long")
     );
     assert_eq!(b.limiter.remote_counts_held(), 0);
@@ -455,7 +465,7 @@ fn datagrams_from_strangers_other_configurations_and_other_keys_are_dropped_and_
             format!("tollgate_cluster_dropped_total{{plane=\"counter\",reason=\"{reason}\"}}");
         assert_eq!(metric(&b, &series), n, "{reason}");
     }
-    assert_eq!(b.plane.receive(&b.limiter, d, T0, &a_seen), Ok(1));
+    assert_eq!(b.plane.receive(&b.limiter, d, T0, &a_seen, addr(1)), Ok(1));
     let _ = tick(&mut b, T0, &a_seen);
     assert_eq!(metric(&b, "tollgate_cluster_remote_cells "), "1");
 }
