@@ -35,6 +35,13 @@
 //!    published cells (closest to their limit first, at most [`SNAPSHOT_MAX_CELLS`]), so a
 //!    joining or restarted node, or one back from a partition or a pause, knows the counts at
 //!    once rather than as they change.
+//! 7. **Relay.** With each snapshot, the counts this node holds for every (node, generation)
+//!    that is not the current one of a listed, not-down peer — dead generations, previous
+//!    lives, the joining peer's own included — go too, in datagrams in the name of the
+//!    generation they count, at most [`SNAPSHOT_MAX_CELLS`] cells; again
+//!    [`RELAY_AGAIN_AFTER_TICKS`] later, since nothing else repairs a lost one. Without it a
+//!    restarted node, or each new node of a rolling update, would never count what a life
+//!    that ended before it joined admitted. See `relay.rs`.
 //!
 //! The published cells are remembered (bounded by [`MAX_PUBLISHED`], the farthest from their
 //! limit forgotten first; pruned as their windows pass): they are what snapshots and
@@ -43,18 +50,25 @@
 //! # Receiving ([`CounterPlane::receive`])
 //!
 //! A datagram is decoded ([`super::wire::decode`]: authentication, freshness, form), then
-//! its sender is found among the peers by node id and generation: an unknown node is dropped
-//! as `unknown_sender`, a generation older than the peer's current one as `old_generation`
-//! (a newer one, not yet known to the membership, as `unknown_generation`), a peer with
-//! another configuration hash as `config_mismatch` (said once per peer generation in the log
-//! and in `tollgate_cluster_config_mismatches_total`). Every drop is counted by reason.
+//! the (node, generation) it names is looked up among the peers. **Direct:** a listed peer's
+//! current generation is merged, unless that peer has another configuration hash
+//! (`config_mismatch`, said once per peer generation in the log and in
+//! `tollgate_cluster_config_mismatches_total`). **Relay:** any other is merged only if its
+//! source address `from` is the plane address of a listed, not-down peer with this node's
+//! configuration hash (the relayer vouches for the configuration; the tag proves it a
+//! member), and if it names neither this node's current generation or a newer one
+//! (`own_generation`: its counts are its own; its previous lives are merged like any dead
+//! generation) nor a listed peer's generation newer than the membership announced
+//! (`unknown_generation`). A relay not vouched for is dropped as a direct datagram of its
+//! generation would be: an unknown node as `unknown_sender`, an older generation as
+//! `old_generation`. Every drop is counted by reason.
 //!
 //! Each (node, generation) gets a [`NodeSlot`] of its own, assigned here, never reused (the
-//! first datagram of a new one is counted as a snapshot received,
+//! first datagram of a new one, direct or relayed, is counted as a snapshot received,
 //! `tollgate_cluster_snapshot_transfers_total{plane="counter",direction="in"}`): a
 //! restarted node's counts, which start again from 0, go to a new slot and never lower what
 //! its previous life reported, and one life's counts are held in one slot only, so a peer is
-//! never counted twice however often its datagrams are duplicated. The cells are merged with
+//! never counted twice however often its datagrams are duplicated or relayed. The cells are merged with
 //! [`Limiter::merge_cell_with_quota`] (by maximum, with the limit's quota so that the
 //! limiter's memory cap evicts the counts farthest from their limit first).
 

@@ -52,7 +52,7 @@ pub(super) struct RelayDue {
 }
 
 /// One relayed identity, (node id, generation), and its cells.
-type Relayed = ((u64, u64), Vec<(CellId, u64)>);
+pub(super) type Relayed = ((u64, u64), Vec<(CellId, u64)>);
 
 impl CounterPlane {
     /// Sends the relay to the peers that just got a snapshot (`joiners`) and to those due to

@@ -501,7 +501,7 @@ fn a_backlog_stays_bounded_and_every_change_goes_out_in_the_end() {
 fn relayed_to(
     datagrams: &[(SocketAddr, Vec<u8>)],
     to: SocketAddr,
-) -> Vec<((u64, u64), Vec<(CellId, u64)>)> {
+) -> Vec<relay::Relayed> {
     let key = ClusterKey::new(SECRET).unwrap();
     let any = Freshness {
         max_age_ms: u64::MAX,
