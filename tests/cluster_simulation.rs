@@ -14,8 +14,9 @@
 //!   lost in a row on a link) and θ the largest threshold in force in the window;
 //! - a window touched by a partition or a pause into k sides: k·L + R·D + (N − 1)·θ;
 //! - plus, for a crash, the hits the crashed node admitted in its last D and never
-//!   published (r·D + θ, r its share of R); for a restart, what its previous life admitted
-//!   in the window (the new life starts without it);
+//!   published (r·D + θ, r its share of R); for a restart, the hits the new life decides
+//!   before its snapshots and the relay of its previous life's counts reach it (r·D): its
+//!   previous life is counted again once they do;
 //! - and never more than L per node life.
 //!
 //! The seed of a failing run is printed; `TOLLGATE_SIM_SEED=<seed>` reruns that one alone
@@ -216,8 +217,8 @@ struct Node {
     paused: bool,
     /// Requests that arrived while paused: (key).
     backlog: Vec<usize>,
-    /// Datagrams that arrived while paused.
-    inbox: Vec<Vec<u8>>,
+    /// Datagrams that arrived while paused, with the node that sent them.
+    inbox: Vec<(usize, Vec<u8>)>,
     peers: Vec<Peer>,
     life: usize,
 }
@@ -228,6 +229,7 @@ struct InFlight {
     at: u64,
     order: u64,
     to: usize,
+    from: usize,
     bytes: Vec<u8>,
 }
 
@@ -394,16 +396,19 @@ impl Sim {
             }
             Event::Restart(i) => {
                 let life = self.nodes[*i].life + 1;
-                // The new life does not know what the old one admitted in this window.
-                let w = self.window_of(self.now());
-                for k in 0..self.p.keys {
-                    let old = self
-                        .admitted
-                        .get(&(k, w))
-                        .and_then(|m| m.get(&(*i, life - 1)))
-                        .copied()
-                        .unwrap_or(0);
-                    *self.extra.entry((k, w)).or_default() += old as f64;
+                // The new life decides without the peers' counts until its snapshots and
+                // the relay of its previous life's counts arrive (within D): at most its own
+                // share of the requests in that time. What its previous life admitted is
+                // counted again once the relay arrives; what it had not yet published when
+                // it crashed is the crash's extra.
+                let d = self.p.staleness_ms();
+                let up = self.nodes.iter().filter(|n| n.up).count() as f64 + 1.0;
+                let r = self.p.hits_per_step() / STEP as f64 / up;
+                let now = self.now();
+                for w in [self.window_of(now), self.window_of(now + d)] {
+                    for k in 0..self.p.keys {
+                        *self.extra.entry((k, w)).or_default() += (r * d as f64).ceil();
+                    }
                 }
                 let node = self.start(*i, life);
                 self.nodes[*i] = node;
@@ -431,8 +436,8 @@ impl Sim {
                 let inbox = std::mem::take(&mut self.nodes[*i].inbox);
                 let now = self.now();
                 let n = &mut self.nodes[*i];
-                for d in inbox {
-                    let _ = n.plane.receive(&n.limiter, &d, now, &n.peers);
+                for (from, d) in inbox {
+                    let _ = n.plane.receive(&n.limiter, &d, now, &n.peers, addr(from));
                 }
             }
         }
@@ -488,6 +493,7 @@ impl Sim {
                 at,
                 order: self.rng.next(),
                 to,
+                from,
                 bytes: bytes.to_vec(),
             }));
         }
@@ -502,10 +508,12 @@ impl Sim {
                 continue;
             }
             if n.paused {
-                n.inbox.push(f.bytes);
+                n.inbox.push((f.from, f.bytes));
                 continue;
             }
-            let _ = n.plane.receive(&n.limiter, &f.bytes, now, &n.peers);
+            let _ = n
+                .plane
+                .receive(&n.limiter, &f.bytes, now, &n.peers, addr(f.from));
         }
     }
 

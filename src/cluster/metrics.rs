@@ -24,13 +24,15 @@ pub struct ClusterMetrics {
     /// `tollgate_cluster_bytes_total{plane,direction}`: their bytes.
     pub bytes: IntCounterVec,
     /// `tollgate_cluster_dropped_total{plane,reason}`: what was received and dropped, by
-    /// reason (the wire's drop labels, and `unknown_sender`, `old_generation`,
+    /// reason (the wire's drop labels, and `unknown_sender`, `old_generation`, `own_generation`,
     /// `config_mismatch`, …).
     pub dropped: IntCounterVec,
     /// `tollgate_cluster_merge_lag_seconds`: from a counter datagram's send time to its merge.
     pub merge_lag: Histogram,
     /// `tollgate_cluster_snapshot_transfers_total{plane,direction}`: snapshots sent to a
-    /// joining peer and received on joining.
+    /// joining peer (`out`) and received on joining (`in`); for the counter plane also
+    /// `relayed`: one per joining peer and dead (node, generation) whose counts it was
+    /// relayed.
     pub snapshot_transfers: IntCounterVec,
     /// `tollgate_cluster_remote_cells_evicted_total`: remote counts lost to the memory cap.
     pub remote_cells_evicted: IntCounter,

@@ -313,7 +313,7 @@ impl Driver {
                 // Accepted and dropped datagrams are counted by the plane.
                 let _ = self
                     .counters
-                    .receive(self.gate.limiter(), datagram, now_ms, &peers);
+                    .receive(self.gate.limiter(), datagram, now_ms, &peers, from);
             }
             Some(&MEMBERSHIP_KIND) => {
                 match self.swim.receive(datagram, from, Instant::now(), out) {

@@ -63,8 +63,12 @@
 //! generation. Neither can raise a count above a true one: a replayed datagram re-asserts
 //! counts its sender really had, and merging by maximum makes that a no-op; the freshness
 //! bound stops a replay from outliving the window it speaks of. Which generation of a node is
-//! live is known to the membership, not to the wire, so a receiver merges a datagram only
-//! into the slot of a generation it knows live and drops (and counts) the rest. The sequence
+//! live is known to the membership, not to the wire, so a receiver merges a datagram directly
+//! only into the slot of a generation it knows live; any other generation's counts it merges
+//! only when a live peer relays them (the counter plane's relay), and drops (and counts) the
+//! rest. A datagram always names the node and generation whose counts it carries, which is
+//! not always its sender's: a relay carries a dead generation's counts in that generation's
+//! name. The sequence
 //! number is for measuring loss and lag, not for filtering: datagrams of one interval carry
 //! different cells, so dropping one that arrives after a later one would lose counts.
 

@@ -35,6 +35,13 @@
 //!    published cells (closest to their limit first, at most [`SNAPSHOT_MAX_CELLS`]), so a
 //!    joining or restarted node, or one back from a partition or a pause, knows the counts at
 //!    once rather than as they change.
+//! 7. **Relay.** With each snapshot, the counts this node holds for every (node, generation)
+//!    that is not the current one of a listed, not-down peer — dead generations, previous
+//!    lives, the joining peer's own included — go too, in datagrams in the name of the
+//!    generation they count, at most [`SNAPSHOT_MAX_CELLS`] cells; again
+//!    [`RELAY_AGAIN_AFTER_TICKS`] later, since nothing else repairs a lost one. Without it a
+//!    restarted node, or each new node of a rolling update, would never count what a life
+//!    that ended before it joined admitted. See `relay.rs`.
 //!
 //! The published cells are remembered (bounded by [`MAX_PUBLISHED`], the farthest from their
 //! limit forgotten first; pruned as their windows pass): they are what snapshots and
@@ -43,18 +50,25 @@
 //! # Receiving ([`CounterPlane::receive`])
 //!
 //! A datagram is decoded ([`super::wire::decode`]: authentication, freshness, form), then
-//! its sender is found among the peers by node id and generation: an unknown node is dropped
-//! as `unknown_sender`, a generation older than the peer's current one as `old_generation`
-//! (a newer one, not yet known to the membership, as `unknown_generation`), a peer with
-//! another configuration hash as `config_mismatch` (said once per peer generation in the log
-//! and in `tollgate_cluster_config_mismatches_total`). Every drop is counted by reason.
+//! the (node, generation) it names is looked up among the peers. **Direct:** a listed peer's
+//! current generation is merged, unless that peer has another configuration hash
+//! (`config_mismatch`, said once per peer generation in the log and in
+//! `tollgate_cluster_config_mismatches_total`). **Relay:** any other is merged only if its
+//! source address `from` is the plane address of a listed, not-down peer with this node's
+//! configuration hash (the relayer vouches for the configuration; the tag proves it a
+//! member), and if it names neither this node's current generation or a newer one
+//! (`own_generation`: its counts are its own; its previous lives are merged like any dead
+//! generation) nor a listed peer's generation newer than the membership announced
+//! (`unknown_generation`). A relay not vouched for is dropped as a direct datagram of its
+//! generation would be: an unknown node as `unknown_sender`, an older generation as
+//! `old_generation`. Every drop is counted by reason.
 //!
 //! Each (node, generation) gets a [`NodeSlot`] of its own, assigned here, never reused (the
-//! first datagram of a new one is counted as a snapshot received,
+//! first datagram of a new one, direct or relayed, is counted as a snapshot received,
 //! `tollgate_cluster_snapshot_transfers_total{plane="counter",direction="in"}`): a
 //! restarted node's counts, which start again from 0, go to a new slot and never lower what
 //! its previous life reported, and one life's counts are held in one slot only, so a peer is
-//! never counted twice however often its datagrams are duplicated. The cells are merged with
+//! never counted twice however often its datagrams are duplicated or relayed. The cells are merged with
 //! [`Limiter::merge_cell_with_quota`] (by maximum, with the limit's quota so that the
 //! limiter's memory cap evicts the counts farthest from their limit first).
 
@@ -71,6 +85,7 @@ use super::metrics::ClusterMetrics;
 use super::wire::{self, ClusterKey, Encoder, Freshness};
 
 mod config_hash;
+mod relay;
 #[cfg(test)]
 mod tests;
 
@@ -96,6 +111,8 @@ pub const SNAPSHOT_MAX_CELLS: usize = 4_096;
 
 /// Most (node, generation) slot assignments remembered.
 pub const MAX_SLOT_ENTRIES: usize = 4_096;
+
+pub use relay::RELAY_AGAIN_AFTER_TICKS;
 
 /// When a cell is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +178,9 @@ pub struct TickReport {
     pub deferred: usize,
     /// Peers that got a snapshot.
     pub snapshots: usize,
+    /// Relays sent: one per peer and (node, generation) whose counts it was sent (see
+    /// [`CounterPlane::tick`], "Relay").
+    pub relayed: usize,
     /// Datagrams sent, all peers together.
     pub datagrams: usize,
     /// Peers sent to.
@@ -235,6 +255,8 @@ struct SlotEntry {
 /// The counter plane of one node (see the module doc).
 pub struct CounterPlane {
     options: CounterPlaneOptions,
+    /// This node's id in datagrams ([`wire::node_id`] of its name).
+    node: u64,
     metrics: ClusterMetrics,
     /// This plane's series of `metrics`, resolved once (a label lookup costs a hash and a
     /// lock; these are counted for every datagram).
@@ -262,6 +284,9 @@ pub struct CounterPlane {
     remote_dropped_seen: u64,
     /// Reused buffers: datagrams of one tick, cells to encode.
     outbox: Vec<Vec<u8>>,
+    /// Peers that got a snapshot lately, with when they get the relay again (one per peer
+    /// sent to, so bounded by the peers).
+    relays: HashMap<Arc<str>, relay::RelayDue>,
 }
 
 impl CounterPlane {
@@ -273,6 +298,8 @@ impl CounterPlane {
         let encoder = Encoder::new(options.key.clone(), node, options.generation.0, 0);
         Self {
             counted: Counted::new(&metrics),
+            node,
+            relays: HashMap::new(),
             options,
             metrics,
             encoder,
@@ -324,7 +351,7 @@ impl CounterPlane {
 
     /// This node's id in datagrams.
     pub fn node_id(&self) -> u64 {
-        wire::node_id(&self.options.node_name)
+        self.node
     }
 
     /// N as of the last tick: the peers not down, and this node.
@@ -384,6 +411,7 @@ impl CounterPlane {
         // Whom to send to, and who is new.
         let mut targets: Vec<SocketAddr> = Vec::new();
         let mut joiners: Vec<SocketAddr> = Vec::new();
+        let mut joiner_names: Vec<Arc<str>> = Vec::new();
         let mut next_targets = HashMap::with_capacity(peers.len());
         for p in peers.iter().filter(|p| p.state != PeerState::Down) {
             if p.values.config_hash != self.config_hash {
@@ -396,6 +424,7 @@ impl CounterPlane {
             targets.push(p.values.plane);
             if self.targets.get(&p.name) != Some(&p.values.generation) {
                 joiners.push(p.values.plane);
+                joiner_names.push(p.name.clone());
             }
             next_targets.insert(p.name.clone(), p.values.generation);
         }
@@ -492,6 +521,12 @@ impl CounterPlane {
                 .inc_by(joiners.len() as u64);
         }
 
+        // Relay: the counts of generations no live peer speaks for any more, to the peers
+        // that just got a snapshot and to those due to get them again.
+        let (relayed, datagrams) = self.relay(limiter, now_ms, peers, &joiner_names, &mut send);
+        report.relayed = relayed;
+        report.datagrams += datagrams;
+
         // Mirror the limiter's remote counts.
         let dropped = limiter.remote_counts_dropped();
         self.metrics
@@ -504,16 +539,19 @@ impl CounterPlane {
         report
     }
 
-    /// Takes one datagram received at `now_ms` from the counter plane's socket: decodes it,
-    /// finds its sender among `peers`, and merges its cells into the sender's slot. Returns
-    /// how many cells raised a count, or the label of the reason it was dropped (counted in
-    /// `tollgate_cluster_dropped_total{plane="counter",reason}`).
+    /// Takes one datagram received at `now_ms` from the counter plane's socket, sent from
+    /// `from`: decodes it, finds its sender among `peers` (or, for a relay, the peer at
+    /// `from` that vouches for it; see the module doc), and merges its cells into the slot
+    /// of its (node, generation). Returns how many cells raised a count, or the label of the
+    /// reason it was dropped (counted in `tollgate_cluster_dropped_total{plane="counter",
+    /// reason}`).
     pub fn receive(
         &mut self,
         limiter: &Limiter,
         datagram: &[u8],
         now_ms: u64,
         peers: &[Peer],
+        from: SocketAddr,
     ) -> Result<usize, &'static str> {
         let decoded =
             match wire::decode(datagram, &self.options.key, now_ms, self.options.freshness) {
@@ -521,19 +559,16 @@ impl CounterPlane {
                 Err(reason) => return Err(self.dropped(reason.as_str())),
             };
         let h = decoded.header;
-        let Some(peer) = self.sender(peers, h.node) else {
-            return Err(self.dropped("unknown_sender"));
-        };
-        let current = peer.values.generation.0;
-        if h.generation < current {
-            return Err(self.dropped("old_generation"));
-        }
-        if h.generation > current {
-            return Err(self.dropped("unknown_generation"));
-        }
-        if peer.values.config_hash != self.config_hash {
-            self.note_mismatch(peer);
-            return Err(self.dropped("config_mismatch"));
+        let sender = self.sender(peers, h.node);
+        let direct = sender.filter(|p| p.values.generation.0 == h.generation);
+        if let Some(peer) = direct {
+            if peer.values.config_hash != self.config_hash {
+                self.note_mismatch(peer);
+                return Err(self.dropped("config_mismatch"));
+            }
+        } else if let Some(reason) = self.relay_refusal(peers, h.node, h.generation, sender, from) {
+            // Not a listed peer's current generation, and not a relay this node merges.
+            return Err(self.dropped(reason));
         }
         let slot = self.slot_of(h.node, h.generation, now_ms);
         self.counted.datagrams_in.inc();
@@ -547,14 +582,16 @@ impl CounterPlane {
                 raised += 1;
             }
         }
-        let record = self.record(peer);
-        let view = &mut record.view;
-        view.generation = Some(peer.values.generation);
-        view.slot = Some(slot);
-        view.last_sequence = Some(h.sequence);
-        view.merge_lag_ms = Some(lag_ms);
-        view.last_datagram_ms = Some(now_ms);
-        view.datagrams += 1;
+        if let Some(peer) = direct {
+            let record = self.record(peer);
+            let view = &mut record.view;
+            view.generation = Some(peer.values.generation);
+            view.slot = Some(slot);
+            view.last_sequence = Some(h.sequence);
+            view.merge_lag_ms = Some(lag_ms);
+            view.last_datagram_ms = Some(now_ms);
+            view.datagrams += 1;
+        }
         Ok(raised)
     }
 

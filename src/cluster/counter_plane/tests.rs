@@ -353,11 +353,17 @@ fn received_counts_go_to_the_senders_slot_and_never_count_twice() {
     let (_, sent) = tick(&mut a, T0, &[peer_of(&b, 2, PeerState::Alive)]);
     let a_seen = [peer_of(&a, 1, PeerState::Alive)];
     for (_, d) in &sent {
-        assert!(b.plane.receive(&b.limiter, d, T0 + 3, &a_seen).is_ok());
+        assert!(b
+            .plane
+            .receive(&b.limiter, d, T0 + 3, &a_seen, addr(1))
+            .is_ok());
     }
     // Duplicates change nothing.
     for (_, d) in &sent {
-        assert_eq!(b.plane.receive(&b.limiter, d, T0 + 4, &a_seen), Ok(0));
+        assert_eq!(
+            b.plane.receive(&b.limiter, d, T0 + 4, &a_seen, addr(1)),
+            Ok(0)
+        );
     }
     assert_eq!(b.limiter.remote_total(&cell), 7);
     let view = &b.plane.peer_views()[0];
@@ -375,7 +381,7 @@ fn received_counts_go_to_the_senders_slot_and_never_count_twice() {
     // Its publication and b's snapshot: the second raises nothing.
     let raised: Vec<_> = sent2
         .iter()
-        .map(|(_, d)| b.plane.receive(&b.limiter, d, T0 + 100, &a2_seen))
+        .map(|(_, d)| b.plane.receive(&b.limiter, d, T0 + 100, &a2_seen, addr(1)))
         .collect();
     assert_eq!(raised, vec![Ok(1), Ok(0)]);
     assert_eq!(
@@ -385,9 +391,11 @@ fn received_counts_go_to_the_senders_slot_and_never_count_twice() {
     );
     assert_ne!(b.plane.peer_views()[0].slot, Some(first_slot));
     assert_eq!(b.limiter.remote_count(&cell, first_slot), Some(7));
-    // The old life's datagrams are now refused, and a generation not yet known too.
+    // The old life's datagrams are now refused unless a peer relays them (see the relay
+    // tests), and a generation not yet known is refused even from a peer.
     assert_eq!(
-        b.plane.receive(&b.limiter, &sent[0].1, T0 + 100, &a2_seen),
+        b.plane
+            .receive(&b.limiter, &sent[0].1, T0 + 100, &a2_seen, addr(77)),
         Err("old_generation")
     );
     let a3 = node("a", 99, &clock, |_| {});
@@ -395,7 +403,8 @@ fn received_counts_go_to_the_senders_slot_and_never_count_twice() {
     let mut a3 = a3;
     let (_, sent3) = tick(&mut a3, T0 + 100, &[peer_of(&b, 2, PeerState::Alive)]);
     assert_eq!(
-        b.plane.receive(&b.limiter, &sent3[0].1, T0 + 100, &a2_seen),
+        b.plane
+            .receive(&b.limiter, &sent3[0].1, T0 + 100, &a2_seen, addr(1)),
         Err("unknown_generation")
     );
     assert_eq!(b.limiter.remote_total(&cell), 9);
@@ -414,7 +423,7 @@ fn datagrams_from_strangers_other_configurations_and_other_keys_are_dropped_and_
     let (_, sent) = tick(&mut a, T0, &[peer_of(&b, 2, PeerState::Alive)]);
     let d = &sent[0].1;
     assert_eq!(
-        b.plane.receive(&b.limiter, d, T0, &[]),
+        b.plane.receive(&b.limiter, d, T0, &[], addr(1)),
         Err("unknown_sender")
     );
     let mut other = peer_of(&a, 1, PeerState::Alive);
@@ -422,7 +431,7 @@ fn datagrams_from_strangers_other_configurations_and_other_keys_are_dropped_and_
     for _ in 0..3 {
         assert_eq!(
             b.plane
-                .receive(&b.limiter, d, T0, std::slice::from_ref(&other)),
+                .receive(&b.limiter, d, T0, std::slice::from_ref(&other), addr(1)),
             Err("config_mismatch")
         );
     }
@@ -430,17 +439,18 @@ fn datagrams_from_strangers_other_configurations_and_other_keys_are_dropped_and_
     assert_eq!(metric(&b, "tollgate_cluster_config_mismatches_total"), "1");
     let a_seen = [peer_of(&a, 1, PeerState::Alive)];
     assert_eq!(
-        b.plane.receive(&b.limiter, d, T0 + 6_000, &a_seen),
+        b.plane.receive(&b.limiter, d, T0 + 6_000, &a_seen, addr(1)),
         Err("stale")
     );
     let mut forged = d.clone();
     forged[40] ^= 1;
     assert_eq!(
-        b.plane.receive(&b.limiter, &forged, T0, &a_seen),
+        b.plane.receive(&b.limiter, &forged, T0, &a_seen, addr(1)),
         Err("bad_mac")
     );
     assert_eq!(
-        b.plane.receive(&b.limiter, &[1; 2000], T0, &a_seen),
+        b.plane
+            .receive(&b.limiter, &[1; 2000], T0, &a_seen, addr(1)),
         Err("too_long")
     );
     assert_eq!(b.limiter.remote_counts_held(), 0);
@@ -455,7 +465,7 @@ fn datagrams_from_strangers_other_configurations_and_other_keys_are_dropped_and_
             format!("tollgate_cluster_dropped_total{{plane=\"counter\",reason=\"{reason}\"}}");
         assert_eq!(metric(&b, &series), n, "{reason}");
     }
-    assert_eq!(b.plane.receive(&b.limiter, d, T0, &a_seen), Ok(1));
+    assert_eq!(b.plane.receive(&b.limiter, d, T0, &a_seen, addr(1)), Ok(1));
     let _ = tick(&mut b, T0, &a_seen);
     assert_eq!(metric(&b, "tollgate_cluster_remote_cells "), "1");
 }
@@ -485,4 +495,218 @@ fn a_backlog_stays_bounded_and_every_change_goes_out_in_the_end() {
         assert_eq!(got[&a.limiter.cell_at(s, k, T0)], 1 + i as u64 % 50);
     }
     assert_eq!(a.limiter.changes_dropped(), 0);
+}
+
+/// The (node id, generation) each datagram sent to `to` names, with its cells.
+fn relayed_to(
+    datagrams: &[(SocketAddr, Vec<u8>)],
+    to: SocketAddr,
+) -> Vec<relay::Relayed> {
+    let key = ClusterKey::new(SECRET).unwrap();
+    let any = Freshness {
+        max_age_ms: u64::MAX,
+        max_ahead_ms: u64::MAX,
+    };
+    datagrams
+        .iter()
+        .filter(|(a, _)| *a == to)
+        .map(|(_, d)| {
+            let d = wire::decode(d, &key, T0, any).unwrap();
+            (
+                (d.header.node, d.header.generation),
+                d.cells.collect::<Vec<_>>(),
+            )
+        })
+        .collect()
+}
+
+/// A datagram in the name of `node` in `generation`, carrying `cells`.
+fn datagram_of(node: &str, generation: u64, now: u64, cells: &[(CellId, u64)]) -> Vec<u8> {
+    let key = ClusterKey::new(SECRET).unwrap();
+    let mut e = Encoder::new(key, wire::node_id(node), generation, 0);
+    let mut out = Vec::new();
+    e.encode(now, cells.iter().copied(), |d| out.push(d.to_vec()));
+    assert_eq!(out.len(), 1);
+    out.pop().unwrap()
+}
+
+#[test]
+fn a_snapshot_relays_dead_generations_and_the_restarted_peer_counts_its_previous_life_once() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut a = node("a", 1, &clock, |_| {});
+    let mut b = node("b", 2, &clock, |_| {});
+    let mut c = node("c", 3, &clock, |_| {});
+    let s = &limits()[0];
+    let cell = a.limiter.cell_at(s, "k", T0);
+    // a admits 7 and c 4; b and c hear a, b hears c.
+    hit(&a, s, "k", 7);
+    hit(&c, s, "k", 4);
+    let (_, from_a) = tick(&mut a, T0, &[peer_of(&b, 2, PeerState::Alive)]);
+    let a_seen = [peer_of(&a, 1, PeerState::Alive)];
+    for (_, d) in &from_a {
+        assert!(b.plane.receive(&b.limiter, d, T0, &a_seen, addr(1)).is_ok());
+        assert!(c.plane.receive(&c.limiter, d, T0, &a_seen, addr(1)).is_ok());
+    }
+    assert_eq!(b.limiter.remote_total(&cell), 7);
+    let (_, from_c) = tick(&mut c, T0, &[peer_of(&b, 2, PeerState::Alive)]);
+    let c_seen = [peer_of(&c, 3, PeerState::Alive)];
+    for (_, d) in &from_c {
+        assert!(b.plane.receive(&b.limiter, d, T0, &c_seen, addr(3)).is_ok());
+    }
+    let b_peers = [a_seen[0].clone(), peer_of(&c, 3, PeerState::Alive)];
+    let (r, _) = tick(&mut b, T0 + 50, &b_peers);
+    assert_eq!(
+        (r.snapshots, r.relayed),
+        (2, 0),
+        "every generation b holds is a live peer's current one"
+    );
+    for t in 2..30 {
+        let (r, _) = tick(&mut b, T0 + 50 * t, &b_peers);
+        assert_eq!(r.relayed, 0);
+    }
+
+    // a crashes and restarts: a new generation, an empty limiter.
+    let mut a2 = node("a", 9, &clock, |_| {});
+    let a2_at = peer_of(&a2, 1, PeerState::Alive);
+    let b_peers = [a2_at.clone(), peer_of(&c, 3, PeerState::Alive)];
+    let (r, sent) = tick(&mut b, T0 + 1_500, &b_peers);
+    assert_eq!((r.snapshots, r.relayed), (1, 1));
+    // To a2: a's dead generation, in a's name; never c's counts (c is live and current).
+    let relayed = relayed_to(&sent, addr(1));
+    assert_eq!(
+        relayed,
+        vec![((wire::node_id("a"), 1), vec![(cell, 7)])],
+        "b's own cells are not published (b admitted nothing), a's old life is relayed"
+    );
+    assert_eq!(
+        metric(
+            &b,
+            "tollgate_cluster_snapshot_transfers_total{direction=\"relayed\""
+        ),
+        "1"
+    );
+    let c_peers = [a2_at.clone(), peer_of(&b, 2, PeerState::Alive)];
+    let (_, sent_c) = tick(&mut c, T0 + 1_500, &c_peers);
+    let from_c: Vec<_> = relayed_to(&sent_c, addr(1))
+        .into_iter()
+        .filter(|(id, _)| id.0 != c.plane.node_id())
+        .collect();
+    assert_eq!(
+        from_c, relayed,
+        "c relays a's old life too, and nothing else"
+    );
+
+    // a2 merges its previous life, relayed by both b and c, once.
+    let a2_peers = [
+        peer_of(&b, 2, PeerState::Alive),
+        peer_of(&c, 3, PeerState::Alive),
+    ];
+    for (_, d) in sent.iter().filter(|(to, _)| *to == addr(1)) {
+        assert!(a2
+            .plane
+            .receive(&a2.limiter, d, T0 + 1_501, &a2_peers, addr(2))
+            .is_ok());
+    }
+    for (_, d) in sent_c.iter().filter(|(to, _)| *to == addr(1)) {
+        assert!(a2
+            .plane
+            .receive(&a2.limiter, d, T0 + 1_502, &a2_peers, addr(3))
+            .is_ok());
+    }
+    assert_eq!(
+        a2.limiter.remote_total(&cell),
+        7 + 4,
+        "its previous life's 7 once, and c's 4"
+    );
+    hit(&a2, s, "k", 1);
+    let d = a2.limiter.check(&[LimitCheck { limit: s, key: "k" }], 0);
+    assert_eq!(d.deciding().remaining, 100 - 12);
+
+    // The relay goes again a few ticks later (a lost datagram is repaired), then stops.
+    let mut again = Vec::new();
+    for t in 1..=40 {
+        let (r, sent) = tick(&mut b, T0 + 1_500 + 50 * t, &b_peers);
+        if r.relayed > 0 {
+            assert_eq!(relayed_to(&sent, addr(1)).len(), 1);
+            again.push(t);
+        }
+    }
+    assert_eq!(again, RELAY_AGAIN_AFTER_TICKS.to_vec());
+}
+
+#[test]
+fn relays_are_merged_only_when_a_live_peer_of_this_configuration_vouches_for_them() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut r = node("r", 5, &clock, |_| {});
+    let p = node("p", 6, &clock, |_| {});
+    let q = node("q", 7, &clock, |_| {});
+    let m = node_with_key("m", 8, &clock, [6; 16], &limits(), |_| {});
+    let s = &limits()[0];
+    let cell = r.limiter.cell_at(s, "k", T0);
+    let peers = [
+        peer_of(&p, 2, PeerState::Alive),
+        peer_of(&q, 3, PeerState::Down),
+        peer_of(&m, 4, PeerState::Alive),
+    ];
+    let mut receive = |d: &[u8], from: SocketAddr| r.plane.receive(&r.limiter, d, T0, &peers, from);
+
+    // A dead node's generation: merged only from a live peer of this configuration.
+    let dead = datagram_of("x", 1, T0, &[(cell, 3)]);
+    assert_eq!(receive(&dead, addr(9)), Err("unknown_sender"), "not a peer");
+    assert_eq!(
+        receive(&dead, addr(3)),
+        Err("unknown_sender"),
+        "a down peer"
+    );
+    assert_eq!(
+        receive(&dead, addr(4)),
+        Err("unknown_sender"),
+        "another config"
+    );
+    assert_eq!(receive(&dead, addr(2)), Ok(1));
+    // A listed peer's older generation is merged when relayed; a newer one than the
+    // membership announced is not, even relayed.
+    let older = datagram_of("p", 4, T0, &[(cell, 2)]);
+    assert_eq!(receive(&older, addr(9)), Err("old_generation"));
+    assert_eq!(receive(&older, addr(2)), Ok(1));
+    let newer = datagram_of("p", 60, T0, &[(cell, 50)]);
+    assert_eq!(receive(&newer, addr(2)), Err("unknown_generation"));
+    // This node's current generation (or a newer one) never: its counts are its own. Its
+    // previous life's, yes, into a slot of their own.
+    let own = datagram_of("r", 5, T0, &[(cell, 40)]);
+    assert_eq!(receive(&own, addr(2)), Err("own_generation"));
+    let own_newer = datagram_of("r", 50, T0, &[(cell, 40)]);
+    assert_eq!(receive(&own_newer, addr(2)), Err("own_generation"));
+    let previous = datagram_of("r", 4, T0, &[(cell, 6)]);
+    assert_eq!(receive(&previous, addr(9)), Err("old_generation"));
+    // From the relayer's IPv4 address as a dual-stack socket reports it.
+    let mapped = SocketAddr::new(
+        std::net::IpAddr::V6(std::net::Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped()),
+        2,
+    );
+    assert_eq!(receive(&previous, mapped), Ok(1));
+    assert_eq!(r.limiter.remote_total(&cell), 3 + 2 + 6);
+
+    // Relayed by another peer, at the same or a stale count: counted once.
+    let peers2 = [
+        peer_of(&p, 2, PeerState::Alive),
+        peer_of(&q, 3, PeerState::Alive),
+    ];
+    let stale = datagram_of("x", 1, T0, &[(cell, 1)]);
+    for d in [&dead, &stale, &previous] {
+        assert_eq!(r.plane.receive(&r.limiter, d, T0, &peers2, addr(3)), Ok(0));
+    }
+    assert_eq!(r.limiter.remote_total(&cell), 11);
+    for (reason, n) in [
+        ("unknown_sender", "3"),
+        ("old_generation", "2"),
+        ("unknown_generation", "1"),
+        ("own_generation", "2"),
+    ] {
+        let series =
+            format!("tollgate_cluster_dropped_total{{plane=\"counter\",reason=\"{reason}\"}}");
+        assert_eq!(metric(&r, &series), n, "{reason}");
+    }
+    // The relayed generations are not peers: the view lists none.
+    assert!(r.plane.peer_views().iter().all(|v| v.datagrams == 0));
 }
