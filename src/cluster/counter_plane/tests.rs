@@ -498,10 +498,7 @@ fn a_backlog_stays_bounded_and_every_change_goes_out_in_the_end() {
 }
 
 /// The (node id, generation) each datagram sent to `to` names, with its cells.
-fn relayed_to(
-    datagrams: &[(SocketAddr, Vec<u8>)],
-    to: SocketAddr,
-) -> Vec<relay::Relayed> {
+fn relayed_to(datagrams: &[(SocketAddr, Vec<u8>)], to: SocketAddr) -> Vec<relay::Relayed> {
     let key = ClusterKey::new(SECRET).unwrap();
     let any = Freshness {
         max_age_ms: u64::MAX,
