@@ -10,9 +10,11 @@
 //!
 //! Files: [`http`] is the HTTP door (a folder: routing, the fast path, one file per endpoint
 //! group, rendering), [`listener`] the sockets and connection handling every door shares
-//! (it knows no protocol), [`readiness`] the conditions `/readyz` reports, [`resp`] the RESP
+//! (it knows no protocol), [`resp`] the RESP
 //! door (a folder: its connection loop, one file per command, and its event loops, which
-//! poll for work before they sleep: [`resp::idle_poll`]).
+//! poll for work before they sleep: [`resp::idle_poll`]). The conditions `/readyz` reports are
+//! [`crate::readiness`]'s; the cluster (a door of its own, [`crate::cluster`]) is started here
+//! before the others answer.
 
 pub mod http;
 pub mod listener;
