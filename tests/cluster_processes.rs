@@ -159,12 +159,20 @@ fn crash_pause_and_restart_keep_the_count_and_the_revocations() {
     let (after, r2) = spread(&nodes, "crash", 300, 200.0);
     assert_within_bound(before + after, r1.max(r2), 5, "kill -9");
 
-    // SIGSTOP node 4 while the others spend a key; on SIGCONT it catches up (it merges what
-    // it missed) and agrees with them.
+    // SIGSTOP node 4 until its peers give it up as down, while the others spend a key; on
+    // SIGCONT it refutes, is alive again, and catches up (its peers send it a snapshot on its
+    // return) and agrees with them.
     nodes[3].signal(libc::SIGSTOP);
     for _ in 0..30 {
         assert!(nodes[0].check("paused", 1).0);
     }
+    wait_until("node1 sees the paused node4 down", || {
+        nodes[0].cluster()["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "node4" && p["state"] == "down")
+    });
     nodes[3].signal(libc::SIGCONT);
     let live: Vec<&Node> = nodes.iter().filter(|n| n.is_running()).collect();
     wait_until(
