@@ -2,9 +2,9 @@
 //! one, keeping the running configuration), SIGTERM drains and exits 0.
 
 mod http_support;
+mod process_support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Instant;
 
 use http_support::*;
@@ -31,46 +31,10 @@ fn config_text(basic: u64) -> String {
 
 /// Starts the binary and reads its log until it says where it listens.
 fn spawn(config: &std::path::Path) -> Tollgate {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tollgate starts");
-    // The log goes to one of the two streams depending on the logging setup: read both.
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("tollgate logs that it listens");
-        if !line.contains("tollgate listening") {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-        let addr = v["fields"]["http"]
-            .as_str()
-            .or_else(|| v["http"].as_str())
-            .unwrap_or_else(|| panic!("no http address in {line}"))
-            .parse()
-            .unwrap();
-        // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        return Tollgate { child, addr };
-    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    cmd.arg("serve").arg("--config").arg(config);
+    let (child, addr) = process_support::spawn_listening(cmd, WAIT).unwrap();
+    Tollgate { child, addr }
 }
 
 fn signal(t: &Tollgate, sig: libc::c_int) {

@@ -10,11 +10,13 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "../process_support/mod.rs"]
+mod process_support;
+
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Upper bound for anything a test waits on.
@@ -196,45 +198,10 @@ impl Node {
             .env("TG_TEST_HS256", HS256_SECRET)
             .env("TG_TEST_ADMIN", ADMIN_SECRET)
             .env("TG_TEST_CLUSTER", CLUSTER_SECRET)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("tollgate starts");
-        let (tx, rx) = mpsc::channel::<String>();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => line,
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("{} did not say it listens", self.name);
-                }
-            };
-            if !line.contains("tollgate listening") {
-                continue;
-            }
-            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-            self.http = v["fields"]["http"]
-                .as_str()
-                .or_else(|| v["http"].as_str())
-                .unwrap_or_else(|| panic!("no http address in {line}"))
-                .parse()
-                .unwrap();
-            std::thread::spawn(move || while rx.recv().is_ok() {});
-            break;
-        }
+            .env("RUST_LOG", "info");
+        let (child, http) = process_support::spawn_listening(cmd, WAIT)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name));
+        self.http = http;
         self.child = Some(child);
     }
 
