@@ -152,6 +152,10 @@ impl RequestParser {
             Line::Incomplete => return self.incomplete(input.len() + 1),
             Line::Bad => return Err(ParseError::BadArrayLength),
         };
+        if n < -1 {
+            // -1 is RESP's null array; any other negative length is no length at all.
+            return Err(ParseError::BadArrayLength);
+        }
         if n <= 0 {
             // `*0` and `*-1`: nothing to do; Redis skips them too.
             return Ok(Parsed::Command {
@@ -720,8 +724,10 @@ mod tests {
 
     #[test]
     fn framing_errors() {
-        let cases: [(&[u8], ParseError); 12] = [
+        let cases: [(&[u8], ParseError); 14] = [
             (b"*x\r\n", ParseError::BadArrayLength),
+            (b"*-2\r\n", ParseError::BadArrayLength),
+            (b"*-9223372036854775808\r\n", ParseError::BadArrayLength),
             (b"*\r\n", ParseError::BadArrayLength),
             (b"*+1\r\n", ParseError::BadArrayLength),
             (b"*1\n", ParseError::BadArrayLength),
