@@ -28,6 +28,13 @@ impl RevokeRequest {
         let v: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
         let obj = v.as_object().ok_or("expected a JSON object")?;
+        // A JSON object with a key given twice means whatever the parser keeps (serde_json
+        // keeps the last, others the first): refused rather than guessed.
+        serde::Deserializer::deserialize_map(
+            &mut serde_json::Deserializer::from_slice(body),
+            UniqueKeys,
+        )
+        .map_err(|e| e.to_string())?;
         let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
         keys.sort_unstable();
         if keys != ["exp", "jti"] && keys != ["before", "sub"] {
@@ -167,9 +174,46 @@ impl Gate {
     }
 }
 
+/// Reads an object's keys (and skips their values), failing on a key given twice.
+struct UniqueKeys;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen: Vec<String> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} is given twice"
+                )));
+            }
+            map.next_value::<serde::de::IgnoredAny>()?;
+            seen.push(key);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        for body in [
+            &br#"{"jti":"a","exp":5,"jti":"b"}"#[..],
+            br#"{"sub":"u","before":1,"before":2}"#,
+        ] {
+            let e = RevokeRequest::from_json(body).unwrap_err();
+            assert!(e.contains("is given twice"), "{e}");
+        }
+        assert!(RevokeRequest::from_json(br#"{"jti":"a","exp":5}"#).is_ok());
+    }
 
     #[test]
     fn request_forms() {
