@@ -627,3 +627,39 @@ async fn an_unknown_kid_is_authenticated_once_and_counted_once() {
         "counted against one limit once"
     );
 }
+
+#[tokio::test]
+async fn a_key_published_just_after_a_fetch_verifies_within_a_second_while_random_kids_fetch_once_per_cooldown(
+) {
+    let (addr, served) = serve("jwks.json").await;
+    let clock = s::clock();
+    let a = s::build(&s::config(remote_issuer(addr)), clock.clone());
+    a.start();
+    assert!(a.wait_ready(Duration::from_secs(10)).await, "first fetch");
+    assert_eq!(served.count(), 1);
+
+    // The issuer rotates right after tollgate's fetch: the first token naming the new key is
+    // refused, within the default cooldown (1 s) of that fetch…
+    *served.body.lock() = std::fs::read(s::dir().join("jwks_rotated.json")).unwrap();
+    let rotated = s::token("eddsa_rotated_key");
+    assert_eq!(auth(&a, &rotated).await, Err(AuthError::UnknownKey));
+    // …and a second later the next one fetches the set and verifies: the refusal window is at
+    // most the cooldown, not the 30 s it used to be.
+    clock.advance_millis(1_000);
+    assert_eq!(auth(&a, &rotated).await.unwrap(), "user_rotated");
+    assert_eq!(served.count(), 2);
+
+    // 10,000 tokens with random kids in the same second: no fetch (the last one was now);
+    // a second later, 10,000 more: exactly one.
+    let good = s::token("eddsa_better_auth");
+    for round in 0..2 {
+        for i in 0..10_000 {
+            let t = with_kid(&good, &format!("flood-{round}-{i}"));
+            assert_eq!(auth(&a, &t).await, Err(AuthError::UnknownKey));
+        }
+        assert_eq!(served.count(), 2 + round, "round {round}");
+        clock.advance_millis(1_000);
+    }
+    // The rotated key still verifies throughout, from the set it was fetched with.
+    assert_eq!(auth(&a, &rotated).await.unwrap(), "user_rotated");
+}

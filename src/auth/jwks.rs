@@ -382,7 +382,7 @@ impl Default for RemoteOptions {
             refresh: Duration::from_secs(300),
             min_refresh: Duration::from_secs(60),
             max_refresh: Duration::from_secs(3600),
-            kid_cooldown: Duration::from_secs(30),
+            kid_cooldown: Duration::from_secs(1),
             ca_file: None,
         }
     }

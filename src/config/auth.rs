@@ -147,8 +147,11 @@ fn default_min_refresh() -> String {
 fn default_max_refresh() -> String {
     "1h".into()
 }
+/// One second: a key an issuer publishes just after tollgate's last fetch is fetched at most
+/// a second after the first token that names it (so a rotation costs its first users at most
+/// that second), and a flood of random `kid`s costs the issuer at most one fetch a second.
 fn default_kid_cooldown() -> String {
-    "30s".into()
+    "1s".into()
 }
 
 impl IssuerConfig {
@@ -553,7 +556,7 @@ mod tests {
         assert_eq!(c.claims.user_id, ["sub", "id", "userId"]);
         let i = IssuerConfig::new("x");
         assert_eq!(i.leeway().unwrap(), Duration::from_secs(30));
-        assert_eq!(i.unknown_kid_cooldown().unwrap(), Duration::from_secs(30));
+        assert_eq!(i.unknown_kid_cooldown().unwrap(), Duration::from_secs(1));
     }
 
     #[test]
