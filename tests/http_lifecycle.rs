@@ -187,6 +187,43 @@ async fn a_request_head_sent_too_slowly_is_cut_off() {
 }
 
 #[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+    // Not after idle_timeout: a trickle of silent connects would otherwise hold the
+    // connection cap full. Both HTTP paths.
+    for fast_path in [true, false] {
+        let mut c = cfg();
+        c.server.header_read_timeout = "300ms".into();
+        c.server.idle_timeout = "60s".into();
+        let server = tollgate::server::ServerBuilder::new(c)
+            .clock(std::sync::Arc::new(tollgate::clock::ManualClock::new(
+                T0_MILLIS,
+            )))
+            .http_fast_path(fast_path)
+            .start()
+            .await
+            .unwrap();
+        let mut silent = tcp_client(&server).await;
+        let started = Instant::now();
+        // Closed (hyper may first answer 408), long before the 60 s idle timeout.
+        match silent.read_response().await {
+            None => {}
+            Some(r) => {
+                assert_eq!(r.status, 408, "fast path {fast_path}");
+                silent.expect_closed().await;
+            }
+        }
+        let after = started.elapsed();
+        assert!(
+            after >= Duration::from_millis(300) && after < Duration::from_secs(10),
+            "fast path {fast_path}: closed after {after:?}"
+        );
+        // A client that does send is served as before.
+        assert_eq!(tcp_client(&server).await.get("/healthz").await.status, 200);
+        server.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn connections_beyond_the_cap_are_closed_at_once() {
     let mut c = cfg();
     c.server.max_connections = 2;

@@ -27,8 +27,8 @@
 //! tests/http_auth.rs).
 //!
 //! Timeouts and shutdown match the hyper path: `IdleTimeout` for idle connections and stalled
-//! writes, `header_read_timeout` from the first byte of a head that arrives in pieces (a timer
-//! exists only then), and on drain a connection closes after the request being answered
+//! writes, `header_read_timeout` from the accept for a connection's first request and from the
+//! first byte of a later head that arrives in pieces (a timer exists only then), and on drain a connection closes after the request being answered
 //! (`Connection: close`) or at once when idle.
 
 use std::sync::Arc;
@@ -277,7 +277,10 @@ pub async fn serve_fast<S>(
     let closing = shutdown.clone().closing();
     tokio::pin!(draining, closing);
     let mut drained = false;
-    let mut head_started: Option<Instant> = None;
+    // A fresh connection's first request must arrive within header_read_timeout of the
+    // accept, not idle_timeout: a client that connects and sends nothing holds a connection
+    // slot only that long (otherwise a trickle of silent connects fills the cap).
+    let mut head_started: Option<Instant> = Some(Instant::now());
 
     loop {
         // Answer every complete request already read.
@@ -337,9 +340,10 @@ pub async fn serve_fast<S>(
         }
 
         // Read more: an idle connection waits for its next request (or the drain); a head that
-        // arrives in pieces must complete within header_read_timeout of its first byte.
+        // arrives in pieces must complete within header_read_timeout of its first byte, and a
+        // fresh connection's first head within header_read_timeout of the accept.
         inbuf.reserve(READ_CHUNK);
-        let read = if inbuf.is_empty() {
+        let read = if inbuf.is_empty() && head_started.is_none() {
             tokio::select! {
                 biased;
                 _ = &mut draining, if !drained => {
