@@ -3,7 +3,7 @@
 //!
 //! - `window`: the sliding-window counter state (32 bytes) and its arithmetic.
 //! - `log`: the exact sliding log for small limits.
-//! - `shard`: one shard of the map: its tables, idle drop and oldest-first eviction.
+//! - `shard`: one shard of the map: its tables, idle drop and least-active-first eviction.
 //! - `cell`: the counts a node can share ([`CellId`], [`NodeSlot`]): this node's own count
 //!   of a cell ([`Limiter::export_cell`]) and the cells changed since they were last
 //!   published ([`Limiter::drain_changed_cells`]).

@@ -315,6 +315,41 @@ fn eviction_takes_the_oldest_states_first() {
 }
 
 #[test]
+fn a_flood_of_new_keys_does_not_reset_a_denied_or_busy_key() {
+    // Every key of the flood is active in the current window, as the denied key is: their
+    // expiries are equal, and eviction must take the flood's one-hit keys, not the keys with
+    // history. 200,000 new keys through a cap of 2,000: a hundred times the cap, the ratio
+    // of a 2-million-key flood against a cap of 20,000 (debug builds run this test).
+    let (l, _clock) = limiter(2_000);
+    let s = spec("f", 5, 3600, Algorithm::SlidingWindow);
+    for _ in 0..5 {
+        assert!(one(&l, &s, "victim", 1).allowed);
+    }
+    assert!(!one(&l, &s, "victim", 1).allowed, "denied before the flood");
+    for _ in 0..3 {
+        assert!(one(&l, &s, "busy", 1).allowed);
+    }
+    let log = spec("login", 2, 3600, Algorithm::SlidingLog);
+    assert!(one(&l, &log, "victim", 2).allowed);
+    assert!(!one(&l, &log, "victim", 1).allowed);
+    for i in 0..200_000u32 {
+        one(&l, &s, &format!("flood-{i}"), 1);
+    }
+    assert!(l.tracked_states() <= 2_000, "{}", l.tracked_states());
+    assert!(l.evictions() > 190_000, "{}", l.evictions());
+    assert!(
+        !one(&l, &s, "victim", 1).allowed,
+        "the denied key kept its count through the flood"
+    );
+    assert!(!one(&l, &log, "victim", 1).allowed, "and its sliding log");
+    assert_eq!(
+        one(&l, &s, "busy", 0).deciding().remaining,
+        2,
+        "a key in use kept its count"
+    );
+}
+
+#[test]
 fn sweep_drops_idle_states() {
     let (l, c) = limiter(10_000);
     let minute = spec("m", 10, 60, Algorithm::SlidingWindow);
