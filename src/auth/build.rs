@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use parking_lot::Mutex;
 
 use super::jwks::{self, IssuerKeys, KeySet};
@@ -80,7 +82,7 @@ pub(super) fn issuer_keys(
                 min_bytes: MIN_HS256_SECRET_BYTES,
             }
             .read(env)?;
-            IssuerKeys::fixed(name, KeySet::hs256(secret.as_bytes()))
+            IssuerKeys::fixed(name, KeySet::hs256(&hs256_secret(ic, secret)?))
         }
         KeySourceConfig::File(path) => IssuerKeys::fixed(
             name,
@@ -106,6 +108,35 @@ pub(super) fn issuer_keys(
             Arc::clone(clock),
         )?,
     })
+}
+
+/// The HS256 key that the text of issuer `ic`'s secret variable stands for: its bytes, or
+/// what they decode to when `hs256_secret_encoding = "base64url"` (checked for the least
+/// length again, after decoding).
+fn hs256_secret(ic: &IssuerConfig, text: String) -> Result<Vec<u8>, String> {
+    if ic.hs256_secret_encoding != "base64url" {
+        return Ok(text.into_bytes());
+    }
+    let name = &ic.name;
+    let var = ic.hs256_secret_env.as_deref().unwrap_or_default();
+    let key = URL_SAFE_NO_PAD
+        .decode(text.trim().trim_end_matches('='))
+        .map_err(|_| {
+            format!(
+                "issuer {name:?}: hs256_secret_env: {var} is not base64url \
+                 (hs256_secret_encoding = \"base64url\"); write the key in base64url \
+                 (A-Z a-z 0-9 - _), or set hs256_secret_encoding = \"text\""
+            )
+        })?;
+    if key.len() < MIN_HS256_SECRET_BYTES {
+        return Err(format!(
+            "issuer {name:?}: hs256_secret_env: {var} decodes to {} bytes; the issuer's HS256 \
+             secret needs at least {MIN_HS256_SECRET_BYTES} bytes (e.g. openssl rand 32 | \
+             basenc --base64url)",
+            key.len()
+        ));
+    }
+    Ok(key)
 }
 
 /// Builds issuer `ic`'s key source as `serve` would, and drops it: a secret read and

@@ -32,6 +32,8 @@ pub const SUPPORTED_ALGORITHMS: &[&str] = &["EdDSA", "ES256", "ES512", "RS256", 
 
 /// Shortest HS256 secret accepted (RFC 7518 §3.2: a key at least as long as the hash).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
+/// How `hs256_secret_env`'s variable may hold the secret: as text, or base64url-encoded.
+pub const HS256_SECRET_ENCODINGS: &[&str] = &["text", "base64url"];
 
 /// `[auth]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +99,10 @@ pub struct IssuerConfig {
     /// Name of the environment variable holding the HS256 shared secret (≥ 32 bytes).
     #[serde(default)]
     pub hs256_secret_env: Option<String>,
+    /// How the variable holds the secret: `"text"` (its bytes as they are) or `"base64url"`
+    /// (decoded first, padding optional: a JWK's `k`, or any binary key).
+    #[serde(default = "default_hs256_secret_encoding")]
+    pub hs256_secret_encoding: String,
     /// Algorithms accepted. Default: every asymmetric algorithm for a JWKS source,
     /// `["HS256"]` for a secret.
     #[serde(default)]
@@ -129,6 +135,9 @@ pub struct IssuerConfig {
     pub unknown_kid_cooldown: String,
 }
 
+fn default_hs256_secret_encoding() -> String {
+    "text".into()
+}
 fn default_leeway() -> String {
     "30s".into()
 }
@@ -165,6 +174,7 @@ impl IssuerConfig {
             jwks_url: None,
             jwks_file: None,
             hs256_secret_env: None,
+            hs256_secret_encoding: default_hs256_secret_encoding(),
             algorithms: Vec::new(),
             leeway: default_leeway(),
             required_claims: Vec::new(),
@@ -251,6 +261,13 @@ impl IssuerConfig {
             KeySourceConfig::SecretEnv(env) => {
                 if env.is_empty() {
                     return Err(format!("issuer {name:?}: hs256_secret_env: is empty"));
+                }
+                if !HS256_SECRET_ENCODINGS.contains(&self.hs256_secret_encoding.as_str()) {
+                    return Err(format!(
+                        "issuer {name:?}: hs256_secret_encoding: {:?} is not one of {}",
+                        self.hs256_secret_encoding,
+                        HS256_SECRET_ENCODINGS.join(", ")
+                    ));
                 }
                 if algs.iter().any(|a| a != "HS256") {
                     return Err(format!(
