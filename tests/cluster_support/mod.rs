@@ -1,5 +1,6 @@
 //! Real tollgate processes in a cluster, for tests/cluster_processes.rs,
-//! tests/cluster_partition.rs and the cluster benchmark (benches/cluster_load.rs): each node
+//! tests/cluster_partition.rs, tests/revocation_crash.rs (one node, `[cluster]` off) and the
+//! cluster benchmark (benches/cluster_load.rs): each node
 //! a `tollgate serve` child on its own loopback address (127.0.0.2, 127.0.0.3, …) with its
 //! own configuration file and revocation log, all sharing one cluster secret, one hash key and
 //! one HS256 issuer; a blocking HTTP/1.1 client to ask them; tokens minted for the real clock.
@@ -402,7 +403,8 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     request(addr, "GET", path, headers, b"")
 }
 
-/// One HTTP/1.1 request on a new connection (`Connection: close`), read to EOF.
+/// One HTTP/1.1 request on a new connection (`Connection: close`), read to EOF; panics on a
+/// connection error.
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -410,9 +412,22 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
+    try_request(addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+}
+
+/// [`request`], with a connection error (refused, cut, no status line) as an `Err`.
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response, String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -421,11 +436,11 @@ pub fn request(
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    s.write_all(head.as_bytes())
+        .and_then(|()| s.write_all(body))
+        .map_err(|e| format!("write: {e}"))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("read from {addr}: {e}"));
+    s.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.split("\r\n");
@@ -433,14 +448,14 @@ pub fn request(
         .next()
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line from {addr}: {text:?}"));
+        .ok_or_else(|| format!("no status line: {text:?}"))?;
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    Response {
+    Ok(Response {
         status,
         headers,
         body: body.to_string(),
-    }
+    })
 }
