@@ -58,11 +58,13 @@ pub enum ProblemType {
     /// This caller may not ask `/check` (`[check]`: not on the Unix socket, not in
     /// `networks`, no valid caller secret).
     CheckForbidden,
+    /// Too many wrong admin secrets from this address: refused for a while.
+    TooManyAttempts,
 }
 
 impl ProblemType {
     /// Every problem type, for documentation and tests.
-    pub const ALL: [ProblemType; 21] = [
+    pub const ALL: [ProblemType; 22] = [
         ProblemType::MissingParameter,
         ProblemType::DuplicateParameter,
         ProblemType::InvalidParameter,
@@ -84,6 +86,7 @@ impl ProblemType {
         ProblemType::Internal,
         ProblemType::StoreFull,
         ProblemType::CheckForbidden,
+        ProblemType::TooManyAttempts,
     ];
 
     /// Short identifier, also the last part of the type URI and the `reason` label in metrics.
@@ -110,6 +113,7 @@ impl ProblemType {
             ProblemType::Internal => "internal",
             ProblemType::StoreFull => "store-full",
             ProblemType::CheckForbidden => "check-forbidden",
+            ProblemType::TooManyAttempts => "too-many-attempts",
         }
     }
 
@@ -143,6 +147,7 @@ impl ProblemType {
             ProblemType::Internal => "Internal error",
             ProblemType::StoreFull => "The revocation store is full",
             ProblemType::CheckForbidden => "This caller may not spend or read quotas",
+            ProblemType::TooManyAttempts => "Too many wrong secrets from this address",
         }
     }
 
@@ -158,6 +163,7 @@ impl ProblemType {
             ProblemType::BodyTooLarge => 413,
             ProblemType::Internal => 500,
             ProblemType::StoreFull => 507,
+            ProblemType::TooManyAttempts => 429,
             _ => 400,
         }
     }

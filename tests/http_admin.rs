@@ -139,6 +139,32 @@ async fn the_secret_is_required_and_checked() {
 }
 
 #[tokio::test]
+async fn ten_wrong_secrets_from_one_address_lock_it_out_for_a_minute() {
+    let (s, clock) = start(config(100, 100, ENABLED), true).await;
+    let mut c = tcp_client(&s).await;
+    let list = |auth: &str| {
+        format!("GET /admin/revocations HTTP/1.1\r\nHost: t\r\nAuthorization: {auth}\r\n\r\n")
+    };
+    for _ in 0..10 {
+        let r = exchange(&mut c, &list("Bearer wrong")).await;
+        assert_problem(&r, 401, "unauthorized");
+    }
+    // The eleventh attempt is refused before the secret is looked at, even the right one.
+    for auth in ["Bearer wrong".to_string(), bearer()] {
+        let r = exchange(&mut c, &list(&auth)).await;
+        let detail = assert_problem(&r, 429, "too-many-attempts");
+        assert!(detail.contains("too many wrong admin secrets"), "{detail}");
+        assert_eq!(r.header("retry-after"), Some("60"));
+    }
+    // A minute later the right secret is admitted, and the count starts over.
+    clock.advance_millis(60_000);
+    assert_eq!(exchange(&mut c, &list(&bearer())).await.status, 200);
+    let r = exchange(&mut c, &list("Bearer wrong")).await;
+    assert_problem(&r, 401, "unauthorized");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn wrong_methods_and_paths() {
     let s = server(ENABLED).await;
     let mut c = tcp_client(&s).await;

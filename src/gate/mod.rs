@@ -41,6 +41,7 @@ mod hash_key;
 pub mod preflight;
 mod retry_after;
 mod revoke;
+mod wrong_secrets;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -218,6 +219,8 @@ pub struct Gate {
     /// Who may ask the rate-limit question, on every door (`[check]`; read at start: a
     /// connection's standing is computed once, when it opens).
     check_access: CheckAccess,
+    /// Wrong admin secrets per address (kept across reloads).
+    wrong_secrets: wrong_secrets::WrongSecrets,
     metrics: Arc<Metrics>,
     /// Cloned out of `metrics` so the hot path does not chase the Arc.
     decision_seconds: Histogram,
@@ -274,6 +277,7 @@ impl Gate {
             state: ArcSwap::from_pointee(state),
             reloading: parking_lot::Mutex::new(()),
             check_access,
+            wrong_secrets: Default::default(),
             decision_seconds: metrics.decision_seconds().clone(),
             metrics,
         })
@@ -491,6 +495,31 @@ impl Gate {
     /// Who may run admin operations, now.
     pub fn admin(&self) -> Arc<AdminAccess> {
         Arc::clone(&self.state.load().admin)
+    }
+
+    /// Whether `peer` may present an admin secret now: `Err(seconds)` while it is refused
+    /// for presenting too many wrong ones (`wrong_secrets.rs`; a Unix-socket peer never is).
+    /// A door asks before it checks a presented secret, and reports the outcome with
+    /// [`Gate::admin_secret_outcome`].
+    pub fn admin_secret_allowed(&self, peer: Option<Peer>) -> Result<(), u64> {
+        match peer {
+            Some(Peer::Ip(ip)) => self
+                .wrong_secrets
+                .refused(ip, self.clock.now_millis())
+                .map_or(Ok(()), Err),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records whether the admin secret `peer` presented was right.
+    pub fn admin_secret_outcome(&self, peer: Option<Peer>, right: bool) {
+        if let Some(Peer::Ip(ip)) = peer {
+            if right {
+                self.wrong_secrets.right(ip);
+            } else {
+                self.wrong_secrets.wrong(ip, self.clock.now_millis());
+            }
+        }
     }
 
     /// Who may ask the rate-limit question (`/check`, `CHECK`).

@@ -16,7 +16,8 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::render::{
-    json_reply, problem_reply, problem_reply_with, HttpResponse, Reply, WWW_AUTHENTICATE,
+    json_reply, problem_reply, problem_reply_with, HttpResponse, Reply, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
 use super::{target_len, HttpService, HttpShared};
 use crate::gate::{
@@ -122,8 +123,29 @@ impl HttpShared {
             via_unix_socket: peer == Peer::Unix,
             credential: authorization.map_or(AdminCredential::None, AdminCredential::Authorization),
         };
+        // Too many wrong secrets from this address: refused before the secret is looked at
+        // (the gate's rule, `gate/wrong_secrets.rs`).
+        let presented = authorization.is_some();
+        if presented {
+            if let Err(secs) = self.gate.admin_secret_allowed(Some(peer)) {
+                let p = self.refuse(Problem::new(
+                    ProblemType::TooManyAttempts,
+                    format!(
+                        "too many wrong admin secrets from this address; try again in {secs} s"
+                    ),
+                ));
+                return Err(Box::new(problem_reply_with(
+                    &p,
+                    Some((&RETRY_AFTER, &secs.to_string())),
+                )));
+            }
+        }
         match self.gate.admin().admit(&caller) {
-            Ok(()) => {}
+            Ok(()) => {
+                if presented {
+                    self.gate.admin_secret_outcome(Some(peer), true);
+                }
+            }
             Err(
                 refusal @ (AdminRefusal::Disabled
                 | AdminRefusal::UnixSocketOnly
@@ -136,7 +158,8 @@ impl HttpShared {
                 return Err(Box::new(self.admin_unauthorized(false)))
             }
             Err(AdminRefusal::SecretInvalid) => {
-                return Err(Box::new(self.admin_unauthorized(true)))
+                self.gate.admin_secret_outcome(Some(peer), false);
+                return Err(Box::new(self.admin_unauthorized(true)));
             }
         }
         Ok(endpoint)

@@ -14,32 +14,53 @@ use crate::server::resp::stats::BatchCounts;
 /// Redis's reply to a wrong user or password (`AUTH`, `HELLO … AUTH`).
 pub(super) const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
+/// Why `AUTH` (or `HELLO … AUTH`) did not authenticate.
+pub(super) enum AuthRefused {
+    /// The user and password do not match.
+    Wrong,
+    /// Too many wrong admin passwords from this address: refused before the password is
+    /// looked at, for this many more seconds (the gate's rule, `gate/wrong_secrets.rs`).
+    TooManyWrong(u64),
+}
+
+impl AuthRefused {
+    pub(super) fn message(&self) -> String {
+        match self {
+            AuthRefused::Wrong => WRONGPASS.to_string(),
+            AuthRefused::TooManyWrong(secs) => {
+                format!("ERR too many wrong passwords from this address; try again in {secs} s")
+            }
+        }
+    }
+}
+
 /// Checks an `AUTH`/`HELLO AUTH` user and password; unlocks admin commands when right.
 pub(super) fn authenticate(
     conn: &mut Conn,
     user: Option<&[u8]>,
     password: &[u8],
     door: &DoorShared,
-) -> bool {
+) -> Result<(), AuthRefused> {
     if let Some(name) = user.filter(|u| *u != b"default") {
         // A `[check]` caller: its name is configuration, not a secret; the gate compares the
         // secret in constant time.
         return match door.gate.check_access().prove(name, password) {
             Some(Ok(proof)) => {
                 conn.check_proof = Some(proof);
-                true
+                Ok(())
             }
-            _ => false,
+            _ => Err(AuthRefused::Wrong),
         };
     }
-    // The admin user (`default`, or no user given).
-    match door.gate.admin().prove(password) {
-        Ok(proof) => {
-            conn.admin = Some(proof);
-            true
-        }
-        Err(_) => false,
-    }
+    // The admin user (`default`, or no user given); an address that presented too many wrong
+    // ones is refused first.
+    door.gate
+        .admin_secret_allowed(conn.peer)
+        .map_err(AuthRefused::TooManyWrong)?;
+    let proved = door.gate.admin().prove(password);
+    door.gate.admin_secret_outcome(conn.peer, proved.is_ok());
+    conn.admin = Some(proved.map_err(|_| AuthRefused::Wrong)?);
+    Ok(())
 }
 
 /// `AUTH [user] <password>`.
@@ -64,11 +85,12 @@ pub(super) fn apply(
             counts,
         );
     }
-    if authenticate(conn, user, password, door) {
-        out.extend_from_slice(b"+OK\r\n");
-    } else {
-        counts.auth_failures += 1;
-        err(out, WRONGPASS, counts);
+    match authenticate(conn, user, password, door) {
+        Ok(()) => out.extend_from_slice(b"+OK\r\n"),
+        Err(refused) => {
+            counts.auth_failures += 1;
+            err(out, &refused.message(), counts);
+        }
     }
 }
 
@@ -110,6 +132,26 @@ mod tests {
         );
         assert!(r.starts_with("%7"), "{r}");
         assert!(c.admin.is_some());
+
+        // Ten wrong admin passwords from one address: the next attempt is refused before the
+        // password is looked at, the right one too (HELLO AUTH alike); a Unix-socket peer
+        // (no address) is not counted.
+        let mut c = conn(false);
+        for _ in 0..10 {
+            assert!(run(&mut c, &d, "AUTH wrong").starts_with("-WRONGPASS"));
+        }
+        for cmd in [
+            format!("AUTH {SECRET}"),
+            format!("HELLO 3 AUTH default {SECRET}"),
+        ] {
+            let r = run(&mut c, &d, &cmd);
+            assert!(
+                r.starts_with("-ERR too many wrong passwords from this address; try again in "),
+                "{r}"
+            );
+        }
+        let mut local = conn(true);
+        assert_eq!(run(&mut local, &d, &format!("AUTH {SECRET}")), "+OK\r\n");
 
         let uds_only = door(Admin::SecretUnixSocketOnly);
         let mut tcp = conn(false);

@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 
-use super::auth::{authenticate, WRONGPASS};
+use super::auth::authenticate;
 use super::client::check_client_name;
 use super::{err, int_arg, is, shown};
 use crate::resp::frame::{Frame, Protocol};
@@ -59,9 +59,9 @@ pub(super) fn apply(
         }
     }
     if let Some((user, password)) = auth {
-        if !authenticate(conn, Some(user), password, door) {
+        if let Err(refused) = authenticate(conn, Some(user), password, door) {
             counts.auth_failures += 1;
-            return err(out, WRONGPASS, counts);
+            return err(out, &refused.message(), counts);
         }
     }
     if let Some(n) = name {
