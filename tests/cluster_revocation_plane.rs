@@ -233,7 +233,12 @@ async fn what_no_push_carried_is_repaired_by_digest() {
     let r = jti("merged-quietly");
     nodes[0].store.merge([r.clone()]).unwrap();
     until("the repair on b and c", || nodes.iter().all(|n| n.has(&r))).await;
-    assert!(nodes[1].events("repaired") >= 1 && nodes[2].events("repaired") >= 1);
+    // A merge puts a revocation in force before it returns and is counted: wait for the count
+    // rather than read it the moment the revocation shows.
+    until("b and c count a repair", || {
+        nodes[1].events("repaired") >= 1 && nodes[2].events("repaired") >= 1
+    })
+    .await;
     until("equal digests", || {
         nodes
             .iter()
@@ -299,12 +304,14 @@ async fn a_joining_node_is_ready_only_once_it_has_fetched_every_revocation() {
     until("b ready", || b.ready.get()).await;
     assert_eq!(b.store.len(), many.len(), "ready only with the whole list");
     assert_eq!(b.events("repaired"), many.len() as u64);
-    assert_eq!(
+    // At least the join's fetch (a digest repair may follow on a loaded machine, when an
+    // interval's digest arrives late; it learns nothing more).
+    assert!(
         b.metrics
             .snapshot_transfers
             .with_label_values(&[PLANE, "in"])
-            .get(),
-        1
+            .get()
+            >= 1
     );
     a.stop().await;
     b.stop().await;
