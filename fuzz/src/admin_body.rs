@@ -19,7 +19,11 @@ pub fn run(data: &[u8]) {
     let expected = model(data);
     match &got {
         Ok(req) => {
-            assert_eq!(Some(req), expected.as_ref(), "accepted only in one of the two forms");
+            assert_eq!(
+                Some(req),
+                expected.as_ref(),
+                "accepted only in one of the two forms"
+            );
             let echoed = req.to_json();
             let body: Value = serde_json::from_slice(data).expect("accepted bodies are JSON");
             assert_eq!(echoed, body, "to_json is the body it came from");

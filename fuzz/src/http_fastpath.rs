@@ -95,7 +95,10 @@ fn check_plain(
     let is_auth = path
         .strip_prefix("/auth")
         .is_some_and(|r| r.is_empty() || r.starts_with('?'));
-    assert!(m == "GET" || (is_auth && m != "CONNECT"), "method {m:?} for {path:?}");
+    assert!(
+        m == "GET" || (is_auth && m != "CONNECT"),
+        "method {m:?} for {path:?}"
+    );
     assert_eq!(req.headers.len(), spans.len(), "the same header count");
     let mut asked_close = false;
     for (h, s) in req.headers.iter().zip(spans) {
@@ -173,9 +176,7 @@ fn model(query: &str) -> Expected {
 
 fn check_query(query: &str) {
     let got = match CheckParams::parse(query) {
-        Ok(p) => Expected::Params(
-            [p.key, p.tier, p.hits, p.limit].map(|v| v.map(Cow::into_owned)),
-        ),
+        Ok(p) => Expected::Params([p.key, p.tier, p.hits, p.limit].map(|v| v.map(Cow::into_owned))),
         Err(problem) => Expected::Refused(problem.kind),
     };
     assert_eq!(got, model(query), "query {query:?}");

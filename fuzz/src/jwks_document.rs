@@ -74,13 +74,19 @@ fn check_keys(set: &KeySet, entries: &[Value], data: &[u8]) {
         let one = VerifyingKey::from_jwk(jwk);
         let twice = VerifyingKey::from_jwk(jwk);
         assert_eq!(
-            one.as_ref().map(|k| k.as_ref().map(|k| (k.kid.clone(), k.algs()))),
-            twice.as_ref().map(|k| k.as_ref().map(|k| (k.kid.clone(), k.algs()))),
+            one.as_ref()
+                .map(|k| k.as_ref().map(|k| (k.kid.clone(), k.algs()))),
+            twice
+                .as_ref()
+                .map(|k| k.as_ref().map(|k| (k.kid.clone(), k.algs()))),
             "deterministic"
         );
         let Ok(Some(key)) = one else { continue };
         let s = |n: &str| jwk.get(n).and_then(Value::as_str);
-        assert!(s("use").is_none_or(|u| u == "sig"), "a key not for signatures");
+        assert!(
+            s("use").map_or(true, |u| u == "sig"),
+            "a key not for signatures"
+        );
         assert_ne!(s("kty"), Some("oct"), "a secret from a key set");
         let fam = family(jwk);
         assert!(!key.algs().is_empty());
@@ -92,10 +98,13 @@ fn check_keys(set: &KeySet, entries: &[Value], data: &[u8]) {
         for alg in Alg::ALL {
             let sig = sig_of(data, alg);
             let verified = key.verify(alg, data, &sig);
-            assert!(!verified || key.algs().contains(alg), "alg pinned to the key");
+            assert!(
+                !verified || key.algs().contains(alg),
+                "alg pinned to the key"
+            );
         }
         // Kept by the set unless it holds MAX_KEYS already or an earlier key took its kid.
-        if kept < MAX_KEYS && key.kid.as_ref().is_none_or(|k| kids.insert(k.clone())) {
+        if kept < MAX_KEYS && key.kid.as_ref().map_or(true, |k| kids.insert(k.clone())) {
             kept += 1;
         }
         if let Some(kid) = key.kid.as_ref().filter(|k| kids.contains(*k)) {
@@ -109,7 +118,9 @@ fn check_keys(set: &KeySet, entries: &[Value], data: &[u8]) {
     }
     assert_eq!(kept, set.len(), "the set keeps exactly the usable keys");
     for alg in Alg::ALL {
-        let c = set.candidates(None, alg).expect("without a kid, never unknown");
+        let c = set
+            .candidates(None, alg)
+            .expect("without a kid, never unknown");
         assert!(c.len() <= 4);
         assert!(c.iter().all(|k| k.algs().contains(alg)));
     }
