@@ -6,13 +6,17 @@
 //! seed corpus in `fuzz/seeds/<target>/` on stable Rust, so a regression shows up in
 //! `cargo test` without a nightly toolchain (see docs/fuzzing.md).
 //!
-//! A body may use only the `tollgate` crate and its public dependencies (`http`), so that it
-//! compiles in both places.
+//! A body may use only the `tollgate` crate and its dependencies (`http`, `httparse`,
+//! `serde_json`, `base64`, `ring`), so that it compiles in both places.
 
-pub mod cluster_revocation_frame;
+pub mod admin_body;
 pub mod cluster_membership;
+pub mod cluster_revocation_frame;
 pub mod cluster_wire;
 pub mod config_parse;
+pub mod http_fastpath;
+pub mod jwks_document;
+pub mod jwt_token;
 pub mod policy_client_ip;
 pub mod policy_key;
 pub mod policy_path;

@@ -53,15 +53,19 @@ const READ_CHUNK: usize = 4096;
 const MAX_PENDING_OUT: usize = 64 * 1024;
 
 /// Where one header of a parsed head is: name and value as byte ranges of the read buffer.
+///
+/// Public (hidden) only for the `http_fastpath` fuzz target, like [`Head`] and [`parse_head`].
+#[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct HeaderSpan {
-    name: (usize, usize),
-    value: (usize, usize),
+pub struct HeaderSpan {
+    pub name: (usize, usize),
+    pub value: (usize, usize),
 }
 
 /// A request head, as far as the fast path cares.
+#[doc(hidden)]
 #[derive(Debug, PartialEq, Eq)]
-enum Head {
+pub enum Head {
     /// Not complete yet.
     Partial,
     /// A plain request: `len` bytes of head, the method and the target at these ranges, and
@@ -90,7 +94,10 @@ fn is_auth_target(target: &str) -> bool {
 /// Plain means: HTTP/1.1 in origin form, no body, no `Expect`, no `Upgrade`, and the method
 /// `GET` — or any method but `CONNECT` for `/auth`, since nginx's auth subrequest carries the
 /// original request's method.
-fn parse_head(buf: &[u8], max_head: usize, spans: &mut Vec<HeaderSpan>) -> Head {
+///
+/// Public (hidden) only so that the `http_fastpath` fuzz target can hold it against httparse.
+#[doc(hidden)]
+pub fn parse_head(buf: &[u8], max_head: usize, spans: &mut Vec<HeaderSpan>) -> Head {
     spans.clear();
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);

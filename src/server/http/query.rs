@@ -6,8 +6,11 @@ use std::borrow::Cow;
 use crate::problem::{quote, Problem, ProblemType};
 
 /// The `/check` parameters, percent-decoded (`+` is a space), each at most once.
+///
+/// Public (hidden) only for the `http_fastpath` fuzz target, like [`decode`].
+#[doc(hidden)]
 #[derive(Debug, Default, PartialEq)]
-pub(super) struct CheckParams<'a> {
+pub struct CheckParams<'a> {
     pub key: Option<Cow<'a, str>>,
     pub tier: Option<Cow<'a, str>>,
     pub hits: Option<Cow<'a, str>>,
@@ -56,7 +59,8 @@ impl<'a> CheckParams<'a> {
 /// Percent-decodes one form component (`+` → space). Borrows when there is nothing to decode,
 /// which is the common case for keys such as `ip:203.0.113.7`. A `%` not followed by two hex
 /// digits, or bytes that are not UTF-8, are refused: guessing would change the key.
-fn decode(raw: &str) -> Result<Cow<'_, str>, &'static str> {
+#[doc(hidden)]
+pub fn decode(raw: &str) -> Result<Cow<'_, str>, &'static str> {
     if !raw.bytes().any(|b| b == b'%' || b == b'+') {
         return Ok(Cow::Borrowed(raw));
     }
