@@ -172,25 +172,44 @@ impl ClusterMetrics {
         m
     }
 
-    /// Counts one datagram of `plane` sent, of `len` bytes.
-    pub fn sent(&self, plane: &str, len: usize) {
-        self.datagrams.with_label_values(&[plane, "out"]).inc();
-        self.bytes
-            .with_label_values(&[plane, "out"])
-            .inc_by(len as u64);
-    }
-
-    /// Counts one datagram of `plane` accepted, of `len` bytes.
-    pub fn received(&self, plane: &str, len: usize) {
-        self.datagrams.with_label_values(&[plane, "in"]).inc();
-        self.bytes
-            .with_label_values(&[plane, "in"])
-            .inc_by(len as u64);
+    /// The datagram and byte counters of `plane`, resolved once: a plane that counts every
+    /// datagram keeps them rather than look its labels up each time.
+    pub fn traffic(&self, plane: &str) -> PlaneTraffic {
+        PlaneTraffic {
+            datagrams_out: self.datagrams.with_label_values(&[plane, "out"]),
+            bytes_out: self.bytes.with_label_values(&[plane, "out"]),
+            datagrams_in: self.datagrams.with_label_values(&[plane, "in"]),
+            bytes_in: self.bytes.with_label_values(&[plane, "in"]),
+        }
     }
 
     /// Counts one datagram of `plane` dropped for `reason`.
     pub fn drop(&self, plane: &str, reason: &str) {
         self.dropped.with_label_values(&[plane, reason]).inc();
+    }
+}
+
+/// One plane's share of `tollgate_cluster_datagrams_total` and `tollgate_cluster_bytes_total`
+/// ([`ClusterMetrics::traffic`]).
+#[derive(Clone)]
+pub struct PlaneTraffic {
+    datagrams_out: IntCounter,
+    bytes_out: IntCounter,
+    datagrams_in: IntCounter,
+    bytes_in: IntCounter,
+}
+
+impl PlaneTraffic {
+    /// Counts one datagram (or frame) sent, of `len` bytes.
+    pub fn sent(&self, len: usize) {
+        self.datagrams_out.inc();
+        self.bytes_out.inc_by(len as u64);
+    }
+
+    /// Counts one datagram (or frame) accepted, of `len` bytes.
+    pub fn received(&self, len: usize) {
+        self.datagrams_in.inc();
+        self.bytes_in.inc_by(len as u64);
     }
 }
 
@@ -203,8 +222,8 @@ mod tests {
     fn every_series_is_registered_and_counts() {
         let r = Registry::new();
         let m = ClusterMetrics::new(&r);
-        m.sent("counter", 100);
-        m.received("membership", 40);
+        m.traffic("counter").sent(100);
+        m.traffic("membership").received(40);
         m.drop("counter", "bad_mac");
         let text = {
             let mut buf = Vec::new();

@@ -76,12 +76,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use prometheus::IntCounter;
 
 use crate::limiter::{CellId, LimitSpec, Limiter, MergeOutcome, NodeSlot, MAX_LIMIT};
 
 use super::membership::{Generation, Peer, PeerState};
-use super::metrics::ClusterMetrics;
+use super::metrics::{ClusterMetrics, PlaneTraffic};
 use super::wire::{self, ClusterKey, Encoder, Freshness};
 
 mod config_hash;
@@ -209,25 +208,6 @@ pub struct PeerCounterView {
     pub config_mismatch: bool,
 }
 
-/// The series counted per datagram, resolved for this plane's label.
-struct Counted {
-    datagrams_out: IntCounter,
-    bytes_out: IntCounter,
-    datagrams_in: IntCounter,
-    bytes_in: IntCounter,
-}
-
-impl Counted {
-    fn new(m: &ClusterMetrics) -> Self {
-        Self {
-            datagrams_out: m.datagrams.with_label_values(&[PLANE, "out"]),
-            bytes_out: m.bytes.with_label_values(&[PLANE, "out"]),
-            datagrams_in: m.datagrams.with_label_values(&[PLANE, "in"]),
-            bytes_in: m.bytes.with_label_values(&[PLANE, "in"]),
-        }
-    }
-}
-
 /// One published cell, as last sent.
 #[derive(Debug, Clone, Copy)]
 struct Published {
@@ -260,7 +240,7 @@ pub struct CounterPlane {
     metrics: ClusterMetrics,
     /// This plane's series of `metrics`, resolved once (a label lookup costs a hash and a
     /// lock; these are counted for every datagram).
-    counted: Counted,
+    traffic: PlaneTraffic,
     encoder: Encoder,
     /// Limit fingerprint → quota, from the configuration.
     quotas: HashMap<u64, u64>,
@@ -297,7 +277,7 @@ impl CounterPlane {
         // lives are told apart in logs and captures.
         let encoder = Encoder::new(options.key.clone(), node, options.generation.0, 0);
         Self {
-            counted: Counted::new(&metrics),
+            traffic: metrics.traffic(PLANE),
             node,
             relays: HashMap::new(),
             options,
@@ -571,8 +551,7 @@ impl CounterPlane {
             return Err(self.dropped(reason));
         }
         let slot = self.slot_of(h.node, h.generation, now_ms);
-        self.counted.datagrams_in.inc();
-        self.counted.bytes_in.inc_by(datagram.len() as u64);
+        self.traffic.received(datagram.len());
         let lag_ms = now_ms.saturating_sub(h.sent_at_ms);
         self.metrics.merge_lag.observe(lag_ms as f64 / 1000.0);
         let mut raised = 0;
@@ -784,8 +763,7 @@ impl CounterPlane {
         for d in &outbox[..used] {
             for &addr in to {
                 send(addr, d);
-                self.counted.datagrams_out.inc();
-                self.counted.bytes_out.inc_by(d.len() as u64);
+                self.traffic.sent(d.len());
                 sent += 1;
             }
         }

@@ -111,8 +111,7 @@ impl CounterPlane {
             encoder.encode(now_ms, cells.iter().copied(), |d| {
                 for &addr in &to {
                     send(addr, d);
-                    self.counted.datagrams_out.inc();
-                    self.counted.bytes_out.inc_by(d.len() as u64);
+                    self.traffic.sent(d.len());
                     datagrams += 1;
                 }
             });

@@ -92,7 +92,7 @@ async fn receive(
     let bytes = read_frame(stream, shared, idle).await?;
     let frame = decode(&bytes, &shared.key, now_ms(), shared.options.freshness)
         .map_err(ConnError::Frame)?;
-    shared.metrics.received(PLANE, bytes.len() + LENGTH_BYTES);
+    shared.traffic.received(bytes.len() + LENGTH_BYTES);
     Ok(frame)
 }
 
@@ -101,7 +101,7 @@ async fn send(stream: &mut TcpStream, shared: &Shared, frame: &Frame) -> Result<
     timeout(shared.options.read_timeout, stream.write_all(&bytes))
         .await
         .map_err(|_| ConnError::Timeout)??;
-    shared.metrics.sent(PLANE, bytes.len());
+    shared.traffic.sent(bytes.len());
     Ok(())
 }
 

@@ -44,7 +44,7 @@ use tokio::time::Instant;
 use self::frame::MAX_ENTRIES_PER_FRAME;
 use crate::auth::{Revocation, RevocationStore};
 use crate::cluster::membership::{Generation, Membership, Peer, PeerState};
-use crate::cluster::metrics::ClusterMetrics;
+use crate::cluster::metrics::{ClusterMetrics, PlaneTraffic};
 use crate::cluster::wire::{ClusterKey, Freshness};
 use crate::readiness::ReadinessFlag;
 
@@ -145,6 +145,8 @@ struct Shared {
     name: Arc<str>,
     generation: u64,
     metrics: ClusterMetrics,
+    /// This plane's frame and byte counters, resolved once.
+    traffic: PlaneTraffic,
     options: RevocationPlaneOptions,
     next_request: AtomicU64,
     /// The listener's own IP when it is a specific one: connections to peers leave from it,
@@ -187,6 +189,7 @@ impl RevocationPlane {
             key,
             name,
             generation: generation.0,
+            traffic: metrics.traffic(PLANE),
             metrics,
             options,
             next_request: AtomicU64::new(rand::random::<u64>() >> 1),
