@@ -12,15 +12,14 @@
 //! - **Seeds** are resolved at start and again every `reresolve_interval` (every second while
 //!   the node has no live peer, so that a node started before its peers finds them soon), and
 //!   each address found is announced to.
-//! - **Membership timers** (probes, suspicion, the leave) are kept in a heap and fired when
+//! - **Membership timers** (probes, suspicion, the leave) are kept ordered by due time and fired when
 //!   due.
 //!
 //! A reload that changes the limits gives the counter plane the new set at its next interval
 //! (a new configuration hash, published at once: peers stop merging counts that no longer
 //! mean the same).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use super::counter_plane::{CounterPlane, CounterPlaneOptions, Threshold, DEFAULT_FRESHNESS};
 use super::membership::{Generation, Membership, NodeValues, PeerState};
-use super::metrics::ClusterMetrics;
+use super::metrics::{ClusterMetrics, PlaneTraffic};
 use super::revocation_plane::{self, RevocationPlane, RevocationPlaneOptions};
 use super::status::{ClusterReport, ClusterStatus, PeerReport};
 use super::swim::{self, Outbox, SwimNode, SwimTimer, SwimTiming, MEMBERSHIP_KIND};
@@ -194,6 +193,7 @@ pub async fn start(s: ClusterStart<'_>) -> anyhow::Result<ClusterNode> {
         swim,
         view,
         counters,
+        membership_traffic: metrics.traffic("membership"),
         metrics,
         status: status.clone(),
         name,
@@ -204,9 +204,8 @@ pub async fn start(s: ClusterStart<'_>) -> anyhow::Result<ClusterNode> {
         store,
         published: values,
         config_seen: s.gate.config(),
-        timers: BinaryHeap::new(),
+        timers: BTreeMap::new(),
         timer_seq: 0,
-        pending_timers: Vec::new(),
     };
     tracing::info!(
         node = %driver.name,
@@ -244,6 +243,8 @@ struct Driver {
     view: super::swim::SwimView,
     counters: CounterPlane,
     metrics: ClusterMetrics,
+    /// The membership's datagram and byte counters, resolved once.
+    membership_traffic: PlaneTraffic,
     status: ClusterStatus,
     name: String,
     generation: Generation,
@@ -256,10 +257,8 @@ struct Driver {
     /// The configuration whose limits the counter plane has (a reload replaces it).
     config_seen: Arc<crate::config::Config>,
     /// Membership timers by due time; ties broken by the order they were set.
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    timers: BTreeMap<(Instant, u64), SwimTimer>,
     timer_seq: u64,
-    /// The timers in `timers`, by sequence number (the heap holds only the keys).
-    pending_timers: Vec<(u64, SwimTimer)>,
 }
 
 impl Driver {
@@ -273,7 +272,7 @@ impl Driver {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut out = Outbox::new();
         loop {
-            let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let next_timer = self.timers.first_key_value().map(|((at, _), _)| *at);
             let timer_due = async {
                 match next_timer {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -317,7 +316,7 @@ impl Driver {
             }
             Some(&MEMBERSHIP_KIND) => {
                 match self.swim.receive(datagram, from, Instant::now(), out) {
-                    Ok(()) => self.metrics.received("membership", datagram.len()),
+                    Ok(()) => self.membership_traffic.received(datagram.len()),
                     Err(reason) => self.metrics.drop("membership", reason),
                 }
             }
@@ -402,15 +401,12 @@ impl Driver {
 
     fn fire_timers(&mut self, out: &mut Outbox) {
         let now = Instant::now();
-        while let Some(Reverse((at, seq))) = self.timers.peek().copied() {
-            if at > now {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
                 break;
             }
-            self.timers.pop();
-            if let Some(i) = self.pending_timers.iter().position(|(s, _)| *s == seq) {
-                let (_, timer) = self.pending_timers.swap_remove(i);
-                self.swim.handle_timer(timer, now, out);
-            }
+            let timer = entry.remove();
+            self.swim.handle_timer(timer, now, out);
         }
     }
 
@@ -418,15 +414,14 @@ impl Driver {
     fn flush(&mut self, out: &mut Outbox) {
         for (to, bytes) in out.datagrams.drain(..) {
             match self.socket.try_send_to(&bytes, to) {
-                Ok(_) => self.metrics.sent("membership", bytes.len()),
+                Ok(_) => self.membership_traffic.sent(bytes.len()),
                 Err(_) => self.metrics.drop("membership", "send_failed"),
             }
         }
         let now = Instant::now();
         for (after, timer) in out.timers.drain(..) {
             self.timer_seq += 1;
-            self.timers.push(Reverse((now + after, self.timer_seq)));
-            self.pending_timers.push((self.timer_seq, timer));
+            self.timers.insert((now + after, self.timer_seq), timer);
         }
     }
 }
