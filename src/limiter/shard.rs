@@ -101,11 +101,13 @@ impl Shard {
             return 0;
         }
         let span = u64::from(max.saturating_sub(min)) + 1;
-        let bucket =
-            |x: u32| (u64::from(x.saturating_sub(min)) * HISTOGRAM_BUCKETS as u64 / span) as usize;
+        let bucket = |x: u32| {
+            let b = u64::from(x.saturating_sub(min)) * HISTOGRAM_BUCKETS as u64 / span;
+            (b as usize).min(HISTOGRAM_BUCKETS - 1)
+        };
         let mut histogram = [0usize; HISTOGRAM_BUCKETS];
         for (_, x) in candidates.filter(|(a, _)| *a == cut) {
-            histogram[bucket(x).min(HISTOGRAM_BUCKETS - 1)] += 1;
+            histogram[bucket(x)] += 1;
         }
         let (mut last, mut below) = (HISTOGRAM_BUCKETS - 1, 0usize);
         for (b, &count) in histogram.iter().enumerate() {
@@ -121,18 +123,20 @@ impl Shard {
             if protect.contains(&hash) {
                 return false;
             }
-            let a = activity_bucket(activity);
-            let goes = a < cut
-                || (a == cut && quota_cut > 0 && {
-                    let b = bucket(expiry).min(HISTOGRAM_BUCKETS - 1);
-                    b < last || (b == last && quota_last > 0)
-                });
-            if goes {
-                if a == cut && bucket(expiry).min(HISTOGRAM_BUCKETS - 1) == last {
-                    quota_last -= 1;
-                }
-                removed += 1;
-            }
+            let goes = match activity_bucket(activity).cmp(&cut) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => match bucket(expiry).cmp(&last) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Greater => false,
+                    std::cmp::Ordering::Equal if quota_last > 0 => {
+                        quota_last -= 1;
+                        true
+                    }
+                    std::cmp::Ordering::Equal => false,
+                },
+            };
+            removed += usize::from(goes);
             goes
         };
         self.windows
