@@ -30,6 +30,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use cluster_support::*;
+use tollgate::cluster::counter_plane::Threshold;
 
 const LIMIT: u64 = 1000;
 const WINDOW_SECS: u64 = 60;
@@ -219,7 +220,8 @@ fn main() {
         cluster: true,
     };
     let nodes = start_cluster(dir.path(), n as usize, limits, None);
-    let theta = (LIMIT / (50 * n)).max(1);
+    // θ as the nodes run it by default.
+    let theta = Threshold::Auto.for_limit(LIMIT, n as usize);
 
     // load
     let mut worst = (0u64, f64::MIN, 0.0f64);

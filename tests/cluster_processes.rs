@@ -13,14 +13,9 @@ mod cluster_support;
 use std::time::{Duration, Instant};
 
 use cluster_support::*;
+use tollgate::cluster::counter_plane::Threshold;
 
 const LIMITS: Limits = Limits::HUNDRED_AN_HOUR;
-
-/// The default publish threshold θ for a limit `l` in a cluster of `n` nodes
-/// (docs/cluster.md, "Counter plane").
-fn default_threshold(l: u64, n: u64) -> u64 {
-    (l / (50 * n)).max(1)
-}
 
 /// The over-admission bound docs/cluster.md states for a connected cluster: R·D + (N−1)·θ,
 /// with R in hits per second and D the staleness in milliseconds.
@@ -73,7 +68,8 @@ fn converged_remaining(nodes: &[Node], user: &str) -> u64 {
 }
 
 fn assert_within_bound(admitted: u64, rate: f64, n: u64, what: &str) {
-    let theta = default_threshold(LIMITS.limit, n);
+    // θ as the nodes run it by default (docs/cluster.md, "Counter plane").
+    let theta = Threshold::Auto.for_limit(LIMITS.limit, n as usize);
     let bound = connected_bound(rate, STALENESS_MS, n, theta);
     let most = LIMITS.limit as f64 + bound;
     println!(
