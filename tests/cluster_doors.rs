@@ -153,9 +153,12 @@ async fn two_servers_join_and_every_door_shows_the_cluster() {
         info.contains("peer0:name=door-b,state=alive,generation="),
         "{info}"
     );
-    // b merged a's counts, so it knows a's merge lag.
-    let rb = admin_cluster(&b).await;
-    assert!(rb["peers"][0]["merge_lag_ms"].is_u64(), "{rb}");
+    // b merged a's counts, so it knows a's merge lag (the report is rebuilt every interval:
+    // wait for the one after the merge).
+    eventually_async("b's report shows a's merge lag", || async {
+        admin_cluster(&b).await["peers"][0]["merge_lag_ms"].is_u64()
+    })
+    .await;
 
     tokio::time::timeout(WAIT, b.stop()).await.unwrap().unwrap();
     // b left gracefully: a drops it from its list rather than waiting to suspect it.
