@@ -46,7 +46,7 @@ for t in "${targets[@]}"; do
     cargo +nightly fuzz run -O "$t" "${inputs[@]}" -- \
         -max_total_time="$seconds" -print_final_stats=1 "${extra[@]}" >"$work/$t.log" 2>&1 ||
         status=$?
-    grep -E '^(#[0-9]+ *(INITED|DONE)|Done |stat::number_of_executed_units|stat::average_exec_per_sec)' \
+    grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|Done |stat::number_of_executed_units|stat::average_exec_per_sec)' \
         "$work/$t.log" || true
     if [ "$status" -ne 0 ]; then
         tail -n 60 "$work/$t.log" >&2
