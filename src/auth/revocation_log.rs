@@ -574,4 +574,67 @@ mod tests {
         drop(s);
         assert_eq!(recovery(&store(&path)).verified, 3);
     }
+
+    /// Log output captured from a closure.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<parking_lot::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(out.0.lock().clone()).unwrap();
+        text
+    }
+
+    #[test]
+    fn the_start_logs_one_line_a_warning_naming_the_damage_and_no_jti() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("revocations.log");
+        let s = store(&path);
+        s.revoke_jti("first-token-id", EXP).unwrap();
+        s.revoke_jti("second-token-id", EXP).unwrap();
+        drop(s);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let second = text.find('\n').unwrap() + 1;
+        poke(&path, second + text[second..].find("second").unwrap(), b'S');
+
+        let out = logged(|| drop(store(&path)));
+        let lines: Vec<&str> = out.lines().filter(|l| l.contains("revocation")).collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        let line = lines[0];
+        assert!(line.contains("WARN"), "{line}");
+        assert!(line.contains("revocations may be missing"), "{line}");
+        assert!(
+            line.contains(&format!("line 2 (byte {second}, checksum mismatch)")),
+            "{line}"
+        );
+        assert!(
+            line.contains("skipped=1") && line.contains("verified=1"),
+            "{line}"
+        );
+        assert!(line.contains("revocations.log.damaged"), "{line}");
+        assert!(!line.contains("token-id"), "no jti in the log: {line}");
+
+        // Clean now (the start rewrote the log): one line, at info.
+        let out = logged(|| drop(store(&path)));
+        let lines: Vec<&str> = out.lines().filter(|l| l.contains("revocation")).collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        assert!(
+            lines[0].contains("INFO") && lines[0].contains("none lost"),
+            "{out}"
+        );
+    }
 }
