@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! v1 <checksum> <json>\n
-//! v1 9f2c61a07be3d410 {"jti":"a1b2","exp":1767225600}
-//! v1 03d1e8c2f4a96b57 {"sub":"alice","before":1767220000,"until":1769812000}
+//! v1 69c5a48bf3035c98 {"jti":"a1b2","exp":1767225600}
+//! v1 7dba0190012865d8 {"sub":"alice","before":1767220000,"until":1769812000}
 //! ```
 //!
 //! `v1` is the record version; `<checksum>` is the first 8 bytes of the SHA-256 of `<json>`
@@ -308,6 +308,14 @@ mod tests {
         let l = line(&r);
         assert!(l.starts_with(b"v1 ") && l.ends_with(b"\n"));
         assert_eq!(decode(&l[..l.len() - 1]), Record::Verified(r));
+    }
+
+    #[test]
+    fn the_documented_example_is_what_is_written() {
+        assert_eq!(
+            line(&jti("a1b2", 1_767_225_600)),
+            b"v1 69c5a48bf3035c98 {\"jti\":\"a1b2\",\"exp\":1767225600}\n"
+        );
     }
 
     #[test]
