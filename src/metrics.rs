@@ -447,6 +447,7 @@ struct AuthMetrics {
     revocations: IntGauge,
     revocations_recorded: IntCounter,
     revoked_refusals: IntCounter,
+    revocation_log_records: IntGaugeVec,
 }
 
 impl AuthMetrics {
@@ -537,6 +538,14 @@ impl AuthMetrics {
                 "tollgate_revoked_tokens_refused_total",
                 "Tokens refused because they were revoked.",
             ),
+            revocation_log_records: gauge_vec(
+                r,
+                "tollgate_revocation_log_records",
+                "Lines of the revocation log as the last start read them, by state: verified \
+                 (checksum matched), unverified (earlier format, no checksum), corrupt \
+                 (skipped: revocations may be missing), torn (an incomplete last line cut off).",
+                &["state"],
+            ),
         }
     }
 
@@ -578,6 +587,18 @@ impl AuthMetrics {
             .set(i64::try_from(a.revocations).unwrap_or(i64::MAX));
         copy_counter(&self.revocations_recorded, a.revocations_recorded);
         copy_counter(&self.revoked_refusals, a.revocations_refused);
+        if let Some(log) = &a.revocation_log {
+            for (state, n) in [
+                ("verified", log.verified),
+                ("unverified", log.unverified),
+                ("corrupt", log.corrupt),
+                ("torn", usize::from(log.torn_tail.is_some())),
+            ] {
+                self.revocation_log_records
+                    .with_label_values(&[state])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
     }
 }
 

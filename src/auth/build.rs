@@ -183,9 +183,6 @@ pub fn revocation_log_error(path: &std::path::Path, e: &RevocationError) -> Stri
              access to {}, or set the path to a writable location",
             dir.display()
         ),
-        RevocationError::Corrupt { .. } => "repair or move the file aside (tollgate then \
-             starts with no revocations)"
-            .to_string(),
         _ => "fix the file or its directory, or set the path to a writable location".into(),
     };
     format!(

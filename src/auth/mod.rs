@@ -31,6 +31,7 @@ pub mod identity;
 pub mod jwks;
 mod reload;
 pub mod revocation;
+pub mod revocation_log;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -52,6 +53,7 @@ pub use revocation::{
     MergeSummary, Revocation, RevocationEntry, RevocationError, RevocationOptions, RevocationStore,
     MAX_ID_BYTES as MAX_REVOCATION_ID_BYTES,
 };
+pub use revocation_log::LogRecovery;
 pub use verify::{Alg, AlgSet, MAX_TOKEN_BYTES};
 
 use crate::clock::Clock;
@@ -216,6 +218,8 @@ pub struct AuthSnapshot {
     pub revocations_recorded: u64,
     /// Tokens refused because revoked.
     pub revocations_refused: u64,
+    /// What the start found in the revocation log (`None`: memory-only).
+    pub revocation_log: Option<LogRecovery>,
 }
 
 /// One issuer's key-set state.
@@ -744,6 +748,7 @@ impl Authenticator {
             revocations: self.revocations.len(),
             revocations_recorded: l(&r.recorded),
             revocations_refused: l(&r.refused),
+            revocation_log: self.revocations.recovery().cloned(),
         }
     }
 }

@@ -1,13 +1,17 @@
 //! The revocation store: tokens revoked by `jti`, and every token of a subject issued before a
 //! time (logout everywhere, ban, password change).
 //!
-//! Durability: every new revocation is appended to a log file as one JSON line and fsynced
-//! before the call returns, so once an admin request is answered the revocation survives
-//! `kill -9`. At startup the log is replayed; a torn last line (a write cut by a crash, never
-//! acknowledged) is dropped and truncated away; any other unreadable line stops startup, since
-//! silently losing a revocation would re-admit a revoked token. Expired entries are compacted
-//! away by rewriting the live ones to a temporary file, fsyncing it and renaming it over the
-//! log (atomic on POSIX), then fsyncing the directory.
+//! Durability: every new revocation is appended to a log file as one record line (with a
+//! checksum; the format is in [`super::revocation_log`]) and fsynced before the call returns,
+//! so once an admin request is answered the revocation survives `kill -9`. At startup the log
+//! is replayed: every intact record is recovered, a record that fails its checksum is skipped
+//! (it cannot be trusted), an incomplete last line (a write cut by a crash, never
+//! acknowledged) is cut off, and what was recovered and lost is logged in one line — a warning
+//! when anything was lost — and kept in [`RevocationStore::recovery`]; a damaged log never
+//! stops the start. When anything was lost, the log as found is copied to `<path>.damaged`
+//! first. Expired entries are compacted away by rewriting the live ones to a temporary file,
+//! fsyncing it and renaming it over the log (atomic on POSIX), then fsyncing the directory;
+//! a start that found damage, or records of the earlier format, rewrites the log so.
 //!
 //! Retention: a `jti` entry lives until that token's `exp` plus a slack (the largest leeway);
 //! after that the token is refused as expired anyway. A subject entry lives until
@@ -43,7 +47,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -53,12 +57,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::identity::TokenClaims;
+use super::revocation_log::{self, LogRecovery};
 use crate::clock::Clock;
 
 /// Longest `jti` or subject accepted.
 pub const MAX_ID_BYTES: usize = 256;
-/// Longest log line read back.
-const MAX_LINE_BYTES: usize = 4096;
 
 /// One revocation, as logged and as listed by the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,12 +99,6 @@ pub enum RevocationError {
     /// The revocation is in force in this process but may not survive a restart.
     #[error("revocation log: {0}")]
     Io(#[from] std::io::Error),
-    #[error("revocation log {path} line {line}: {msg}")]
-    Corrupt {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
 }
 
 /// A live revocation and the Unix second after which it is forgotten.
@@ -297,6 +294,8 @@ pub struct RevocationStore {
     log: Mutex<Option<Log>>,
     /// Where revocations recorded here are announced ([`RevocationStore::subscribe`]).
     feed: Mutex<Option<mpsc::Sender<Revocation>>>,
+    /// What the start found in the log; `None` when memory-only.
+    recovery: Option<LogRecovery>,
     pub stats: RevocationStats,
 }
 
@@ -324,18 +323,20 @@ impl RevocationStore {
             count: AtomicUsize::new(0),
             log: Mutex::new(None),
             feed: Mutex::new(None),
+            recovery: None,
             stats: RevocationStats::default(),
         }
     }
 
     /// Opens the log at `path` (memory-only when `None`), replays it, drops expired entries
-    /// and compacts the file.
+    /// and compacts the file. A damaged log is recovered as far as it can be and reported
+    /// (see the module doc); only an I/O error fails the open.
     pub fn open_with(
         path: Option<&Path>,
         clock: Arc<dyn Clock>,
         opts: RevocationOptions,
     ) -> Result<Self, RevocationError> {
-        let store = Self::in_memory(clock, opts);
+        let mut store = Self::in_memory(clock, opts);
         let Some(path) = path else {
             return Ok(store);
         };
@@ -344,13 +345,11 @@ impl RevocationStore {
             .append(true)
             .create(true)
             .open(path)?;
-        let (entries, good_len, lines) = replay(&mut file, path)?;
-        let total_len = file.metadata()?.len();
-        if good_len < total_len {
-            // A torn last line: the write was cut by a crash before it was acknowledged.
-            file.set_len(good_len)?;
-            file.sync_data()?;
-        }
+        let (entries, recovery) = revocation_log::replay(&mut file)?;
+        let damaged_copy = recovery
+            .lost_anything()
+            .then(|| keep_damaged_copy(path))
+            .flatten();
         {
             let mut t = store.tables.write();
             for r in &entries {
@@ -359,15 +358,28 @@ impl RevocationStore {
             t.purge(store.now_secs(), store.opts.jti_slack_secs);
             store.count.store(t.len(), Ordering::Release);
         }
+        let lines = recovery.recovered() + recovery.corrupt;
+        // Damage, an incomplete tail or records without checksum: the log is rewritten, in
+        // the current format and ending on a whole line.
+        let rewrite = recovery.lost_anything() || recovery.unverified > 0 || recovery.unterminated;
         *store.log.lock() = Some(Log {
             path: path.to_path_buf(),
             file,
             lines,
         });
-        if lines > store.len() {
+        if rewrite || lines > store.len() {
             store.compact()?;
         }
+        report_recovery(path, &recovery, damaged_copy.as_deref(), store.len());
+        store.recovery = Some(recovery);
         Ok(store)
+    }
+
+    /// What the start found in the log: records recovered (verified by their checksum, or of
+    /// the earlier format without one) and lost (corrupt lines skipped, an incomplete tail cut
+    /// off). `None` when memory-only.
+    pub fn recovery(&self) -> Option<&LogRecovery> {
+        self.recovery.as_ref()
     }
 
     fn now_secs(&self) -> i64 {
@@ -555,8 +567,7 @@ impl RevocationStore {
         };
         let mut buf = Vec::new();
         for r in entries {
-            serde_json::to_writer(&mut buf, r).expect("a revocation serialises");
-            buf.push(b'\n');
+            revocation_log::encode(r, &mut buf);
         }
         l.file.write_all(&buf)?;
         l.file.sync_data()?;
@@ -675,8 +686,7 @@ impl RevocationStore {
             let mut f = File::create(&tmp)?;
             let mut buf = Vec::new();
             for r in &entries {
-                serde_json::to_writer(&mut buf, r).expect("a revocation serialises");
-                buf.push(b'\n');
+                revocation_log::encode(r, &mut buf);
             }
             f.write_all(&buf)?;
             f.sync_all()?;
@@ -697,7 +707,7 @@ impl RevocationStore {
     }
 }
 
-fn check_revocation(r: &Revocation) -> Result<(), RevocationError> {
+pub(super) fn check_revocation(r: &Revocation) -> Result<(), RevocationError> {
     match r {
         Revocation::Jti { jti, exp } => {
             check_id(jti)?;
@@ -726,44 +736,51 @@ fn check_time(t: i64) -> Result<(), RevocationError> {
     Ok(())
 }
 
-/// Reads the log: the entries, the byte length of the complete lines, and their count.
-fn replay(file: &mut File, path: &Path) -> Result<(Vec<Revocation>, u64, usize), RevocationError> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut reader = BufReader::new(&mut *file);
-    let mut entries = Vec::new();
-    let mut good_len = 0u64;
-    let mut lines = 0usize;
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = (&mut reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut buf)?;
-        if n == 0 {
-            break;
+/// Copies the log as found to `<path>.damaged` (replacing an earlier copy) before a start
+/// rewrites it, so that what was lost can be looked at; the copy's path, or `None` (logged)
+/// when it could not be made.
+fn keep_damaged_copy(path: &Path) -> Option<PathBuf> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".damaged");
+    let copy = PathBuf::from(name);
+    match std::fs::copy(path, &copy) {
+        Ok(_) => Some(copy),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not keep a copy of the damaged revocation log");
+            None
         }
-        if buf.last() != Some(&b'\n') {
-            if n > MAX_LINE_BYTES {
-                return Err(RevocationError::Corrupt {
-                    path: path.to_path_buf(),
-                    line: lines + 1,
-                    msg: "line too long".into(),
-                });
-            }
-            // No newline at the end of the file: a torn write, dropped.
-            break;
-        }
-        lines += 1;
-        let r: Revocation =
-            serde_json::from_slice(&buf[..n - 1]).map_err(|e| RevocationError::Corrupt {
-                path: path.to_path_buf(),
-                line: lines,
-                msg: e.to_string(),
-            })?;
-        entries.push(r);
-        good_len += n as u64;
     }
-    Ok((entries, good_len, lines))
+}
+
+/// The one line a start logs about the revocation log: a warning when anything was lost.
+fn report_recovery(path: &Path, r: &LogRecovery, damaged_copy: Option<&Path>, live: usize) {
+    let path = path.display();
+    if r.lost_anything() {
+        tracing::warn!(
+            %path,
+            verified = r.verified,
+            unverified = r.unverified,
+            skipped = r.corrupt,
+            tail_cut_bytes = r.torn_tail.map_or(0, |t| t.bytes),
+            damage = %r.damage_summary(),
+            copy = %damaged_copy.map_or("none".into(), |p| p.display().to_string()),
+            live,
+            "revocation log damaged: {} records recovered, {} lines skipped as corrupt{}; \
+             revocations may be missing: revoke again what must stay revoked",
+            r.recovered(),
+            r.corrupt,
+            if r.torn_tail.is_some() { ", an incomplete last line cut off" } else { "" },
+        );
+    } else {
+        tracing::info!(
+            %path,
+            verified = r.verified,
+            unverified = r.unverified,
+            live,
+            "revocation log read: {} records, none lost",
+            r.recovered()
+        );
+    }
 }
 
 #[cfg(test)]
@@ -877,19 +894,6 @@ mod tests {
         assert_eq!(s.len(), 2);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.ends_with('\n') && !text.contains("torn"));
-    }
-
-    #[test]
-    fn a_corrupt_middle_line_stops_startup() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("rev.log");
-        std::fs::write(
-            &path,
-            "{\"jti\":\"a\",\"exp\":99999}\ngarbage\n{\"jti\":\"b\",\"exp\":99999}\n",
-        )
-        .unwrap();
-        let e = RevocationStore::open(&path, clock(0)).unwrap_err();
-        assert!(matches!(e, RevocationError::Corrupt { line: 2, .. }), "{e}");
     }
 
     #[test]

@@ -132,10 +132,6 @@ impl RevokeError {
                 tracing::error!(error = %e, "writing a revocation to the log failed");
                 RevokeError::NotSaved
             }
-            other @ RevocationError::Corrupt { .. } => {
-                tracing::error!(error = %other, "the revocation log is unreadable");
-                RevokeError::Failed
-            }
         }
     }
 }
