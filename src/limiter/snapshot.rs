@@ -156,7 +156,7 @@ impl Limiter {
     pub fn restore_snapshot(&self, input: &mut dyn BufRead) -> RestoreReport {
         let now_secs = self.clock.now_millis() / 1000;
         let mut report = RestoreReport::default();
-        let mut problem = |report: &mut RestoreReport, what: String| {
+        let problem = |report: &mut RestoreReport, what: String| {
             report.problem.get_or_insert(what);
         };
         let mut buf = Vec::with_capacity(256);
