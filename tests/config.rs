@@ -684,7 +684,10 @@ fn limiter_snapshot_settings_are_checked() {
         "{BASE}\n[limiter]\nhash_key_env = \"K\"\nsnapshot_path = \"/tmp/c\"\nsnapshot_interval = \"5s\"\n"
     ))
     .unwrap();
-    assert_eq!(c.limiter.snapshot_interval(), std::time::Duration::from_secs(5));
+    assert_eq!(
+        c.limiter.snapshot_interval(),
+        std::time::Duration::from_secs(5)
+    );
     // Off by default.
     assert!(parse(BASE).unwrap().limiter.snapshot_path.is_none());
 }

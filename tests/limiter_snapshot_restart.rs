@@ -92,10 +92,19 @@ async fn still_denied(t: &Tollgate, (retry_before, at): (u64, Instant)) {
     assert_eq!(r.json()["remaining"], 0);
     assert_eq!(c.get("/check?key=other&tier=basic").await.status, 200);
     assert!(
-        metric(t, "tollgate_limiter_snapshot_states_total{outcome=\"restored\"}").await >= 1
+        metric(
+            t,
+            "tollgate_limiter_snapshot_states_total{outcome=\"restored\"}"
+        )
+        .await
+            >= 1
     );
     assert_eq!(
-        metric(t, "tollgate_limiter_snapshot_states_total{outcome=\"lost\"}").await,
+        metric(
+            t,
+            "tollgate_limiter_snapshot_states_total{outcome=\"lost\"}"
+        )
+        .await,
         0
     );
 }
@@ -173,7 +182,11 @@ async fn a_damaged_snapshot_never_stops_the_start() {
     let mut c = client(&t).await;
     assert_eq!(c.get("/check?key=k&tier=basic").await.status, 200);
     assert_eq!(
-        metric(&t, "tollgate_limiter_snapshot_states_total{outcome=\"restored\"}").await,
+        metric(
+            &t,
+            "tollgate_limiter_snapshot_states_total{outcome=\"restored\"}"
+        )
+        .await,
         0
     );
 }

@@ -180,6 +180,9 @@ pub struct Limiter {
     /// The shard the next drain of changed cells starts at (so that a bounded drain does
     /// not always serve the first shards).
     drain_cursor: AtomicUsize,
+    /// Counts restored from a snapshot that this node holds back from what it publishes
+    /// (`snapshot.rs`): peers still hold them in its previous generation's slot.
+    held_back: snapshot::HeldBack,
 }
 
 /// A shard on its own cache lines, so that threads working on neighbouring shards do not
@@ -279,6 +282,7 @@ impl Limiter {
             changed_cap: (max_states / shards).saturating_mul(2).max(64),
             changes_dropped: AtomicU64::new(0),
             drain_cursor: AtomicUsize::new(0),
+            held_back: snapshot::HeldBack::default(),
         }
     }
 
@@ -656,6 +660,7 @@ impl Limiter {
             let passed = shard.remote.drop_passed(now_secs);
             self.remote_counts.fetch_sub(passed, Ordering::Relaxed);
         }
+        self.held_back.drop_passed(now_secs);
     }
 }
 

@@ -12,7 +12,7 @@
 //! line only, a cut spoils the end, and what remains is still read.
 //!
 //! ```text
-//! tollgate-limiter-snapshot 1 <written unix ms> <hash-key check> <states> <sum>
+//! tollgate-limiter-snapshot 1 <written unix ms> <hash-key check> <states> <origin> <sum>
 //! w <state hash> <expiry unix ms> <current> <previous> <attempts> <phase current> <phase previous> <sum>
 //! l <state hash> <expiry unix ms> <attempts window unix ms> <attempts> <ts unix ms>:<hits>;… <sum>
 //! end <states> <sum>
@@ -22,7 +22,10 @@
 //!   the file was written, a check value of the hash key the states were named under
 //!   (SipHash-1-3 under that key of a fixed label: it names the key without revealing it;
 //!   states named under another key could never be found again), and how many states follow,
-//!   so that a reader can say how many were lost.
+//!   so that a reader can say how many were lost, and its origin: `-`, or `<node>/<generation>`
+//!   (16 hex digits, decimal) when the writer was a cluster node
+//!   ([`Limiter::set_snapshot_origin`]), so that its next life can tell its peers' copies of
+//!   these counts from new ones.
 //! - `w` is a sliding-window counter, `l` a sliding log (`-` for no records); hashes are 16 hex
 //!   digits, everything else decimal. Times are wall-clock Unix milliseconds, as the limiter
 //!   keeps them: its clock ([`crate::clock::Clock`]) reads wall-clock time, and windows are
@@ -37,12 +40,16 @@
 
 use std::hash::Hasher;
 use std::io::{self, BufRead, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hashbrown::HashMap;
+use parking_lot::Mutex;
 
 use siphasher::sip::SipHasher13;
 
 use super::log::{self, LogState};
 use super::window::WindowState;
-use super::Limiter;
+use super::{CellId, Limiter};
 
 /// The first word of a snapshot.
 pub const SNAPSHOT_MAGIC: &str = "tollgate-limiter-snapshot";
@@ -64,6 +71,8 @@ pub struct RestoreReport {
     pub lost: u64,
     /// The first problem met, for the log (`None` for a clean file).
     pub problem: Option<String>,
+    /// The cluster node and generation that wrote the snapshot, if one did.
+    pub origin: Option<(u64, u64)>,
 }
 
 enum Record {
@@ -98,7 +107,125 @@ fn line(out: &mut dyn Write, body: &str) -> io::Result<()> {
     writeln!(out, "{body} {:016x}", checksum(body.as_bytes()))
 }
 
+/// Counts restored from a snapshot that a cluster node holds back from what it publishes
+/// ([`Limiter::hold_back_restored_counts`]): its peers still hold them in the slot of the
+/// generation that wrote the snapshot, so publishing them again in the new generation's slot
+/// would count them twice across the cluster. Cells export this node's own count less what
+/// was restored into that window; entries go when their windows end.
+#[derive(Debug, Default)]
+pub(super) struct HeldBack {
+    /// Whether restored counts are held back at all (and any are held).
+    holding: AtomicBool,
+    enabled: AtomicBool,
+    states: Mutex<HashMap<u64, Held>>,
+    /// This node and generation, written in the snapshot's header.
+    origin: Mutex<Option<(u64, u64)>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    expiry: u32,
+    current: u32,
+    previous: u32,
+    /// For a sliding log: its restored records are those made up to this time.
+    log_until_ms: Option<u64>,
+}
+
+impl HeldBack {
+    pub(super) fn is_holding(&self) -> bool {
+        self.holding.load(Ordering::Relaxed)
+    }
+
+    fn hold(&self, record: &Record) {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        let held = match record {
+            Record::Window(s) => Held {
+                expiry: s.expiry,
+                current: s.current,
+                previous: s.previous,
+                log_until_ms: None,
+            },
+            Record::Log(s) => Held {
+                expiry: s.expiry,
+                current: 0,
+                previous: 0,
+                log_until_ms: s.records.back().map(|&r| log::record_ts(r)),
+            },
+        };
+        self.states.lock().insert(record.hash(), held);
+        self.holding.store(true, Ordering::Relaxed);
+    }
+
+    /// What a sliding-window counter restored into `cell`'s window.
+    pub(super) fn window(&self, cell: &CellId) -> u64 {
+        if !self.is_holding() {
+            return 0;
+        }
+        let Some(h) = self.states.lock().get(&cell.state_hash).copied() else {
+            return 0;
+        };
+        let w = cell.window_secs;
+        let start = u64::from(h.expiry).saturating_sub(2 * w);
+        if h.log_until_ms.is_some() {
+            0
+        } else if cell.window_start_secs == start {
+            u64::from(h.current)
+        } else if cell.window_start_secs.checked_add(w) == Some(start) {
+            u64::from(h.previous)
+        } else {
+            0
+        }
+    }
+
+    /// What a sliding log restored into `cell`'s window: its records made up to the restore.
+    pub(super) fn log(&self, cell: &CellId, log: &LogState) -> u64 {
+        if !self.is_holding() {
+            return 0;
+        }
+        let Some(until) = self
+            .states
+            .lock()
+            .get(&cell.state_hash)
+            .and_then(|h| h.log_until_ms)
+        else {
+            return 0;
+        };
+        let from = cell.window_start_secs * 1000;
+        let to = (cell.window_start_secs + cell.window_secs) * 1000;
+        log.hits_between(from, to.min(until.saturating_add(1)))
+    }
+
+    /// Forgets what was held back for windows that have ended.
+    pub(super) fn drop_passed(&self, now_secs: u64) {
+        if !self.is_holding() {
+            return;
+        }
+        let mut states = self.states.lock();
+        states.retain(|_, h| u64::from(h.expiry) > now_secs);
+        if states.is_empty() {
+            self.holding.store(false, Ordering::Relaxed);
+            states.shrink_to_fit();
+        }
+    }
+}
+
 impl Limiter {
+    /// Makes the next [`Limiter::restore_snapshot`] hold the restored counts back from what
+    /// this node publishes to its peers (cells and changed cells export its own count less
+    /// what was restored), for a cluster node whose peers still hold its previous life's
+    /// counts. Decisions here count them all the same.
+    pub fn hold_back_restored_counts(&self) {
+        self.held_back.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// Names the cluster node and generation this limiter's snapshots come from (written in
+    /// their header, returned in [`RestoreReport::origin`] by the next life).
+    pub fn set_snapshot_origin(&self, node: u64, generation: u64) {
+        *self.held_back.origin.lock() = Some((node, generation));
+    }
+
     /// A value that names the hash key without revealing it: SipHash-1-3 under the key of a
     /// fixed label.
     fn hash_key_check(&self) -> u64 {
@@ -132,10 +259,14 @@ impl Limiter {
             );
         }
         let n = records.len() as u64;
+        let origin = match *self.held_back.origin.lock() {
+            Some((node, generation)) => format!("{node:016x}/{generation}"),
+            None => "-".into(),
+        };
         line(
             out,
             &format!(
-                "{SNAPSHOT_MAGIC} {SNAPSHOT_VERSION} {now_ms} {:016x} {n}",
+                "{SNAPSHOT_MAGIC} {SNAPSHOT_VERSION} {now_ms} {:016x} {n} {origin}",
                 self.hash_key_check()
             ),
         )?;
@@ -188,7 +319,14 @@ impl Limiter {
         // The header.
         let announced = match next(&mut buf, &mut line_no) {
             Ok(Some(true)) => match verified(&buf).and_then(|b| self.read_header(b)) {
-                Ok(n) => n,
+                Ok((n, origin)) => {
+                    report.origin = origin;
+                    // Counts no cluster node wrote are held by no peer: nothing to hold back.
+                    if origin.is_none() {
+                        self.held_back.enabled.store(false, Ordering::Relaxed);
+                    }
+                    Some(n)
+                }
                 Err(e) => {
                     problem(&mut report, format!("line 1: {e}"));
                     None
@@ -225,7 +363,10 @@ impl Limiter {
                 Ok(Some(whole)) => whole,
                 Ok(None) => break,
                 Err(e) => {
-                    problem(&mut report, format!("line {}: cannot read: {e}", line_no + 1));
+                    problem(
+                        &mut report,
+                        format!("line {}: cannot read: {e}", line_no + 1),
+                    );
                     break;
                 }
             };
@@ -245,7 +386,10 @@ impl Limiter {
             if let Some(count) = body.strip_prefix("end ") {
                 ended_well = count.parse::<u64>() == Ok(announced);
                 if !ended_well {
-                    problem(&mut report, format!("line {line_no}: end line disagrees with the header"));
+                    problem(
+                        &mut report,
+                        format!("line {line_no}: end line disagrees with the header"),
+                    );
                 }
                 break;
             }
@@ -271,8 +415,8 @@ impl Limiter {
         report
     }
 
-    /// Checks the header; returns the number of states it announces.
-    fn read_header(&self, body: &str) -> Result<Option<u64>, String> {
+    /// Checks the header; returns the number of states it announces and its origin.
+    fn read_header(&self, body: &str) -> Result<(u64, Option<(u64, u64)>), String> {
         let mut f = body.split(' ');
         if f.next() != Some(SNAPSHOT_MAGIC) {
             return Err("not a tollgate limiter snapshot".into());
@@ -287,7 +431,17 @@ impl Limiter {
         let _written_ms = f.next().and_then(|v| v.parse::<u64>().ok());
         let key = f.next().and_then(|v| u64::from_str_radix(v, 16).ok());
         let states = f.next().and_then(|v| v.parse::<u64>().ok());
-        let (Some(key), Some(states)) = (key, states) else {
+        let origin = match f.next() {
+            Some("-") => Some(None),
+            Some(o) => o.split_once('/').and_then(|(n, g)| {
+                Some(Some((
+                    u64::from_str_radix(n, 16).ok()?,
+                    g.parse::<u64>().ok()?,
+                )))
+            }),
+            None => None,
+        };
+        let (Some(key), Some(states), Some(origin)) = (key, states, origin) else {
             return Err("malformed header".into());
         };
         if key != self.hash_key_check() {
@@ -296,7 +450,7 @@ impl Limiter {
                  to the same secret across restarts)"
             ));
         }
-        Ok(Some(states))
+        Ok((states, origin))
     }
 
     /// Inserts one restored state, if there is room and it is not tracked already.
@@ -314,6 +468,7 @@ impl Limiter {
         if !self.reserve_slot() {
             return false;
         }
+        self.held_back.hold(&record);
         match record {
             Record::Window(s) => {
                 shard.windows.insert_new(&s);
@@ -387,7 +542,9 @@ fn secs_u32(ms: &str) -> Option<u32> {
 fn decode(body: &str) -> Option<Record> {
     let mut f = body.split(' ');
     let kind = f.next()?;
-    let hash = u64::from_str_radix(f.next()?, 16).ok().filter(|&h| h != 0)?;
+    let hash = u64::from_str_radix(f.next()?, 16)
+        .ok()
+        .filter(|&h| h != 0)?;
     let expiry = secs_u32(f.next()?)?;
     let record = match kind {
         "w" => {

@@ -179,9 +179,14 @@ impl ServerBuilder {
         // The counts of the previous life, before the cluster starts and any door answers:
         // a restart must not hand every key a fresh quota.
         let snapshot_path = config.limiter.snapshot_path.clone();
+        let mut restored_from = None;
         if let Some(path) = &snapshot_path {
+            if config.cluster.enabled {
+                // Peers still hold the previous life's counts in its generation's slot.
+                gate.limiter().hold_back_restored_counts();
+            }
             let (g, p) = (gate.clone(), path.clone());
-            tokio::task::spawn_blocking(move || snapshot::restore(&g, &p))
+            restored_from = tokio::task::spawn_blocking(move || snapshot::restore(&g, &p))
                 .await
                 .context("the limiter snapshot restore failed")?;
         }
@@ -219,6 +224,7 @@ impl ServerBuilder {
                     config: &config.cluster,
                     env: &*env,
                     readiness: &readiness,
+                    restored_from,
                 })
                 .await?,
             )

@@ -22,13 +22,14 @@ use crate::server::listener::Shutdown;
 
 /// Restores the snapshot at `path` into the gate's limiter, before any door answers. A
 /// missing file is a first start; a damaged one is read as far as it is whole. Never fails:
-/// what happened is said in one log line and counted in `/metrics`.
-pub fn restore(gate: &Gate, path: &Path) {
+/// what happened is said in one log line and counted in `/metrics`. Returns the cluster
+/// node and generation that wrote it, if one did.
+pub fn restore(gate: &Gate, path: &Path) -> Option<(u64, u64)> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             tracing::info!(path = %path.display(), "no limiter snapshot yet: counts start afresh");
-            return;
+            return None;
         }
         Err(e) => {
             tracing::warn!(
@@ -37,7 +38,7 @@ pub fn restore(gate: &Gate, path: &Path) {
                 "cannot open the limiter snapshot: counts start afresh"
             );
             gate.metrics().snapshot_restored(0, 0, 0);
-            return;
+            return None;
         }
     };
     let report = gate
@@ -61,6 +62,7 @@ pub fn restore(gate: &Gate, path: &Path) {
             "limiter snapshot damaged: restored what was whole, the lost states start afresh"
         ),
     }
+    report.origin
 }
 
 /// Writes the gate's counts to `path` atomically. Returns how many states were written.

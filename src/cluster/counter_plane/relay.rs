@@ -181,7 +181,9 @@ impl CounterPlane {
         from: SocketAddr,
     ) -> Option<&'static str> {
         if node == self.node {
-            if generation >= self.options.generation.0 {
+            if generation >= self.options.generation.0
+                || self.options.restored_from.map(|g| g.0) == Some(generation)
+            {
                 return Some("own_generation");
             }
         } else if sender.is_some_and(|p| generation > p.values.generation.0) {

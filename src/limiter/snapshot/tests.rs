@@ -70,7 +70,8 @@ fn a_snapshot_restores_every_state_with_its_counts() {
             restored: 40,
             ended: 0,
             lost: 0,
-            problem: None
+            problem: None,
+            origin: None,
         }
     );
     // Writing the restored limiter gives the same states back (before the checks below
@@ -124,7 +125,11 @@ fn one_flipped_byte_loses_one_state_and_no_other() {
     let report = restore(&l, &file);
     assert_eq!((report.restored, report.lost), (19, 1), "{report:?}");
     assert!(
-        report.problem.as_deref().unwrap().contains("line 4: checksum"),
+        report
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("line 4: checksum"),
         "{report:?}"
     );
 }
@@ -147,11 +152,14 @@ fn garbage_and_empty_files_restore_nothing_and_say_why() {
     for (file, why) in [
         (&garbage[..], "line 1"),
         (&b""[..], "empty"),
-        (&b"tollgate-limiter-snapshot 2 0 0 0 0\n"[..], "line 1"),
+        (&b"tollgate-limiter-snapshot 2 0 0 0 - 0\n"[..], "line 1"),
     ] {
         let report = restore(&l, file);
         assert_eq!(report.restored, 0);
-        assert!(report.problem.as_deref().unwrap().contains(why), "{report:?}");
+        assert!(
+            report.problem.as_deref().unwrap().contains(why),
+            "{report:?}"
+        );
     }
     assert_eq!(l.tracked_states(), 0);
 }
