@@ -110,7 +110,7 @@ pub fn write(gate: &Gate, path: &Path) -> anyhow::Result<u64> {
     result
 }
 
-/// [`write`] on the blocking pool, with its outcome logged; `when` says why it was written.
+/// [`write()`] on the blocking pool, with its outcome logged; `when` says why it was written.
 pub async fn write_logged(gate: Arc<Gate>, path: PathBuf, when: &'static str) {
     let started = std::time::Instant::now();
     let p = path.clone();
