@@ -106,6 +106,8 @@ pub struct Metrics {
     tracked_states: IntGauge,
     evictions: IntCounter,
     config_reloads: IntCounterVec,
+    snapshot_writes: IntCounterVec,
+    snapshot_states: IntCounterVec,
     abuse_signals: IntCounterVec,
     connections_open: IntGaugeVec,
     connections_accepted: IntCounterVec,
@@ -232,6 +234,25 @@ impl Metrics {
         for r in ["ok", "failed"] {
             config_reloads.with_label_values(&[r]);
         }
+        let snapshot_writes = counter_vec(
+            &registry,
+            "tollgate_limiter_snapshot_writes_total",
+            "Snapshots of the limiter's counts written (limiter.snapshot_path), by result (ok, failed).",
+            &["result"],
+        );
+        for r in ["ok", "failed"] {
+            snapshot_writes.with_label_values(&[r]);
+        }
+        let snapshot_states = counter_vec(
+            &registry,
+            "tollgate_limiter_snapshot_states_total",
+            "States read from the limiter's snapshot at start, by outcome: restored, ended (their \
+             windows had passed), lost (corrupt, cut off, another hash key, over the cap).",
+            &["outcome"],
+        );
+        for o in ["restored", "ended", "lost"] {
+            snapshot_states.with_label_values(&[o]);
+        }
         let abuse_signals = counter_vec(
             &registry,
             "tollgate_abuse_signals_total",
@@ -295,6 +316,8 @@ impl Metrics {
             tracked_states,
             evictions,
             config_reloads,
+            snapshot_writes,
+            snapshot_states,
             abuse_signals,
             connections_open,
             connections_accepted,
@@ -348,6 +371,20 @@ impl Metrics {
         self.config_reloads
             .with_label_values(&[if ok { "ok" } else { "failed" }])
             .inc();
+    }
+
+    /// Counts one snapshot write of the limiter's counts.
+    pub fn snapshot_written(&self, ok: bool) {
+        self.snapshot_writes
+            .with_label_values(&[if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+
+    /// Counts the states a snapshot read at start gave back and did not.
+    pub fn snapshot_restored(&self, restored: u64, ended: u64, lost: u64) {
+        for (outcome, n) in [("restored", restored), ("ended", ended), ("lost", lost)] {
+            self.snapshot_states.with_label_values(&[outcome]).inc_by(n);
+        }
     }
 
     /// Counts an access decision by its result (`allowed` or the denial reason) on a
@@ -619,6 +656,8 @@ mod tests {
         m.decision_seconds().observe(0.000_001);
         m.abuse_counter("basic").inc();
         m.config_reload(true);
+        m.snapshot_written(true);
+        m.snapshot_restored(4, 2, 1);
         m.connections(Listener::HttpTcp).open.inc();
         let loops = m.event_loop_stats();
         loops.sleeps.inc_by(5);
@@ -636,6 +675,11 @@ mod tests {
             "tollgate_abuse_signals_total{limit=\"basic\"} 1",
             "tollgate_config_reloads_total{result=\"ok\"} 1",
             "tollgate_config_reloads_total{result=\"failed\"} 0",
+            "tollgate_limiter_snapshot_writes_total{result=\"ok\"} 1",
+            "tollgate_limiter_snapshot_writes_total{result=\"failed\"} 0",
+            "tollgate_limiter_snapshot_states_total{outcome=\"restored\"} 4",
+            "tollgate_limiter_snapshot_states_total{outcome=\"ended\"} 2",
+            "tollgate_limiter_snapshot_states_total{outcome=\"lost\"} 1",
             "tollgate_connections_open{listener=\"http_tcp\"} 1",
             concat!(
                 "tollgate_build_info{version=\"",

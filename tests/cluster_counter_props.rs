@@ -48,6 +48,7 @@ fn node(name: &str, generation: u64, clock: &Arc<ManualClock>) -> (Limiter, Coun
         CounterPlaneOptions {
             node_name: name.into(),
             generation: Generation(generation),
+            restored_from: None,
             key: ClusterKey::new(&[7; 32]).unwrap(),
             threshold: Threshold::Fixed(1),
             max_cells_per_interval: 64,

@@ -302,6 +302,7 @@ impl Sim {
             CounterPlaneOptions {
                 node_name: name(i),
                 generation: Generation(self.generation),
+                restored_from: None,
                 key: ClusterKey::new(&[42; 32]).unwrap(),
                 threshold: self.p.threshold,
                 max_cells_per_interval: 256,

@@ -648,3 +648,46 @@ fn durations_as_documented() {
         assert!(parse_duration(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn limiter_snapshot_settings_are_checked() {
+    for (line, needle, path, says) in [
+        (
+            "snapshot_interval = \"10ms\"",
+            "\"10ms\"",
+            "limiter.snapshot_interval",
+            "too short",
+        ),
+        (
+            "snapshot_interval = \"2h\"",
+            "\"2h\"",
+            "limiter.snapshot_interval",
+            "too long",
+        ),
+        (
+            "snapshot_path = \"\"",
+            "\"\"",
+            "limiter.snapshot_path",
+            "is empty",
+        ),
+        (
+            "snapshot_path = \"/var/lib/tollgate/counts\"",
+            "\"/var/lib/tollgate/counts\"",
+            "limiter.snapshot_path",
+            "set limiter.hash_key_env",
+        ),
+    ] {
+        let text = format!("{BASE}\n[limiter]\n{line}\n");
+        assert_issue(&text, needle, path, says);
+    }
+    let c = parse(&format!(
+        "{BASE}\n[limiter]\nhash_key_env = \"K\"\nsnapshot_path = \"/tmp/c\"\nsnapshot_interval = \"5s\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.limiter.snapshot_interval(),
+        std::time::Duration::from_secs(5)
+    );
+    // Off by default.
+    assert!(parse(BASE).unwrap().limiter.snapshot_path.is_none());
+}

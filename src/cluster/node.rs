@@ -85,6 +85,10 @@ pub struct ClusterStart<'a> {
     pub config: &'a ClusterConfig,
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub readiness: &'a Readiness,
+    /// The (node id, generation) that wrote the limiter snapshot restored at start, if a
+    /// cluster node did: when it was this node's previous life, its restored counts are held
+    /// back from publishing and relays of that generation refused (see the counter plane).
+    pub restored_from: Option<(u64, u64)>,
 }
 
 /// Binds the cluster's socket and listener, joins through the seeds, and spawns the driver.
@@ -128,10 +132,17 @@ pub async fn start(s: ClusterStart<'_>) -> anyhow::Result<ClusterNode> {
 
     let limiter = s.gate.limiter();
     limiter.track_changes();
+    let node_id = super::wire::node_id(&name);
+    limiter.set_snapshot_origin(node_id, generation.0);
+    let restored_from = s
+        .restored_from
+        .filter(|&(node, _)| node == node_id)
+        .map(|(_, g)| Generation(g));
     let mut counters = CounterPlane::new(
         CounterPlaneOptions {
             node_name: name.clone(),
             generation,
+            restored_from,
             key: counter_key,
             threshold: Threshold::from_config(config.threshold),
             max_cells_per_interval: config.max_cells_per_interval as usize,

@@ -211,6 +211,11 @@ pub struct LimiterConfig {
     pub shards: usize,
     /// Name of an environment variable holding the key-hash secret (shared by peers).
     pub hash_key_env: Option<String>,
+    /// Where the counts are saved (on SIGTERM and every `snapshot_interval`) and restored
+    /// from at start. `None`: not saved, a restart starts every key afresh.
+    pub snapshot_path: Option<PathBuf>,
+    /// How often the snapshot is written while serving.
+    pub snapshot_interval: String,
 }
 
 impl Default for LimiterConfig {
@@ -219,7 +224,22 @@ impl Default for LimiterConfig {
             max_states: 1_000_000,
             shards: 0,
             hash_key_env: None,
+            snapshot_path: None,
+            snapshot_interval: "30s".into(),
         }
+    }
+}
+
+/// Shortest `limiter.snapshot_interval`: each write copies every state.
+pub const MIN_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest `limiter.snapshot_interval`.
+pub const MAX_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(3600);
+
+impl LimiterConfig {
+    /// The interval between two snapshots (30 s if the text does not parse, which
+    /// validation refuses).
+    pub fn snapshot_interval(&self) -> Duration {
+        parse_duration(&self.snapshot_interval).unwrap_or(Duration::from_secs(30))
     }
 }
 

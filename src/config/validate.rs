@@ -449,6 +449,38 @@ impl LimiterConfig {
         if let Some(name) = &self.hash_key_env {
             v.env_var_name(at.key("hash_key_env"), name);
         }
+        let interval = at.key("snapshot_interval");
+        if let Some(d) = v.duration(
+            interval.clone(),
+            &self.snapshot_interval,
+            super::MIN_SNAPSHOT_INTERVAL,
+        ) {
+            if d > super::MAX_SNAPSHOT_INTERVAL {
+                v.invalid(
+                    interval,
+                    format!(
+                        "{:?} is too long: at most {} (a kill -9 loses what was counted since \
+                         the last snapshot)",
+                        self.snapshot_interval,
+                        format_duration(super::MAX_SNAPSHOT_INTERVAL)
+                    ),
+                );
+            }
+        }
+        match &self.snapshot_path {
+            Some(p) if p.as_os_str().is_empty() => v.invalid(
+                at.key("snapshot_path"),
+                "is empty: name the file to save the counts in, or remove the key",
+            ),
+            Some(_) if self.hash_key_env.is_none() => v.invalid(
+                at.key("snapshot_path"),
+                "a snapshot names each count by its key hash, and without \
+                 limiter.hash_key_env the hash key is random for each process, so no restored \
+                 count would ever be found: set limiter.hash_key_env to a variable holding a \
+                 secret that stays the same across restarts",
+            ),
+            _ => {}
+        }
     }
 }
 

@@ -133,7 +133,7 @@ impl Limiter {
         if let Some(i) = shard.windows.find(cell.state_hash) {
             let s = shard.windows.get(i);
             let state_start = u64::from(s.expiry).saturating_sub(2 * w);
-            return if start == state_start {
+            let own = if start == state_start {
                 Some(u64::from(s.current))
             } else if start.checked_add(w) == Some(state_start) {
                 Some(u64::from(s.previous))
@@ -142,13 +142,17 @@ impl Limiter {
             } else {
                 None
             };
+            drop(shard);
+            return own.map(|n| n.saturating_sub(self.held_back.window(cell)));
         }
         let log = shard
             .logs
             .find(cell.state_hash, |e| e.hash == cell.state_hash)?;
         let current = now_ms / 1000 / w * w;
-        (start.saturating_add(w) >= current)
-            .then(|| log.hits_between(start * 1000, (start + w) * 1000))
+        let own = (start.saturating_add(w) >= current)
+            .then(|| log.hits_between(start * 1000, (start + w) * 1000));
+        let held = own.map_or(0, |_| self.held_back.log(cell, log));
+        own.map(|n| n.saturating_sub(held))
     }
 
     /// Starts noting which states change, for [`Limiter::drain_changed_cells`]. Until it
@@ -187,8 +191,18 @@ impl Limiter {
                 own_cells(&shard, hash, c, now_ms, &mut cells);
             }
             drop(shard);
+            let holding = self.held_back.is_holding();
             for (cell, count) in cells.drain(..) {
-                f(cell, count);
+                if holding {
+                    // Counts restored from a snapshot are this node's previous life's, which
+                    // peers still hold: publish only what was counted since.
+                    match self.export_cell(&cell) {
+                        Some(n) if n > 0 => f(cell, n),
+                        _ => {}
+                    }
+                } else {
+                    f(cell, count);
+                }
             }
         }
         total

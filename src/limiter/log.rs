@@ -32,12 +32,17 @@ pub(crate) struct LogState {
     pub records: VecDeque<u64>,
 }
 
-fn record_ts(r: u64) -> u64 {
+pub(super) fn record_ts(r: u64) -> u64 {
     r >> COUNT_BITS
 }
 
-fn record_hits(r: u64) -> u64 {
+pub(super) fn record_hits(r: u64) -> u64 {
     r & COUNT_MASK
+}
+
+/// A record of `hits` admitted at `ts_ms`, or `None` when either does not fit its field.
+pub(super) fn record(ts_ms: u64, hits: u64) -> Option<u64> {
+    (ts_ms <= MAX_TS_MS && hits <= COUNT_MASK).then_some(ts_ms << COUNT_BITS | hits)
 }
 
 /// A log as seen at one instant.

@@ -9,6 +9,9 @@
 //!   published ([`Limiter::drain_changed_cells`]).
 //! - `remote`: counts of other node slots merged by max ([`Limiter::merge_cell`]), bounded,
 //!   and added to the node's own counts when deciding.
+//! - `snapshot`: this node's own states as lines of text with a checksum each
+//!   ([`Limiter::write_snapshot`]) and back ([`Limiter::restore_snapshot`]), so that a restart
+//!   keeps the counts; the file I/O is the server's.
 //! - this file: the public API, the keyed state hash, and [`Limiter::check`], which locks
 //!   the shards a request touches (sorted, so concurrent multi-limit checks cannot
 //!   deadlock), decides every limit, and only then writes — all or nothing.
@@ -32,6 +35,7 @@ mod hash;
 mod log;
 mod remote;
 mod shard;
+mod snapshot;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -39,6 +43,7 @@ mod window;
 
 pub use cell::{CellId, NodeSlot};
 pub use remote::{MergeOutcome, MAX_SLOTS_PER_CELL};
+pub use snapshot::{RestoreReport, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
 use cell::ChangedState;
 use log::{LogState, LogView};
@@ -175,6 +180,9 @@ pub struct Limiter {
     /// The shard the next drain of changed cells starts at (so that a bounded drain does
     /// not always serve the first shards).
     drain_cursor: AtomicUsize,
+    /// Counts restored from a snapshot that this node holds back from what it publishes
+    /// (`snapshot.rs`): peers still hold them in its previous generation's slot.
+    held_back: snapshot::HeldBack,
 }
 
 /// A shard on its own cache lines, so that threads working on neighbouring shards do not
@@ -274,6 +282,7 @@ impl Limiter {
             changed_cap: (max_states / shards).saturating_mul(2).max(64),
             changes_dropped: AtomicU64::new(0),
             drain_cursor: AtomicUsize::new(0),
+            held_back: snapshot::HeldBack::default(),
         }
     }
 
@@ -651,6 +660,7 @@ impl Limiter {
             let passed = shard.remote.drop_passed(now_secs);
             self.remote_counts.fetch_sub(passed, Ordering::Relaxed);
         }
+        self.held_back.drop_passed(now_secs);
     }
 }
 

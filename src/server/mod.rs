@@ -12,13 +12,15 @@
 //! group, rendering), [`listener`] the sockets and connection handling every door shares
 //! (it knows no protocol), [`resp`] the RESP
 //! door (a folder: its connection loop, one file per command, and its event loops, which
-//! poll for work before they sleep: [`resp::idle_poll`]). The conditions `/readyz` reports are
+//! poll for work before they sleep: [`resp::idle_poll`]), [`snapshot`] the limiter's snapshot
+//! file (restored at start, written periodically and after the drain). The conditions `/readyz` reports are
 //! [`crate::readiness`]'s; the cluster (a door of its own, [`crate::cluster`]) is started here
 //! before the others answer.
 
 pub mod http;
 pub mod listener;
 pub mod resp;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -174,6 +176,20 @@ impl ServerBuilder {
                 "auth.admin.unix_socket_only is set but server.unix_socket is not: the admin API is unreachable"
             );
         }
+        // The counts of the previous life, before the cluster starts and any door answers:
+        // a restart must not hand every key a fresh quota.
+        let snapshot_path = config.limiter.snapshot_path.clone();
+        let mut restored_from = None;
+        if let Some(path) = &snapshot_path {
+            if config.cluster.enabled {
+                // Peers still hold the previous life's counts in its generation's slot.
+                gate.limiter().hold_back_restored_counts();
+            }
+            let (g, p) = (gate.clone(), path.clone());
+            restored_from = tokio::task::spawn_blocking(move || snapshot::restore(&g, &p))
+                .await
+                .context("the limiter snapshot restore failed")?;
+        }
         let listeners_up = readiness.register("listeners", false);
         let not_draining = readiness.register("not_draining", true);
         // Key sets: fetched and refreshed in the background; not ready until each issuer
@@ -208,6 +224,7 @@ impl ServerBuilder {
                     config: &config.cluster,
                     env: &*env,
                     readiness: &readiness,
+                    restored_from,
                 })
                 .await?,
             )
@@ -313,6 +330,14 @@ impl ServerBuilder {
             .and_then(|r| r.unix_socket().map(Path::to_path_buf));
 
         tokio::spawn(sweep_periodically(gate.clone(), controller.subscribe()));
+        if let Some(path) = &snapshot_path {
+            tokio::spawn(snapshot::write_periodically(
+                gate.clone(),
+                path.clone(),
+                config.limiter.snapshot_interval(),
+                controller.subscribe(),
+            ));
+        }
         listeners_up.set(true);
         tracing::info!(
             http = %http_addr,
@@ -332,6 +357,7 @@ impl ServerBuilder {
             OtherDoors {
                 resp: resp_server,
                 cluster,
+                snapshot: snapshot_path.map(|p| (gate.clone(), p)),
             },
         ));
         Ok(ServerHandle {
@@ -538,6 +564,8 @@ impl ServerHandle {
 struct OtherDoors {
     resp: Option<resp::RespServer>,
     cluster: Option<crate::cluster::node::ClusterNode>,
+    /// Where the limiter's counts are saved once no request can change them any more.
+    snapshot: Option<(Arc<Gate>, PathBuf)>,
 }
 
 /// Waits for the shutdown to begin, then for the accept loops to stop, then for connections
@@ -555,6 +583,7 @@ async fn supervise(
     let OtherDoors {
         resp: resp_server,
         cluster,
+        snapshot,
     } = doors;
     shutdown.clone().draining().await;
     let http = async {
@@ -594,6 +623,11 @@ async fn supervise(
     // Connection tasks drop their connection as soon as they see `Closing`; this only waits
     // for them to do so, bounded in case a task is stuck in a blocking call.
     let _ = tokio::time::timeout(Duration::from_secs(1), all_closed(&slots)).await;
+    // The drain is over and no request can change a count here any more: save them for the
+    // next start (before leaving the cluster, so a node restarting at once finds them).
+    if let Some((gate, path)) = snapshot {
+        snapshot::write_logged(gate, path, "shutdown").await;
+    }
     // Last, once no request can be admitted here any more: leave the cluster, so peers drop
     // this node at once (what it admitted keeps counting on them).
     if let Some(c) = cluster {

@@ -154,6 +154,11 @@ pub struct CounterPlaneOptions {
     pub node_name: String,
     /// This node's life.
     pub generation: Generation,
+    /// The generation of this node whose counts the limiter restored from its snapshot (and
+    /// holds back from what it publishes, [`Limiter::hold_back_restored_counts`]), if any:
+    /// relays of that generation's counts are refused as `own_generation`, since they are in
+    /// this node's own counts already.
+    pub restored_from: Option<Generation>,
     /// The counter plane's key ([`ClusterKey::new`] of the cluster secret).
     pub key: ClusterKey,
     /// θ.

@@ -21,7 +21,9 @@
 //! node's current generation nor a newer one (`own_generation`: its own counts are its
 //! own) nor a generation of a listed peer newer than the one the membership announced
 //! (`unknown_generation`). One naming this node with an older generation — its previous
-//! life — is merged into a slot of its own like any other. A relay not vouched for is
+//! life — is merged into a slot of its own like any other, except the generation whose counts
+//! this life restored from its limiter snapshot (`restored_from`, `own_generation`): those
+//! are in its own counts already. A relay not vouched for is
 //! dropped with the reason a direct datagram of that generation gets (`unknown_sender`,
 //! `old_generation`). Relayed counts go to the slot of their (node, generation), merged
 //! by maximum: several peers relaying the same dead generation, or a relay of counts the
@@ -181,7 +183,9 @@ impl CounterPlane {
         from: SocketAddr,
     ) -> Option<&'static str> {
         if node == self.node {
-            if generation >= self.options.generation.0 {
+            if generation >= self.options.generation.0
+                || self.options.restored_from.map(|g| g.0) == Some(generation)
+            {
                 return Some("own_generation");
             }
         } else if sender.is_some_and(|p| generation > p.values.generation.0) {

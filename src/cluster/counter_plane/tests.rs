@@ -65,6 +65,7 @@ fn node_with_key(
     let mut options = CounterPlaneOptions {
         node_name: name.into(),
         generation: Generation(generation),
+        restored_from: None,
         key: ClusterKey::new(SECRET).unwrap(),
         threshold: Threshold::Fixed(1),
         max_cells_per_interval: 256,
@@ -706,4 +707,79 @@ fn relays_are_merged_only_when_a_live_peer_of_this_configuration_vouches_for_the
     }
     // The relayed generations are not peers: the view lists none.
     assert!(r.plane.peer_views().iter().all(|v| v.datagrams == 0));
+}
+
+/// A node restarted with its limiter's snapshot: the restored counts are held back from what
+/// it publishes (its peers hold them in its previous generation's slot) and relays of that
+/// generation are refused back home, so the count of a key is the true count on every node,
+/// not the restored part twice.
+#[test]
+fn a_restarted_node_restoring_its_snapshot_is_not_counted_twice() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let s = &limits()[0];
+    let mut a = node("a", 1, &clock, |_| {});
+    a.limiter.set_snapshot_origin(wire::node_id("a"), 1);
+    let mut b = node("b", 2, &clock, |_| {});
+    let cell = a.limiter.cell_at(s, "k", T0);
+    let deliver =
+        |sent: &[(SocketAddr, Vec<u8>)], to: &mut Node, port: u16, peers: &[Peer], from| {
+            for (_, d) in sent.iter().filter(|(at, _)| *at == addr(port)) {
+                let _ = to.plane.receive(&to.limiter, d, T0 + 200, peers, from);
+            }
+        };
+
+    // The first life admits 30 and publishes them; b holds them in a's generation 1.
+    hit(&a, s, "k", 30);
+    let (_, sent) = tick(&mut a, T0 + 100, &[peer_of(&b, 2, PeerState::Alive)]);
+    deliver(
+        &sent,
+        &mut b,
+        2,
+        &[peer_of(&a, 1, PeerState::Alive)],
+        addr(1),
+    );
+    assert_eq!(b.limiter.remote_total(&cell), 30);
+    let mut snapshot = Vec::new();
+    a.limiter.write_snapshot(&mut snapshot).unwrap();
+
+    // The second life restores them, holding them back, and admits 5 more.
+    let mut a2 = node("a", 3, &clock, |o| o.restored_from = Some(Generation(1)));
+    a2.limiter.hold_back_restored_counts();
+    let report = a2.limiter.restore_snapshot(&mut &snapshot[..]);
+    assert_eq!(
+        (report.restored, report.origin),
+        (1, Some((wire::node_id("a"), 1)))
+    );
+    hit(&a2, s, "k", 5);
+    assert_eq!(
+        a2.limiter.export_cell(&cell),
+        Some(5),
+        "only what this life counted"
+    );
+    let (_, sent) = tick(&mut a2, T0 + 200, &[peer_of(&b, 2, PeerState::Alive)]);
+    let a2_peer = [peer_of(&a2, 1, PeerState::Alive)];
+    deliver(&sent, &mut b, 2, &a2_peer, addr(1));
+    // b: generation 1's 30 and generation 3's 5.
+    assert_eq!(
+        b.limiter.remote_total(&cell),
+        35,
+        "b counts the restored hits twice"
+    );
+
+    // b relays generation 1 to the new life (a new peer): refused, it is in a2's own counts.
+    let (_, sent) = tick(&mut b, T0 + 300, &a2_peer);
+    deliver(
+        &sent,
+        &mut a2,
+        1,
+        &[peer_of(&b, 2, PeerState::Alive)],
+        addr(2),
+    );
+    assert_eq!(a2.limiter.remote_total(&cell), 0);
+
+    // Every node sees the true count: 35 of 100.
+    for n in [&a2, &b] {
+        let d = n.limiter.check(&[LimitCheck { limit: s, key: "k" }], 0);
+        assert_eq!(d.outcomes[0].remaining, 65, "node {}", n.name);
+    }
 }
