@@ -51,8 +51,13 @@ extra=("max_connections = $((CONNS + 100))")
 start_resp_tollgate tollgate "${extra[@]}"
 if [ "$BUDGET" != none ]; then
     # The key is [server]'s: restart with it (start_resp_tollgate writes only [resp] lines).
+    conf=$(cat "$work/tollgate.toml")
+    saved_port=$(cat "$work/tollgate.port")
     stop_started
     pids=()
+    mkdir -p "$work"
+    printf '%s\n' "$conf" >"$work/tollgate.toml"
+    echo "$saved_port" >"$work/tollgate.port"
     sed -i "s/^\[server\]$/[server]\nmax_connection_buffer_bytes = $BUDGET/" "$work/tollgate.toml"
     "$bin" check-config "$work/tollgate.toml" >/dev/null
     "$bin" serve --config "$work/tollgate.toml" >"$work/tollgate.log" 2>&1 &

@@ -50,7 +50,9 @@ async fn pipelined_replies_nobody_reads_stay_within_the_budget_and_resume() {
         let c = TcpStream::connect(s.tcp()).await.unwrap();
         let (mut rd, mut wr) = c.into_split();
         let writer = tokio::spawn(async move {
-            wr.write_all(&b"INFO all\r\n".repeat(COMMANDS)).await.unwrap();
+            wr.write_all(&b"INFO all\r\n".repeat(COMMANDS))
+                .await
+                .unwrap();
             wr
         });
         clients.push((rd_keep(&mut rd), rd, writer));
@@ -63,7 +65,10 @@ async fn pipelined_replies_nobody_reads_stay_within_the_budget_and_resume() {
         if metric(&text, "tollgate_connection_buffer_backpressure_total") > 0.0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no backpressure: {text}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no backpressure: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(
@@ -111,7 +116,11 @@ async fn pipelined_replies_nobody_reads_stay_within_the_budget_and_resume() {
     // Closed connections give everything back.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while budget.held() > base {
-        assert!(std::time::Instant::now() < deadline, "held {}", budget.held());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "held {}",
+            budget.held()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

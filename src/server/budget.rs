@@ -60,6 +60,9 @@ pub struct ConnectionBudget {
     released_since_trim: AtomicUsize,
     /// Milliseconds since [`epoch`] of the last trim.
     last_trim_ms: AtomicU64,
+    /// A trim is scheduled for the end of the current interval (the release that asked
+    /// for it came too soon after the last one).
+    trim_pending: std::sync::atomic::AtomicBool,
     metrics: Option<BudgetMetrics>,
 }
 
@@ -89,6 +92,7 @@ impl ConnectionBudget {
             peak: AtomicUsize::new(0),
             released_since_trim: AtomicUsize::new(0),
             last_trim_ms: AtomicU64::new(0),
+            trim_pending: std::sync::atomic::AtomicBool::new(false),
             metrics,
         }
     }
@@ -155,7 +159,7 @@ impl ConnectionBudget {
         }
     }
 
-    fn sub(&self, bytes: usize) {
+    fn sub(self: &Arc<Self>, bytes: usize) {
         let now = self.held.fetch_sub(bytes, Ordering::AcqRel) - bytes;
         self.report(now);
         let released = self.released_since_trim.fetch_add(bytes, Ordering::Relaxed) + bytes;
@@ -173,10 +177,24 @@ impl ConnectionBudget {
 
     /// Asks the allocator to return freed memory to the system, at most once per
     /// [`TRIM_INTERVAL`], on a blocking thread (a trim takes milliseconds).
-    fn maybe_trim(&self) {
+    fn maybe_trim(self: &Arc<Self>) {
         let now_ms = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
         let last = self.last_trim_ms.load(Ordering::Relaxed);
         if last != 0 && now_ms.saturating_sub(last) < TRIM_INTERVAL.as_millis() as u64 {
+            // Too soon: trim at the end of the interval instead (once), so that the last
+            // large release of a burst is given back too.
+            if !self.trim_pending.swap(true, Ordering::AcqRel) {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let me = self.clone();
+                    rt.spawn(async move {
+                        tokio::time::sleep(TRIM_INTERVAL).await;
+                        me.trim_pending.store(false, Ordering::Release);
+                        me.maybe_trim();
+                    });
+                } else {
+                    self.trim_pending.store(false, Ordering::Release);
+                }
+            }
             return;
         }
         if self
