@@ -28,7 +28,7 @@
 //!
 //! Memory: the buffers are held to the connection buffer budget ([`crate::server::budget`]):
 //! the output buffer grows only within it (else the answers made so far are written first),
-//! and buffers that grew past [`KEEP_BUFFER`] are replaced once drained. At the connection
+//! and buffers that grew past 64 KiB are replaced once drained. At the connection
 //! cap, a connection waiting for its next request (or its first) may be closed to make room
 //! ([`crate::server::occupancy`]).
 //!
