@@ -14,7 +14,7 @@
 # (48 KiB each) + PEAK_SLACK_MIB (the runtime, the kernel's accounting), or when the memory
 # after is not back within AFTER_MARGIN_MIB of before.
 #
-# Environment: CONNS (2000), COMMANDS (2000), HOLD (10), SETTLE (5), BUDGET (bytes; unset: the
+# Environment: CONNS (2000), COMMANDS (2000), HOLD (10), SETTLE (15), BUDGET (bytes; unset: the
 # default, 256 MiB; "none" writes no key, for a binary from before the budget existed),
 # PEAK_SLACK_MIB (64), AFTER_MARGIN_MIB (32), CHECK (1; 0 prints the figures without
 # judging them), TOLLGATE_BIN (unset: builds and uses target/release/tollgate).
@@ -29,7 +29,7 @@ die() { echo "benches/resp_memory.sh: $*" >&2; exit 1; }
 CONNS=${CONNS:-2000}
 COMMANDS=${COMMANDS:-2000}
 HOLD=${HOLD:-10}
-SETTLE=${SETTLE:-5}
+SETTLE=${SETTLE:-15}
 BUDGET=${BUDGET:-268435456}
 PEAK_SLACK_MIB=${PEAK_SLACK_MIB:-64}
 AFTER_MARGIN_MIB=${AFTER_MARGIN_MIB:-32}
