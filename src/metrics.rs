@@ -91,8 +91,10 @@ pub struct ConnectionMetrics {
     pub open: IntGauge,
     /// Connections accepted since start.
     pub accepted: IntCounter,
-    /// Connections closed at once because `max_connections` were open.
+    /// Connections closed at once because `max_connections` were open and none was idle.
     pub rejected: IntCounter,
+    /// Idle connections closed to make room for a new one at `max_connections`.
+    pub evicted: IntCounter,
 }
 
 /// Every metric tollgate exports.
@@ -112,6 +114,7 @@ pub struct Metrics {
     connections_open: IntGaugeVec,
     connections_accepted: IntCounterVec,
     connections_rejected: IntCounterVec,
+    connections_evicted: IntCounterVec,
     http_problems: IntCounterVec,
     access: IntCounterVec,
     /// `access` resolved for each of [`ACCESS_RESULTS`], so the request path skips the
@@ -120,6 +123,7 @@ pub struct Metrics {
     auth: AuthMetrics,
     resp_loop_sleeps: IntCounter,
     resp_loop_idle_polls: IntCounter,
+    connection_budget: crate::server::budget::BudgetMetrics,
     /// Serialises scrapes so that copying the limiter's eviction count in is race-free.
     scrape: Mutex<()>,
 }
@@ -274,7 +278,13 @@ impl Metrics {
         let connections_rejected = counter_vec(
             &registry,
             "tollgate_connections_rejected_total",
-            "Connections closed at once because max_connections were open, by listener.",
+            "Connections closed at once because max_connections were open and none was idle, by listener.",
+            &["listener"],
+        );
+        let connections_evicted = counter_vec(
+            &registry,
+            "tollgate_connections_evicted_total",
+            "Idle connections closed to make room for a new one at max_connections, by listener.",
             &["listener"],
         );
         let http_problems = counter_vec(
@@ -301,8 +311,41 @@ impl Metrics {
             "tollgate_resp_event_loop_idle_polls_total",
             "Times a RESP event loop polled for events again instead of blocking (resp.idle_poll_us).",
         );
+        let connection_budget = crate::server::budget::BudgetMetrics {
+            held: gauge(
+                &registry,
+                "tollgate_connection_buffer_bytes",
+                "Bytes held by the buffers of every client connection together (server.max_connection_buffer_bytes bounds their growth).",
+            ),
+            peak: gauge(
+                &registry,
+                "tollgate_connection_buffer_peak_bytes",
+                "The most bytes the buffers of every client connection together have held at once.",
+            ),
+            limit: gauge(
+                &registry,
+                "tollgate_connection_buffer_budget_bytes",
+                "server.max_connection_buffer_bytes: the budget of every connection's buffers together.",
+            ),
+            backpressure: counter(
+                &registry,
+                "tollgate_connection_buffer_backpressure_total",
+                "Times a connection wrote its pending replies before reading more because the connection buffer budget was exhausted.",
+            ),
+            closed: counter(
+                &registry,
+                "tollgate_connection_buffer_closed_total",
+                "Connections closed because the connection buffer budget was exhausted and they did not read their replies, or needed a larger input buffer.",
+            ),
+            trims: counter(
+                &registry,
+                "tollgate_memory_trims_total",
+                "Times the allocator was asked to return freed memory to the system after connection buffers were released.",
+            ),
+        };
         Self {
             registry,
+            connection_budget,
             access,
             access_by_result,
             auth,
@@ -322,6 +365,7 @@ impl Metrics {
             connections_open,
             connections_accepted,
             connections_rejected,
+            connections_evicted,
             http_problems,
             scrape: Mutex::new(()),
         }
@@ -408,7 +452,13 @@ impl Metrics {
             open: self.connections_open.with_label_values(&l),
             accepted: self.connections_accepted.with_label_values(&l),
             rejected: self.connections_rejected.with_label_values(&l),
+            evicted: self.connections_evicted.with_label_values(&l),
         }
+    }
+
+    /// The series of the connection buffer budget ([`crate::server::budget`]).
+    pub fn connection_budget(&self) -> crate::server::budget::BudgetMetrics {
+        self.connection_budget.clone()
     }
 
     /// The counters the RESP event loops keep (they count into these directly).

@@ -336,13 +336,24 @@ async fn bounds_on_bulk_args_inline_and_command_size() {
 #[tokio::test]
 async fn the_connection_cap_closes_connections_beyond_it() {
     let s = start_with(|o| o.max_connections = 2);
-    let a = client(Target::tcp(s.tcp())).await;
     let opts = ClientOptions {
         pool_size: 1,
         ..ClientOptions::default()
     };
+    // Two connections in the middle of a command (half of it sent): busy, so neither may be
+    // closed to make room (tests/connection_cap.rs has the idle case).
+    let mut a = Vec::new();
+    for _ in 0..2 {
+        let mut c = TcpStream::connect(s.tcp()).await.unwrap();
+        // One write: once PONG is back, the server has read the half command behind it.
+        c.write_all(b"PING\r\n*1\r\n$4\r\nPI").await.unwrap();
+        let mut pong = [0u8; 7];
+        c.read_exact(&mut pong).await.unwrap();
+        a.push(c);
+    }
+    assert_eq!(s.server.door().occupancy().idle(), 0);
     let b = Client::connect(Target::tcp(s.tcp()), opts.clone()).await;
-    // `a` holds two connections (pool of 2): a third is accepted and closed at once.
+    // A third is accepted and closed at once.
     let mut third = TcpStream::connect(s.tcp()).await.unwrap();
     assert!(read_to_eof(&mut third).await.is_empty());
     assert!(b.is_err() || b.unwrap().ping().await.is_err());

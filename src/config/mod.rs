@@ -166,6 +166,9 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     pub max_uri_bytes: usize,
     pub max_connections: usize,
+    /// The buffers of every client connection together (HTTP and RESP, input and output):
+    /// past this, connections write what they owe before reading more.
+    pub max_connection_buffer_bytes: usize,
     /// Time allowed to read a request's headers.
     pub header_read_timeout: String,
     /// Idle keep-alive connections are closed after this.
@@ -191,6 +194,7 @@ impl Default for ServerConfig {
             max_header_bytes: 16 * 1024,
             max_uri_bytes: 4 * 1024,
             max_connections: 10_000,
+            max_connection_buffer_bytes: 256 * 1024 * 1024,
             header_read_timeout: "5s".into(),
             idle_timeout: "60s".into(),
             shutdown_grace: "10s".into(),

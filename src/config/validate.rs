@@ -400,6 +400,12 @@ impl ServerConfig {
             1,
             1_000_000,
         );
+        v.within(
+            at.key("max_connection_buffer_bytes"),
+            self.max_connection_buffer_bytes as u64,
+            1024 * 1024,
+            1 << 40,
+        );
         let ms = Duration::from_millis(1);
         v.duration(at.key("header_read_timeout"), &self.header_read_timeout, ms);
         v.duration(at.key("idle_timeout"), &self.idle_timeout, ms);

@@ -1,11 +1,13 @@
 //! Listeners and connections, shared by every front door: binding TCP and Unix sockets,
-//! accepting under a connection cap, the idle timeout, and the shutdown phases that let
-//! in-flight requests finish.
+//! accepting under a connection cap (making room by closing the oldest idle connection,
+//! [`super::occupancy`]), the idle timeout, and the shutdown phases that let in-flight
+//! requests finish.
 //!
 //! Nothing here knows a protocol: a door hands [`accept_loop`] (or, when it needs the socket
 //! peer, [`accept_loop_with_peer`]) its connection handler, a closure that is given each
-//! accepted stream, and serves it with [`Shutdown`] and [`IdleTimeout`]. The HTTP door's
-//! handler is [`super::http::serve_connection`]; the RESP door has its own.
+//! accepted stream with its [`Presence`], and serves it with [`Shutdown`] and
+//! [`IdleTimeout`]. The HTTP door's handler is [`super::http::serve_connection`]; the RESP
+//! door has its own.
 
 use std::future::Future;
 use std::io;
@@ -22,8 +24,14 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+use super::occupancy::Occupancy;
+pub use super::occupancy::Presence;
 use crate::metrics::ConnectionMetrics;
 use crate::policy::Peer;
+
+/// How long a connection accepted at the cap waits for the slot of the idle connection that
+/// was evicted for it (which closes at its next poll: in practice microseconds).
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
 /// The phases of a server's life. Ordered: a later phase implies the earlier ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,10 +99,12 @@ impl ShutdownController {
 }
 
 /// A cap on open connections. A connection holds a slot for its whole life; waiting for every
-/// slot to come back is how shutdown knows that all connections have finished.
+/// slot to come back is how shutdown knows that all connections have finished. At the cap,
+/// the connection idle longest is closed to make room ([`Occupancy`]).
 pub struct ConnectionSlots {
     sem: Arc<Semaphore>,
     max: u32,
+    occupancy: Arc<Occupancy>,
 }
 
 impl ConnectionSlots {
@@ -103,7 +113,22 @@ impl ConnectionSlots {
         Self {
             sem: Arc::new(Semaphore::new(max as usize)),
             max,
+            occupancy: Arc::new(Occupancy::default()),
         }
+    }
+
+    /// Which of these connections are idle: where an accepted connection registers.
+    pub fn occupancy(&self) -> &Arc<Occupancy> {
+        &self.occupancy
+    }
+
+    /// A slot that comes back within `wait` (one an evicted connection gives back), or
+    /// `None`. Waiters are served in order, before any later [`try_acquire`](Self::try_acquire).
+    pub async fn acquire_within(&self, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        tokio::time::timeout(wait, self.sem.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// A slot, or `None` when `max` connections are open.
@@ -154,8 +179,10 @@ impl Acceptor for UnixListener {
 }
 
 /// Accepts connections until the server drains, and runs `serve` for each on its own task.
-/// Beyond the connection cap a connection is accepted and closed at once (and counted): the
-/// client learns immediately, instead of waiting in the kernel's backlog.
+/// At the connection cap the connection idle longest is closed to make room (and counted in
+/// `evicted`); when none is idle, the new connection is accepted and closed at once (and
+/// counted in `rejected`): the client learns immediately, instead of waiting in the kernel's
+/// backlog.
 pub async fn accept_loop<A, S, F>(
     acceptor: A,
     slots: Arc<ConnectionSlots>,
@@ -164,7 +191,7 @@ pub async fn accept_loop<A, S, F>(
     serve: S,
 ) where
     A: Acceptor,
-    S: Fn(A::Stream, Shutdown) -> F + Send + 'static,
+    S: Fn(A::Stream, Shutdown, Presence) -> F + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     accept_loop_with_peer(
@@ -172,7 +199,7 @@ pub async fn accept_loop<A, S, F>(
         slots,
         metrics,
         shutdown,
-        move |stream, _peer, sd| serve(stream, sd),
+        move |stream, _peer, sd, presence| serve(stream, sd, presence),
     )
     .await
 }
@@ -187,7 +214,7 @@ pub async fn accept_loop_with_peer<A, S, F>(
     serve: S,
 ) where
     A: Acceptor,
-    S: Fn(A::Stream, Peer, Shutdown) -> F + Send + 'static,
+    S: Fn(A::Stream, Peer, Shutdown, Presence) -> F + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let draining = shutdown.clone().draining();
@@ -211,18 +238,35 @@ pub async fn accept_loop_with_peer<A, S, F>(
             },
         };
         metrics.accepted.inc();
-        let Some(slot) = slots.try_acquire() else {
+        if let Some(slot) = slots.try_acquire() {
+            let presence = slots.occupancy().register();
+            let open = OpenGuard::new(metrics.open.clone());
+            let conn = serve(stream, peer, shutdown.clone(), presence);
+            tokio::spawn(async move {
+                conn.await;
+                drop(open);
+                drop(slot);
+            });
+        } else if slots.occupancy().evict_oldest_idle() {
+            // The evicted connection closes at its next poll and gives its slot back, which
+            // this one waits for (on its own task: accepting goes on meanwhile).
+            metrics.evicted.inc();
+            let (slots, metrics) = (slots.clone(), metrics.clone());
+            let conn = serve(stream, peer, shutdown.clone(), slots.occupancy().register());
+            tokio::spawn(async move {
+                let Some(slot) = slots.acquire_within(EVICTION_WAIT).await else {
+                    metrics.rejected.inc();
+                    return;
+                };
+                let open = OpenGuard::new(metrics.open.clone());
+                conn.await;
+                drop(open);
+                drop(slot);
+            });
+        } else {
             metrics.rejected.inc();
             drop(stream);
-            continue;
-        };
-        let open = OpenGuard::new(metrics.open.clone());
-        let conn = serve(stream, peer, shutdown.clone());
-        tokio::spawn(async move {
-            conn.await;
-            drop(open);
-            drop(slot);
-        });
+        }
     }
     // Dropping the acceptor here closes the listening socket: new connections are refused.
 }

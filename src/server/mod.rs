@@ -17,8 +17,10 @@
 //! [`crate::readiness`]'s; the cluster (a door of its own, [`crate::cluster`]) is started here
 //! before the others answer.
 
+pub mod budget;
 pub mod http;
 pub mod listener;
+pub mod occupancy;
 pub mod resp;
 pub mod snapshot;
 
@@ -233,12 +235,20 @@ impl ServerBuilder {
         };
         let cluster_status = cluster.as_ref().map(|c| c.status().clone());
         let cluster_addr = cluster.as_ref().map(|c| c.gossip_addr());
-        let settings = Arc::new(HttpConnSettings::new(
-            header_read_timeout,
-            idle_timeout,
-            sc.max_header_bytes,
-            http_fast_path,
+        // One memory budget for the buffers of every connection of both doors.
+        let budget = Arc::new(budget::ConnectionBudget::new(
+            sc.max_connection_buffer_bytes,
+            Some(gate.metrics().connection_budget()),
         ));
+        let settings = Arc::new(HttpConnSettings {
+            budget: budget.clone(),
+            ..HttpConnSettings::new(
+                header_read_timeout,
+                idle_timeout,
+                sc.max_header_bytes,
+                http_fast_path,
+            )
+        });
         let shared = Arc::new(HttpShared {
             gate: gate.clone(),
             readiness: readiness.clone(),
@@ -277,12 +287,15 @@ impl ServerBuilder {
                     endpoints: Endpoints::MetricsOnly,
                     cluster: None,
                 });
-                let metrics_settings = Arc::new(HttpConnSettings::new(
-                    header_read_timeout,
-                    idle_timeout,
-                    sc.max_header_bytes,
-                    false,
-                ));
+                let metrics_settings = Arc::new(HttpConnSettings {
+                    budget: budget.clone(),
+                    ..HttpConnSettings::new(
+                        header_read_timeout,
+                        idle_timeout,
+                        sc.max_header_bytes,
+                        false,
+                    )
+                });
                 let metrics_slots = Arc::new(ConnectionSlots::new(METRICS_MAX_CONNECTIONS));
                 accept_loops.push(spawn_http_accept(
                     l,
@@ -316,6 +329,7 @@ impl ServerBuilder {
         let resp_server = if config.resp.enabled {
             let mut options = resp::RespOptions::from_config(&config)?;
             options.cluster = cluster_status.clone();
+            options.budget = Some(budget.clone());
             Some(resp::RespServer::start_with_shutdown(
                 gate.clone(),
                 options,
@@ -362,6 +376,8 @@ impl ServerBuilder {
         ));
         Ok(ServerHandle {
             gate,
+            http_slots: slots,
+            budget,
             readiness,
             not_draining,
             http_addr,
@@ -448,9 +464,9 @@ fn spawn_http_accept<A: listener::Acceptor>(
         slots.clone(),
         gate.metrics().connections(kind),
         controller.subscribe(),
-        move |stream, peer, shutdown| {
+        move |stream, peer, shutdown, presence| {
             let service = HttpService::new(shared.clone(), peer);
-            http::serve_connection(stream, service, settings.clone(), shutdown)
+            http::serve_connection(stream, service, settings.clone(), shutdown, presence)
         },
     ))
 }
@@ -458,6 +474,10 @@ fn spawn_http_accept<A: listener::Acceptor>(
 /// A running server.
 pub struct ServerHandle {
     gate: Arc<Gate>,
+    /// The connection cap of the HTTP listeners (TCP and Unix socket).
+    http_slots: Arc<ConnectionSlots>,
+    /// The memory budget of every connection's buffers, both doors.
+    budget: Arc<budget::ConnectionBudget>,
     readiness: Readiness,
     not_draining: ReadinessFlag,
     http_addr: SocketAddr,
@@ -511,6 +531,17 @@ impl ServerHandle {
 
     pub fn gate(&self) -> &Arc<Gate> {
         &self.gate
+    }
+
+    /// HTTP connections (TCP and Unix socket) idle now: waiting for their next request, or
+    /// their first. At `server.max_connections` the one idle longest makes room.
+    pub fn http_idle_connections(&self) -> usize {
+        self.http_slots.occupancy().idle()
+    }
+
+    /// The memory budget of every connection's buffers, both doors.
+    pub fn connection_budget(&self) -> &Arc<budget::ConnectionBudget> {
+        &self.budget
     }
 
     /// The readiness conditions `/readyz` reports.

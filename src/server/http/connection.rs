@@ -14,7 +14,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::HttpService;
-use crate::server::listener::{IdleTimeout, Shutdown};
+use crate::server::budget::ConnectionBudget;
+use crate::server::listener::{IdleTimeout, Presence, Shutdown};
 
 /// hyper refuses a read buffer smaller than this.
 const MIN_HEADER_BUFFER: usize = 8 * 1024;
@@ -29,6 +30,10 @@ pub struct HttpConnSettings {
     pub max_header_bytes: usize,
     /// Serve plain requests with [`super::fastpath`] (else every request goes through hyper).
     pub fast_path: bool,
+    /// The budget of every connection's buffers (the fast path's are held to it; hyper's
+    /// are bounded per connection by `max_buf_size`). The server shares one between its
+    /// doors; [`new`](Self::new) makes one of the default size.
+    pub budget: Arc<ConnectionBudget>,
 }
 
 impl HttpConnSettings {
@@ -58,22 +63,31 @@ impl HttpConnSettings {
             header_read_timeout,
             max_header_bytes,
             fast_path,
+            budget: Arc::new(ConnectionBudget::new(
+                crate::config::ServerConfig::default().max_connection_buffer_bytes,
+                None,
+            )),
         }
     }
 }
 
 /// Serves one HTTP/1.1 connection: through the fast path when enabled, else through hyper.
 /// What the listener's accept loop runs for each connection of an HTTP listener.
+///
+/// `presence` is the connection's place in the cap's idle registry: the fast path marks the
+/// connection idle while it waits for a request, so that it may be closed at the cap to make
+/// room; a connection served by hyper stays busy (hyper's own timeouts bound it).
 pub async fn serve_connection<S>(
     stream: S,
     service: HttpService,
     settings: Arc<HttpConnSettings>,
     shutdown: Shutdown,
+    presence: Presence,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if settings.fast_path {
-        super::fastpath::serve_fast(stream, service, settings, shutdown).await;
+        super::fastpath::serve_fast(stream, service, settings, shutdown, presence).await;
     } else {
         let io = IdleTimeout::new(stream, settings.idle_timeout);
         serve_hyper(io, service, settings, shutdown).await;

@@ -26,6 +26,12 @@
 //! to recognise the usual one. Both paths give the same answers (tests/http_paths.rs,
 //! tests/http_auth.rs).
 //!
+//! Memory: the buffers are held to the connection buffer budget ([`crate::server::budget`]):
+//! the output buffer grows only within it (else the answers made so far are written first),
+//! and buffers that grew past 64 KiB are replaced once drained. At the connection
+//! cap, a connection waiting for its next request (or its first) may be closed to make room
+//! ([`crate::server::occupancy`]).
+//!
 //! Timeouts and shutdown match the hyper path: `IdleTimeout` for idle connections and stalled
 //! writes, `header_read_timeout` from the accept for a connection's first request and from the
 //! first byte of a later head that arrives in pieces (a timer exists only then), and on drain a connection closes after the request being answered
@@ -43,7 +49,8 @@ use super::check::write_decision;
 use super::connection::{serve_hyper, HttpConnSettings, Rewind};
 use super::render::write_problem;
 use super::{HttpService, ADMIN_PREFIX, AUTH_PATH};
-use crate::server::listener::{IdleTimeout, Phase, Shutdown};
+use crate::server::budget::BufferAccount;
+use crate::server::listener::{IdleTimeout, Phase, Presence, Shutdown};
 
 /// Headers a fast-path request may carry; more goes to hyper (which allows 100).
 const MAX_HEADERS: usize = 32;
@@ -51,6 +58,11 @@ const MAX_HEADERS: usize = 32;
 const READ_CHUNK: usize = 4096;
 /// Answers are written once this much is buffered, even mid-batch, to bound the buffer.
 const MAX_PENDING_OUT: usize = 64 * 1024;
+/// Buffers that grew past this (a large pipelined batch) are replaced once drained.
+const KEEP_BUFFER: usize = 64 * 1024;
+/// Room the output buffer must have before an answer is made; with less it grows first (a
+/// doubling, reserved from the budget) or is written out.
+const OUT_ROOM: usize = 512;
 
 /// Where one header of a parsed head is: name and value as byte ranges of the read buffer.
 ///
@@ -269,6 +281,7 @@ pub async fn serve_fast<S>(
     service: HttpService,
     settings: Arc<HttpConnSettings>,
     shutdown: Shutdown,
+    presence: Presence,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -280,6 +293,10 @@ pub async fn serve_fast<S>(
         spans: Vec::with_capacity(MAX_HEADERS),
     };
     let mut date = DateCache::default();
+    let mut account = BufferAccount::open(
+        settings.budget.clone(),
+        inbuf.capacity() + bufs.out.capacity() + bufs.scratch.capacity(),
+    );
     let draining = shutdown.clone().draining();
     let closing = shutdown.clone().closing();
     tokio::pin!(draining, closing);
@@ -307,6 +324,20 @@ pub async fn serve_fast<S>(
                     close: asked,
                 } => {
                     close = asked || draining_now;
+                    if bufs.out.capacity() - bufs.out.len() < OUT_ROOM {
+                        // Grow (doubling) only within the budget; else write what is made.
+                        let more = bufs.out.capacity().max(OUT_ROOM);
+                        if !bufs.out.is_empty() && !account.try_grow(more) {
+                            account.budget().note_backpressure();
+                            if io.write_all(&bufs.out).await.is_err() {
+                                return;
+                            }
+                            bufs.out.clear();
+                        } else {
+                            bufs.out
+                                .reserve(bufs.out.capacity() - bufs.out.len() + more);
+                        }
+                    }
                     let answered = answer(
                         &service,
                         &inbuf[..len],
@@ -335,11 +366,15 @@ pub async fn serve_fast<S>(
                 }
             }
         }
+        account.hold(inbuf.capacity() + bufs.out.capacity() + bufs.scratch.capacity());
         if !bufs.out.is_empty() {
             if io.write_all(&bufs.out).await.is_err() {
                 return;
             }
             bufs.out.clear();
+            if bufs.out.capacity() > KEEP_BUFFER {
+                bufs.out = Vec::with_capacity(1024);
+            }
         }
         if close || (draining_now && inbuf.is_empty()) {
             let _ = io.shutdown().await;
@@ -349,8 +384,15 @@ pub async fn serve_fast<S>(
         // Read more: an idle connection waits for its next request (or the drain); a head that
         // arrives in pieces must complete within header_read_timeout of its first byte, and a
         // fresh connection's first head within header_read_timeout of the accept.
+        if inbuf.is_empty() && inbuf.capacity() > KEEP_BUFFER {
+            inbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
         inbuf.reserve(READ_CHUNK);
-        let read = if inbuf.is_empty() && head_started.is_none() {
+        account.hold(inbuf.capacity() + bufs.out.capacity() + bufs.scratch.capacity());
+        // Waiting for the next request (or the first) with nothing half-read: idle, and so
+        // the connection may be closed at the cap to make room for a new one.
+        let idle = inbuf.is_empty();
+        let read = if idle && head_started.is_none() {
             tokio::select! {
                 biased;
                 _ = &mut draining, if !drained => {
@@ -358,6 +400,10 @@ pub async fn serve_fast<S>(
                     continue;
                 }
                 r = io.read_buf(&mut inbuf) => r,
+                _ = presence.idle_until_evicted() => {
+                    let _ = io.shutdown().await;
+                    return;
+                }
             }
         } else {
             let started = *head_started.get_or_insert_with(Instant::now);
@@ -371,11 +417,19 @@ pub async fn serve_fast<S>(
                         return;
                     }
                 },
+                _ = presence.idle_until_evicted(), if idle => {
+                    let _ = io.shutdown().await;
+                    return;
+                }
             }
         };
         match read {
             Ok(0) | Err(_) => return,
-            Ok(_) => {}
+            Ok(_) => {
+                if !presence.busy() {
+                    return; // evicted to make room at the connection cap
+                }
+            }
         }
     }
 }

@@ -16,6 +16,14 @@
 //! more, so a client that pipelines without reading cannot grow tollgate's memory: it is
 //! stalled by TCP flow control instead, and closed by the idle timeout if it never reads.
 //!
+//! The memory of every connection's buffers together is bounded too
+//! ([`crate::server::budget`]): before the output buffer grows, its growth is reserved
+//! from the budget, and when there is no room the replies are written first, so the
+//! connection reads nothing more until the client has read them. A connection whose client
+//! then reads nothing for [`STALL_UNDER_PRESSURE`] is closed (RESP has no way to report an
+//! error in the middle of a reply the client is not reading), as is one that needs a larger
+//! input buffer than the budget has left (with an error reply).
+//!
 //! A command whose answer may wait (`VERIFY`, `REVOKE`) is finished before the next one
 //! ([`finish_work`]): the replies before it are written while it waits, and the replies after
 //! it wait with it, so order is kept.
@@ -43,7 +51,8 @@ use crate::gate::{AdminProof, CheckProof, CheckStanding};
 use crate::policy::Peer;
 use crate::resp::frame::{self, Protocol};
 use crate::resp::{ParseError, Parsed, RequestParser};
-use crate::server::listener::{IdleTimeout, Phase};
+use crate::server::budget::{BufferAccount, ConnectionBudget};
+use crate::server::listener::{IdleTimeout, Phase, Presence};
 
 /// Bytes the read buffer makes room for before each read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -51,6 +60,18 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Buffers that grew past this for one large command or batch are given back afterwards,
 /// so that ten thousand idle connections do not each keep their high-water mark.
 const KEEP_BUFFER: usize = 64 * 1024;
+
+/// Room the output buffer must have before a command runs; with less, it grows first (a
+/// doubling, reserved from the budget) or is written out.
+const GROWTH_ROOM: usize = 8 * 1024;
+
+/// The read buffer may grow to this without asking the budget (a batch of pipelined commands
+/// that ends in a partial one); beyond it only for a large command, within the budget.
+const FREE_READ_BUFFER: usize = 2 * READ_CHUNK;
+
+/// While the connection buffer budget is exhausted, a connection whose client reads none of
+/// its replies for this long is closed (otherwise `resp.idle_timeout` applies).
+pub(super) const STALL_UNDER_PRESSURE: Duration = Duration::from_secs(10);
 
 /// The state of one connection, which commands read and change (`HELLO`, `AUTH`, `CLIENT`,
 /// `RESET`).
@@ -77,12 +98,25 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     io: &mut W,
     wbuf: &mut BytesMut,
     phase: &mut watch::Receiver<Phase>,
+    budget: &ConnectionBudget,
 ) -> bool {
+    let write = io.write_all(wbuf);
+    tokio::pin!(write);
+    // Only consulted while the client is not reading its replies (the write is pending).
+    let stalled = async {
+        if budget.exhausted() {
+            tokio::time::sleep(STALL_UNDER_PRESSURE).await;
+            budget.note_closed();
+            tracing::debug!("RESP client read no replies while the connection buffer budget was exhausted; closing");
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
         biased;
-        res = io.write_all(wbuf) => if res.is_err() { return false },
-        // Only consulted while the client is not reading its replies.
+        res = &mut write => if res.is_err() { return false },
         _ = phase.wait_for(|p| *p >= Phase::Closing) => return false,
+        _ = stalled => return false,
     }
     wbuf.clear();
     if wbuf.capacity() > KEEP_BUFFER {
@@ -110,7 +144,7 @@ async fn finish_work<W: AsyncWrite + Unpin>(
     let settled = match first {
         Poll::Ready(s) => s,
         Poll::Pending => {
-            if !wbuf.is_empty() && !write_replies(io, wbuf, phase).await {
+            if !wbuf.is_empty() && !write_replies(io, wbuf, phase, &door.budget).await {
                 return false;
             }
             tokio::select! {
@@ -124,8 +158,12 @@ async fn finish_work<W: AsyncWrite + Unpin>(
     true
 }
 
-pub(super) async fn serve_connection<S>(stream: S, door: RespDoor, peer: Option<Peer>)
-where
+pub(super) async fn serve_connection<S>(
+    stream: S,
+    door: RespDoor,
+    peer: Option<Peer>,
+    presence: Presence,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let shared = &*door.0;
@@ -146,6 +184,7 @@ where
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let (_registered, mut phase) = shared.register(conn.id);
+    let mut account = BufferAccount::open(shared.budget.clone(), rbuf.capacity() + wbuf.capacity());
 
     loop {
         // Execute every complete command read so far, up to the pending-reply bound.
@@ -157,6 +196,16 @@ where
             if wbuf.len() >= opts.max_pending_reply_bytes {
                 more_pending = true;
                 break;
+            }
+            if wbuf.capacity() - wbuf.len() < GROWTH_ROOM && !wbuf.is_empty() {
+                // Grow (doubling) only within the budget; else write what is pending first.
+                let more = wbuf.capacity().max(GROWTH_ROOM);
+                if !account.try_grow(more) {
+                    shared.budget.note_backpressure();
+                    more_pending = true;
+                    break;
+                }
+                wbuf.reserve(wbuf.capacity() - wbuf.len() + more);
             }
             let flow = match parser.parse(&rbuf[pos..]) {
                 Ok(Parsed::Command { args, consumed }) => {
@@ -206,10 +255,14 @@ where
         shared.stats.add(conn.id, &counts);
         idle_poll::note_work();
 
+        account.hold(rbuf.capacity() + wbuf.capacity());
+
         // One write for the whole batch.
-        if !wbuf.is_empty() && !write_replies(&mut io, &mut wbuf, &mut phase).await {
+        if !wbuf.is_empty() && !write_replies(&mut io, &mut wbuf, &mut phase, &shared.budget).await
+        {
             return;
         }
+        account.hold(rbuf.capacity() + wbuf.capacity());
         if close {
             let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
             return;
@@ -224,17 +277,44 @@ where
         if rbuf.is_empty() && rbuf.capacity() > KEEP_BUFFER {
             rbuf = BytesMut::with_capacity(READ_CHUNK);
         }
+        let before = rbuf.capacity();
         rbuf.reserve(READ_CHUNK);
+        let grown = rbuf.capacity().saturating_sub(before);
+        if grown > 0 && rbuf.capacity() > FREE_READ_BUFFER && !account.try_grow(grown) {
+            // A command larger than the budget has room for: refuse it (the connection's
+            // place in the stream is lost with it).
+            shared.budget.note_closed();
+            put_protocol_error_text(
+                &mut wbuf,
+                "ERR connection buffer budget exhausted (server.max_connection_buffer_bytes); retry later",
+            );
+            let _ = write_replies(&mut io, &mut wbuf, &mut phase, &shared.budget).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+            return;
+        }
+        account.hold(rbuf.capacity() + wbuf.capacity());
+        let idle = rbuf.is_empty();
         tokio::select! {
             biased;
             res = io.read_buf(&mut rbuf) => match res {
                 Ok(0) | Err(_) => return,
-                Ok(_) => {}
+                Ok(_) => {
+                    if !presence.busy() {
+                        return; // evicted to make room at the connection cap
+                    }
+                }
             },
             // Any change of phase is at least `Draining` (or the door is gone).
             _ = phase.changed() => return,
+            // Polled only when the read would wait: a connection with nothing half-read may
+            // be closed at the cap to make room for a new one.
+            _ = presence.idle_until_evicted(), if idle => return,
         }
     }
+}
+
+fn put_protocol_error_text(out: &mut BytesMut, msg: &str) {
+    frame::put_error(out, msg);
 }
 
 fn put_protocol_error(out: &mut BytesMut, e: &ParseError) {
@@ -310,7 +390,13 @@ mod tests {
             writes: writes.clone(),
         };
         // The Unix socket: a caller `[check]` admits by default.
-        serve_connection(stream, d.clone(), Some(Peer::Unix)).await;
+        serve_connection(
+            stream,
+            d.clone(),
+            Some(Peer::Unix),
+            d.occupancy().register(),
+        )
+        .await;
         let mut got = Vec::new();
         client.read_to_end(&mut got).await.unwrap();
         let w = writes.lock().clone();
@@ -343,7 +429,12 @@ mod tests {
     async fn a_connections_future_stays_small() {
         let d = door(Admin::Disabled);
         let (_client, server) = tokio::io::duplex(64);
-        let size = std::mem::size_of_val(&serve_connection(server, d, None));
+        let size = std::mem::size_of_val(&serve_connection(
+            server,
+            d.clone(),
+            None,
+            d.occupancy().register(),
+        ));
         assert!(size <= 1024, "a connection's future is {size} bytes");
     }
 
@@ -381,7 +472,12 @@ mod tests {
     async fn draining_closes_a_connection_waiting_for_its_next_command() {
         let d = door(Admin::Disabled);
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let conn = tokio::spawn(serve_connection(server, d.clone(), None));
+        let conn = tokio::spawn(serve_connection(
+            server,
+            d.clone(),
+            None,
+            d.occupancy().register(),
+        ));
         client.write_all(b"PING\r\nPING\r\n").await.unwrap();
         let mut got = [0u8; 14];
         client.read_exact(&mut got).await.unwrap();
@@ -398,7 +494,7 @@ mod tests {
         let (_c2, s2) = tokio::io::duplex(1024);
         tokio::time::timeout(
             Duration::from_secs(5),
-            serve_connection(s2, d.clone(), None),
+            serve_connection(s2, d.clone(), None, d.occupancy().register()),
         )
         .await
         .expect("closes at once");
@@ -411,7 +507,12 @@ mod tests {
         // once 64 bytes of replies are waiting.
         let (client, server) = tokio::io::duplex(64);
         let (_read_half, mut write_half) = tokio::io::split(client);
-        let conn = tokio::spawn(serve_connection(server, d.clone(), None));
+        let conn = tokio::spawn(serve_connection(
+            server,
+            d.clone(),
+            None,
+            d.occupancy().register(),
+        ));
         let writer = tokio::spawn(async move {
             let _ = write_half.write_all(&b"PING\r\n".repeat(1000)).await;
             write_half

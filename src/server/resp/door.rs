@@ -13,6 +13,7 @@ use super::idle_poll::LoopStats;
 use super::options::RespOptions;
 use super::stats::RespStats;
 use crate::gate::Gate;
+use crate::server::budget::ConnectionBudget;
 use crate::server::listener::{ConnectionSlots, Phase, Shutdown};
 
 /// Every open connection's own phase channel, and the phase they were last told.
@@ -48,6 +49,9 @@ pub(super) struct DoorShared {
     pub(super) gate: Arc<Gate>,
     pub(super) options: RespOptions,
     pub(super) slots: Arc<ConnectionSlots>,
+    /// The memory budget of every connection's buffers (shared with the HTTP door when the
+    /// server runs both).
+    pub(super) budget: Arc<ConnectionBudget>,
     pub(super) stats: RespStats,
     /// What the event-loop threads report (idle polling).
     pub(super) loops: Arc<LoopStats>,
@@ -95,10 +99,17 @@ impl RespDoor {
     pub fn new(gate: Arc<Gate>, options: RespOptions) -> Self {
         let slots = Arc::new(ConnectionSlots::new(options.max_connections));
         let loops = Arc::new(gate.metrics().event_loop_stats());
+        let budget = options.budget.clone().unwrap_or_else(|| {
+            Arc::new(ConnectionBudget::new(
+                options.max_connection_buffer_bytes,
+                Some(gate.metrics().connection_budget()),
+            ))
+        });
         Self(Arc::new(DoorShared {
             gate,
             options,
             slots,
+            budget,
             stats: RespStats::default(),
             loops,
             started: Instant::now(),
@@ -112,6 +123,16 @@ impl RespDoor {
     /// RESP connections open now.
     pub fn open_connections(&self) -> usize {
         self.0.slots.open()
+    }
+
+    /// The memory budget of the connections' buffers.
+    pub fn budget(&self) -> &Arc<ConnectionBudget> {
+        &self.0.budget
+    }
+
+    /// Which connections are idle (at the cap, the one idle longest makes room).
+    pub fn occupancy(&self) -> &Arc<crate::server::occupancy::Occupancy> {
+        self.0.slots.occupancy()
     }
 
     /// Resolves once no RESP connection is open.

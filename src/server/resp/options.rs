@@ -31,6 +31,11 @@ pub struct RespOptions {
     /// The cluster's latest report, for `INFO cluster`; `None` when `[cluster]` is off (not
     /// from `[resp]`: the server sets it).
     pub cluster: Option<crate::cluster::status::ClusterStatus>,
+    /// `server.max_connection_buffer_bytes`: the budget of every connection's buffers.
+    pub max_connection_buffer_bytes: usize,
+    /// The budget shared with the HTTP door, when the server runs both (not from `[resp]`:
+    /// the server sets it); `None`: the door makes its own of `max_connection_buffer_bytes`.
+    pub budget: Option<std::sync::Arc<crate::server::budget::ConnectionBudget>>,
 }
 
 impl RespOptions {
@@ -54,6 +59,8 @@ impl RespOptions {
             threads: rc.threads,
             idle_poll: idle_poll::configured_window(rc, idle_poll::cpu_quota_cores()),
             cluster: None,
+            max_connection_buffer_bytes: config.server.max_connection_buffer_bytes,
+            budget: None,
         })
     }
 }

@@ -47,13 +47,13 @@ where
         slots,
         metrics,
         shutdown,
-        move |stream, _shutdown| {
+        move |stream, _shutdown, presence| {
             let peer = if via_unix {
                 Some(Peer::Unix)
             } else {
                 stream.peer_ip().map(Peer::Ip)
             };
-            serve_connection(stream, door.clone(), peer)
+            serve_connection(stream, door.clone(), peer, presence)
         },
     )
     .await
