@@ -25,7 +25,10 @@ async fn refused<S: AsyncRead + AsyncWrite + Unpin>(c: &mut RawClient<S>, raw: &
         "{raw:?}"
     );
     let v = r.json();
-    assert_eq!(v["type"], "urn:tollgate:problem:invalid-host", "{raw:?}: {v}");
+    assert_eq!(
+        v["type"], "urn:tollgate:problem:invalid-host",
+        "{raw:?}: {v}"
+    );
     assert!(
         v["detail"].as_str().unwrap().contains("Host"),
         "the detail names the header: {v}"
@@ -34,7 +37,11 @@ async fn refused<S: AsyncRead + AsyncWrite + Unpin>(c: &mut RawClient<S>, raw: &
 
 async fn check_all<S: AsyncRead + AsyncWrite + Unpin>(c: &mut RawClient<S>) {
     for target in TARGETS {
-        refused(c, &format!("GET {target} HTTP/1.1\r\nX-Original-URI: /x\r\n\r\n")).await;
+        refused(
+            c,
+            &format!("GET {target} HTTP/1.1\r\nX-Original-URI: /x\r\n\r\n"),
+        )
+        .await;
         refused(
             c,
             &format!("GET {target} HTTP/1.1\r\nHost: a\r\nX-Original-URI: /x\r\nhost: b\r\n\r\n"),
@@ -42,7 +49,9 @@ async fn check_all<S: AsyncRead + AsyncWrite + Unpin>(c: &mut RawClient<S>) {
         .await;
         refused(
             c,
-            &format!("GET {target} HTTP/1.0\r\nHost: a\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"),
+            &format!(
+                "GET {target} HTTP/1.0\r\nHost: a\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
+            ),
         )
         .await;
     }
