@@ -120,7 +120,7 @@ impl AbuseSummary {
         if p.other_limits > 0 {
             by_limit.push(("other".to_owned(), p.other_limits));
         }
-        by_limit.sort_by(|a, b| b.1.cmp(&a.1));
+        by_limit.sort_by_key(|l| std::cmp::Reverse(l.1));
         Some(AbuseReport {
             period_ms,
             signals: p.signals,
