@@ -60,11 +60,13 @@ pub enum ProblemType {
     CheckForbidden,
     /// Too many wrong admin secrets from this address: refused for a while.
     TooManyAttempts,
+    /// An HTTP/1.1 request without a `Host` header, or any request with two (RFC 9112 §3.2).
+    InvalidHost,
 }
 
 impl ProblemType {
     /// Every problem type, for documentation and tests.
-    pub const ALL: [ProblemType; 22] = [
+    pub const ALL: [ProblemType; 23] = [
         ProblemType::MissingParameter,
         ProblemType::DuplicateParameter,
         ProblemType::InvalidParameter,
@@ -87,6 +89,7 @@ impl ProblemType {
         ProblemType::StoreFull,
         ProblemType::CheckForbidden,
         ProblemType::TooManyAttempts,
+        ProblemType::InvalidHost,
     ];
 
     /// Short identifier, also the last part of the type URI and the `reason` label in metrics.
@@ -114,6 +117,7 @@ impl ProblemType {
             ProblemType::StoreFull => "store-full",
             ProblemType::CheckForbidden => "check-forbidden",
             ProblemType::TooManyAttempts => "too-many-attempts",
+            ProblemType::InvalidHost => "invalid-host",
         }
     }
 
@@ -148,6 +152,7 @@ impl ProblemType {
             ProblemType::StoreFull => "The revocation store is full",
             ProblemType::CheckForbidden => "This caller may not spend or read quotas",
             ProblemType::TooManyAttempts => "Too many wrong secrets from this address",
+            ProblemType::InvalidHost => "The Host header is missing or repeated",
         }
     }
 

@@ -94,7 +94,7 @@ fn key_file_issuer(keys: &[Value]) -> (IssuerConfig, tempfile::NamedTempFile) {
 fn secret_issuer(encoding: &str) -> IssuerConfig {
     let mut ic = IssuerConfig::new("rfc");
     ic.hs256_secret_env = Some(SECRET_ENV.into());
-    ic.hs256_secret_encoding = encoding.into();
+    ic.hs256_secret_encoding = Some(encoding.into());
     ic
 }
 

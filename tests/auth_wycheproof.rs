@@ -390,7 +390,7 @@ fn short_secret_refused(key: &[u8]) -> bool {
     use tollgate::config::auth::IssuerConfig;
     let mut ic = IssuerConfig::new("wycheproof");
     ic.hs256_secret_env = Some("SECRET".into());
-    ic.hs256_secret_encoding = "base64url".into();
+    ic.hs256_secret_encoding = Some("base64url".into());
     let cfg = tollgate::config::AuthConfig {
         issuers: vec![ic],
         ..Default::default()

@@ -564,6 +564,35 @@ fn auth_errors_are_placed_on_their_field() {
 }
 
 #[test]
+fn a_secret_encoding_on_a_key_set_issuer_is_an_error_at_its_line() {
+    for source in [
+        "jwks_url = \"https://app.example/api/auth/jwks\"",
+        "jwks_file = \"/etc/tollgate/jwks.json\"",
+    ] {
+        for encoding in ["\"base64url\"", "\"text\""] {
+            let text = format!(
+                "{BASE}\n[[auth.issuers]]\nname = \"ba\"\n{source}\n\
+                 hs256_secret_encoding = {encoding}\n"
+            );
+            assert_issue(
+                &text,
+                encoding,
+                "auth.issuers[0].hs256_secret_encoding",
+                "only applies to hs256_secret_env",
+            );
+            parse(&text.replace(&format!("hs256_secret_encoding = {encoding}\n"), "")).unwrap();
+        }
+    }
+    // With a secret it is what it was: read, and checked.
+    let text = format!(
+        "{BASE}\n[[auth.issuers]]\nname = \"ba\"\nhs256_secret_env = \"S\"\n\
+         hs256_secret_encoding = \"base64url\"\n"
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.auth.issuers[0].secret_encoding(), "base64url");
+}
+
+#[test]
 fn route_rule_errors_are_placed_on_their_field() {
     let text = BASE.replace(
         "limits = [\"auth\"]",

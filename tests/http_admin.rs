@@ -215,6 +215,16 @@ async fn bodies_are_bounded_and_must_be_a_revocation() {
     let detail = assert_problem(&r, 413, "body-too-large");
     assert!(detail.contains("16384"), "{detail}");
 
+    // A length far over the bound: refused on the prefix, nothing read or allocated for it.
+    // (A length hyper cannot hold at all, such as 2^64 - 1, is hyper's own bodyless 431.)
+    let mut c = tcp_client(&s).await;
+    c.send(&format!(
+        "POST /admin/revoke HTTP/1.1\r\nHost: t\r\nAuthorization: {b}\r\nContent-Length: 99999999999\r\n\r\n"
+    ))
+    .await;
+    let r = c.read_response().await.unwrap();
+    assert_problem(&r, 413, "body-too-large");
+
     // Too large without a declared length (chunked): refused once the bound is passed.
     let mut c = tcp_client(&s).await;
     let chunk = "x".repeat(4096);

@@ -86,11 +86,11 @@ async fn random_bytes_on_the_wire_leave_the_server_serving() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let seeds: [&[u8]; 6] = [
             b"GET /check?key=a&tier=basic HTTP/1.1\r\nHost: t\r\n\r\n",
-            b"GET /healthz HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
-            b"POST /check HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-            b"GET /check?key=%ff%fe&tier=basic HTTP/1.1\r\n\r\n",
-            b"\r\n\r\nGET / HTTP/1.1\r\n\r\n",
-            b"GET /check HTTP/1.1\r\nConnection: close\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc",
+            b"POST /check HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"GET /check?key=%ff%fe&tier=basic HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET /check HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
         ];
         for round in 0..150 {
             // A seed request, mutated: bytes flipped, cut, or pure noise.

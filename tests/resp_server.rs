@@ -299,6 +299,20 @@ async fn bounds_on_bulk_args_inline_and_command_size() {
             b"*9\r\n".to_vec(),
             "ERR Protocol error: too many arguments (the limit is 8)",
         ),
+        // Length prefixes far over the limits: refused from the prefix, nothing allocated
+        // for them, and the connection closed.
+        (
+            b"*2147483647\r\n".to_vec(),
+            "ERR Protocol error: too many arguments (the limit is 8)",
+        ),
+        (
+            b"*1\r\n$9999999999\r\n".to_vec(),
+            "ERR Protocol error: bulk string of 9999999999 bytes (the limit is 8192)",
+        ),
+        (
+            b"*1\r\n$99999999999999999999\r\n".to_vec(),
+            "ERR Protocol error: invalid bulk length",
+        ),
         (
             vec![b'a'; 1025],
             "ERR Protocol error: too big inline request (the limit is 1024 bytes)",

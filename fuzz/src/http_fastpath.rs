@@ -7,7 +7,8 @@
 //! - heads are read one after another, as the connection does with pipelined requests; a
 //!   head the fast path calls plain is one httparse (hyper's parser, with hyper's limit of
 //!   100 headers) reads the same way: the same length, method, target and header list, at
-//!   most 32 headers, HTTP/1.1, a target in origin form, `GET` (or any method but `CONNECT`
+//!   most 32 headers, HTTP/1.1, exactly one `Host` header (RFC 9112 §3.2: a head with none
+//!   or two goes to hyper, which answers 400), a target in origin form, `GET` (or any method but `CONNECT`
 //!   for `/auth`), within `max_header_bytes`, no body, no `Transfer-Encoding`, `Expect` or
 //!   `Upgrade`, and `close` exactly when a `Connection` token says so. Anything else is
 //!   handed to hyper (`Other`) or still incomplete (`Partial`, only below `max_header_bytes`
@@ -101,6 +102,12 @@ fn check_plain(
     );
     assert_eq!(req.headers.len(), spans.len(), "the same header count");
     let mut asked_close = false;
+    let hosts = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"))
+        .count();
+    assert_eq!(hosts, 1, "a plain HTTP/1.1 head has exactly one Host");
     for (h, s) in req.headers.iter().zip(spans) {
         assert_eq!(&buf[s.name.0..s.name.1], h.name.as_bytes());
         assert_eq!(&buf[s.value.0..s.value.1], h.value);

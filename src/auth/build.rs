@@ -114,7 +114,7 @@ pub(super) fn issuer_keys(
 /// what they decode to when `hs256_secret_encoding = "base64url"` (checked for the least
 /// length again, after decoding).
 fn hs256_secret(ic: &IssuerConfig, text: String) -> Result<Vec<u8>, String> {
-    if ic.hs256_secret_encoding != "base64url" {
+    if ic.secret_encoding() != "base64url" {
         return Ok(text.into_bytes());
     }
     let name = &ic.name;

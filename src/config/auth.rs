@@ -99,10 +99,12 @@ pub struct IssuerConfig {
     /// Name of the environment variable holding the HS256 shared secret (≥ 32 bytes).
     #[serde(default)]
     pub hs256_secret_env: Option<String>,
-    /// How the variable holds the secret: `"text"` (its bytes as they are) or `"base64url"`
-    /// (decoded first, padding optional: a JWK's `k`, or any binary key).
-    #[serde(default = "default_hs256_secret_encoding")]
-    pub hs256_secret_encoding: String,
+    /// How the variable holds the secret: `"text"` (its bytes as they are, the default) or
+    /// `"base64url"` (decoded first, padding optional: a JWK's `k`, or any binary key). Only
+    /// for `hs256_secret_env`: set on an issuer with a key set, it is a configuration error
+    /// (it would be ignored). Read through [`IssuerConfig::secret_encoding`].
+    #[serde(default)]
+    pub hs256_secret_encoding: Option<String>,
     /// Algorithms accepted. Default: every asymmetric algorithm for a JWKS source,
     /// `["HS256"]` for a secret.
     #[serde(default)]
@@ -135,9 +137,8 @@ pub struct IssuerConfig {
     pub unknown_kid_cooldown: String,
 }
 
-fn default_hs256_secret_encoding() -> String {
-    "text".into()
-}
+/// `hs256_secret_encoding` when it is not set.
+const DEFAULT_HS256_SECRET_ENCODING: &str = "text";
 fn default_leeway() -> String {
     "30s".into()
 }
@@ -174,7 +175,7 @@ impl IssuerConfig {
             jwks_url: None,
             jwks_file: None,
             hs256_secret_env: None,
-            hs256_secret_encoding: default_hs256_secret_encoding(),
+            hs256_secret_encoding: None,
             algorithms: Vec::new(),
             leeway: default_leeway(),
             required_claims: Vec::new(),
@@ -199,6 +200,13 @@ impl IssuerConfig {
                 self.name
             )),
         }
+    }
+
+    /// How `hs256_secret_env` holds the secret, the default applied.
+    pub fn secret_encoding(&self) -> &str {
+        self.hs256_secret_encoding
+            .as_deref()
+            .unwrap_or(DEFAULT_HS256_SECRET_ENCODING)
     }
 
     /// Algorithms accepted, defaults applied.
@@ -262,10 +270,10 @@ impl IssuerConfig {
                 if env.is_empty() {
                     return Err(format!("issuer {name:?}: hs256_secret_env: is empty"));
                 }
-                if !HS256_SECRET_ENCODINGS.contains(&self.hs256_secret_encoding.as_str()) {
+                if !HS256_SECRET_ENCODINGS.contains(&self.secret_encoding()) {
                     return Err(format!(
                         "issuer {name:?}: hs256_secret_encoding: {:?} is not one of {}",
-                        self.hs256_secret_encoding,
+                        self.secret_encoding(),
                         HS256_SECRET_ENCODINGS.join(", ")
                     ));
                 }
@@ -274,6 +282,15 @@ impl IssuerConfig {
                         "issuer {name:?}: algorithms: a shared secret only verifies HS256"
                     ));
                 }
+            }
+            KeySourceConfig::Url(_) | KeySourceConfig::File(_)
+                if self.hs256_secret_encoding.is_some() =>
+            {
+                return Err(format!(
+                    "issuer {name:?}: hs256_secret_encoding: only applies to hs256_secret_env; \
+                     this issuer's keys come from a key set (jwks_url or jwks_file), whose \
+                     keys carry their own encoding: remove it"
+                ));
             }
             KeySourceConfig::Url(url) => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {

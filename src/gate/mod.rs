@@ -23,6 +23,7 @@
 //!   socket, `[check] networks`, or a named caller's secret);
 //! - `revoke.rs`: recording and listing revocations ([`Gate::revoke`]);
 //! - [`grammar`]: what a method and a hit count are, for every door;
+//! - [`abuse`]: the abuse signal's periodic summary (one log line a minute while keys abuse);
 //! - `retry_after.rs`: when a denied caller should retry ([`retry_after`], at least 1 s);
 //! - [`compile`]: configuration → limits and policy, with file:line:column errors;
 //! - `hash_key.rs`: the limiter's key-hash key, from the injected environment;
@@ -32,6 +33,7 @@
 //! A door parses its input into these facts, calls the gate and renders the answer; it never
 //! decides anything itself.
 
+pub mod abuse;
 mod access;
 mod admin;
 mod check_access;
@@ -221,6 +223,8 @@ pub struct Gate {
     check_access: CheckAccess,
     /// Wrong admin secrets per address (kept across reloads).
     wrong_secrets: wrong_secrets::WrongSecrets,
+    /// Abuse signals since the last summary (kept across reloads).
+    abuse: abuse::AbuseSummary,
     metrics: Arc<Metrics>,
     /// Cloned out of `metrics` so the hot path does not chase the Arc.
     decision_seconds: Histogram,
@@ -278,6 +282,7 @@ impl Gate {
             reloading: parking_lot::Mutex::new(()),
             check_access,
             wrong_secrets: Default::default(),
+            abuse: Default::default(),
             decision_seconds: metrics.decision_seconds().clone(),
             metrics,
         })
@@ -362,9 +367,11 @@ impl Gate {
             if let Some(limit) = limits.get(i) {
                 limit.abuse.inc();
             }
+            let key = checks.get(i).map(|c| c.key).unwrap_or("");
+            self.abuse.record(key, &o.name, self.clock.now_millis());
             tracing::warn!(
                 target: "tollgate::abuse",
-                key = ?checks.get(i).map(|c| c.key).unwrap_or(""),
+                key = ?key,
                 tier = ?tier_name,
                 limit = %o.name,
                 quota = o.limit,
@@ -560,9 +567,20 @@ impl Gate {
         &self.clock
     }
 
-    /// Drops idle limiter states. The server calls it periodically.
+    /// Drops idle limiter states, and logs the abuse summary when one is due. The server
+    /// calls it periodically.
     pub fn sweep(&self) {
         self.limiter.sweep();
+        if let Some(report) = self.abuse_summary() {
+            report.log();
+        }
+    }
+
+    /// The abuse signals gathered since the last summary, once a summary is due
+    /// ([`abuse::PERIOD_MS`] after the period's first signal, by the gate's clock); `None`
+    /// before then or when no key abused. [`Gate::sweep`] logs it.
+    pub fn abuse_summary(&self) -> Option<abuse::AbuseReport> {
+        self.abuse.take_due(self.clock.now_millis())
     }
 
     /// `GET /metrics`: every metric in the Prometheus text format.
@@ -830,6 +848,38 @@ mod tests {
             hits: 1,
             limit: None,
         }
+    }
+
+    #[test]
+    fn abuse_signals_are_summarised_once_a_minute_by_the_gates_clock() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let c = config(&[("basic", 2, "1m")], &[]);
+        let g = Gate::new(&c, clock.clone()).unwrap();
+        // Each key asks 6 times: more than twice its limit of 2, so one signal each.
+        for key in ["user:1", "user:2", "user:3"] {
+            for _ in 0..6 {
+                g.check(&local(&g), &q(key, "basic")).unwrap();
+            }
+        }
+        for _ in 0..6 {
+            g.check(&local(&g), &q("user:1", "basic")).unwrap();
+        }
+        assert_eq!(
+            g.abuse_summary(),
+            None,
+            "not due before a minute has passed"
+        );
+        clock.advance_millis(abuse::PERIOD_MS);
+        let r = g.abuse_summary().expect("due after a minute");
+        assert_eq!(r.signals, 3, "once per key and window: {r:?}");
+        assert_eq!(r.keys, 3);
+        assert_eq!(r.by_limit, vec![("basic".to_owned(), 3)]);
+        assert_eq!(r.top.len(), 3);
+        assert_eq!(g.abuse_summary(), None, "one summary per period");
+        // A quiet minute logs nothing.
+        clock.advance_millis(abuse::PERIOD_MS);
+        g.sweep();
+        assert_eq!(g.abuse_summary(), None);
     }
 
     #[test]

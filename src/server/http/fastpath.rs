@@ -10,7 +10,7 @@
 //! nginx.
 //!
 //! What it handles: a complete request head, parsed with `httparse` (hyper's own parser), over
-//! HTTP/1.1 in origin form, with no body (`Content-Length` absent or `0`, no
+//! HTTP/1.1 in origin form, with exactly one `Host` header, with no body (`Content-Length` absent or `0`, no
 //! `Transfer-Encoding`), no `Expect` and no `Upgrade`, whose method is `GET` — or, for
 //! `/auth`, any method but `CONNECT` (nginx's auth subrequest carries the original method).
 //! `/check` and `/auth` are decided and written straight into the output buffer, by the same
@@ -20,7 +20,8 @@
 //! written here. Pipelined requests are answered in order, with one write per batch.
 //!
 //! What it hands to hyper: everything else — other methods, HTTP/1.0, bodies, the admin API,
-//! malformed or oversized heads, too many headers — together with the bytes already read.
+//! malformed or oversized heads, too many headers, no `Host` or two of them (which
+//! `HttpService::call` refuses with 400) — together with the bytes already read.
 //! From then on the connection is hyper's, with its strict parsing and its automatic
 //! 400/414/431 answers. So the fast path never has to get an unusual case right: it only has
 //! to recognise the usual one. Both paths give the same answers (tests/http_paths.rs,
@@ -103,7 +104,8 @@ fn is_auth_target(target: &str) -> bool {
 /// Classifies the head at the start of `buf`, and fills `spans` with where its headers are.
 /// `max_head` is `server.max_header_bytes`.
 ///
-/// Plain means: HTTP/1.1 in origin form, no body, no `Expect`, no `Upgrade`, and the method
+/// Plain means: HTTP/1.1 in origin form, exactly one `Host`, no body, no `Expect`, no
+/// `Upgrade`, and the method
 /// `GET` — or any method but `CONNECT` for `/auth`, since nginx's auth subrequest carries the
 /// original request's method.
 ///
@@ -143,9 +145,12 @@ pub fn parse_head(buf: &[u8], max_head: usize, spans: &mut Vec<HeaderSpan>) -> H
         (start, start + s.len())
     };
     let mut close = false;
+    let mut hosts = 0usize;
     for h in req.headers.iter() {
         let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
             if h.value != b"0" {
                 return Head::Other;
             }
@@ -168,6 +173,10 @@ pub fn parse_head(buf: &[u8], max_head: usize, spans: &mut Vec<HeaderSpan>) -> H
             name: range(name.as_bytes()),
             value: range(h.value),
         });
+    }
+    if hosts != 1 {
+        // HTTP/1.1 needs exactly one Host (RFC 9112 §3.2): hyper's path answers the 400.
+        return Head::Other;
     }
     Head::Plain {
         len,
@@ -553,11 +562,11 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            plain("GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n"),
+            plain("GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n"),
             Head::Plain { close: true, .. }
         ));
         assert!(matches!(
-            plain("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            plain("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
             Head::Plain { .. }
         ));
         assert_eq!(plain("GET /check?key=a HTTP/1.1\r\nHost"), Head::Partial);
@@ -566,18 +575,18 @@ mod tests {
     #[test]
     fn auth_takes_any_method_but_connect() {
         for req in [
-            "GET /auth HTTP/1.1\r\nX-Original-URI: /x\r\n\r\n",
-            "POST /auth HTTP/1.1\r\nX-Original-URI: /x\r\n\r\n",
-            "DELETE /auth?x=1 HTTP/1.1\r\n\r\n",
-            "HEAD /auth HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "GET /auth HTTP/1.1\r\nHost: x\r\nX-Original-URI: /x\r\n\r\n",
+            "POST /auth HTTP/1.1\r\nHost: x\r\nX-Original-URI: /x\r\n\r\n",
+            "DELETE /auth?x=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+            "HEAD /auth HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
         ] {
             assert!(matches!(plain(req), Head::Plain { .. }), "{req:?}");
         }
         for req in [
-            "CONNECT /auth HTTP/1.1\r\n\r\n",
-            "POST /auth HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
-            "POST /authx HTTP/1.1\r\n\r\n",
-            "POST /auth/ HTTP/1.1\r\n\r\n",
+            "CONNECT /auth HTTP/1.1\r\nHost: x\r\n\r\n",
+            "POST /auth HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+            "POST /authx HTTP/1.1\r\nHost: x\r\n\r\n",
+            "POST /auth/ HTTP/1.1\r\nHost: x\r\n\r\n",
         ] {
             assert_eq!(plain(req), Head::Other, "{req:?}");
         }
@@ -588,25 +597,30 @@ mod tests {
     #[test]
     fn everything_unusual_goes_to_hyper() {
         for req in [
-            "POST /check HTTP/1.1\r\n\r\n",
-            "HEAD /healthz HTTP/1.1\r\n\r\n",
+            "POST /check HTTP/1.1\r\nHost: x\r\n\r\n",
+            "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET /check HTTP/1.0\r\n\r\n",
-            "GET /check HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
-            "GET /check HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "GET /check HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-            "GET /check HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
-            "GET http://x/check HTTP/1.1\r\n\r\n",
-            "GET /check HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            "GET /check HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+            "GET /check HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /check HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+            "GET /check HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+            "GET http://x/check HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /check HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n",
             "\x16\x03\x01 not http at all\r\n\r\n",
         ] {
             assert_eq!(plain(req), Head::Other, "{req:?}");
         }
-        let many: String = (0..MAX_HEADERS + 1)
-            .map(|i| format!("X-{i}: v\r\n"))
-            .collect();
-        assert_eq!(plain(&format!("GET / HTTP/1.1\r\n{many}\r\n")), Head::Other);
+        // Host and MAX_HEADERS more.
+        let many: String = (0..MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(
+            plain(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")),
+            Head::Other
+        );
         // A head that outgrows the bound, complete or not.
-        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(200));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "a".repeat(200)
+        );
         assert_eq!(
             parse_head(big.as_bytes(), 100, &mut Vec::new()),
             Head::Other
@@ -615,6 +629,22 @@ mod tests {
             parse_head(&big.as_bytes()[..150], 100, &mut Vec::new()),
             Head::Other
         );
+    }
+
+    #[test]
+    fn http11_without_one_host_goes_to_hyper_which_refuses_it() {
+        assert!(matches!(
+            plain("GET /check HTTP/1.1\r\nhOsT: x\r\n\r\n"),
+            Head::Plain { .. }
+        ));
+        for req in [
+            "GET /check?key=a HTTP/1.1\r\n\r\n",
+            "GET /check?key=a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+            "GET /auth HTTP/1.1\r\nX-Original-URI: /x\r\n\r\n",
+            "GET /auth HTTP/1.1\r\nHost: x\r\nX-Original-URI: /x\r\nhost: x\r\n\r\n",
+        ] {
+            assert_eq!(plain(req), Head::Other, "{req:?}");
+        }
     }
 
     #[test]

@@ -200,6 +200,9 @@ where
     type Future = HttpFuture;
 
     fn call(&self, req: Request<B>) -> Self::Future {
+        if let Err(p) = self.shared.check_host(req.version(), req.headers()) {
+            return HttpFuture::Ready(Some(problem_reply(&p).into_response()));
+        }
         let path = req.uri().path();
         if self.shared.endpoints == Endpoints::MetricsOnly {
             let caller = self.check_caller(None);
@@ -339,6 +342,25 @@ impl HttpShared {
                 self.max_uri_bytes
             ),
         )))
+    }
+
+    /// Refuses a request whose `Host` header is absent over HTTP/1.1, or given more than once
+    /// in any version (RFC 9112 §3.2: a server must answer both with 400). HTTP/1.0 may omit
+    /// it. Asked of every request that reaches hyper; the fast path hands such heads over.
+    pub fn check_host(
+        &self,
+        version: http::Version,
+        headers: &http::HeaderMap,
+    ) -> Result<(), Problem> {
+        let hosts = headers.get_all(http::header::HOST).iter().count();
+        let detail = match hosts {
+            1 => return Ok(()),
+            0 if version != http::Version::HTTP_11 => return Ok(()),
+            0 => "an HTTP/1.1 request must carry a Host header (RFC 9112 §3.2); this one has none"
+                .to_owned(),
+            n => format!("a request must carry one Host header (RFC 9112 §3.2); this one has {n}"),
+        };
+        Err(self.refuse(Problem::new(ProblemType::InvalidHost, detail)))
     }
 
     /// 405, with the methods the endpoint answers in `Allow`.
