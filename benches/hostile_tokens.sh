@@ -41,7 +41,7 @@ for tool in wrk curl python3; do
     command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install wrk curl python3)"
 done
 for v in "$ROUNDS" "$DURATION" "$CONNS" "$FLOOD_CONNS" "$VALID" "$HOSTILE"; do
-    [[ "$v" =~ ^[0-9]+$ ]] && [ "$v" -ge 1 ] || die "settings must be whole numbers ≥ 1"
+    if ! [[ "$v" =~ ^[0-9]+$ ]] || [ "$v" -lt 1 ]; then die "settings must be whole numbers ≥ 1"; fi
 done
 [ "$DURATION" -le 30 ] || die "runs are limited to 30 s each"
 

@@ -25,7 +25,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 die() { echo "benches/soak.sh: $*" >&2; exit 1; }
 SOAK_SECONDS=${SOAK_SECONDS:-600}
-[[ "$SOAK_SECONDS" =~ ^[0-9]+$ ]] && [ "$SOAK_SECONDS" -ge 20 ] || die "SOAK_SECONDS must be a whole number ≥ 20"
+if ! [[ "$SOAK_SECONDS" =~ ^[0-9]+$ ]] || [ "$SOAK_SECONDS" -lt 20 ]; then
+    die "SOAK_SECONDS must be a whole number ≥ 20"
+fi
 export SOAK_SECONDS
 
 # The load client is a bench target built with the release profile, so its tollgate
@@ -43,6 +45,7 @@ export SOAK_PID_FILE="$work/pids"
 client_pid=""
 # Stops the load client, then every node it recorded that is still a tollgate (SIGTERM, a
 # bounded wait, SIGKILL), each by its PID.
+# shellcheck disable=SC2317  # run by the trap
 stop() {
     local pid
     if [ -n "$client_pid" ]; then kill -TERM "$client_pid" 2>/dev/null || true; fi
