@@ -325,7 +325,9 @@ fn resp_load(shared: &Shared, seed: u64, rate: f64, pipeline: usize) -> Vec<u32>
             match opened {
                 Ok(s) => conns[node] = Some((resp, BufReader::new(s))),
                 Err(e) => {
-                    shared.requests.fetch_add(pipeline as u64, Ordering::Relaxed);
+                    shared
+                        .requests
+                        .fetch_add(pipeline as u64, Ordering::Relaxed);
                     shared.error(format!("node{} RESP: connect: {e}", node + 1));
                     continue;
                 }
@@ -380,6 +382,10 @@ fn resp_load(shared: &Shared, seed: u64, rate: f64, pipeline: usize) -> Vec<u32>
     }
     lat
 }
+
+/// One process's RSS samples: (node index, its start in seconds since the load began,
+/// [(seconds since the load began, kB)]).
+type RssSeries = (usize, f64, Vec<(f64, u64)>);
 
 /// VmRSS of `pid`, kB.
 fn rss_kb(pid: i32) -> Option<u64> {
@@ -494,8 +500,11 @@ fn reload(shared: &Shared, nodes: &[Node], from: u64, to: u64) -> Result<(), Str
         let text = std::fs::read_to_string(path).unwrap();
         let old = format!("[tiers.small]\nlimit = {from}\n");
         assert!(text.contains(&old), "{}: no {old:?}", n.name);
-        std::fs::write(path, text.replace(&old, &format!("[tiers.small]\nlimit = {to}\n")))
-            .unwrap();
+        std::fs::write(
+            path,
+            text.replace(&old, &format!("[tiers.small]\nlimit = {to}\n")),
+        )
+        .unwrap();
         n.signal(libc::SIGHUP);
     }
     let deadline = Instant::now() + WAIT;
@@ -579,17 +588,15 @@ fn main() {
         errors: AtomicU64::new(0),
         error_samples: Mutex::new(Vec::new()),
     });
-    for k in 0..REVOKED_FIRST {
-        nodes[0].revoke_jti(&format!("j{k}"), exps[k]);
+    for (k, exp) in exps.iter().enumerate().take(REVOKED_FIRST) {
+        nodes[0].revoke_jti(&format!("j{k}"), *exp);
     }
     for k in 0..REVOKED_FIRST {
         if let Err(e) = wait_refused_everywhere(&shared, &shared.valid[k]) {
             shared.error(format!("revocation of j{k} before the load: {e}"));
         }
     }
-    shared
-        .revoked_upto
-        .store(REVOKED_FIRST, Ordering::Release);
+    shared.revoked_upto.store(REVOKED_FIRST, Ordering::Release);
     eprintln!(
         "soak: {NODES} nodes, {secs} s, warm-up {warmup} s, HTTP {http_rate}/s over {http_threads} threads, RESP {resp_rate}/s in pipelines of {pipeline}; load {}",
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
@@ -616,9 +623,7 @@ fn main() {
         std::thread::spawn(move || revoker(&shared, &nodes, &exps, revoke_every))
     };
 
-    // (node, its process's start in seconds since `start`, [(t, kB)])
-    let mut rss: Vec<(usize, f64, Vec<(f64, u64)>)> =
-        (0..NODES).map(|i| (i, 0.0, Vec::new())).collect();
+    let mut rss: Vec<RssSeries> = (0..NODES).map(|i| (i, 0.0, Vec::new())).collect();
     let (reload_at, restart_at) = (secs as f64 * 0.40, secs as f64 * 0.55);
     let (mut reloaded, mut restarted) = (false, false);
     let mut next_sample = Duration::ZERO;
@@ -691,7 +696,10 @@ fn main() {
             .filter(|(t, _)| *t >= born + warmup as f64)
             .collect();
         let (Some(first), Some(last)) = (after.first(), after.last()) else {
-            eprintln!("soak: node{} (from {born:.0} s): no sample after warm-up", i + 1);
+            eprintln!(
+                "soak: node{} (from {born:.0} s): no sample after warm-up",
+                i + 1
+            );
             continue;
         };
         let growth = (last.1 as f64 - first.1 as f64) / first.1 as f64 * 100.0;

@@ -50,7 +50,11 @@ fn garbage_and_cheap_forgeries(rng: &mut Rng, valid: &str, n: usize) -> Vec<Stri
             let sig = B64.encode(rng.bytes(64));
             match i % 9 {
                 0 => B64.encode(rng.bytes(16 + (i % 200))),
-                1 => format!("{}.{}", B64.encode(rng.bytes(12)), B64.encode(rng.bytes(40))),
+                1 => format!(
+                    "{}.{}",
+                    B64.encode(rng.bytes(12)),
+                    B64.encode(rng.bytes(40))
+                ),
                 2 => format!("{header}.{claims}.{sig}.{sig}"),
                 3 => format!("{header}.!!not-base64!!.{sig}"),
                 4 => format!("{}.{claims}.{sig}", B64.encode(rng.bytes(30))),
@@ -120,7 +124,11 @@ fn a_forged_signature_is_checked_every_time_and_never_cached() {
     for t in &forged {
         assert_eq!(outcome(&a, t), Err(AuthError::BadSignature));
     }
-    assert_eq!(signature_checks(&a), 2_000, "one signature check per forgery");
+    assert_eq!(
+        signature_checks(&a),
+        2_000,
+        "one signature check per forgery"
+    );
     assert_eq!(a.cache().len(), 0, "a forgery was cached");
     // Refused again: not answered from memory, checked again.
     for t in &forged {
@@ -135,7 +143,11 @@ fn a_forged_signature_is_checked_every_time_and_never_cached() {
     assert_eq!(signature_checks(&a), 4_001);
     assert_eq!(a.cache().len(), 1);
     assert_eq!(outcome(&a, &valid), Ok(()));
-    assert_eq!(signature_checks(&a), 4_001, "the second time comes from the cache");
+    assert_eq!(
+        signature_checks(&a),
+        4_001,
+        "the second time comes from the cache"
+    );
     // And the forgeries of it are still refused, with its entry in the cache.
     for t in forged.iter().take(100) {
         assert_eq!(outcome(&a, t), Err(AuthError::BadSignature));

@@ -371,7 +371,11 @@ fn held_through_a_flood(cap: usize, flood: u32) {
         std::fmt::Write::write_fmt(&mut key, format_args!("flood-{i}")).unwrap();
         one(&l, &s, &key, 1);
         if i % 1_000 == 0 {
-            assert!(l.tracked_states() <= cap, "{} states at key {i}", l.tracked_states());
+            assert!(
+                l.tracked_states() <= cap,
+                "{} states at key {i}",
+                l.tracked_states()
+            );
         }
     }
     assert!(l.tracked_states() <= cap, "{}", l.tracked_states());
