@@ -77,10 +77,12 @@ impl Rng {
     }
 }
 
-/// Where a node answers, or `None` while it is drained for its restart. A load thread holds
-/// the read lock for the whole of a request, so taking the write lock waits until nothing is
-/// in flight to that node.
-type Slot = RwLock<Option<(SocketAddr, SocketAddr)>>;
+/// Where a node answers (HTTP, RESP, and which process: 0, then 1 after its restart), or
+/// `None` while it is drained for its restart. A load thread holds the read lock for the whole
+/// of a request, so taking the write lock waits until nothing is in flight to that node. A
+/// thread drops a connection made to an earlier process of the node (the restarted node
+/// listens on the same RESP address).
+type Slot = RwLock<Option<(SocketAddr, SocketAddr, u32)>>;
 
 struct Shared {
     stop: AtomicBool,
@@ -204,7 +206,7 @@ impl Pacer {
 /// One HTTP load thread: latencies in µs.
 fn http_load(shared: &Shared, seed: u64, rate: f64) -> Vec<u32> {
     let mut rng = Rng(seed | 1);
-    let mut conns: Vec<Option<Http>> = (0..NODES).map(|_| None).collect();
+    let mut conns: Vec<Option<(u32, Http)>> = (0..NODES).map(|_| None).collect();
     let mut lat = Vec::new();
     let mut pacer = Pacer::new(rate);
     let mut turn = seed as usize;
@@ -213,16 +215,16 @@ fn http_load(shared: &Shared, seed: u64, rate: f64) -> Vec<u32> {
         turn += 1;
         let node = turn % NODES;
         let slot = shared.slots[node].read();
-        let Some((http, _)) = *slot else {
+        let Some((http, _, process)) = *slot else {
             conns[node] = None;
             continue;
         };
-        if conns[node].as_ref().is_some_and(|c| c.addr != http) {
+        if conns[node].as_ref().is_some_and(|(p, _)| *p != process) {
             conns[node] = None;
         }
         if conns[node].is_none() {
             match Http::open(http) {
-                Ok(c) => conns[node] = Some(c),
+                Ok(c) => conns[node] = Some((process, c)),
                 Err(e) => {
                     shared.requests.fetch_add(1, Ordering::Relaxed);
                     shared.error(format!("node{}: connect: {e}", node + 1));
@@ -230,7 +232,7 @@ fn http_load(shared: &Shared, seed: u64, rate: f64) -> Vec<u32> {
                 }
             }
         }
-        let conn = conns[node].as_mut().unwrap();
+        let (_, conn) = conns[node].as_mut().unwrap();
         let roll = rng.below(100);
         let revoked = shared.revoked_upto.load(Ordering::Acquire);
         let (path, token, expect): (String, Option<&str>, &[u16]) = match roll {
@@ -297,8 +299,7 @@ fn http_load(shared: &Shared, seed: u64, rate: f64) -> Vec<u32> {
 /// One RESP load thread: pipelines of `pipeline` `CHECK`s; latencies (per pipeline) in µs.
 fn resp_load(shared: &Shared, seed: u64, rate: f64, pipeline: usize) -> Vec<u32> {
     let mut rng = Rng(seed | 1);
-    let mut conns: Vec<Option<(SocketAddr, BufReader<TcpStream>)>> =
-        (0..NODES).map(|_| None).collect();
+    let mut conns: Vec<Option<(u32, BufReader<TcpStream>)>> = (0..NODES).map(|_| None).collect();
     let mut lat = Vec::new();
     let mut pacer = Pacer::new(rate / pipeline as f64);
     let mut turn = seed as usize;
@@ -309,11 +310,11 @@ fn resp_load(shared: &Shared, seed: u64, rate: f64, pipeline: usize) -> Vec<u32>
         turn += 1;
         let node = turn % NODES;
         let slot = shared.slots[node].read();
-        let Some((_, resp)) = *slot else {
+        let Some((_, resp, process)) = *slot else {
             conns[node] = None;
             continue;
         };
-        if conns[node].as_ref().is_some_and(|(a, _)| *a != resp) {
+        if conns[node].as_ref().is_some_and(|(p, _)| *p != process) {
             conns[node] = None;
         }
         if conns[node].is_none() {
@@ -323,7 +324,7 @@ fn resp_load(shared: &Shared, seed: u64, rate: f64, pipeline: usize) -> Vec<u32>
                 Ok(s)
             });
             match opened {
-                Ok(s) => conns[node] = Some((resp, BufReader::new(s))),
+                Ok(s) => conns[node] = Some((process, BufReader::new(s))),
                 Err(e) => {
                     shared
                         .requests
@@ -442,7 +443,9 @@ fn wait_refused_everywhere(shared: &Shared, token: &str) -> Result<(), String> {
     let deadline = Instant::now() + WAIT;
     for (n, slot) in shared.slots.iter().enumerate() {
         loop {
-            let Some((http, _)) = *slot.read() else { break };
+            let Some((http, _, _)) = *slot.read() else {
+                break;
+            };
             let r = try_request(
                 http,
                 "GET",
@@ -509,7 +512,7 @@ fn reload(shared: &Shared, nodes: &[Node], from: u64, to: u64) -> Result<(), Str
     }
     let deadline = Instant::now() + WAIT;
     for (i, n) in nodes.iter().enumerate() {
-        let Some((http, _)) = *shared.slots[i].read() else {
+        let Some((http, _, _)) = *shared.slots[i].read() else {
             continue;
         };
         loop {
@@ -579,7 +582,7 @@ fn main() {
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         slots: (0..NODES)
-            .map(|i| RwLock::new(Some((nodes[i].http, resp_ports[i]))))
+            .map(|i| RwLock::new(Some((nodes[i].http, resp_ports[i], 0))))
             .collect(),
         revoked_upto: AtomicUsize::new(0),
         valid,
@@ -655,16 +658,16 @@ fn main() {
             restarted = true;
             let mut nodes = nodes.lock().unwrap();
             let last = NODES - 1;
+            let t0 = Instant::now();
             *shared.slots[last].write() = None;
             nodes[last].terminate();
-            let t0 = Instant::now();
             nodes[last].spawn();
             record_pid(nodes[last].pid());
             wait_converged_membership(&nodes);
-            *shared.slots[last].write() = Some((nodes[last].http, resp_ports[last]));
+            *shared.slots[last].write() = Some((nodes[last].http, resp_ports[last], 1));
             rss.push((last, start.elapsed().as_secs_f64(), Vec::new()));
             eprintln!(
-                "soak: {t:.0} s: node{} restarted, taking load again after {} ms",
+                "soak: {t:.0} s: node{} drained, stopped, started again and taking load after {} ms",
                 last + 1,
                 t0.elapsed().as_millis()
             );
