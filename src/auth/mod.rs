@@ -165,6 +165,10 @@ pub struct AuthOutcomes {
     pub revoked: AtomicU64,
     pub invalid_api_key: AtomicU64,
     pub keys_unavailable: AtomicU64,
+    /// Tokens whose signature was checked: those that missed the cache and passed every cheap
+    /// check first (size, shape, algorithm, issuer, key by `kid`). A flood of garbage or
+    /// forged tokens must leave it still.
+    pub signature_checks: AtomicU64,
 }
 
 impl AuthOutcomes {
@@ -685,6 +689,9 @@ impl Authenticator {
             return Err(AuthError::AlgorithmNotAllowed.into());
         }
         let message = p.signing_input.as_bytes();
+        self.outcomes
+            .signature_checks
+            .fetch_add(1, Ordering::Relaxed);
         if !candidates
             .iter()
             .any(|k| k.verify(p.alg, message, p.signature_b64))

@@ -349,6 +349,62 @@ fn a_flood_of_new_keys_does_not_reset_a_denied_or_busy_key() {
     );
 }
 
+/// A denied key, a key in use and a denied sliding log held through `flood` distinct new
+/// keys at full speed against a cap of `cap`: the state count never exceeds the cap (checked
+/// every 1,000 keys), and each of the three keeps its count.
+fn held_through_a_flood(cap: usize, flood: u32) {
+    let (l, _clock) = limiter(cap);
+    let s = spec("f", 5, 3600, Algorithm::SlidingWindow);
+    for _ in 0..5 {
+        assert!(one(&l, &s, "victim", 1).allowed);
+    }
+    assert!(!one(&l, &s, "victim", 1).allowed, "denied before the flood");
+    for _ in 0..3 {
+        assert!(one(&l, &s, "busy", 1).allowed);
+    }
+    let log = spec("login", 2, 3600, Algorithm::SlidingLog);
+    assert!(one(&l, &log, "victim", 2).allowed);
+    assert!(!one(&l, &log, "victim", 1).allowed);
+    let mut key = String::with_capacity(16);
+    for i in 0..flood {
+        key.clear();
+        std::fmt::Write::write_fmt(&mut key, format_args!("flood-{i}")).unwrap();
+        one(&l, &s, &key, 1);
+        if i % 1_000 == 0 {
+            assert!(
+                l.tracked_states() <= cap,
+                "{} states at key {i}",
+                l.tracked_states()
+            );
+        }
+    }
+    assert!(l.tracked_states() <= cap, "{}", l.tracked_states());
+    assert!(
+        l.evictions() >= u64::from(flood) - cap as u64,
+        "{} evictions",
+        l.evictions()
+    );
+    assert!(
+        !one(&l, &s, "victim", 1).allowed,
+        "the denied key kept its count through {flood} new keys"
+    );
+    assert!(!one(&l, &log, "victim", 1).allowed, "and its sliding log");
+    assert_eq!(
+        one(&l, &s, "busy", 0).deciding().remaining,
+        2,
+        "a key in use kept its count"
+    );
+}
+
+#[test]
+#[ignore = "2,000,000 keys take minutes in a debug build; tests/run.sh runs it in release"]
+fn a_denied_key_is_held_through_a_two_million_key_flood() {
+    // The flood of random keys an attacker who can mint keys sends: 2,000,000 distinct keys,
+    // a thousand times the cap of 2,000. The default suite floods 200,000 keys
+    // (a_flood_of_new_keys_does_not_reset_a_denied_or_busy_key); this is the full size.
+    held_through_a_flood(2_000, 2_000_000);
+}
+
 #[test]
 fn sweep_drops_idle_states() {
     let (l, c) = limiter(10_000);

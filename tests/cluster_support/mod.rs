@@ -165,8 +165,23 @@ impl Node {
         limits: Limits,
         netns: Option<&str>,
     ) -> Node {
+        Node::start_with(dir, ips, i, port, limits, netns, "")
+    }
+
+    /// [`Node::start`], with `extra` (whole TOML sections, such as `[resp]`) appended to the
+    /// configuration.
+    pub fn start_with(
+        dir: &Path,
+        ips: &[Ipv4Addr],
+        i: usize,
+        port: u16,
+        limits: Limits,
+        netns: Option<&str>,
+        extra: &str,
+    ) -> Node {
         let config = dir.join(format!("node{}.toml", i + 1));
-        std::fs::write(&config, config_text(dir, ips, i, port, limits)).unwrap();
+        let text = config_text(dir, ips, i, port, limits) + "\n" + extra;
+        std::fs::write(&config, text).unwrap();
         let mut node = Node {
             name: format!("node{}", i + 1),
             ip: ips[i],
@@ -231,6 +246,11 @@ impl Node {
             self.signal(libc::SIGTERM);
             let _ = self.child.take().unwrap().wait();
         }
+    }
+
+    /// The configuration file this node reads (at start and on SIGHUP).
+    pub fn config_path(&self) -> &Path {
+        &self.config
     }
 
     pub fn is_running(&self) -> bool {
