@@ -15,8 +15,9 @@
 //!   are not repaired), this node `fetch`es the peer's whole list and merges it (at most once
 //!   per peer every `min_fetch_spacing`). If this node holds more, the digests still differ
 //!   after the merge, and the peer repairs from this node the same way.
-//! - **Join.** A starting node is not ready until it has fetched the list of a ready, live
-//!   peer. When no such peer is seen within `join_timeout` it is ready alone: it is the first
+//! - **Join.** A starting node is not ready until it has fetched the lists of its ready, live
+//!   peers (up to eight, all at once, so that a revocation only its recorder holds yet is not
+//!   missed). When no such peer is seen within `join_timeout` it is ready alone: it is the first
 //!   node of its deployment, or cut off (then the anti-entropy repairs once it hears peers).
 //!
 //! What is received is merged into the store ([`RevocationStore::merge`], a join that never
@@ -440,8 +441,13 @@ async fn push_loop(shared: Arc<Shared>, addr: SocketAddr, mut queue: mpsc::Recei
     }
 }
 
-/// The join: not ready until the list of a ready, live peer is fetched and merged; ready
-/// alone when no such peer is seen within `join_timeout`.
+/// How many ready, live peers a joining node fetches from (the most recently heard first):
+/// every peer of a deployment of up to this many other pods, a bounded cost beyond.
+const JOIN_FANOUT: usize = 8;
+
+/// The join: not ready until the lists of the ready, live peers (up to [`JOIN_FANOUT`]) are
+/// fetched and merged, at least one of them successfully; ready alone when no such peer is
+/// seen within `join_timeout`.
 async fn join(shared: Arc<Shared>, membership: Arc<dyn Membership>, ready: ReadinessFlag) {
     ready.set(false);
     let o = &shared.options;
@@ -455,18 +461,38 @@ async fn join(shared: Arc<Shared>, membership: Arc<dyn Membership>, ready: Readi
             .filter(|p| p.state != PeerState::Down && p.values.ready && *p.name != *shared.name)
             .collect();
         candidates.sort_by_key(|p| (p.state, p.last_heard));
+        candidates.truncate(JOIN_FANOUT);
+        // Every candidate at once, not the first that answers: a revocation is acknowledged
+        // by the node that recorded it before its pushes land, so for a moment only that
+        // node holds it, and a join that fetched from one other peer would miss it.
+        let mut fetches = tokio::task::JoinSet::new();
         for p in &candidates {
-            match conn::fetch(&shared, p.values.plane).await {
+            let (shared, name, addr) = (Arc::clone(&shared), p.name.clone(), p.values.plane);
+            fetches.spawn(async move { (name, conn::fetch(&shared, addr).await) });
+        }
+        let (mut joined, mut learnt_total) = (0usize, 0usize);
+        while let Some(done) = fetches.join_next().await {
+            let Ok((name, result)) = done else { continue };
+            match result {
                 Ok(learnt) => {
                     count_repaired(&shared, learnt);
-                    tracing::info!(peer = %p.name, learnt, "revocation plane: joined with the revocations of a peer");
-                    ready.set(true);
-                    return;
+                    joined += 1;
+                    learnt_total += learnt;
+                    tracing::debug!(peer = %name, learnt, "revocation plane: fetched a peer's revocations to join");
                 }
                 Err(e) => {
-                    tracing::warn!(peer = %p.name, reason = e.as_str(), "revocation plane: could not fetch a peer's revocations to join; trying others");
+                    tracing::warn!(peer = %name, reason = e.as_str(), "revocation plane: could not fetch a peer's revocations to join; trying others");
                 }
             }
+        }
+        if joined > 0 {
+            tracing::info!(
+                peers = joined,
+                learnt = learnt_total,
+                "revocation plane: joined with the revocations of its ready peers"
+            );
+            ready.set(true);
+            return;
         }
         if candidates.is_empty() && Instant::now() >= deadline {
             tracing::info!(
