@@ -318,6 +318,34 @@ async fn a_joining_node_is_ready_only_once_it_has_fetched_every_revocation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_gets_what_only_one_of_its_peers_holds() {
+    // No digest repair during the test (an hour's grace), so what a joiner has at ready it
+    // got from its join fetches. A revocation acknowledged by its recorder is for a moment
+    // held by that node alone (its pushes are in flight): here each of a and b holds one the
+    // other does not, and the joiner must have both.
+    let quiet = || {
+        let mut o = options(60_000);
+        o.repair_grace = Duration::from_secs(3600);
+        o
+    };
+    let net = network();
+    let a = Node::start(&net, "a", store(), options(50)).await;
+    until("a ready alone", || a.ready.get()).await;
+    let b = Node::start(&net, "b", store(), quiet()).await;
+    until("b ready", || b.ready.get()).await;
+    let (only_a, only_b) = (jti("only-on-a"), jti("only-on-b"));
+    a.store.merge([only_a.clone()]).unwrap();
+    b.store.merge([only_b.clone()]).unwrap();
+    let c = Node::start(&net, "c", store(), quiet()).await;
+    until("c ready", || c.ready.get()).await;
+    assert!(c.has(&only_a), "the joiner has what only a held");
+    assert!(c.has(&only_b), "the joiner has what only b held");
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_alone_is_ready_after_the_join_timeout() {
     let net = network();
     let start = Instant::now();
