@@ -124,3 +124,75 @@ async fn resp_at_the_cap_the_oldest_idle_connection_makes_room() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn http_when_none_is_idle_the_longest_half_sent_request_makes_room() {
+    let mut c = config(&[], &[]);
+    c.server.max_connections = 3;
+    let (server, _clock) = start(c).await;
+    // Every slot holds half a request head (a slow-sending client), the oldest first; the
+    // second trickles more bytes after the others, which does not make it the youngest.
+    let mut oldest = tcp_client(&server).await;
+    oldest.send("GET /healthz HTTP/1.1\r\n").await;
+    let mut trickling = tcp_client(&server).await;
+    trickling.send("GET /healthz HTTP/1.1\r\n").await;
+    let mut youngest = tcp_client(&server).await;
+    youngest.send("GET /healthz HTTP/1.1\r\n").await;
+    eventually("three stalled connections", || {
+        server.http_stalled_connections() == 3
+    })
+    .await;
+    trickling.send("Accept: */*\r\n").await;
+    eventually("three stalled connections again", || {
+        server.http_stalled_connections() == 3
+    })
+    .await;
+
+    let started = Instant::now();
+    let mut newcomer = tcp_client(&server).await;
+    assert_eq!(newcomer.get("/healthz").await.status, 200);
+    assert!(started.elapsed() < SERVED_WITHIN, "{:?}", started.elapsed());
+    oldest.expect_closed().await;
+
+    // The others finish their requests.
+    for c in [&mut trickling, &mut youngest] {
+        c.send("Host: t\r\n\r\n").await;
+        assert_eq!(c.read_response().await.expect("answered").status, 200);
+    }
+    let text = String::from_utf8(server.gate().render_metrics()).unwrap();
+    assert!(
+        text.contains("tollgate_connections_evicted_total{listener=\"http_tcp\"} 1"),
+        "{text}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp_when_none_is_idle_the_longest_half_sent_command_makes_room() {
+    let s = resp_support::start_with(|o| o.max_connections = 2);
+    let door = s.server.door().clone();
+    let mut oldest = TcpStream::connect(s.tcp()).await.unwrap();
+    oldest.write_all(b"*1\r\n$4\r\nPI").await.unwrap();
+    let mut younger = TcpStream::connect(s.tcp()).await.unwrap();
+    younger.write_all(b"*1\r\n$4\r\nPI").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while door.occupancy().stalled() != 2 {
+        assert!(Instant::now() < deadline, "never settled");
+        tokio::task::yield_now().await;
+    }
+
+    let started = Instant::now();
+    let mut newcomer = TcpStream::connect(s.tcp()).await.unwrap();
+    ping(&mut newcomer).await;
+    assert!(started.elapsed() < SERVED_WITHIN, "{:?}", started.elapsed());
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), oldest.read_to_end(&mut rest))
+        .await
+        .expect("the longest-stalled connection is closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without a word: {rest:?}");
+    younger.write_all(b"NG\r\n").await.unwrap();
+    let mut pong = [0u8; 7];
+    younger.read_exact(&mut pong).await.unwrap();
+    assert_eq!(&pong, b"+PONG\r\n");
+}

@@ -426,7 +426,9 @@ pub async fn serve_fast<S>(
                         return;
                     }
                 },
-                _ = presence.idle_until_evicted(), if idle => {
+                // Idle, or stalled with part of a head read: either may be closed at the
+                // cap (idle ones first) to make room for a new connection.
+                _ = presence.waiting_until_evicted(!idle) => {
                     let _ = io.shutdown().await;
                     return;
                 }
