@@ -74,6 +74,7 @@ struct Node {
     addr: std::net::SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    membership: Arc<tollgate::cluster::membership::MemoryMembership>,
 }
 
 impl Node {
@@ -112,6 +113,7 @@ impl Node {
         };
         let task = plane.spawn(listener, shutdown_rx);
         assert!(!ready.get(), "not ready before the join");
+        let view = membership.clone();
         let publisher = {
             let (store, ready) = (store.clone(), ready.clone());
             tokio::spawn(async move {
@@ -129,7 +131,16 @@ impl Node {
             addr,
             shutdown,
             tasks: vec![task, publisher],
+            membership: view,
         }
+    }
+
+    /// Whether this node's membership view shows `peer` ready (its published value).
+    fn sees_ready(&self, peer: &str) -> bool {
+        self.membership
+            .peers()
+            .iter()
+            .any(|p| &*p.name == peer && p.values.ready)
     }
 
     fn has(&self, r: &Revocation) -> bool {
@@ -333,6 +344,8 @@ async fn a_joining_node_gets_what_only_one_of_its_peers_holds() {
     until("a ready alone", || a.ready.get()).await;
     let b = Node::start(&net, "b", store(), quiet()).await;
     until("b ready", || b.ready.get()).await;
+    // Its readiness published, so that a joiner sees it among the ready peers.
+    until("a sees b ready", || a.sees_ready("b")).await;
     let (only_a, only_b) = (jti("only-on-a"), jti("only-on-b"));
     a.store.merge([only_a.clone()]).unwrap();
     b.store.merge([only_b.clone()]).unwrap();

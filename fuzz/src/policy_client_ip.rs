@@ -63,11 +63,13 @@ pub fn run(data: &[u8]) {
     }
 }
 
-/// Whether the address occurs in some header value (in a form that parses to it).
+/// Whether the address occurs in some header value (in a form that parses to it). An IPv6
+/// address may carry a zone (`[fe80::1%2]:80`, as a socket address): the zone only says which
+/// link of the sender it is on, so the address counts as mentioned without it.
 fn mentioned(headers: &HeaderMap, ip: IpAddr) -> bool {
     headers.values().any(|v| {
         String::from_utf8_lossy(v.as_bytes())
-            .split([',', ' ', '\t', '[', ']'])
+            .split([',', ' ', '\t', '[', ']', '%'])
             .any(|tok| {
                 tok.parse::<IpAddr>().is_ok_and(|t| t.to_canonical() == ip)
                     || tok
