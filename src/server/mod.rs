@@ -539,12 +539,6 @@ impl ServerHandle {
         self.http_slots.occupancy().idle()
     }
 
-    /// HTTP connections (TCP and Unix socket) stalled now: part of a request head read,
-    /// waiting for the rest. At the cap, when none is idle, the one stalled longest makes room.
-    pub fn http_stalled_connections(&self) -> usize {
-        self.http_slots.occupancy().stalled()
-    }
-
     /// The memory budget of every connection's buffers, both doors.
     pub fn connection_budget(&self) -> &Arc<budget::ConnectionBudget> {
         &self.budget

@@ -1,22 +1,16 @@
-//! Which open connections are waiting for their client, and since when: at the connection
-//! cap the accept loop closes the connection that has been idle longest to make room for a
-//! new one ([`Occupancy::evict_oldest_idle`]).
+//! Which open connections are idle, and since when: at the connection cap the accept loop
+//! closes the connection that has been idle longest to make room for a new one
+//! ([`Occupancy::evict_oldest_idle`]).
 //!
 //! Why: a cap that only refuses lets anyone who can open sockets lock everyone else out by
-//! holding connections that send nothing, or send a request a byte at a time. Idle
-//! connections (a keep-alive connection waiting for its next request, a fresh one that has
-//! sent nothing yet) are the cheapest to lose: the client has nothing outstanding and
-//! reconnects. So they go first, the oldest first. Only when none is idle does a **stalled**
-//! connection go: one whose client sent part of a request (a partial head or command) and
-//! then made it wait, the one whose request has been in progress longest first — that is what
-//! a slow-sending attack holds, and a real client whose request takes that long at a full
-//! cap is the least harmed by a retry. A connection whose request is complete (being
-//! decided, or its answer written) is never evicted.
+//! holding connections that send nothing. Idle connections (a keep-alive connection waiting
+//! for its next request, a fresh one that has sent nothing yet) are the cheapest to lose: the
+//! client has nothing outstanding and reconnects. A connection in the middle of a request or
+//! of its answer (a partial head or command read, a reply being written) is never evicted.
 //!
 //! Each connection has one [`Presence`]: an atomic word that is either busy, evicted, or the
-//! instant it began waiting (with a bit that says stalled). The door marks it waiting only
-//! when a read would wait ([`Presence::idle_until_evicted`] or
-//! [`Presence::stalled_until_evicted`] is polled only then, after the read), and busy again
+//! instant it became idle. The door marks it idle only when a read would wait
+//! ([`Presence::idle_until_evicted`] is polled only then, after the read), and busy again
 //! when bytes arrive ([`Presence::busy`]: one relaxed load when it is already busy), so a
 //! pipelined connection pays nothing per request. The registry's lock is taken when a
 //! connection opens or closes, and by an eviction, which scans the open connections: that
@@ -32,34 +26,23 @@ use tokio::sync::Notify;
 const BUSY: u64 = 0;
 /// The state word of a connection chosen for eviction: it closes at its next look.
 const EVICTED: u64 = u64::MAX;
-/// Set in the state word of a waiting connection with part of a request read: evicted only
-/// when no connection is idle.
-const STALLED: u64 = 1 << 62;
 
 /// One connection's state word, and how it is woken when evicted.
 #[derive(Default)]
 struct Entry {
-    /// [`BUSY`], [`EVICTED`], or the instant it began waiting ([`stamp`]), with [`STALLED`]
-    /// when part of a request has been read.
+    /// [`BUSY`], [`EVICTED`], or the instant it became idle ([`stamp`]).
     state: AtomicU64,
     evicted: Notify,
 }
 
 /// Nanoseconds since the first call in this process, plus one: a word that is neither
-/// [`BUSY`] nor [`EVICTED`] and has no [`STALLED`] bit, and orders connections by when they
-/// began waiting.
+/// [`BUSY`] nor [`EVICTED`], and orders connections by when they became idle.
 fn stamp() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let nanos = EPOCH.get_or_init(Instant::now).elapsed().as_nanos();
     u64::try_from(nanos)
-        .unwrap_or(STALLED - 1)
-        .clamp(1, STALLED - 1)
-}
-
-/// The eviction order of a waiting connection's state word: idle before stalled, then the
-/// one waiting (or, stalled, with its request in progress) longest.
-fn eviction_order(state: u64) -> (bool, u64) {
-    (state & STALLED != 0, state & !STALLED)
+        .unwrap_or(EVICTED - 1)
+        .clamp(1, EVICTED - 1)
 }
 
 /// The open connections of one connection cap, and which of them are idle.
@@ -95,13 +78,11 @@ impl Occupancy {
             registry: self.clone(),
             index,
             entry,
-            stalled_since: AtomicU64::new(0),
         }
     }
 
-    /// Tells the connection that has been idle longest to close, or, when none is idle, the
-    /// stalled one whose request has been in progress longest. False when no connection is
-    /// waiting (every one is busy, or already evicted and closing).
+    /// Tells the connection that has been idle longest to close. False when no connection
+    /// is idle (every one is busy, or already evicted and closing).
     pub fn evict_oldest_idle(&self) -> bool {
         // A connection that becomes busy between the scan and the exchange is skipped: the
         // next scan sees it busy.
@@ -115,7 +96,7 @@ impl Occupancy {
                         let s = entry.state.load(Ordering::Relaxed);
                         (s != BUSY && s != EVICTED).then(|| (s, entry.clone()))
                     })
-                    .min_by_key(|(state, _)| eviction_order(*state))
+                    .min_by_key(|(since, _)| *since)
             };
             let Some((since, entry)) = oldest else {
                 return false;
@@ -132,26 +113,15 @@ impl Occupancy {
         false
     }
 
-    /// Connections idle now, not counting stalled ones (for tests and diagnostics; scans
-    /// every connection).
+    /// Connections idle now (for tests and diagnostics; scans every connection).
     pub fn idle(&self) -> usize {
-        self.count(|s| s & STALLED == 0)
-    }
-
-    /// Connections stalled now: part of a request read, waiting for the rest (for tests and
-    /// diagnostics; scans every connection).
-    pub fn stalled(&self) -> usize {
-        self.count(|s| s & STALLED != 0)
-    }
-
-    fn count(&self, waiting: impl Fn(u64) -> bool) -> usize {
         let e = self.entries.lock();
         e.slots
             .iter()
             .flatten()
             .filter(|entry| {
                 let s = entry.state.load(Ordering::Relaxed);
-                s != BUSY && s != EVICTED && waiting(s)
+                s != BUSY && s != EVICTED
             })
             .count()
     }
@@ -162,9 +132,6 @@ pub struct Presence {
     registry: Arc<Occupancy>,
     index: usize,
     entry: Arc<Entry>,
-    /// When the request now half-read began to wait ([`stamp`]), or 0: a stalled
-    /// connection's place in the eviction order is kept while its bytes trickle in.
-    stalled_since: AtomicU64,
 }
 
 impl Presence {
@@ -172,45 +139,11 @@ impl Presence {
     /// evicted. Poll it only while the connection waits for bytes with nothing half-read,
     /// and call [`busy`](Self::busy) when bytes arrive.
     pub async fn idle_until_evicted(&self) {
-        self.stalled_since.store(0, Ordering::Relaxed);
         let _ =
             self.entry
                 .state
                 .compare_exchange(BUSY, stamp(), Ordering::AcqRel, Ordering::Relaxed);
         self.entry.evicted.notified().await
-    }
-
-    /// Marks the connection stalled (part of a request read, waiting for the rest) since the
-    /// request first waited, and resolves once it is evicted. Poll it only while the
-    /// connection waits for bytes with part of a request read, and call
-    /// [`busy`](Self::busy) when bytes arrive. A client that sends its request a byte at a
-    /// time keeps the place of the request's first wait, not of its last byte.
-    pub async fn stalled_until_evicted(&self) {
-        let since = match self.stalled_since.load(Ordering::Relaxed) {
-            0 => {
-                let now = stamp();
-                self.stalled_since.store(now, Ordering::Relaxed);
-                now
-            }
-            since => since,
-        };
-        let _ = self.entry.state.compare_exchange(
-            BUSY,
-            since | STALLED,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
-        self.entry.evicted.notified().await
-    }
-
-    /// [`idle_until_evicted`](Self::idle_until_evicted) when nothing is half-read, else
-    /// [`stalled_until_evicted`](Self::stalled_until_evicted).
-    pub async fn waiting_until_evicted(&self, half_read: bool) {
-        if half_read {
-            self.stalled_until_evicted().await
-        } else {
-            self.idle_until_evicted().await
-        }
     }
 
     /// Marks the connection busy: bytes arrived. False when it was evicted meanwhile (then
@@ -269,42 +202,6 @@ mod tests {
         assert!(!occupancy.evict_oldest_idle(), "nothing idle is left");
         drop(old);
         assert_eq!(occupancy.entries.lock().free.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn stalled_connections_go_only_when_none_is_idle_the_longest_stalled_first() {
-        let occupancy = Arc::new(Occupancy::default());
-        let first = occupancy.register();
-        let second = occupancy.register();
-        let idle = occupancy.register();
-        let mut first_wait = Box::pin(first.stalled_until_evicted());
-        assert!(futures_poll(first_wait.as_mut()).is_pending());
-        let second_wait = second.stalled_until_evicted();
-        tokio::pin!(second_wait);
-        assert!(futures_poll(second_wait.as_mut()).is_pending());
-        // The first one's bytes trickle: busy (its wait ends, as the door's select does), then
-        // stalled again, keeping its place.
-        drop(first_wait);
-        assert!(first.busy());
-        let first_again = first.stalled_until_evicted();
-        tokio::pin!(first_again);
-        assert!(futures_poll(first_again.as_mut()).is_pending());
-        let idle_wait = idle.idle_until_evicted();
-        tokio::pin!(idle_wait);
-        assert!(futures_poll(idle_wait.as_mut()).is_pending());
-        assert_eq!((occupancy.idle(), occupancy.stalled()), (1, 2));
-
-        // The idle one goes first although it began waiting last.
-        assert!(occupancy.evict_oldest_idle());
-        assert!(futures_poll(idle_wait.as_mut()).is_ready());
-        // Then the stalled one whose request has waited longest, although its last byte came
-        // after the other's.
-        assert!(occupancy.evict_oldest_idle());
-        assert!(futures_poll(first_again.as_mut()).is_ready());
-        assert!(!first.busy());
-        assert!(futures_poll(second_wait.as_mut()).is_pending());
-        assert!(second.busy());
-        assert!(!occupancy.evict_oldest_idle(), "nothing is waiting");
     }
 
     fn futures_poll<F: std::future::Future>(

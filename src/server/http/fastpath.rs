@@ -426,9 +426,7 @@ pub async fn serve_fast<S>(
                         return;
                     }
                 },
-                // Idle, or stalled with part of a head read: either may be closed at the
-                // cap (idle ones first) to make room for a new connection.
-                _ = presence.waiting_until_evicted(!idle) => {
+                _ = presence.idle_until_evicted(), if idle => {
                     let _ = io.shutdown().await;
                     return;
                 }

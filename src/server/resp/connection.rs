@@ -306,10 +306,9 @@ pub(super) async fn serve_connection<S>(
             },
             // Any change of phase is at least `Draining` (or the door is gone).
             _ = phase.changed() => return,
-            // Polled only when the read would wait: a connection with nothing half-read
-            // (idle), or, when none is idle, one with part of a command read (stalled), may
+            // Polled only when the read would wait: a connection with nothing half-read may
             // be closed at the cap to make room for a new one.
-            _ = presence.waiting_until_evicted(!idle) => return,
+            _ = presence.idle_until_evicted(), if idle => return,
         }
     }
 }
